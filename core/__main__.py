@@ -1,0 +1,5 @@
+"""``python -m liftwatch``."""
+
+from liftwatch.cli import main
+
+main()

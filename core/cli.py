@@ -1,0 +1,94 @@
+"""The ``liftwatch`` command: one sub-command per process, plus administration.
+
+Each package contributes its own sub-commands in its ``cli.py`` (a ``typer.Typer``); this module
+only wires them under their names, so the command list reads like the architecture. Process
+commands (gateway, writer, rules, alerts, api) run until SIGINT/SIGTERM and then stop cleanly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from liftwatch import db
+from liftwatch.config import CommonSettings
+from liftwatch.runtime import configure_logging
+
+app = typer.Typer(
+    name="liftwatch",
+    help="Remote monitoring of elevators: ingest, fault rules, incidents, rescue, statistics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
+registry_app = typer.Typer(help="Equipment registry.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(registry_app, name="registry")
+
+# name -> "module:attribute" of a typer app contributed by a package.
+_SUBCOMMANDS: dict[str, str] = {
+    "gateway": "liftwatch.ingest.cli:gateway_app",
+    "writer": "liftwatch.ingest.cli:writer_app",
+    "terminals": "liftwatch.ingest.cli:terminals_app",
+    "rules": "liftwatch.rules.cli:app",
+    "alerts": "liftwatch.alerts.cli:app",
+    "api": "liftwatch.api.cli:app",
+    "token": "liftwatch.api.cli:token_app",
+    "simulate": "liftwatch.simulators.cli:app",
+    "report": "liftwatch.reports.cli:app",
+    "dashboards": "liftwatch.dashboards.cli:app",
+    "up": "liftwatch.platform:up_app",
+    "demo": "liftwatch.platform:demo_app",
+}
+
+
+def _wire_subcommands() -> None:
+    for name, target in _SUBCOMMANDS.items():
+        module_name, _, attribute = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            # A package that has not landed yet simply has no command.
+            if error.name and module_name.startswith(error.name):
+                continue
+            raise
+        sub = getattr(module, attribute, None)
+        if isinstance(sub, typer.Typer):
+            app.add_typer(sub, name=name)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending database migrations (idempotent)."""
+    configure_logging("INFO")
+    settings = CommonSettings()
+    with db.connect(settings.require_database_url()) as conn:
+        applied = db.migrate(conn)
+    typer.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+
+
+@registry_app.command("import")
+def registry_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="Registry CSV file.")],
+) -> None:
+    """Import (or update) elevators from a registry CSV: all rows or none."""
+    from liftwatch.registry import import_registry_file
+
+    configure_logging("WARNING")
+    settings = CommonSettings()
+    raise typer.Exit(import_registry_file(settings.require_database_url(), file))
+
+
+_wire_subcommands()
+
+
+def main() -> None:
+    """Entry point (``python -m liftwatch``)."""
+    logging.captureWarnings(True)
+    app()

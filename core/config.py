@@ -1,0 +1,162 @@
+"""Configuration of every liftwatch process, in one place.
+
+Each process gets its own settings class (a subclass of :class:`CommonSettings`), read from
+``LIFTWATCH_*`` environment variables (and an optional ``.env`` file). A wrong value fails at
+start with a message naming the variable. Components receive their settings as arguments;
+only the API keeps a module-level instance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_ENV = SettingsConfigDict(env_prefix="LIFTWATCH_", env_file=".env", extra="ignore", frozen=True)
+
+
+class CommonSettings(BaseSettings):
+    """Settings every process shares: where the broker, Kafka and the database are, topic names."""
+
+    model_config = _ENV
+
+    mqtt_url: str | None = Field(
+        default=None,
+        description="mqtt://[user:pass@]host:port of the MQTT broker; unset = start an embedded one (up/demo).",
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port] of Kafka; unset = start embedded tansu (up/demo)."
+    )
+    kafka_idempotent: bool = Field(
+        default=False,
+        description="Idempotent Kafka producer (enable with Apache Kafka; tansu does not implement it).",
+    )
+    kafka_compression: Literal["none", "gzip"] = "none"
+    database_url: str | None = Field(
+        default=None, description="postgresql:// URL; unset = start an embedded PostgreSQL (up/demo)."
+    )
+    state_dir: Path = Field(default=Path(".state"), description="Data folders of embedded services.")
+    topic_prefix: str = Field(default="", description="Prefix of every Kafka topic name (tests, multi-tenant).")
+    mqtt_topic_root: str = Field(default="", description="Prefix before lift/v1/... (tests isolate with it).")
+    site_timezone: str = "Asia/Shanghai"
+    default_language: Literal["zh", "en"] = "zh"
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus port; 0 = no listener.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp") or not parts.hostname:
+            raise ValueError("must look like mqtt://host:1883")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError("must be host:port[,host:port]")
+        return value
+
+    def topic(self, name: str) -> str:
+        """Full Kafka topic name for a logical topic (``telemetry``, ``faults``, ...)."""
+        return f"{self.topic_prefix}{name}"
+
+    def mqtt_topic(self, suffix: str) -> str:
+        """Full MQTT topic for ``lift/v1/...`` under the configured root."""
+        return f"{self.mqtt_topic_root}{suffix}"
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise SystemExit("LIFTWATCH_DATABASE_URL is not set (or use `liftwatch up`, which starts one).")
+        return self.database_url
+
+    def require_kafka(self) -> str:
+        if self.kafka_bootstrap is None:
+            raise SystemExit("LIFTWATCH_KAFKA_BOOTSTRAP is not set (or use `liftwatch up`, which starts one).")
+        return self.kafka_bootstrap
+
+    def require_mqtt(self) -> str:
+        if self.mqtt_url is None:
+            raise SystemExit("LIFTWATCH_MQTT_URL is not set (or use `liftwatch up`, which starts one).")
+        return self.mqtt_url
+
+
+class GatewaySettings(CommonSettings):
+    """`liftwatch gateway`: MQTT -> Kafka."""
+
+    gateway_group: str = Field(default="liftwatch", description="Shared-subscription group ($share/<group>/...).")
+    gateway_client_id: str = Field(default="", description="MQTT client id; empty = derived from host and pid.")
+    max_payload_bytes: int = Field(default=256 * 1024, gt=0)
+    max_future_skew_s: int = Field(default=24 * 3600, gt=0)
+    retention_days: int = Field(default=400, gt=0)
+    dedupe_window: int = Field(default=64, gt=0, description="Recent seq numbers remembered per terminal.")
+    max_in_flight: int = Field(default=2000, gt=0, description="MQTT messages awaiting Kafka ack at most.")
+
+
+class WriterSettings(CommonSettings):
+    """`liftwatch writer`: Kafka -> PostgreSQL."""
+
+    writer_group: str = "liftwatch-writer"
+    writer_batch_max: int = Field(default=20_000, gt=0)
+    writer_batch_wait_ms: int = Field(default=200, ge=0)
+
+
+class RulesSettings(CommonSettings):
+    """`liftwatch rules`: the fault rule engine."""
+
+    rules_group: str = "liftwatch-rules"
+    rules_batch_max: int = Field(default=50_000, gt=0)
+    rules_batch_wait_ms: int = Field(default=100, ge=0)
+    allowed_lateness_ms: int = Field(default=5_000, ge=0)
+    rules_overrides: Path | None = Field(default=None, description="YAML/JSON file of per-rule/per-model thresholds.")
+
+
+class AlertsSettings(CommonSettings):
+    """`liftwatch alerts`: incidents, deadlines, notifications."""
+
+    alerts_group: str = "liftwatch-alerts"
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_max_attempts: int = Field(default=8, gt=0)
+    renotify_interval_s: int = Field(default=60, gt=0)
+    dispatch_deadline_s: int = Field(default=5 * 60, gt=0)
+    arrival_deadline_s: int = Field(default=30 * 60, gt=0)
+    auto_close_after_s: int = Field(default=24 * 3600, gt=0)
+    tick_interval_s: float = Field(default=1.0, gt=0)
+
+
+class ApiSettings(CommonSettings):
+    """`liftwatch api`: HTTP API and operator console."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    admin_token: SecretStr | None = Field(default=None, description="Bootstrap admin bearer token.")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
+class PlatformSettings(GatewaySettings, WriterSettings, RulesSettings, AlertsSettings, ApiSettings):
+    """`liftwatch up` / `demo`: every process in one, so the union of their settings."""

@@ -1,0 +1,160 @@
+"""Decoding of what terminals send over MQTT, with a precise reason for every refusal.
+
+Pure functions: bytes and the topic in, a decoded message (possibly with some samples refused)
+or a :class:`Rejection` out. The gateway turns rejections into dead letters and counters.
+
+Topics (under an optional root prefix, see ``CommonSettings.mqtt_topic_root``):
+
+* ``lift/v1/{terminal}/telemetry``: JSON per the telemetry contract;
+* ``lift/v1/{terminal}/status``: ``online`` / ``offline`` as plain text, or JSON
+  ``{"v": 1, "status": "online"}`` (the contract leaves the payload open; we accept both).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import msgspec
+
+from liftwatch.schema import DeadLetterReason, Sample, TelemetryMessage, TerminalStatus
+
+TELEMETRY_TOPIC_FILTER = "lift/v1/+/telemetry"
+STATUS_TOPIC_FILTER = "lift/v1/+/status"
+_TERMINAL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PATH_RE = re.compile(r"`(\$[^`]*)`")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an input was refused: a reason code, a detail a person can act on, the JSON path."""
+
+    reason: DeadLetterReason
+    detail: str
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A decoded telemetry message; ``refused`` holds samples dropped for their timestamps."""
+
+    message: TelemetryMessage
+    refused: tuple[Rejection, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TimeLimits:
+    """Bounds on sample timestamps relative to the receiver's clock."""
+
+    max_future_ms: int = 24 * 3600 * 1000
+    max_age_ms: int = 400 * 24 * 3600 * 1000
+
+
+_telemetry_decoder = msgspec.json.Decoder(TelemetryMessage)
+
+
+class _StatusJson(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    v: int
+    status: TerminalStatus
+
+
+_status_decoder = msgspec.json.Decoder(_StatusJson)
+
+
+def parse_topic(topic: str, root: str = "") -> tuple[str, str] | None:
+    """Split ``{root}lift/v1/{terminal}/{kind}`` into (terminal, kind); None if it is not one of ours."""
+    if not topic.startswith(root):
+        return None
+    parts = topic[len(root) :].split("/")
+    if len(parts) != 4 or parts[0] != "lift" or parts[1] != "v1" or parts[3] not in ("telemetry", "status"):
+        return None
+    if not _TERMINAL_RE.match(parts[2]):
+        return None
+    return parts[2], parts[3]
+
+
+def _schema_rejection(error: msgspec.ValidationError) -> Rejection:
+    text = str(error)
+    match = _PATH_RE.search(text)
+    path = match.group(1) if match else None
+    reason = DeadLetterReason.UNSUPPORTED_VERSION if path == "$.v" else DeadLetterReason.SCHEMA
+    return Rejection(reason, text, path)
+
+
+def decode_telemetry(
+    payload: bytes,
+    topic_terminal: str,
+    now_ms: int,
+    *,
+    max_bytes: int = 256 * 1024,
+    limits: TimeLimits = TimeLimits(),  # noqa: B008 - frozen dataclass, safe as a default
+) -> Accepted | Rejection:
+    """Decode one telemetry payload received on the topic of ``topic_terminal``.
+
+    A schema violation refuses the whole message (its other fields cannot be trusted); a sample
+    whose timestamp is too far in the future or older than the retention is refused alone and
+    the rest of the message is kept.
+    """
+    if len(payload) > max_bytes:
+        return Rejection(DeadLetterReason.OVERSIZED, f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    try:
+        message = _telemetry_decoder.decode(payload)
+    except msgspec.ValidationError as error:
+        return _schema_rejection(error)
+    except msgspec.DecodeError as error:
+        return Rejection(DeadLetterReason.UNDECODABLE, f"not valid JSON: {error}")
+    if message.terminal != topic_terminal:
+        return Rejection(
+            DeadLetterReason.TOPIC_MISMATCH,
+            f"payload terminal {message.terminal!r} does not match topic terminal {topic_terminal!r}",
+            "$.terminal",
+        )
+    newest_ok = now_ms + limits.max_future_ms
+    oldest_ok = now_ms - limits.max_age_ms
+    if all(oldest_ok <= s.ts <= newest_ok for s in message.samples):
+        return Accepted(message)
+    kept: list[Sample] = []
+    refused: list[Rejection] = []
+    for index, sample in enumerate(message.samples):
+        if sample.ts > newest_ok:
+            refused.append(
+                Rejection(
+                    DeadLetterReason.FUTURE_TIMESTAMP,
+                    f"ts {sample.ts} is {(sample.ts - now_ms) // 1000} s ahead of the receiver clock",
+                    f"$.samples[{index}].ts",
+                )
+            )
+        elif sample.ts < oldest_ok:
+            refused.append(
+                Rejection(
+                    DeadLetterReason.STALE_TIMESTAMP,
+                    f"ts {sample.ts} is older than the retention",
+                    f"$.samples[{index}].ts",
+                )
+            )
+        else:
+            kept.append(sample)
+    if not kept:
+        first = refused[0]
+        return Rejection(first.reason, f"every sample refused; first: {first.detail}", first.field)
+    return Accepted(msgspec.structs.replace(message, samples=kept), tuple(refused))
+
+
+def decode_status(payload: bytes, max_bytes: int = 1024) -> TerminalStatus | Rejection:
+    """Decode a status payload: ``online``/``offline`` as text or ``{"v": 1, "status": ...}``."""
+    if len(payload) > max_bytes:
+        return Rejection(DeadLetterReason.OVERSIZED, f"status payload of {len(payload)} bytes")
+    text = payload.strip()
+    if text == b"online":
+        return "online"
+    if text == b"offline":
+        return "offline"
+    try:
+        status = _status_decoder.decode(text)
+    except msgspec.ValidationError as error:
+        return _schema_rejection(error)
+    except msgspec.DecodeError:
+        return Rejection(DeadLetterReason.UNDECODABLE, "status must be 'online', 'offline' or JSON")
+    if status.v != 1:
+        return Rejection(DeadLetterReason.UNSUPPORTED_VERSION, f"status version {status.v}", "$.v")
+    return status.status

@@ -1,0 +1,57 @@
+"""Process plumbing shared by every long-running command: logging, signals, metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+log = logging.getLogger(__name__)
+
+Service = Callable[[asyncio.Event], Awaitable[None]]
+
+
+def configure_logging(level: str) -> None:
+    """One log format for every process."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def serve_until_signal(*services: Service) -> None:
+    """Run services concurrently until SIGINT/SIGTERM (or until one of them fails).
+
+    Each service gets the same ``stop`` event and must return soon after it is set; a service
+    that fails sets it for the others, so the process exits with the error instead of limping on.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def guarded(service: Service) -> None:
+        try:
+            await service(stop)
+        finally:
+            stop.set()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for service in services:
+                group.create_task(guarded(service))
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_services(*services: Service) -> None:
+    """Blocking entry point of a process command."""
+    asyncio.run(serve_until_signal(*services))
+
+
+def start_metrics(port: int, registry: CollectorRegistry) -> None:
+    """Expose ``registry`` on http://0.0.0.0:port/metrics (no-op for port 0)."""
+    if port:
+        start_http_server(port, registry=registry)
+        log.info("metrics on :%d/metrics", port)

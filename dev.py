@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""The two commands of the README, needing nothing but Python 3.11.
+
+    python3 dev.py demo   # install, then run the platform with a simulated fleet
+    python3 dev.py test   # install, then run the whole test suite
+    python3 dev.py check  # format check, lint, types, tests
+
+Installs into ./.venv (re-installed when pyproject.toml changes). Services that are not
+running are started by liftwatch itself (see docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+STAMP = VENV / ".liftwatch-installed"
+
+
+def run(*cmd: str | Path, **kwargs: object) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
+
+
+def install(extras: str) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("liftwatch needs Python 3.11 or newer")
+    if not (BIN / "python").exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest:
+        return
+    run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", f".[{extras}]" if extras else ".")
+    STAMP.write_text(digest)
+
+
+def ensure_browser() -> None:
+    """The console tests drive Debian's chromium; install it when we may (root with apt-get)."""
+    if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run("apt-get", "update", "-qq", env=env)
+        run("apt-get", "install", "-y", "-qq", "chromium", "fonts-noto-cjk", env=env)
+    else:
+        print("chromium is missing: install Debian's chromium package for the console tests", flush=True)
+
+
+def main() -> None:
+    command = sys.argv[1] if len(sys.argv) > 1 else "help"
+    rest = sys.argv[2:]
+    if command == "demo":
+        install("")
+        os.execv(BIN / "liftwatch", [str(BIN / "liftwatch"), "demo", *rest])
+    elif command == "test":
+        install("dev")
+        ensure_browser()
+        os.execv(BIN / "python", [str(BIN / "python"), "-m", "pytest", "-q", *rest])
+    elif command == "check":
+        install("dev")
+        run(BIN / "ruff", "format", "--check", ".")
+        run(BIN / "ruff", "check", ".")
+        run(BIN / "mypy")
+        os.execv(BIN / "python", [str(BIN / "python"), "-m", "pytest", "-q", *rest])
+    else:
+        print(__doc__)
+
+
+if __name__ == "__main__":
+    main()

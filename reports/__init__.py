@@ -1,0 +1,1 @@
+"""liftwatch.reports: regulator statistics and monthly reports."""
