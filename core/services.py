@@ -165,10 +165,10 @@ def start_amqtt(port: int | None = None) -> StartedService:
     return StartedService("mqtt (amqtt)", f"mqtt://127.0.0.1:{port}", proc)
 
 
-def start_mqtt(port: int | None = None) -> StartedService:
+def start_mqtt(port: int | None = None, workdir: Path | None = None) -> StartedService:
     """Start the best embedded MQTT broker available."""
     if mosquitto_binary() is not None:
-        return start_mosquitto(port)
+        return start_mosquitto(port, workdir=workdir)
     return start_amqtt(port)
 
 
