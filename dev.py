@@ -43,16 +43,23 @@ def install(extras: str) -> None:
     STAMP.write_text(digest)
 
 
-def ensure_browser() -> None:
-    """The console tests drive Debian's chromium; install it when we may (root with apt-get)."""
-    if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
+# Debian packages the test suite drives for real: the console runs in chromium (with a CJK
+# font so Chinese renders), and promtool validates the production Prometheus config.
+TEST_SYSTEM_PACKAGES = {"chromium": "/usr/bin/chromium", "fonts-noto-cjk": "/usr/share/fonts/opentype/noto",
+                        "prometheus": "/usr/bin/promtool"}
+
+
+def ensure_system_packages() -> None:
+    """Install the missing test packages when we may (root with apt-get), else say what is missing."""
+    missing = [name for name, path in TEST_SYSTEM_PACKAGES.items() if not Path(path).exists()]
+    if not missing:
         return
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         run("apt-get", "update", "-qq", env=env)
-        run("apt-get", "install", "-y", "-qq", "chromium", "fonts-noto-cjk", env=env)
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
     else:
-        print("chromium is missing: install Debian's chromium package for the console tests", flush=True)
+        print(f"missing Debian packages for some tests: {' '.join(missing)}", flush=True)
 
 
 def main() -> None:
@@ -63,7 +70,7 @@ def main() -> None:
         os.execv(BIN / "liftwatch", [str(BIN / "liftwatch"), "demo", *rest])
     elif command == "test":
         install("dev")
-        ensure_browser()
+        ensure_system_packages()
         os.execv(BIN / "python", [str(BIN / "python"), "-m", "pytest", "-q", *rest])
     elif command == "check":
         install("dev")
