@@ -12,9 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter
-
 from liftwatch.schema import DeadLetter, DeadLetterReason
+from prometheus_client import CollectorRegistry, Counter
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
 from liftwatch import db
 from liftwatch.config import CommonSettings
 from liftwatch.runtime import configure_logging

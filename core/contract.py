@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 
 import msgspec
-
 from liftwatch.schema import DeadLetterReason, Sample, TelemetryMessage, TerminalStatus
 
 TELEMETRY_TOPIC_FILTER = "lift/v1/+/telemetry"
@@ -87,7 +86,7 @@ def decode_telemetry(
     now_ms: int,
     *,
     max_bytes: int = 256 * 1024,
-    limits: TimeLimits = TimeLimits(),  # noqa: B008 - frozen dataclass, safe as a default
+    limits: TimeLimits = TimeLimits(),
 ) -> Accepted | Rejection:
     """Decode one telemetry payload received on the topic of ``topic_terminal``.
 

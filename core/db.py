@@ -105,9 +105,7 @@ def sync_pool(url: str, *, min_size: int = 1, max_size: int = 4, name: str = "li
     )
 
 
-async def async_pool(
-    url: str, *, min_size: int = 1, max_size: int = 8, name: str = "liftwatch"
-) -> AsyncConnectionPool:
+async def async_pool(url: str, *, min_size: int = 1, max_size: int = 8, name: str = "liftwatch") -> AsyncConnectionPool:
     """An opened asyncio pool returning dict rows."""
     pool = AsyncConnectionPool(
         url, min_size=min_size, max_size=max_size, name=name, open=False, kwargs={"row_factory": dict_row}

@@ -7,13 +7,13 @@ which does not implement InitProducerId.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-
 from liftwatch.config import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,9 @@ async def ensure_topics(settings: CommonSettings, partitions: dict[str, int] | N
         existing = set(await admin.list_topics())
         missing = [NewTopic(name, count, 1) for name, count in wanted.items() if name not in existing]
         if missing:
-            try:
+            # Another process may create one between our list and create: that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created it between list and create
             log.info("created topics %s", [t.name for t in missing])
     finally:
         await admin.close()

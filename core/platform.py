@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
 from liftwatch import db, services
 from liftwatch.config import PlatformSettings
 from liftwatch.kafka import ensure_topics
@@ -82,7 +81,9 @@ def available_processes(settings: PlatformSettings) -> dict[str, Service]:
             raise
         serve: Callable[[Any, asyncio.Event], Awaitable[None]] = module.serve
 
-        def bound(stop: asyncio.Event, serve: Callable[[Any, asyncio.Event], Awaitable[None]] = serve) -> Awaitable[None]:
+        def bound(
+            stop: asyncio.Event, serve: Callable[[Any, asyncio.Event], Awaitable[None]] = serve
+        ) -> Awaitable[None]:
             return serve(settings, stop)
 
         found[name] = bound

@@ -49,7 +49,9 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_for_port(host: str, port: int, timeout: float = START_TIMEOUT_S, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float = START_TIMEOUT_S, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until host:port accepts connections; fail early if ``proc`` died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -101,9 +103,21 @@ def start_tansu(port: int | None = None, log_file: Path | None = None) -> Starte
     address = f"tcp://127.0.0.1:{port}"
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
     proc = subprocess.Popen(
-        [tansu_binary(), "broker", "--listener-url", address, "--advertised-listener-url", address,
-         "--storage-engine", "memory://tansu/", "--cluster-id", "liftwatch"],
-        stdout=out, stderr=out, start_new_session=True,
+        [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
+            "--cluster-id",
+            "liftwatch",
+        ],
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
     )
     wait_for_port("127.0.0.1", port, proc=proc)
     return StartedService("kafka (tansu)", f"127.0.0.1:{port}", proc)
@@ -144,8 +158,9 @@ def start_mosquitto(port: int | None = None, config_extra: str = "", workdir: Pa
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "mosquitto.conf"
     conf.write_text(mosquitto_config(port, config_extra))
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     wait_for_port("127.0.0.1", port, proc=proc)
     return StartedService("mqtt (mosquitto)", f"mqtt://127.0.0.1:{port}", proc)
 
@@ -184,8 +199,12 @@ def debian_postgres_start() -> bool:
     if ctl is None or not versions.is_dir():
         return False
     for version in sorted(p.name for p in versions.iterdir()):
-        subprocess.run([ctl, "--skip-systemctl-redirect", version, "main", "start"], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [ctl, "--skip-systemctl-redirect", version, "main", "start"],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     with contextlib.suppress(ServiceUnavailable):
         wait_for_port("127.0.0.1", 5432, timeout=15)
         return True
@@ -197,7 +216,7 @@ def start_pgserver(data_dir: Path) -> StartedService:
     import pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     return StartedService("postgresql (pgserver)", uri, None, [server])
 

@@ -6,7 +6,6 @@ import datetime as dt
 
 import psycopg
 import pytest
-
 from liftwatch import db
 
 pytestmark = pytest.mark.integration
@@ -43,11 +42,29 @@ def test_plain_path_creates_daily_partitions_ahead(database_url: str) -> None:
 
 
 def test_sample_identity_prevents_duplicates(database_url: str) -> None:
-    row = ("T1", dt.datetime.now(dt.UTC), 7, 0, "normal", 3, True, "stop", 0.0, "closed", False, True,
-           None, False, True, None, False, False, dt.datetime.now(dt.UTC))
+    row = (
+        "T1",
+        dt.datetime.now(dt.UTC),
+        7,
+        0,
+        "normal",
+        3,
+        True,
+        "stop",
+        0.0,
+        "closed",
+        False,
+        True,
+        None,
+        False,
+        True,
+        None,
+        False,
+        False,
+        dt.datetime.now(dt.UTC),
+    )
     insert = (
-        "INSERT INTO telemetry VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-        " ON CONFLICT DO NOTHING"
+        "INSERT INTO telemetry VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
     )
     with psycopg.connect(database_url) as conn:
         conn.execute(insert, row)
