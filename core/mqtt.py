@@ -17,17 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
-
 from liftwatch.errors import ServiceUnavailable
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 # How long to wait for CONNACK/SUBACK before calling the broker unreachable.
 CONNECT_TIMEOUT_S = 10.0
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +131,22 @@ class MqttClient:
         self._connect_error: str | None = None
         self._subscriptions: list[tuple[str, int]] = []
         self._suback = threading.Event()
-        self._queue: asyncio.Queue[InboundMessage] | None = None
+        # Inbound messages cross from paho's thread through a deque (append/popleft are atomic);
+        # the loop is woken once per burst instead of once per message (see _on_message).
+        self._inbox: deque[InboundMessage] = deque()
+        self._inbox_ready: asyncio.Event | None = None
+        self._wakeup_pending = False
         self._pending_publishes = 0
+        # (limit, future) of a coroutine in wait_below(), resolved from paho's thread.
+        self._below: tuple[int, asyncio.Future[None]] | None = None
         self._lock = threading.Lock()
         self.on_connection_change: Callable[[bool], None] | None = None
 
     # --- paho thread callbacks (never block here) ---------------------------------------------
 
-    def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode,
-                    properties: object) -> None:
+    def _on_connect(
+        self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode, properties: object
+    ) -> None:
         if reason.is_failure:
             self._connect_error = str(reason)
             log.error("MQTT connect refused: %s", reason)
@@ -141,29 +154,53 @@ class MqttClient:
         self._connect_error = None
         self._connected.set()
         if self._subscriptions:
-            client.subscribe([(topic, paho.SubscribeOptions(qos=qos)) for topic, qos in self._subscriptions])
+            client.subscribe([(topic, SubscribeOptions(qos=qos)) for topic, qos in self._subscriptions])
         self._notify(True)
 
-    def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode,
-                       properties: object) -> None:
+    def _on_disconnect(
+        self, client: paho.Client, userdata: object, flags: object, reason: ReasonCode, properties: object
+    ) -> None:
         self._connected.clear()
         if reason.is_failure:
             log.warning("MQTT disconnected (%s); paho reconnects", reason)
         self._notify(False)
 
-    def _on_subscribe(self, client: paho.Client, userdata: object, mid: int, reasons: list[ReasonCode],
-                      properties: object) -> None:
+    def _on_subscribe(
+        self, client: paho.Client, userdata: object, mid: int, reasons: list[ReasonCode], properties: object
+    ) -> None:
         self._suback.set()
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
-        inbound = InboundMessage(message.topic, message.payload, message.qos, message.mid, self)
-        if self._loop is not None and self._queue is not None:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, inbound)
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # the broker should refuse these; never let one kill paho's thread
+            topic = f"<invalid utf-8 topic {message._topic[:200]!r}>"
+        payload = message.payload
+        if not isinstance(payload, bytes):
+            payload = bytes(payload)
+        self._inbox.append(InboundMessage(topic, payload, message.qos, message.mid, self))
+        # One call_soon_threadsafe per burst: it costs a lock and a self-pipe write, which at
+        # thousands of messages per second was the largest cost of the receive path.
+        if not self._wakeup_pending and self._loop is not None:
+            self._wakeup_pending = True
+            self._loop.call_soon_threadsafe(self._wake_receiver)
 
-    def _on_publish(self, client: paho.Client, userdata: object, mid: int, reason: ReasonCode,
-                    properties: object) -> None:
+    def _wake_receiver(self) -> None:
+        self._wakeup_pending = False  # before set(): a message appended after this schedules a new wake-up
+        if self._inbox_ready is not None:
+            self._inbox_ready.set()
+
+    def _on_publish(
+        self, client: paho.Client, userdata: object, mid: int, reason: ReasonCode, properties: object
+    ) -> None:
         with self._lock:
             self._pending_publishes -= 1
+            below = self._below
+            if below is None or self._pending_publishes >= below[0]:
+                return
+            self._below = None
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(_resolve, below[1])
 
     def _notify(self, up: bool) -> None:
         callback = self.on_connection_change
@@ -175,15 +212,18 @@ class MqttClient:
     async def connect(self) -> None:
         """Connect (starting paho's thread) and wait for the CONNACK."""
         self._loop = asyncio.get_running_loop()
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-        properties = Properties(PacketTypes.CONNECT)
+        if self._inbox_ready is None:
+            self._inbox_ready = asyncio.Event()
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.ReceiveMaximum = self._receive_maximum
         if self._persistent:
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
         self._client.connect_async(
-            self.address.host, self.address.port, keepalive=KEEPALIVE_S,
-            clean_start=not self._persistent, properties=properties,
+            self.address.host,
+            self.address.port,
+            keepalive=KEEPALIVE_S,
+            clean_start=not self._persistent,
+            properties=properties,
         )
         self._client.loop_start()
         ok = await asyncio.to_thread(self._connected.wait, CONNECT_TIMEOUT_S)
@@ -196,28 +236,55 @@ class MqttClient:
         """Subscribe (and re-subscribe after every reconnect)."""
         self._subscriptions.extend((topic, qos) for topic in filters)
         self._suback.clear()
-        result, _ = self._client.subscribe([(topic, paho.SubscribeOptions(qos=qos)) for topic in filters])
+        result, _ = self._client.subscribe([(topic, SubscribeOptions(qos=qos)) for topic in filters])
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise ServiceUnavailable(f"MQTT subscribe failed: {paho.error_string(result)}")
         if not await asyncio.to_thread(self._suback.wait, CONNECT_TIMEOUT_S):
             raise ServiceUnavailable("MQTT SUBACK not received")
 
+    async def _wait_inbox(self) -> None:
+        ready = self._inbox_ready
+        assert ready is not None, "connect() first"
+        while not self._inbox:
+            ready.clear()
+            if self._inbox:  # appended between the check and clear(); its wake-up may have run already
+                break
+            await ready.wait()
+
     async def receive(self) -> InboundMessage:
         """The next inbound message."""
-        assert self._queue is not None, "connect() first"
-        return await self._queue.get()
+        await self._wait_inbox()
+        return self._inbox.popleft()
+
+    async def receive_many(self, limit: int) -> list[InboundMessage]:
+        """Wait for at least one inbound message, then take every waiting one (at most ``limit``)."""
+        await self._wait_inbox()
+        inbox = self._inbox
+        count = min(limit, len(inbox))
+        return [inbox.popleft() for _ in range(count)]
 
     def receive_nowait(self) -> InboundMessage | None:
         """The next inbound message if one is waiting."""
-        assert self._queue is not None, "connect() first"
         try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
+            return self._inbox.popleft()
+        except IndexError:
             return None
+
+    @property
+    def waiting(self) -> int:
+        """Inbound messages received and not yet taken."""
+        return len(self._inbox)
 
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a received message (thread-safe)."""
         self._client.ack(mid, qos)
+
+    def ack_many(self, messages: Iterable[InboundMessage]) -> None:
+        """Acknowledge received messages, in the given (receive) order."""
+        ack = self._client.ack
+        for message in messages:
+            if message.qos > 0:
+                ack(message.mid, message.qos)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> paho.MQTTMessageInfo:
         """Queue a message for publishing (thread-safe); the returned info completes on PUBACK."""
@@ -234,10 +301,15 @@ class MqttClient:
         """Published messages not yet acknowledged by the broker."""
         return self._pending_publishes
 
-    async def wait_below(self, limit: int, poll_s: float = 0.002) -> None:
+    async def wait_below(self, limit: int) -> None:
         """Wait until fewer than ``limit`` publishes await their PUBACK (publisher back-pressure)."""
         while self._pending_publishes >= limit:
-            await asyncio.sleep(poll_s)
+            waiter = asyncio.get_running_loop().create_future()
+            with self._lock:
+                if self._pending_publishes < limit:
+                    return
+                self._below = (limit, waiter)
+            await waiter
 
     @property
     def connected(self) -> bool:

@@ -1,0 +1,102 @@
+"""Commands of the ingest package: ``liftwatch gateway``, ``liftwatch writer``, ``liftwatch terminals``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from liftwatch import db
+from liftwatch.config import CommonSettings, GatewaySettings, WriterSettings
+from liftwatch.runtime import configure_logging, run_services
+
+from .credentials import Role, export_broker_files, provision_account, provision_terminals
+from .errors import CredentialError
+
+gateway_app = typer.Typer(help="MQTT gateway: terminals' telemetry and status into Kafka.")
+writer_app = typer.Typer(help="Telemetry writer: Kafka into PostgreSQL.")
+terminals_app = typer.Typer(help="Terminal and service MQTT credentials, broker password file and ACL.")
+
+_DEFAULT_BROKER_DIR = Path("deploy/mosquitto")
+OutOption = Annotated[
+    Path, typer.Option("--out", help="Folder receiving the mosquitto `passwd` and `acl` files (then SIGHUP mosquitto).")
+]
+
+
+@gateway_app.callback(invoke_without_command=True)
+def gateway() -> None:
+    """Run a gateway until SIGINT/SIGTERM (scale out: several share the subscription)."""
+    from . import gateway as service
+
+    settings = GatewaySettings()
+    configure_logging(settings.log_level)
+
+    async def run(stop: asyncio.Event) -> None:
+        await service.serve(settings, stop)
+
+    run_services(run)
+
+
+@writer_app.callback(invoke_without_command=True)
+def writer() -> None:
+    """Run a writer until SIGINT/SIGTERM (scale out: a consumer group up to the partition count)."""
+    from . import writer as service
+
+    settings = WriterSettings()
+    configure_logging(settings.log_level)
+
+    async def run(stop: asyncio.Event) -> None:
+        await service.serve(settings, stop)
+
+    run_services(run)
+
+
+@terminals_app.command("provision")
+def provision(
+    terminal_ids: Annotated[list[str], typer.Argument(help="Terminal ids to create credentials for.")],
+    out: OutOption = _DEFAULT_BROKER_DIR,
+    rotate: Annotated[bool, typer.Option(help="Replace existing passwords.")] = False,
+) -> None:
+    """Create terminal credentials (passwords printed once) and rewrite the broker files."""
+    settings = CommonSettings()
+    with db.connect(settings.require_database_url()) as conn:
+        try:
+            issued = provision_terminals(conn, terminal_ids, rotate=rotate)
+        except CredentialError as error:
+            raise typer.BadParameter(str(error)) from error
+        passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
+    for item in issued:
+        typer.echo(f"{item.username}\t{item.password}")
+    typer.echo(f"wrote {passwd} and {acl}; reload mosquitto (SIGHUP) to apply", err=True)
+
+
+@terminals_app.command("account")
+def account(
+    username: Annotated[str, typer.Argument(help="Account name (not a terminal id).")],
+    role: Annotated[str, typer.Option(help="gateway (reads all terminals) or publisher (writes for all).")] = "gateway",
+    out: OutOption = _DEFAULT_BROKER_DIR,
+    rotate: Annotated[bool, typer.Option(help="Replace the existing password.")] = False,
+) -> None:
+    """Create a service account for the broker (password printed once) and rewrite the broker files."""
+    if role not in ("gateway", "publisher"):
+        raise typer.BadParameter("role must be gateway or publisher")
+    chosen: Role = "gateway" if role == "gateway" else "publisher"
+    settings = CommonSettings()
+    with db.connect(settings.require_database_url()) as conn:
+        try:
+            issued = provision_account(conn, username, chosen, rotate=rotate)
+        except CredentialError as error:
+            raise typer.BadParameter(str(error)) from error
+        passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
+    typer.echo(f"{issued.username}\t{issued.password}")
+    typer.echo(f"wrote {passwd} and {acl}; reload mosquitto (SIGHUP) to apply", err=True)
+
+
+@terminals_app.command("export")
+def export(out: OutOption = _DEFAULT_BROKER_DIR) -> None:
+    """Rewrite the broker password file and ACL from the database."""
+    settings = CommonSettings()
+    with db.connect(settings.require_database_url()) as conn:
+        passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
+    typer.echo(f"wrote {passwd} and {acl}")

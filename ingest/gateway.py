@@ -1,0 +1,238 @@
+"""``liftwatch gateway``: MQTT telemetry and status in, Kafka records out, nothing lost.
+
+The loop only moves data; decisions live in :mod:`liftwatch.ingest.handling` (decode, validate,
+deduplicate) and :mod:`liftwatch.ingest.sequence`. Per event-loop wake-up the gateway takes every
+MQTT message waiting, hands all their records to the producer, awaits Kafka's acknowledgement of
+the whole batch (acks=all) and only then sends the PUBACKs, in receive order. A crash before the
+PUBACK means the broker re-delivers (persistent session); the writer's primary key absorbs the
+copy that may already be in Kafka.
+
+Back-pressure: while Kafka does not acknowledge, nothing is acknowledged to MQTT, so the broker
+stops sending once ``max_in_flight`` (MQTT Receive Maximum) messages are unacknowledged, and
+keeps the rest queued in our session. The gateway retries the pending batches until Kafka answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from liftwatch.badinput import BadInputPolicy
+from liftwatch.config import GatewaySettings
+from liftwatch.contract import STATUS_TOPIC_FILTER, TELEMETRY_TOPIC_FILTER, TimeLimits
+from liftwatch.errors import ServiceUnavailable
+from liftwatch.kafka import ensure_topics, make_producer
+from liftwatch.mqtt import InboundMessage, MqttClient
+from liftwatch.schema import DeadLetterReason, encode_record
+from prometheus_client import CollectorRegistry
+
+from .handling import HandlerConfig, MessageHandler, OutRecord
+from .metrics import GatewayMetrics
+from .plumbing import RETRY_MAX_S, RETRY_MIN_S, process_registry, sleep_unless
+from .sequence import SequenceTracker
+
+log = logging.getLogger(__name__)
+
+# On stop, how long pending batches may take to reach Kafka before we leave them to re-delivery.
+DRAIN_TIMEOUT_S = 15.0
+# Producer linger: a short wait fills Kafka batches without adding visible latency.
+PRODUCER_LINGER_MS = 2
+
+
+def default_client_id() -> str:
+    """A client id stable across restarts on the same host, so the persistent session is resumed."""
+    return f"liftwatch-gateway-{socket.gethostname()}"
+
+
+def subscription_filters(settings: GatewaySettings) -> list[str]:
+    """Shared-subscription filters: several gateways in one group split the messages."""
+    root = settings.mqtt_topic_root
+    return [f"$share/{settings.gateway_group}/{root}{flt}" for flt in (TELEMETRY_TOPIC_FILTER, STATUS_TOPIC_FILTER)]
+
+
+class Gateway:
+    """One gateway process: an MQTT session, a Kafka producer and the handler between them."""
+
+    def __init__(self, settings: GatewaySettings, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics(registry)
+        self.policy = BadInputPolicy(registry)
+        config = HandlerConfig(
+            topic_root=settings.mqtt_topic_root,
+            max_payload_bytes=settings.max_payload_bytes,
+            limits=TimeLimits(
+                max_future_ms=settings.max_future_skew_s * 1000, max_age_ms=settings.retention_days * 86_400_000
+            ),
+        )
+        self.handler = MessageHandler(config, self.policy, self.metrics, SequenceTracker(settings.dedupe_window))
+        self._topics = {name: settings.topic(name) for name in ("telemetry", "status", "deadletter")}
+        self._producer: AIOKafkaProducer | None = None
+        self._mqtt: MqttClient | None = None
+        self._stopping = False
+        self._last: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    # --- start-up, retried until the services answer --------------------------------------------
+
+    async def _start_producer(self, stop: asyncio.Event) -> AIOKafkaProducer | None:
+        delay = RETRY_MIN_S
+        while not stop.is_set():
+            producer = make_producer(self.settings, linger_ms=PRODUCER_LINGER_MS)
+            try:
+                await ensure_topics(self.settings)
+                await producer.start()
+                return producer
+            except (KafkaError, OSError) as error:
+                await producer.stop()
+                log.warning("Kafka not available (%s); retrying in %.1f s", error, delay)
+            await sleep_unless(stop, delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+        return None
+
+    async def _start_mqtt(self, stop: asyncio.Event) -> MqttClient | None:
+        delay = RETRY_MIN_S
+        while not stop.is_set():
+            client = MqttClient(
+                self.settings.require_mqtt(),
+                self.settings.gateway_client_id or default_client_id(),
+                persistent_session=True,
+                manual_ack=True,
+                receive_maximum=self.settings.max_in_flight,
+            )
+            client.on_connection_change = lambda up: self.metrics.mqtt_connected.set(1 if up else 0)
+            try:
+                await client.connect()
+                await client.subscribe(*subscription_filters(self.settings), qos=1)
+                self.metrics.subscribed.set(1)
+                return client
+            except ServiceUnavailable as error:
+                await client.disconnect()
+                log.warning("MQTT broker not available (%s); retrying in %.1f s", error, delay)
+            await sleep_unless(stop, delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+        return None
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Move messages until ``stop`` is set, then deliver what is pending and disconnect."""
+        self._producer = await self._start_producer(stop)
+        if self._producer is None:
+            return
+        try:
+            self._mqtt = await self._start_mqtt(stop)
+            if self._mqtt is None:
+                return
+            log.info("gateway %s consuming %s", self._mqtt.client_id, subscription_filters(self.settings))
+            try:
+                await self._pump(self._mqtt, stop)
+            finally:
+                await self._drain()
+                await self._mqtt.disconnect()
+        finally:
+            await self._producer.stop()
+
+    async def _pump(self, mqtt: MqttClient, stop: asyncio.Event) -> None:
+        stopped = asyncio.ensure_future(stop.wait())
+        limit = self.settings.max_in_flight
+        try:
+            while True:
+                receiving = asyncio.ensure_future(mqtt.receive_many(limit))
+                await asyncio.wait((receiving, stopped), return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    receiving.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await receiving
+                    return
+                self.dispatch(receiving.result())
+        finally:
+            stopped.cancel()
+
+    def dispatch(self, messages: Sequence[InboundMessage]) -> None:
+        """Handle a burst of messages and start delivering their records to Kafka."""
+        now_ms = int(time.time() * 1000)
+        records: list[OutRecord] = []
+        handle = self.handler.handle
+        for message in messages:
+            try:
+                records.extend(handle(message.topic, message.payload, now_ms))
+            except Exception as error:  # a handler bug must not stop the gateway; the fuzz test hunts them
+                log.exception("handler failed on %s", message.topic)
+                letter = self.policy.refuse(
+                    source="mqtt",
+                    topic=message.topic,
+                    reason=DeadLetterReason.UNDECODABLE,
+                    detail=f"internal error: {error!r}",
+                    payload=message.payload,
+                )
+                records.append(OutRecord("deadletter", None, encode_record(letter)))
+        self.metrics.batch_size.observe(len(messages))
+        self.metrics.in_flight.inc(len(messages))
+        task = asyncio.create_task(self._deliver(records, messages, self._last))
+        self._last = task
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _produce(self, records: Sequence[OutRecord]) -> None:
+        producer = self._producer
+        assert producer is not None
+        topics = self._topics
+        futures = [await producer.send(topics[r.topic], r.value, key=r.key) for r in records]
+        await asyncio.gather(*futures)
+
+    async def _deliver(
+        self, records: list[OutRecord], messages: Sequence[InboundMessage], previous: asyncio.Task[None] | None
+    ) -> None:
+        started = time.perf_counter()
+        delay = RETRY_MIN_S
+        while records:
+            try:
+                await self._produce(records)
+                break
+            except KafkaError as error:
+                self.metrics.produce_failures.inc()
+                if self._stopping:
+                    log.warning("stopping with %d messages not in Kafka; the broker re-delivers them", len(messages))
+                    return
+                log.warning("Kafka did not acknowledge %d records (%r); retrying in %.1f s", len(records), error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        self.metrics.produce_latency.observe(time.perf_counter() - started)
+        if previous is not None:
+            # PUBACKs go out in receive order, as MQTT asks of a receiver.
+            await asyncio.shield(previous)
+        assert self._mqtt is not None
+        self._mqtt.ack_many(messages)
+        self.metrics.in_flight.dec(len(messages))
+        samples = 0
+        for record in records:
+            self.metrics.records_out.labels(topic=record.topic).inc()
+            samples += record.samples
+        self.metrics.samples_out.inc(samples)
+
+    async def _drain(self) -> None:
+        """Give pending batches a bounded time to reach Kafka and be acknowledged."""
+        if not self._pending:
+            return
+        done, not_done = await asyncio.wait(set(self._pending), timeout=DRAIN_TIMEOUT_S)
+        self._stopping = True
+        for task in not_done:
+            task.cancel()
+        for task in not_done:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("delivery failed", exc_info=task.exception())
+
+
+async def serve(settings: GatewaySettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
+    """Run a gateway until ``stop`` is set (the process entry point, also used by ``liftwatch up``)."""
+    gateway = Gateway(settings, registry if registry is not None else process_registry(settings.metrics_port))
+    await gateway.run(stop)

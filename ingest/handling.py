@@ -1,0 +1,109 @@
+"""What the gateway does with one MQTT message, without any I/O (pure, fuzzed).
+
+``MessageHandler.handle(topic, payload, now_ms)`` returns the Kafka records to produce for an
+accepted message; bad input goes through the :class:`~liftwatch.badinput.BadInputPolicy` (counted
+and turned into dead letters the caller produces too). It never raises on input: every byte string
+on every topic ends as records, dead letters, or a counted duplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from liftwatch.badinput import BadInputPolicy
+from liftwatch.contract import Accepted, TimeLimits, decode_status, decode_telemetry, parse_topic
+from liftwatch.schema import DeadLetter, DeadLetterReason, StatusRecord, TelemetryRecord, encode_record
+
+from .metrics import GatewayMetrics
+from .sequence import SequenceTracker, SeqVerdict
+
+SOURCE = "mqtt"
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One Kafka record to produce: logical topic (``telemetry``, ``status``, ``deadletter``), key, value."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    samples: int = 0
+
+
+@dataclass(slots=True)
+class HandlerConfig:
+    """The gateway settings the pure handler needs."""
+
+    topic_root: str = ""
+    max_payload_bytes: int = 256 * 1024
+    limits: TimeLimits = field(default_factory=TimeLimits)
+
+
+class MessageHandler:
+    """Decodes, validates, deduplicates and encodes MQTT messages into Kafka records."""
+
+    def __init__(
+        self, config: HandlerConfig, policy: BadInputPolicy, metrics: GatewayMetrics, tracker: SequenceTracker
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.metrics = metrics
+        self.tracker = tracker
+        self._in_telemetry = metrics.messages_in.labels(kind="telemetry")
+        self._in_status = metrics.messages_in.labels(kind="status")
+        self._in_other = metrics.messages_in.labels(kind="other")
+
+    def _dead(
+        self,
+        out: list[OutRecord],
+        topic: str,
+        reason: DeadLetterReason,
+        detail: str,
+        payload: bytes,
+        terminal: str | None,
+    ) -> None:
+        letter: DeadLetter = self.policy.refuse(
+            source=SOURCE, topic=topic, reason=reason, detail=detail, payload=payload, terminal=terminal
+        )
+        out.append(OutRecord("deadletter", terminal.encode() if terminal else None, encode_record(letter)))
+
+    def handle(self, topic: str, payload: bytes, now_ms: int) -> list[OutRecord]:
+        """The records one MQTT message turns into (possibly none: a duplicate)."""
+        out: list[OutRecord] = []
+        parsed = parse_topic(topic, self.config.topic_root)
+        if parsed is None:
+            self._in_other.inc()
+            self._dead(out, topic, DeadLetterReason.BAD_TOPIC, "not {root}lift/v1/{terminal}/{kind}", payload, None)
+            return out
+        terminal, kind = parsed
+        if kind == "status":
+            self._in_status.inc()
+            status = decode_status(payload)
+            if isinstance(status, str):
+                status_record = StatusRecord(terminal=terminal, status=status, received_ms=now_ms)
+                out.append(OutRecord("status", terminal.encode(), encode_record(status_record)))
+            else:
+                self._dead(out, topic, status.reason, status.detail, payload, terminal)
+            return out
+        self._in_telemetry.inc()
+        decoded = decode_telemetry(
+            payload, terminal, now_ms, max_bytes=self.config.max_payload_bytes, limits=self.config.limits
+        )
+        if not isinstance(decoded, Accepted):
+            self._dead(out, topic, decoded.reason, decoded.detail, payload, terminal)
+            return out
+        message = decoded.message
+        seen = self.tracker.observe(terminal, message.seq)
+        if seen.verdict is SeqVerdict.DUPLICATE:
+            self.metrics.duplicates.inc()
+            return out
+        if seen.verdict is SeqVerdict.RESTART:
+            self.metrics.restarts.inc()
+        elif seen.gap:
+            self.metrics.seq_gaps.inc(seen.gap)
+        for refused in decoded.refused:
+            detail = f"{refused.field}: {refused.detail}" if refused.field else refused.detail
+            self._dead(out, topic, refused.reason, detail, payload, terminal)
+        record = TelemetryRecord(terminal=terminal, seq=message.seq, received_ms=now_ms, samples=message.samples)
+        out.append(OutRecord("telemetry", terminal.encode(), encode_record(record), len(message.samples)))
+        return out

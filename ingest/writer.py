@@ -1,0 +1,278 @@
+"""``liftwatch writer``: Kafka ``telemetry`` and ``deadletter`` into PostgreSQL, idempotently.
+
+Per poll (``getmany``) the writer opens one transaction: COPY the samples (binary) into a temp
+staging table, ``INSERT INTO telemetry SELECT ... ON CONFLICT DO NOTHING`` (the primary key
+(terminal_id, ts, seq, idx) makes a re-delivered record harmless, also the copies a restarted
+gateway may have produced), upsert ``terminal_activity`` and ``terminals.last_seen_at`` from the
+rows actually inserted, insert the dead letters (unique on their Kafka coordinates), commit, and
+only then commit the Kafka offsets. A crash anywhere re-delivers the batch; nothing is lost and
+nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from liftwatch.badinput import BadInputPolicy
+from liftwatch.config import WriterSettings
+from liftwatch.kafka import ensure_topics, make_consumer
+from liftwatch.schema import DeadLetterReason
+from prometheus_client import CollectorRegistry
+
+from .metrics import WriterMetrics
+from .plumbing import RETRY_MAX_S, RETRY_MIN_S, process_registry, sleep_unless
+from .rows import STAGING_COLUMNS, Batch, RawRecord, StoredDeadLetter, decode_batch
+
+log = logging.getLogger(__name__)
+
+# Daily partitions are created this far ahead (and kept this far back) by the writer itself.
+PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS = 2, 7
+PARTITIONS_EVERY_S = 600.0
+# Consumer lag is measured at most this often (it asks the broker for end offsets).
+LAG_EVERY_S = 5.0
+
+_STAGING_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS telemetry_staging ("
+    + ", ".join(f"{name} {kind}" for name, kind in STAGING_COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
+)
+_COPY = f"COPY telemetry_staging ({', '.join(n for n, _ in STAGING_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES = [kind for _, kind in STAGING_COLUMNS]
+
+# One statement: insert what is new, then account for exactly those rows. The activity day is
+# the site's local date; ORDER BY keeps lock order stable between concurrent writers.
+_MERGE = """
+WITH inserted AS (
+    INSERT INTO telemetry (terminal_id, ts, seq, idx, mode, floor, door_zone, direction, speed, door, occupied,
+                           safety_circuit, door_lock, alarm_button, power, load_pct, limit_up, limit_down, received_at)
+    SELECT terminal_id, timestamptz 'epoch' + ts_ms * interval '1 millisecond', seq, idx, mode, floor, door_zone,
+           direction, speed, door, occupied, safety_circuit, door_lock, alarm_button, power, load_pct, limit_up,
+           limit_down, timestamptz 'epoch' + received_ms * interval '1 millisecond'
+    FROM telemetry_staging
+    ON CONFLICT DO NOTHING
+    RETURNING terminal_id, ts, received_at
+), activity AS (
+    INSERT INTO terminal_activity AS a (terminal_id, day, samples, first_ts, last_ts)
+    SELECT terminal_id, (ts AT TIME ZONE %(tz)s)::date, count(*), min(ts), max(ts)
+    FROM inserted GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (terminal_id, day) DO UPDATE
+    SET samples = a.samples + excluded.samples,
+        first_ts = least(a.first_ts, excluded.first_ts),
+        last_ts = greatest(a.last_ts, excluded.last_ts)
+), seen AS (
+    UPDATE terminals t SET last_seen_at = greatest(t.last_seen_at, s.seen)
+    FROM (SELECT terminal_id, max(received_at) AS seen FROM inserted GROUP BY 1 ORDER BY 1) s
+    WHERE t.terminal_id = s.terminal_id
+)
+SELECT count(*) FROM inserted
+"""
+
+_INSERT_DEAD_LETTER = """
+INSERT INTO dead_letters (received_at, source, topic, reason, detail, terminal_id, payload, kafka_partition,
+                          kafka_offset)
+VALUES (timestamptz 'epoch' + %s * interval '1 millisecond', %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (kafka_partition, kafka_offset) DO NOTHING
+"""
+
+
+async def store_batch(conn: psycopg.AsyncConnection[Any], batch: Batch, site_timezone: str) -> int:
+    """Store one batch in one transaction; returns the number of new telemetry rows."""
+    inserted = 0
+    async with conn.transaction():
+        if batch.rows:
+            async with conn.cursor() as cur:
+                async with cur.copy(_COPY) as copy:
+                    copy.set_types(_COPY_TYPES)
+                    write_row = copy.write_row
+                    for row in batch.rows:
+                        await write_row(row)
+                await cur.execute(_MERGE, {"tz": site_timezone})
+                result = await cur.fetchone()
+                inserted = int(result[0]) if result else 0
+        if batch.dead_letters:
+            async with conn.cursor() as cur:
+                await cur.executemany(_INSERT_DEAD_LETTER, [_dead_letter_params(d) for d in batch.dead_letters])
+    return inserted
+
+
+def _dead_letter_params(stored: StoredDeadLetter) -> tuple[Any, ...]:
+    letter = stored.letter
+    return (
+        letter.received_ms,
+        letter.source,
+        letter.topic,
+        letter.reason.value,
+        letter.detail,
+        letter.terminal,
+        letter.payload,
+        stored.partition,
+        stored.offset,
+    )
+
+
+class Writer:
+    """One writer process: a consumer-group member and a database connection."""
+
+    def __init__(self, settings: WriterSettings, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.metrics = WriterMetrics(registry)
+        self.policy = BadInputPolicy(registry)
+        self.telemetry_topic = settings.topic("telemetry")
+        self.deadletter_topic = settings.topic("deadletter")
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._partitions_at = 0.0
+        self._lag_at = 0.0
+
+    async def _connect_db(self, stop: asyncio.Event) -> psycopg.AsyncConnection[Any] | None:
+        delay = RETRY_MIN_S
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.settings.require_database_url())
+                await conn.execute(_STAGING_DDL)
+                await conn.commit()
+                return conn
+            except psycopg.OperationalError as error:
+                log.warning("PostgreSQL not available (%s); retrying in %.1f s", error, delay)
+            await sleep_unless(stop, delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+        return None
+
+    async def _start_consumer(self, stop: asyncio.Event) -> AIOKafkaConsumer | None:
+        delay = RETRY_MIN_S
+        while not stop.is_set():
+            consumer = make_consumer(
+                self.settings, self.telemetry_topic, self.deadletter_topic, group_id=self.settings.writer_group
+            )
+            try:
+                await ensure_topics(self.settings)
+                await consumer.start()
+                return consumer
+            except (KafkaError, OSError) as error:
+                await consumer.stop()
+                log.warning("Kafka not available (%s); retrying in %.1f s", error, delay)
+            await sleep_unless(stop, delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume and store until ``stop`` is set; the batch in hand is finished first."""
+        conn = await self._connect_db(stop)
+        if conn is None:
+            return
+        self._conn = conn
+        try:
+            consumer = await self._start_consumer(stop)
+            if consumer is None:
+                return
+            try:
+                while not stop.is_set():
+                    await self._maintain_partitions()
+                    polled = await consumer.getmany(
+                        timeout_ms=self.settings.writer_batch_wait_ms, max_records=self.settings.writer_batch_max
+                    )
+                    if polled:
+                        await self._handle(consumer, polled, stop)
+                    await self._measure_lag(consumer)
+            finally:
+                await consumer.stop()
+        finally:
+            await self._conn.close()
+
+    async def _handle(
+        self, consumer: AIOKafkaConsumer, polled: dict[TopicPartition, list[Any]], stop: asyncio.Event
+    ) -> None:
+        raw = [
+            RawRecord(message.topic, message.partition, message.offset, message.value)
+            for messages in polled.values()
+            for message in messages
+        ]
+        for tp, messages in polled.items():
+            self.metrics.records_in.labels(topic=tp.topic).inc(len(messages))
+        batch, bad = decode_batch(raw, self.telemetry_topic, self.deadletter_topic)
+        for item in bad:
+            letter = self.policy.refuse(
+                source=f"kafka:{item.record.topic}",
+                topic=item.record.topic,
+                reason=DeadLetterReason.UNDECODABLE,
+                detail=item.detail,
+                payload=item.record.value or b"",
+            )
+            batch.dead_letters.append(StoredDeadLetter(letter, None, None))
+        await self._store(batch, stop)
+        offsets = {tp: messages[-1].offset + 1 for tp, messages in polled.items() if messages}
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as error:
+            # A rebalance took the partitions away: their new owner re-reads what we stored, harmlessly.
+            log.warning("offset commit failed (%s); the batch will be re-delivered and deduplicated", error)
+
+    async def _store(self, batch: Batch, stop: asyncio.Event) -> None:
+        delay = RETRY_MIN_S
+        while True:
+            assert self._conn is not None
+            started = time.perf_counter()
+            try:
+                inserted = await store_batch(self._conn, batch, self.settings.site_timezone)
+                break
+            except psycopg.OperationalError as error:
+                self.metrics.db_failures.inc()
+                log.warning("database write failed (%s); retrying in %.1f s", error, delay)
+                if stop.is_set():
+                    raise
+                await sleep_unless(stop, delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                if self._conn.closed or self._conn.broken:
+                    reconnected = await self._connect_db(stop)
+                    if reconnected is None:
+                        raise
+                    self._conn = reconnected
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(batch.records)
+        self.metrics.rows_written.labels(table="telemetry").inc(inserted)
+        self.metrics.rows_skipped.inc(len(batch.rows) - inserted)
+        self.metrics.rows_written.labels(table="dead_letters").inc(len(batch.dead_letters))
+
+    async def _maintain_partitions(self) -> None:
+        now = time.monotonic()
+        if self._partitions_at and now - self._partitions_at < PARTITIONS_EVERY_S:
+            return
+        self._partitions_at = now
+        assert self._conn is not None
+        try:
+            async with self._conn.transaction():
+                await self._conn.execute(
+                    "SELECT liftwatch_ensure_telemetry_partitions(%s, %s)",
+                    (PARTITIONS_BACK_DAYS, PARTITIONS_AHEAD_DAYS),
+                )
+        except psycopg.Error as error:  # rows land in the default partition meanwhile: nothing is lost
+            log.warning("could not create telemetry partitions: %s", error)
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._lag_at < LAG_EVERY_S:
+            return
+        self._lag_at = now
+        assigned = consumer.assignment()
+        if not assigned:
+            return
+        lag: dict[str, int] = {}
+        for tp in assigned:
+            high = consumer.highwater(tp)  # known from the last fetch: no broker round trip
+            if high is None:
+                continue
+            position = await consumer.position(tp)
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
+        for topic, value in lag.items():
+            self.metrics.consumer_lag.labels(topic=topic).set(value)
+
+
+async def serve(settings: WriterSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
+    """Run a writer until ``stop`` is set (the process entry point, also used by ``liftwatch up``)."""
+    writer = Writer(settings, registry if registry is not None else process_registry(settings.metrics_port))
+    await writer.run(stop)
