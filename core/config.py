@@ -104,7 +104,10 @@ class GatewaySettings(CommonSettings):
     """`liftwatch gateway`: MQTT -> Kafka."""
 
     gateway_group: str = Field(default="liftwatch", description="Shared-subscription group ($share/<group>/...).")
-    gateway_client_id: str = Field(default="", description="MQTT client id; empty = derived from host and pid.")
+    gateway_client_id: str = Field(
+        default="",
+        description="MQTT client id (the persistent session); empty = liftwatch-gateway-<hostname>, stable across restarts.",
+    )
     max_payload_bytes: int = Field(default=256 * 1024, gt=0)
     max_future_skew_s: int = Field(default=24 * 3600, gt=0)
     retention_days: int = Field(default=400, gt=0)
@@ -118,6 +121,11 @@ class WriterSettings(CommonSettings):
     writer_group: str = "liftwatch-writer"
     writer_batch_max: int = Field(default=20_000, gt=0)
     writer_batch_wait_ms: int = Field(default=200, ge=0)
+    writer_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="Consumer-group session timeout: a dead writer's partitions move after this (tansu: joins take half).",
+    )
 
 
 class RulesSettings(CommonSettings):

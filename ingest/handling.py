@@ -78,7 +78,11 @@ class MessageHandler:
         terminal, kind = parsed
         if kind == "status":
             self._in_status.inc()
-            status = decode_status(payload)
+            try:
+                status = decode_status(payload)
+            except ValueError as error:  # invalid UTF-8 inside a JSON string escapes the contract decoder
+                self._dead(out, topic, DeadLetterReason.UNDECODABLE, f"not valid UTF-8: {error}", payload, terminal)
+                return out
             if isinstance(status, str):
                 status_record = StatusRecord(terminal=terminal, status=status, received_ms=now_ms)
                 out.append(OutRecord("status", terminal.encode(), encode_record(status_record)))
@@ -86,9 +90,13 @@ class MessageHandler:
                 self._dead(out, topic, status.reason, status.detail, payload, terminal)
             return out
         self._in_telemetry.inc()
-        decoded = decode_telemetry(
-            payload, terminal, now_ms, max_bytes=self.config.max_payload_bytes, limits=self.config.limits
-        )
+        try:
+            decoded = decode_telemetry(
+                payload, terminal, now_ms, max_bytes=self.config.max_payload_bytes, limits=self.config.limits
+            )
+        except ValueError as error:  # UnicodeDecodeError from msgspec on invalid UTF-8 inside a string
+            self._dead(out, topic, DeadLetterReason.UNDECODABLE, f"not valid UTF-8: {error}", payload, terminal)
+            return out
         if not isinstance(decoded, Accepted):
             self._dead(out, topic, decoded.reason, decoded.detail, payload, terminal)
             return out

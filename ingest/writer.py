@@ -146,8 +146,14 @@ class Writer:
     async def _start_consumer(self, stop: asyncio.Event) -> AIOKafkaConsumer | None:
         delay = RETRY_MIN_S
         while not stop.is_set():
+            session_ms = self.settings.writer_session_timeout_ms
             consumer = make_consumer(
-                self.settings, self.telemetry_topic, self.deadletter_topic, group_id=self.settings.writer_group
+                self.settings,
+                self.telemetry_topic,
+                self.deadletter_topic,
+                group_id=self.settings.writer_group,
+                session_timeout_ms=session_ms,
+                heartbeat_interval_ms=max(100, session_ms // 4),
             )
             try:
                 await ensure_topics(self.settings)

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+
+import psycopg
 import pytest
 from liftwatch.config import GatewaySettings, WriterSettings
 from liftwatch.ingest import gateway, writer
+from liftwatch.schema import DeadLetterReason
 
-from tests.fixtures.ingest import gateway_subscribed, publisher, running, scalar, telemetry_payload, wait_until
+from tests.fixtures.ingest import (
+    gateway_subscribed,
+    publisher,
+    read_topic,
+    running,
+    scalar,
+    telemetry_payload,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,3 +48,48 @@ async def test_n_samples_in_n_rows_out(
     assert distinct == expected
     activity = await scalar(database_url, "SELECT sum(samples) FROM terminal_activity")
     assert activity == expected
+
+
+async def test_mixed_good_and_bad_messages(
+    gateway_settings: GatewaySettings, writer_settings: WriterSettings, database_url: str
+) -> None:
+    now = int(time.time() * 1000)
+    root = gateway_settings.mqtt_topic_root
+    good = [(f"{root}lift/v1/G{i}/telemetry", telemetry_payload(f"G{i}", 1, 2, now)) for i in range(10)]
+    bad = [
+        (f"{root}lift/v1/B1/telemetry", b"\x00not json", DeadLetterReason.UNDECODABLE),
+        (f"{root}lift/v1/B2/telemetry", b'{"v": 1, "terminal": "B2"}', DeadLetterReason.SCHEMA),
+        (f"{root}lift/v1/B3/telemetry", telemetry_payload("OTHER", 1, 1, now), DeadLetterReason.TOPIC_MISMATCH),
+        (f"{root}lift/v1/B4/telemetry", b"[" * 300_000, DeadLetterReason.OVERSIZED),
+        (
+            f"{root}lift/v1/B5/telemetry",
+            telemetry_payload("B5", 1, 1, now + 2 * 86_400_000),
+            DeadLetterReason.FUTURE_TIMESTAMP,
+        ),
+        (f"{root}lift/v1/B6/status", b"sleepy", DeadLetterReason.UNDECODABLE),
+    ]
+    sent = bad + bad[:4]
+    async with running(writer.serve, writer_settings), running(gateway.serve, gateway_settings) as registry:
+        await gateway_subscribed(registry)
+        async with publisher(str(gateway_settings.mqtt_url)) as pub:
+            for (topic, payload), (bad_topic, bad_payload, _) in zip(good, sent, strict=True):
+                pub.publish(topic, payload)
+                pub.publish(bad_topic, bad_payload)
+            await pub.wait_below(1)
+
+        async def stored() -> bool:
+            rows = await scalar(database_url, "SELECT count(*) FROM telemetry")
+            letters = await scalar(database_url, "SELECT count(*) FROM dead_letters")
+            return bool(rows == 20 and letters == 10)
+
+        await wait_until(stored)
+    for reason, count in Counter(r for _, _, r in sent).items():
+        labels = {"source": "mqtt", "reason": reason.value}
+        assert registry.get_sample_value("liftwatch_dead_letters_total", labels) == count, reason
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        rows = await (
+            await conn.execute("SELECT terminal_id, reason FROM dead_letters ORDER BY terminal_id")
+        ).fetchall()
+    assert sorted(rows) == sorted([(t.split("/")[-2], r.value) for t, _, r in sent])
+    letters = await read_topic(gateway_settings, "deadletter", 10)
+    assert sorted((d.terminal, d.reason) for d in letters) == sorted((t.split("/")[-2], r) for t, _, r in sent)
