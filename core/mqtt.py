@@ -128,6 +128,7 @@ class MqttClient:
         self._client.on_publish = self._on_publish
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = threading.Event()
+        self._connack = threading.Event()  # any CONNACK, accepted or refused: connect() stops waiting
         self._connect_error: str | None = None
         self._subscriptions: list[tuple[str, int]] = []
         self._suback = threading.Event()
@@ -150,9 +151,11 @@ class MqttClient:
         if reason.is_failure:
             self._connect_error = str(reason)
             log.error("MQTT connect refused: %s", reason)
+            self._connack.set()
             return
         self._connect_error = None
         self._connected.set()
+        self._connack.set()
         if self._subscriptions:
             client.subscribe([(topic, SubscribeOptions(qos=qos)) for topic, qos in self._subscriptions])
         self._notify(True)
@@ -218,6 +221,7 @@ class MqttClient:
         properties.ReceiveMaximum = self._receive_maximum
         if self._persistent:
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._connack.clear()
         self._client.connect_async(
             self.address.host,
             self.address.port,
@@ -226,8 +230,8 @@ class MqttClient:
             properties=properties,
         )
         self._client.loop_start()
-        ok = await asyncio.to_thread(self._connected.wait, CONNECT_TIMEOUT_S)
-        if not ok:
+        await asyncio.to_thread(self._connack.wait, CONNECT_TIMEOUT_S)
+        if not self._connected.is_set():
             self._client.loop_stop()
             detail = self._connect_error or "no answer"
             raise ServiceUnavailable(f"MQTT broker {self.address.host}:{self.address.port}: {detail}")
