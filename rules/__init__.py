@@ -1,1 +1,1 @@
-"""liftwatch.rules"""
+"""liftwatch.rules: the vectorized fault rule engine (pure core in ``engine``, Kafka adapter in ``service``)."""

@@ -1,0 +1,859 @@
+"""The pure, vectorized rule engine: columnar samples and explicit state in, detections and new state out.
+
+No I/O and no clock here. :func:`evaluate` takes a batch of samples of many terminals (in arrival
+order), the per-terminal state arrays (:class:`State`, indexed by terminal *slot*) and the
+per-slot thresholds (:class:`SlotParams`), and returns the raise/clear detections. It never
+loops over samples in Python: per rule it computes a dense boolean condition, then works on the
+sparse positions where the condition holds (runs, hold times, clear times) with sorted-array
+operations, carrying each terminal's run state across batch boundaries.
+
+Event time and order. A terminal's samples are evaluated in (ts, arrival) order once they are
+older than that terminal's watermark (newest ts seen - allowed lateness); until then they wait
+in ``State.pending``. A sample older than the watermark when it arrives is *late*: counted and
+not evaluated. With these definitions the evaluated sequence, hence every detection, does not
+depend on how the stream is cut into batches (see docs/rules.md for the argument).
+
+Rule semantics, shared by every hold rule: a *run* is a maximal sequence of consecutive samples
+where the condition holds; it starts at the ts of its first sample (``since``). A fault is raised
+at the first sample of a run with ``ts - since >= hold`` (and at least ``min_samples`` samples),
+if it is not already active. An active fault clears at the first sample where the condition has
+been false for ``clear_after`` (measured from the first false sample).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from liftwatch.rules.columns import (
+    CLOSED,
+    CLOSING,
+    I64,
+    INSPECTION,
+    IP,
+    MAINTENANCE,
+    NORMAL,
+    OPEN,
+    OPENING,
+    B,
+    Columns,
+)
+from liftwatch.rules.thresholds import RuleSet, Thresholds
+from liftwatch.schema import FaultCode
+
+NONE = np.int64(-(2**62))
+"""'No value' for event-time state (older than any real timestamp)."""
+DAY_MS = 86_400_000
+
+# Fault codes evaluated on samples, by rule index (the columns of State.active).
+RULES: tuple[FaultCode, ...] = (
+    FaultCode.TRAPPED_PASSENGER,
+    FaultCode.OVERSPEED,
+    FaultCode.DOOR_OPEN_WHILE_MOVING,
+    FaultCode.OVERTRAVEL_TOP,
+    FaultCode.OVERTRAVEL_BOTTOM,
+    FaultCode.STOPPED_OUTSIDE_DOOR_ZONE,
+    FaultCode.SAFETY_CIRCUIT_OPEN,
+    FaultCode.DOOR_REOPEN_LOOP,
+    FaultCode.DOOR_HELD_OPEN,
+    FaultCode.POWER_FAILURE,
+    FaultCode.ALARM_BUTTON,
+)
+R_TRAPPED, R_OVERSPEED, R_DOWM, R_OT_TOP, R_OT_BOTTOM, R_STOPPED_OUT, R_SAFETY, R_REOPEN, R_HELD, R_POWER, R_ALARM = (
+    range(len(RULES))
+)
+
+# Conditions whose runs are tracked (the columns of State.cond/since/count). Trapped passenger has
+# two raise conditions (between floors, at a landing) and one combined condition for clearing.
+C_TRAP_A, C_TRAP_B, C_TRAP = 0, 1, 2
+_RULE_COND = {
+    R_OVERSPEED: 3,
+    R_DOWM: 4,
+    R_OT_TOP: 5,
+    R_OT_BOTTOM: 6,
+    R_STOPPED_OUT: 7,
+    R_SAFETY: 8,
+    R_REOPEN: 9,
+    R_HELD: 10,
+    R_POWER: 11,
+    R_ALARM: 12,
+}
+N_COND = 13
+
+
+def _rule_hold_ms(rs: RuleSet) -> list[int]:
+    """Hold time of each condition column (ms); trapped combined never raises by itself."""
+    ms = [
+        rs.trapped_passenger.between_floors_hold_s,
+        rs.trapped_passenger.at_landing_hold_s,
+        0.0,
+        rs.overspeed.hold_s,
+        0.0,
+        0.0,
+        0.0,
+        rs.stopped_outside_door_zone.hold_s,
+        rs.safety_circuit_open.hold_s,
+        0.0,
+        rs.door_held_open.hold_s,
+        rs.power_failure.hold_s,
+        rs.alarm_button.hold_s,
+    ]
+    return [round(s * 1000) for s in ms]
+
+
+def _rule_clear_ms(rs: RuleSet) -> list[int]:
+    by_rule = [
+        rs.trapped_passenger,
+        rs.overspeed,
+        rs.door_open_while_moving,
+        rs.overtravel_top,
+        rs.overtravel_bottom,
+        rs.stopped_outside_door_zone,
+        rs.safety_circuit_open,
+        rs.door_reopen_loop,
+        rs.door_held_open,
+        rs.power_failure,
+        rs.alarm_button,
+    ]
+    return [round(r.clear_after_s * 1000) for r in by_rule]
+
+
+def _rule_enabled(rs: RuleSet) -> list[bool]:
+    return [
+        r.enabled
+        for r in (
+            rs.trapped_passenger,
+            rs.overspeed,
+            rs.door_open_while_moving,
+            rs.overtravel_top,
+            rs.overtravel_bottom,
+            rs.stopped_outside_door_zone,
+            rs.safety_circuit_open,
+            rs.door_reopen_loop,
+            rs.door_held_open,
+            rs.power_failure,
+            rs.alarm_button,
+        )
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalInfo:
+    """What the registry says about a terminal's elevator."""
+
+    registration_code: str
+    rated_speed: float
+    bottom_floor: int
+    top_floor: int
+    model: str | None = None
+
+
+class SlotParams:
+    """Per-slot registry facts and thresholds, as arrays the rules gather from.
+
+    Rule sets (fleet-wide, then one per overridden elevator model) are small tables indexed by
+    ``model_idx[slot]``; values needed densely (overspeed limit, floors) are precomputed per slot.
+    """
+
+    def __init__(self, thresholds: Thresholds, capacity: int = 0) -> None:
+        self.thresholds = thresholds
+        self.stopped_below = thresholds.notation.stopped_below_mps
+        self.moving_from = thresholds.notation.moving_from_mps
+        sets = [thresholds.default, *thresholds.models.values()]
+        self.model_index = {name: i + 1 for i, name in enumerate(thresholds.models)}
+        self.hold_ms = np.array([_rule_hold_ms(s) for s in sets], np.int64)
+        self.min_count = np.array([s.overspeed.min_samples for s in sets], np.int64)
+        self.clear_ms = np.array([_rule_clear_ms(s) for s in sets], np.int64)
+        self.enabled = np.array([_rule_enabled(s) for s in sets], np.bool_)
+        self.factor = np.array([s.overspeed.factor for s in sets], np.float64)
+        self.dowm_speed_tab = np.array([s.door_open_while_moving.speed_mps for s in sets], np.float64)
+        self.reversals = np.array([s.door_reopen_loop.reversals for s in sets], np.int64)
+        self.window_ms = np.array([round(s.door_reopen_loop.window_s * 1000) for s in sets], np.int64)
+        self.offline_ms = np.array([round(s.terminal_offline.after_s * 1000) for s in sets], np.int64)
+        self.offline_enabled = np.array([s.terminal_offline.enabled for s in sets], np.bool_)
+        self.hist_width = int(self.reversals.max())
+        self.uniform = len(sets) == 1
+        self.capacity = 0
+        self.registered = np.zeros(0, np.bool_)
+        self.model_idx = np.zeros(0, np.int32)
+        self.os_limit = np.zeros(0, np.float64)
+        self.top = np.zeros(0, np.int16)
+        self.bottom = np.zeros(0, np.int16)
+        self.dowm_speed = np.zeros(0, np.float64)
+        self.registration: list[str | None] = []
+        self.grow(capacity)
+
+    def grow(self, capacity: int) -> None:
+        if capacity <= self.capacity:
+            return
+        extra = capacity - self.capacity
+        self.registered = np.concatenate([self.registered, np.zeros(extra, np.bool_)])
+        self.model_idx = np.concatenate([self.model_idx, np.zeros(extra, np.int32)])
+        self.os_limit = np.concatenate([self.os_limit, np.full(extra, np.inf)])
+        self.top = np.concatenate([self.top, np.full(extra, np.iinfo(np.int16).max, np.int16)])
+        self.bottom = np.concatenate([self.bottom, np.full(extra, np.iinfo(np.int16).min, np.int16)])
+        self.dowm_speed = np.concatenate([self.dowm_speed, np.full(extra, self.dowm_speed_tab[0])])
+        self.registration.extend([None] * extra)
+        self.capacity = capacity
+
+    def assign(self, slot: int, info: TerminalInfo | None) -> None:
+        """Set one slot's registry facts (None = unregistered terminal)."""
+        if info is None:
+            self.registered[slot] = False
+            self.model_idx[slot] = 0
+            self.os_limit[slot] = np.inf
+            self.top[slot] = np.iinfo(np.int16).max
+            self.bottom[slot] = np.iinfo(np.int16).min
+            self.dowm_speed[slot] = self.dowm_speed_tab[0]
+            self.registration[slot] = None
+            return
+        m = self.model_index.get(info.model or "", 0)
+        self.registered[slot] = True
+        self.model_idx[slot] = m
+        self.os_limit[slot] = self.factor[m] * info.rated_speed
+        self.top[slot] = info.top_floor
+        self.bottom[slot] = info.bottom_floor
+        self.dowm_speed[slot] = self.dowm_speed_tab[m]
+        self.registration[slot] = info.registration_code
+
+
+# --- state ------------------------------------------------------------------------------------
+
+_STATE_FIELDS: dict[str, tuple[type[np.generic], Any, tuple[int, ...]]] = {
+    # name: (dtype, fill value, trailing shape)
+    "valid": (np.bool_, False, ()),
+    "max_ts": (np.int64, NONE, ()),
+    "cond": (np.bool_, False, (N_COND,)),
+    "since": (np.int64, NONE, (N_COND,)),
+    "count": (np.int64, 0, (N_COND,)),
+    "active": (np.bool_, False, (len(RULES),)),
+    "ons": (np.bool_, False, ()),
+    "last_door": (np.int8, -1, ()),
+    "hist_n": (np.int64, 0, ()),
+    "last_day": (np.int64, -1, ()),
+    "last_seen": (np.int64, NONE, ()),
+    "offline": (np.bool_, False, ()),
+    "offline_since": (np.int64, NONE, ()),
+}
+
+
+@dataclass
+class State:
+    """Per-terminal state of every rule, one row per slot, plus the samples held back for lateness."""
+
+    hist_width: int
+    arrays: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    pending: Columns = field(default_factory=Columns.empty)
+    capacity: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.arrays:
+            for name, (dtype, fill, shape) in _STATE_FIELDS.items():
+                self.arrays[name] = np.full((0, *shape), fill, dtype)
+            self.arrays["hist"] = np.full((0, self.hist_width), NONE, np.int64)
+
+    def __getattr__(self, name: str) -> np.ndarray[Any, Any]:
+        try:
+            return self.__dict__["arrays"][name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def grow(self, capacity: int) -> None:
+        if capacity <= self.capacity:
+            return
+        capacity = max(capacity, 2 * self.capacity, 1024)
+        for name, array in self.arrays.items():
+            dtype, fill, _ = _STATE_FIELDS.get(name, (np.int64, NONE, ()))
+            bigger = np.full((capacity, *array.shape[1:]), fill, dtype)
+            bigger[: array.shape[0]] = array
+            self.arrays[name] = bigger
+        self.capacity = capacity
+
+    def copy(self) -> State:
+        return State(self.hist_width, {k: v.copy() for k, v in self.arrays.items()}, self.pending, self.capacity)
+
+    def rows(self, slots: IP) -> dict[str, np.ndarray[Any, Any]]:
+        """The state rows of some slots (for a checkpoint)."""
+        return {name: array[slots] for name, array in self.arrays.items()}
+
+    def reset(self, slots: IP) -> None:
+        """Forget the state of some slots (their partition moved to another process)."""
+        for name, array in self.arrays.items():
+            _dtype, fill, _ = _STATE_FIELDS.get(name, (np.int64, NONE, ()))
+            array[slots] = fill
+        if len(self.pending):
+            self.pending = self.pending.take(~np.isin(self.pending.slot, slots))
+
+    def load_rows(self, slots: IP, rows: dict[str, np.ndarray[Any, Any]]) -> None:
+        """Write checkpointed rows back into some slots (hist is re-fitted to the current width)."""
+        for name, array in self.arrays.items():
+            if name not in rows:
+                continue
+            value = rows[name]
+            if name == "hist" and value.shape[1] != self.hist_width:
+                fitted = np.full((len(slots), self.hist_width), NONE, np.int64)
+                width = min(self.hist_width, value.shape[1])
+                if width:
+                    fitted[:, -width:] = value[:, -width:]
+                value = fitted
+            array[slots] = value
+        if "hist_n" in rows:
+            self.arrays["hist_n"][slots] = np.minimum(self.arrays["hist_n"][slots], self.hist_width)
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Detections:
+    """Raise/clear decisions of one evaluation, positions into ``samples`` (sorted by slot, ts)."""
+
+    samples: Columns
+    rule: np.ndarray[Any, np.dtype[np.int64]]
+    raised: B
+    pos: IP
+    since: I64
+    unregistered: IP
+    """Positions of the first evaluated sample of an unregistered terminal on a new (site) day."""
+    late: int
+    """Samples refused because they arrived older than the watermark."""
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.samples)
+
+
+# --- helpers on sorted batches ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Ctx:
+    """A batch sorted by (slot, ts), with its per-terminal groups."""
+
+    slot: np.ndarray[Any, np.dtype[np.int32]]
+    ts: I64
+    gstart: IP
+    gend: IP
+    gslot: IP
+    key: I64
+    tmin: int
+    span: int
+
+    def gid(self, pos: IP) -> IP:
+        return np.searchsorted(self.gstart, pos, "right") - 1
+
+    def search(self, gid: IP, ts: I64) -> IP:
+        """First position in group ``gid`` with a ts >= the given one (may be past the group)."""
+        target = gid.astype(np.int64) * self.span + np.clip(ts - self.tmin, -1, self.span)
+        return np.searchsorted(self.key, target, "left")
+
+
+def _groups(slot: np.ndarray[Any, Any]) -> tuple[IP, IP]:
+    n = slot.shape[0]
+    starts = np.flatnonzero(slot[1:] != slot[:-1]) + 1
+    gstart = np.concatenate([np.zeros(1, np.intp), starts])
+    gend = np.concatenate([starts, np.full(1, n, np.intp)])
+    return gstart, gend
+
+
+def _group_key(gstart: IP, gend: IP, ts: I64) -> tuple[I64, int, int]:
+    tmin = int(ts.min())
+    span = int(ts.max()) - tmin + 2
+    gid = np.repeat(np.arange(gstart.shape[0], dtype=np.int64), gend - gstart)
+    return gid * span + (ts - tmin), tmin, span
+
+
+def _prev_index(sorted_pos: IP, pos: IP) -> IP:
+    """For each position, the largest element of ``sorted_pos`` strictly below it (-1 if none)."""
+    i = np.searchsorted(sorted_pos, pos, "left") - 1
+    if sorted_pos.shape[0] == 0:
+        return np.full(pos.shape[0], -1, np.intp)
+    return np.where(i >= 0, sorted_pos[np.maximum(i, 0)], -1)
+
+
+def _next_index(sorted_pos: IP, pos: IP, side: str, default: IP) -> IP:
+    """For each position, the smallest element of ``sorted_pos`` >= (left) or > (right) it, else default."""
+    i = np.searchsorted(sorted_pos, pos, side)  # type: ignore[call-overload]
+    if sorted_pos.shape[0] == 0:
+        return default.copy()
+    found = i < sorted_pos.shape[0]
+    return np.where(found, sorted_pos[np.minimum(i, sorted_pos.shape[0] - 1)], default)
+
+
+@dataclass(slots=True)
+class _Runs:
+    pos: IP
+    gid: IP
+    since: I64
+    count: I64
+    anchor: IP
+    end: B
+
+
+def _runs(c: B, ctx: _Ctx, st: State, j: int) -> _Runs:
+    """The true runs of condition ``c``: since and sample count at every true position."""
+    pos = np.flatnonzero(c)
+    if pos.shape[0] == 0:
+        e = np.zeros(0, np.intp)
+        return _Runs(e, e, np.zeros(0, np.int64), np.zeros(0, np.int64), e, np.zeros(0, np.bool_))
+    gid = ctx.gid(pos)
+    first = pos == ctx.gstart[gid]
+    cont = np.zeros(pos.shape[0], np.bool_)
+    cont[1:] = pos[1:] == pos[:-1] + 1
+    cont &= ~first
+    slots = ctx.slot[pos]
+    carried = first & st.valid[slots] & st.cond[slots, j]
+    anchor_mask = ~cont
+    k = np.arange(pos.shape[0])
+    anchor = np.maximum.accumulate(np.where(anchor_mask, k, 0))
+    base_since = np.where(carried, st.since[slots, j], ctx.ts[pos])
+    base_count = np.where(carried, st.count[slots, j], 0)
+    since = base_since[anchor]
+    count = k - anchor + 1 + base_count[anchor]
+    end = np.ones(pos.shape[0], np.bool_)
+    end[:-1] = anchor_mask[1:]
+    return _Runs(pos, gid, since, count, anchor, end)
+
+
+def _first_ready(runs: _Runs, ts: I64, hold: I64 | int, min_count: I64 | int = 1) -> tuple[IP, I64]:
+    """Per run, the first position where the hold (and the sample count) is reached."""
+    if runs.pos.shape[0] == 0:
+        return runs.pos, runs.since
+    ready = (ts[runs.pos] - runs.since >= hold) & (runs.count >= min_count)
+    q = np.flatnonzero(ready)
+    if q.shape[0] > 1:
+        run = runs.anchor[q]
+        keep = np.ones(q.shape[0], np.bool_)
+        keep[1:] = run[1:] != run[:-1]
+        q = q[keep]
+    return runs.pos[q], runs.since[q]
+
+
+def _false_runs(c: B, runs: _Runs, ctx: _Ctx, st: State, j: int) -> tuple[IP, IP, I64, IP]:
+    """Start position, group, since and exclusive end of every false run of ``c`` in the batch."""
+    # False runs that begin a group (continuing the carried run if it was false).
+    lead = ~c[ctx.gstart]
+    lg = np.flatnonzero(lead)
+    ls = ctx.gstart[lg]
+    lslot = ctx.gslot[lg]
+    lsince = np.where(st.valid[lslot] & ~st.cond[lslot, j], st.since[lslot, j], ctx.ts[ls])
+    lend = _next_index(runs.pos, ls, "left", ctx.gend[lg])
+    lend = np.minimum(lend, ctx.gend[lg])
+    # False runs that follow a true run inside a group.
+    k_end = np.flatnonzero(runs.end)
+    f = runs.pos[k_end] + 1
+    fg = runs.gid[k_end]
+    ok = f < ctx.gend[fg]
+    k_end, f, fg = k_end[ok], f[ok], fg[ok]
+    nxt = k_end + 1
+    has_next = nxt < runs.pos.shape[0]
+    nxt_pos = runs.pos[np.minimum(nxt, max(runs.pos.shape[0] - 1, 0))] if runs.pos.shape[0] else nxt
+    fend = np.where(has_next & (runs.gid[np.minimum(nxt, max(runs.pos.shape[0] - 1, 0))] == fg), nxt_pos, ctx.gend[fg])
+    return (
+        np.concatenate([ls, f]),
+        np.concatenate([lg, fg]),
+        np.concatenate([lsince, ctx.ts[f]]),
+        np.concatenate([lend, fend]),
+    )
+
+
+def _first_clear(false_runs: tuple[IP, IP, I64, IP], ctx: _Ctx, clear_ms: I64 | int) -> tuple[IP, I64]:
+    """Per false run, the first position where it has lasted ``clear_ms``."""
+    start, gid, since, end = false_runs
+    if start.shape[0] == 0:
+        return start, since
+    at = np.maximum(ctx.search(gid, since + clear_ms), start)
+    ok = at < end
+    return at[ok], since[ok]
+
+
+def _carry(c: B, runs: _Runs, lead_since: I64, ctx: _Ctx, st: State, j: int) -> None:
+    """Store each terminal's run state at the end of the batch (after the rules used the old one)."""
+    last = ctx.gend - 1
+    lc = c[last]
+    since = np.empty(last.shape[0], np.int64)
+    count = np.zeros(last.shape[0], np.int64)
+    if runs.pos.shape[0]:
+        k = np.searchsorted(runs.pos, last[lc])
+        since[lc] = runs.since[k]
+        count[lc] = runs.count[k]
+        lastp = np.searchsorted(runs.pos, ctx.gend[~lc], "left") - 1
+        had = (lastp >= 0) & (runs.pos[np.maximum(lastp, 0)] >= ctx.gstart[~lc])
+        after = runs.pos[np.maximum(lastp, 0)] + 1
+        since[~lc] = np.where(had, ctx.ts[np.minimum(after, ctx.ts.shape[0] - 1)], lead_since[~lc])
+    else:
+        since[:] = lead_since
+    st.cond[ctx.gslot, j] = lc
+    st.since[ctx.gslot, j] = since
+    st.count[ctx.gslot, j] = count
+
+
+def _lead_since(c: B, ctx: _Ctx, st: State, j: int) -> I64:
+    """Since of the false run a group starts with (from the carried state when it continues)."""
+    slots = ctx.gslot
+    return np.where(st.valid[slots] & ~st.cond[slots, j], st.since[slots, j], ctx.ts[ctx.gstart])
+
+
+@dataclass(slots=True)
+class _Out:
+    rule: list[np.ndarray[Any, Any]] = field(default_factory=list)
+    raised: list[np.ndarray[Any, Any]] = field(default_factory=list)
+    pos: list[np.ndarray[Any, Any]] = field(default_factory=list)
+    since: list[np.ndarray[Any, Any]] = field(default_factory=list)
+
+
+def _resolve(
+    rule: int, raise_pos: IP, raise_since: I64, clear_pos: IP, clear_since: I64, ctx: _Ctx, st: State, out: _Out
+) -> None:
+    """Run the raise/clear state machine of one rule over its candidate positions."""
+    if raise_pos.shape[0] == 0 and clear_pos.shape[0] == 0:
+        return
+    pos = np.concatenate([raise_pos, clear_pos])
+    typ = np.concatenate([np.ones(raise_pos.shape[0], np.bool_), np.zeros(clear_pos.shape[0], np.bool_)])
+    since = np.concatenate([raise_since, clear_since])
+    order = np.argsort(pos, kind="stable")
+    pos, typ, since = pos[order], typ[order], since[order]
+    slots = ctx.slot[pos]
+    prev = np.empty(pos.shape[0], np.bool_)
+    prev[1:] = typ[:-1]
+    first = np.ones(pos.shape[0], np.bool_)
+    first[1:] = slots[1:] != slots[:-1]
+    prev[first] = st.active[slots[first], rule]
+    emit = typ != prev
+    last = np.ones(pos.shape[0], np.bool_)
+    last[:-1] = first[1:]
+    st.active[slots[last], rule] = typ[last]
+    if emit.any():
+        out.rule.append(np.full(int(emit.sum()), rule, np.int64))
+        out.raised.append(typ[emit])
+        out.pos.append(pos[emit])
+        out.since.append(since[emit])
+
+
+def _hold_rule(
+    rule: int,
+    c: B,
+    ctx: _Ctx,
+    st: State,
+    params: SlotParams,
+    out: _Out,
+    enabled: B,
+    min_count: I64 | int = 1,
+) -> None:
+    j = _RULE_COND[rule]
+    runs = _runs(c, ctx, st, j)
+    hold = _table(params.hold_ms[:, j], params, ctx.slot[runs.pos])
+    rpos, rsince = _first_ready(runs, ctx.ts, hold, min_count)
+    keep = enabled[ctx.slot[rpos]]
+    rpos, rsince = rpos[keep], rsince[keep]
+    fr = _false_runs(c, runs, ctx, st, j)
+    cpos, csince = _first_clear(fr, ctx, _table(params.clear_ms[:, rule], params, ctx.gslot[fr[1]]))
+    _resolve(rule, rpos, rsince, cpos, csince, ctx, st, out)
+    _carry(c, runs, _lead_since(c, ctx, st, j), ctx, st, j)
+
+
+def _table(column: np.ndarray[Any, Any], params: SlotParams, slots: np.ndarray[Any, Any]) -> Any:
+    """A per-rule-set parameter for some slots (a scalar when no model overrides exist)."""
+    if params.uniform:
+        return column[0].item()
+    return column[params.model_idx[slots]]
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[Columns, int]:
+    """Merge the batch with the held-back samples; return the samples now past the watermark, sorted."""
+    held = st.pending
+    allc = Columns.concat([held, batch]) if len(held) else batch
+    n = len(allc)
+    if n == 0:
+        return allc, 0
+    order = np.argsort(allc.slot, kind="stable")
+    s = allc.slot[order]
+    t = allc.ts[order]
+    gstart, gend = _groups(s)
+    key, tmin, span = _group_key(gstart, gend, t)
+    gslot = s[gstart]
+    gid = (key - (t - tmin)) // span
+    carry_max = st.max_ts[gslot]
+    cm = np.maximum.accumulate(key)
+    prev = np.empty(n, np.int64)
+    prev[1:] = cm[:-1] - gid[1:] * span + tmin
+    prev[gstart] = NONE
+    prev = np.maximum(prev, carry_max[gid])
+    late = (t < prev - lateness_ms) & (order >= len(held))
+    newmax = np.maximum(carry_max, cm[gend - 1] - np.arange(gstart.shape[0]) * span + tmin)
+    st.max_ts[gslot] = newmax
+    keep = ~late
+    released = keep if flush else keep & (t < newmax[gid] - lateness_ms)
+    st.pending = allc.take(order[keep & ~released]) if not flush else Columns.empty()
+    rkey = key[released]
+    rel = order[released]
+    if rkey.shape[0] > 1 and not bool(np.all(rkey[1:] >= rkey[:-1])):
+        rel = rel[np.argsort(rkey, kind="stable")]
+    return allc.take(rel), int(late.sum())
+
+
+def evaluate(
+    batch: Columns,
+    st: State,
+    params: SlotParams,
+    *,
+    lateness_ms: int,
+    day_offset_ms: int = 0,
+    flush: bool = False,
+) -> Detections:
+    """Evaluate every rule on a batch (arrival order); updates ``st`` in place and returns the detections.
+
+    ``flush`` evaluates the held-back samples too (end of a replay); never use it on a live stream.
+    """
+    st.grow(params.capacity)
+    ev, late = _release(batch, st, lateness_ms, flush)
+    empty_i = np.zeros(0, np.intp)
+    if len(ev) == 0:
+        return Detections(
+            ev, np.zeros(0, np.int64), np.zeros(0, np.bool_), empty_i, np.zeros(0, np.int64), empty_i, late
+        )
+    gstart, gend = _groups(ev.slot)
+    key, tmin, span = _group_key(gstart, gend, ev.ts)
+    ctx = _Ctx(ev.slot, ev.ts, gstart, gend, ev.slot[gstart].astype(np.intp), key, tmin, span)
+    out = _Out()
+    enabled_rs = params.enabled  # (rule sets, rules)
+    registered = params.registered
+
+    def enabled(rule: int) -> B:
+        if params.uniform:
+            return registered if bool(enabled_rs[0, rule]) else np.zeros_like(registered)
+        mask: B = registered & enabled_rs[params.model_idx, rule]
+        return mask
+
+    speed, door, mode, dz, occ = ev.speed, ev.door, ev.mode, ev.door_zone, ev.occupied
+    stopped = speed < params.stopped_below
+    moving = speed >= params.moving_from
+    normal = mode == NORMAL
+    closed = door == CLOSED
+
+    # trapped passenger: between floors (A), at a landing with the door not opened since the stop (B)
+    base = occ & stopped & closed & normal
+    cond_a = base & ~dz
+    cond_b = base & dz
+    not_stopped = np.flatnonzero(~stopped)
+    opened = np.flatnonzero(stopped & ~closed)
+    pb = np.flatnonzero(cond_b)
+    if pb.shape[0]:
+        cond_b[pb[_opened_since_stop(pb, ctx, not_stopped, opened, st, inclusive=False)]] = False
+    _trapped(cond_a, cond_b, ctx, st, params, out, enabled(R_TRAPPED))
+    # carry "door opened since the car stopped" to the next batch
+    last = gend - 1
+    st.ons[ctx.gslot] = stopped[last] & _opened_since_stop(last, ctx, not_stopped, opened, st, inclusive=True)
+
+    os_limit = params.os_limit[ev.slot]
+    min_count = _table(params.min_count, params, ev.slot[np.flatnonzero(speed > os_limit)])
+    _hold_rule(R_OVERSPEED, speed > os_limit, ctx, st, params, out, enabled(R_OVERSPEED), min_count)
+
+    dowm_speed = params.dowm_speed[0] if params.uniform else params.dowm_speed[ev.slot]
+    cond = ~closed & ((speed >= dowm_speed) | (moving & ~dz)) & (mode != INSPECTION) & (mode != MAINTENANCE)
+    _hold_rule(R_DOWM, cond, ctx, st, params, out, enabled(R_DOWM))
+
+    _hold_rule(
+        R_OT_TOP, (ev.limit_up | (ev.floor > params.top[ev.slot])) & normal, ctx, st, params, out, enabled(R_OT_TOP)
+    )
+    _hold_rule(
+        R_OT_BOTTOM,
+        (ev.limit_down | (ev.floor < params.bottom[ev.slot])) & normal,
+        ctx,
+        st,
+        params,
+        out,
+        enabled(R_OT_BOTTOM),
+    )
+    _hold_rule(R_STOPPED_OUT, stopped & ~dz & ~occ & normal, ctx, st, params, out, enabled(R_STOPPED_OUT))
+    _hold_rule(R_SAFETY, ~ev.safety & normal, ctx, st, params, out, enabled(R_SAFETY))
+    _hold_rule(
+        R_REOPEN, _reopen_condition(ev, ctx, st, params, moving, normal), ctx, st, params, out, enabled(R_REOPEN)
+    )
+    _hold_rule(R_HELD, (door == OPEN) & stopped & normal, ctx, st, params, out, enabled(R_HELD))
+    _hold_rule(R_POWER, ~ev.power, ctx, st, params, out, enabled(R_POWER))
+    _hold_rule(R_ALARM, ev.alarm & normal, ctx, st, params, out, enabled(R_ALARM))
+
+    st.last_door[ctx.gslot] = door[last]
+    unregistered = _unregistered(ctx, st, registered, day_offset_ms)
+    st.valid[ctx.gslot] = True
+
+    if out.pos:
+        rule = np.concatenate(out.rule)
+        pos = np.concatenate(out.pos)
+        order = np.lexsort((rule, pos))
+        return Detections(
+            ev,
+            rule[order],
+            np.concatenate(out.raised)[order],
+            pos[order],
+            np.concatenate(out.since)[order],
+            unregistered,
+            late,
+        )
+    return Detections(
+        ev, np.zeros(0, np.int64), np.zeros(0, np.bool_), empty_i, np.zeros(0, np.int64), unregistered, late
+    )
+
+
+def _opened_since_stop(pos: IP, ctx: _Ctx, not_stopped: IP, opened: IP, st: State, *, inclusive: bool) -> B:
+    """Whether the door was not closed at some sample of the current stop, up to ``pos``."""
+    gs = ctx.gstart[ctx.gid(pos)]
+    last_move = _prev_index(not_stopped, pos + 1 if inclusive else pos)
+    last_open = _prev_index(opened, pos + 1 if inclusive else pos)
+    slots = ctx.slot[pos]
+    in_batch = (last_open > last_move) & (last_open >= gs)
+    carried = (last_move < gs) & (last_open < gs) & st.valid[slots] & st.ons[slots]
+    result: B = in_batch | carried
+    return result
+
+
+def _trapped(cond_a: B, cond_b: B, ctx: _Ctx, st: State, params: SlotParams, out: _Out, enabled: B) -> None:
+    runs_a = _runs(cond_a, ctx, st, C_TRAP_A)
+    runs_b = _runs(cond_b, ctx, st, C_TRAP_B)
+    cond = cond_a | cond_b
+    runs = _runs(cond, ctx, st, C_TRAP)
+    ra, sa = _first_ready(runs_a, ctx.ts, _table(params.hold_ms[:, C_TRAP_A], params, ctx.slot[runs_a.pos]))
+    rb, sb = _first_ready(runs_b, ctx.ts, _table(params.hold_ms[:, C_TRAP_B], params, ctx.slot[runs_b.pos]))
+    rpos = np.concatenate([ra, rb])
+    rsince = np.concatenate([sa, sb])
+    keep = enabled[ctx.slot[rpos]]
+    fr = _false_runs(cond, runs, ctx, st, C_TRAP)
+    cpos, csince = _first_clear(fr, ctx, _table(params.clear_ms[:, R_TRAPPED], params, ctx.gslot[fr[1]]))
+    _resolve(R_TRAPPED, rpos[keep], rsince[keep], cpos, csince, ctx, st, out)
+    for c, r, j in ((cond_a, runs_a, C_TRAP_A), (cond_b, runs_b, C_TRAP_B), (cond, runs, C_TRAP)):
+        _carry(c, r, _lead_since(c, ctx, st, j), ctx, st, j)
+
+
+def _reopen_condition(ev: Columns, ctx: _Ctx, st: State, params: SlotParams, moving: B, normal: B) -> B:
+    """True where >= k door reversals (closing -> opening/open) happened within the window, car not departed."""
+    n = len(ev)
+    door = ev.door
+    width = st.hist_width
+    opening = np.flatnonzero((door == OPENING) | (door == OPEN))
+    moves = np.flatnonzero(moving)
+    if opening.shape[0]:
+        og = ctx.gid(opening)
+        first = opening == ctx.gstart[og]
+        prev_door = np.where(first, st.last_door[ctx.slot[opening]], door[np.maximum(opening - 1, 0)])
+        rev = opening[(prev_door == CLOSING) & ~moving[opening]]
+    else:
+        rev = opening
+    slots_all = ctx.gslot
+    hist_n = st.hist_n[slots_all]
+    hist = st.hist[slots_all]
+    k_g = _table(params.reversals, params, slots_all)
+    k_g = np.broadcast_to(np.asarray(k_g, np.int64), slots_all.shape)
+    g_count = ctx.gstart.shape[0]
+    starts: list[IP] = []
+    wts: list[I64] = []
+    ends: list[IP] = []
+    if rev.shape[0]:
+        rg = ctx.gid(rev)
+        gs = ctx.gstart[rg]
+        last_move = _prev_index(moves, rev)
+        moved = last_move >= gs
+        epoch_start = np.where(moved, last_move + 1, gs)
+        t = np.arange(rev.shape[0])
+        t0 = np.searchsorted(rev, epoch_start, "left")
+        m = t - t0 + 1
+        k = k_g[rg]
+        w = np.full(rev.shape[0], NONE, np.int64)
+        inb = m >= k
+        w[inb] = ctx.ts[rev[(t - k + 1)[inb]]]
+        need = k - m
+        from_carry = ~inb & ~moved & st.valid[ctx.slot[rev]] & (hist_n[rg] >= need)
+        w[from_carry] = hist[rg[from_carry], width - need[from_carry]]
+        has = w != NONE
+        s_r = rev[has]
+        g_r = rg[has]
+        e = np.minimum(ctx.gend[g_r], _next_index(rev, s_r, "right", ctx.gend[g_r]))
+        e = np.minimum(e, _next_index(moves, s_r, "left", ctx.gend[g_r]))
+        e = np.minimum(e, ctx.search(g_r, w[has] + _arr(params.window_ms, params, ctx.gslot[g_r])))
+        starts.append(s_r)
+        wts.append(w[has])
+        ends.append(e)
+    # group start: the carried reversals may already satisfy the rule
+    pg = np.flatnonzero(st.valid[slots_all] & (hist_n >= k_g))
+    if pg.shape[0]:
+        s_p = ctx.gstart[pg]
+        w_p = hist[pg, width - k_g[pg]]
+        e = np.minimum(ctx.gend[pg], _next_index(rev, s_p, "left", ctx.gend[pg]))
+        e = np.minimum(e, _next_index(moves, s_p, "left", ctx.gend[pg]))
+        e = np.minimum(e, ctx.search(pg, w_p + _arr(params.window_ms, params, ctx.gslot[pg])))
+        starts.append(s_p)
+        wts.append(w_p)
+        ends.append(e)
+    _carry_reversals(rev, moves, ctx, st, hist, hist_n, g_count)
+    cond = np.zeros(n, np.bool_)
+    if starts:
+        s_all = np.concatenate(starts)
+        e_all = np.concatenate(ends)
+        ok = s_all < e_all
+        if ok.any():
+            d = np.bincount(s_all[ok], minlength=n + 1) - np.bincount(e_all[ok], minlength=n + 1)
+            cond = (np.cumsum(d[:n]) > 0) & normal
+    return cond
+
+
+def _arr(column: np.ndarray[Any, Any], params: SlotParams, slots: np.ndarray[Any, Any]) -> Any:
+    return column[0] if params.uniform else column[params.model_idx[slots]]
+
+
+def _carry_reversals(rev: IP, moves: IP, ctx: _Ctx, st: State, hist: I64, hist_n: I64, g_count: int) -> None:
+    """Keep, per terminal, the last reversal times since the car last moved (right-aligned)."""
+    width = st.hist_width
+    gend = ctx.gend
+    last_move = _prev_index(moves, gend)
+    moved = last_move >= ctx.gstart
+    if rev.shape[0]:
+        rg = ctx.gid(rev)
+        tail = rev > last_move[rg]
+        tr = rev[tail]
+        tg = rg[tail]
+    else:
+        tr = rev
+        tg = rev
+    tail_n = np.bincount(tg, minlength=g_count).astype(np.int64)
+    old_n = np.where(moved | ~st.valid[ctx.gslot], 0, hist_n)
+    new_n = np.minimum(width, old_n + tail_n)
+    changed = np.flatnonzero(moved | (tail_n > 0))
+    if changed.shape[0] == 0:
+        return
+    if tr.shape[0]:
+        last_of_group = np.searchsorted(tg, tg, "right") - 1
+        rank = last_of_group - np.arange(tr.shape[0])
+        keep = rank < width
+        shift = np.minimum(tail_n, width)
+        # tails left-aligned after the old right-aligned rows: old + new are contiguous in ``ext``
+        tail_mat = np.full((g_count, width), NONE, np.int64)
+        tail_mat[tg[keep], shift[tg[keep]] - 1 - rank[keep]] = ctx.ts[tr[keep]]
+        ext = np.concatenate([hist, tail_mat], axis=1)
+        rows = ext[changed[:, None], np.arange(width)[None, :] + shift[changed][:, None]]
+    else:
+        rows = hist[changed]
+    st.hist[ctx.gslot[changed]] = rows
+    st.hist_n[ctx.gslot[changed]] = new_n[changed]
+
+
+def _unregistered(ctx: _Ctx, st: State, registered: B, day_offset_ms: int) -> IP:
+    """Positions of the first sample of each (site) day of every unregistered terminal."""
+    unreg_groups = np.flatnonzero(~registered[ctx.gslot])
+    if unreg_groups.shape[0] == 0:
+        return np.zeros(0, np.intp)
+    pos = np.flatnonzero(~registered[ctx.slot])
+    day = (ctx.ts[pos] + day_offset_ms) // DAY_MS
+    slots = ctx.slot[pos]
+    first = np.ones(pos.shape[0], np.bool_)
+    first[1:] = slots[1:] != slots[:-1]
+    prev = np.empty(pos.shape[0], np.int64)
+    prev[1:] = day[:-1]
+    prev[first] = st.last_day[slots[first]]
+    last = np.ones(pos.shape[0], np.bool_)
+    last[:-1] = first[1:]
+    st.last_day[slots[last]] = day[last]
+    return pos[day > prev]

@@ -1,0 +1,293 @@
+"""The rule engine around the pure core: terminal slots, registry join, fault events, snapshots.
+
+Still free of I/O and of the clock (``now_ms`` is an argument): the Kafka service, the replay
+command and the tests all drive the same :class:`RuleProcessor`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from liftwatch.rules.columns import Columns, from_samples
+from liftwatch.rules.engine import (
+    NONE,
+    R_DOWM,
+    R_HELD,
+    R_OT_BOTTOM,
+    R_OT_TOP,
+    R_OVERSPEED,
+    R_REOPEN,
+    R_TRAPPED,
+    RULES,
+    Detections,
+    SlotParams,
+    State,
+    TerminalInfo,
+    evaluate,
+)
+from liftwatch.rules.errors import CheckpointError
+from liftwatch.rules.thresholds import Thresholds
+from liftwatch.schema import (
+    DOOR_STATES,
+    FAULT_SEVERITY,
+    MODES,
+    FaultCode,
+    FaultEvent,
+    FaultTransition,
+    StatusRecord,
+    TelemetryRecord,
+    fault_event_id,
+)
+
+SNAPSHOT_VERSION = 1
+
+
+class RuleProcessor:
+    """Fault detection for a set of terminals: feed it telemetry, get ``FaultEvent`` records back."""
+
+    def __init__(self, thresholds: Thresholds, *, lateness_ms: int = 5_000, day_offset_ms: int = 0) -> None:
+        self.thresholds = thresholds
+        self.lateness_ms = lateness_ms
+        self.day_offset_ms = day_offset_ms
+        self.params = SlotParams(thresholds)
+        self.state = State(self.params.hist_width)
+        self.slots: dict[str, int] = {}
+        self.terminals: list[str] = []
+        self.registry: dict[str, TerminalInfo] = {}
+
+    # --- terminals and registry -------------------------------------------------------------
+
+    def slot(self, terminal: str) -> int:
+        """The slot of a terminal (allocated on first sight)."""
+        slot = self.slots.get(terminal)
+        if slot is None:
+            slot = len(self.terminals)
+            self.slots[terminal] = slot
+            self.terminals.append(terminal)
+            if slot >= self.params.capacity:
+                self.params.grow(max(1024, 2 * self.params.capacity))
+            self.params.assign(slot, self.registry.get(terminal))
+        return slot
+
+    def slots_of(self, terminals: Iterable[str]) -> np.ndarray[Any, np.dtype[np.intp]]:
+        return np.fromiter((self.slot(t) for t in terminals), np.intp)
+
+    def set_registry(self, registry: Mapping[str, TerminalInfo]) -> None:
+        """Replace the registry facts (rated speed, floors, model); takes effect on the next batch."""
+        self.registry = dict(registry)
+        for terminal, slot in self.slots.items():
+            self.params.assign(slot, self.registry.get(terminal))
+
+    # --- telemetry ----------------------------------------------------------------------------
+
+    def columns(self, records: Sequence[TelemetryRecord]) -> Columns:
+        """Decode telemetry records (in arrival order) into columns."""
+        slot_of = self.slot
+        slots = [slot_of(r.terminal) for r in records]
+        counts = [len(r.samples) for r in records]
+        samples = [s for r in records for s in r.samples]
+        return from_samples(np.repeat(np.asarray(slots, np.int32), counts), samples)
+
+    def evaluate(self, columns: Columns, *, flush: bool = False) -> tuple[list[FaultEvent], Detections]:
+        """Evaluate a columnar batch; returns the fault events and the raw detections."""
+        det = evaluate(
+            columns,
+            self.state,
+            self.params,
+            lateness_ms=self.lateness_ms,
+            day_offset_ms=self.day_offset_ms,
+            flush=flush,
+        )
+        return self._events(det), det
+
+    def process(
+        self, records: Sequence[TelemetryRecord], *, flush: bool = False
+    ) -> tuple[list[FaultEvent], Detections]:
+        """Telemetry records in, fault events out (offline clears first, then the rules)."""
+        events = self.seen(records)
+        rule_events, det = self.evaluate(self.columns(records), flush=flush)
+        return events + rule_events, det
+
+    # --- terminal_offline (processing time) ---------------------------------------------------
+
+    def seen(self, records: Sequence[TelemetryRecord]) -> list[FaultEvent]:
+        """Note accepted messages; clears ``terminal_offline`` of the terminals that came back."""
+        if not records:
+            return []
+        slots = self.slots_of(r.terminal for r in records)
+        received = np.fromiter((r.received_ms for r in records), np.int64, len(records))
+        self.state.grow(self.params.capacity)
+        back = np.flatnonzero(self.state.offline[slots])
+        events = []
+        done: set[int] = set()
+        for i in back.tolist():
+            slot = int(slots[i])
+            if slot in done:
+                continue
+            done.add(slot)
+            since = int(received[i])
+            events.append(
+                self._event(FaultCode.TERMINAL_OFFLINE, "cleared", slot, since, since, {"received_ms": since})
+            )
+            self.state.offline[slot] = False
+        np.maximum.at(self.state.last_seen, slots, received)
+        return events
+
+    def status(self, records: Sequence[StatusRecord]) -> None:
+        """Note MQTT status announcements (``offline`` is the terminal's last will)."""
+        self.state.grow(self.params.capacity)
+        for record in records:
+            slot = self.slot(record.terminal)
+            self.state.grow(self.params.capacity)
+            if record.status == "offline":
+                self.state.offline_since[slot] = max(int(self.state.offline_since[slot]), record.received_ms)
+            else:
+                self.state.offline_since[slot] = NONE
+
+    def offline(self, now_ms: int) -> list[FaultEvent]:
+        """Raise ``terminal_offline`` for registered terminals silent for longer than the threshold."""
+        n = len(self.terminals)
+        if n == 0:
+            return []
+        st, p = self.state, self.params
+        st.grow(p.capacity)
+        model = p.model_idx[:n]
+        last = st.last_seen[:n]
+        lwt = st.offline_since[:n]
+        silent = (last != NONE) & (now_ms - last > p.offline_ms[model])
+        # A last will announced after the last message counts as the start of the silence.
+        gone = (lwt != NONE) & (lwt >= last) & (now_ms - lwt > p.offline_ms[model])
+        due = np.flatnonzero((silent | gone) & p.registered[:n] & p.offline_enabled[model] & ~st.offline[:n])
+        events = []
+        for slot in due.tolist():
+            since = int(last[slot])
+            evidence = {"last_message_ms": since, "last_will": bool(lwt[slot] != NONE and lwt[slot] >= last[slot])}
+            events.append(self._event(FaultCode.TERMINAL_OFFLINE, "raised", slot, since, now_ms, evidence))
+            st.offline[slot] = True
+        return events
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _event(
+        self, code: FaultCode, transition: FaultTransition, slot: int, since: int, at: int, evidence: dict[str, Any]
+    ) -> FaultEvent:
+        terminal = self.terminals[slot]
+        return FaultEvent(
+            event_id=fault_event_id(terminal, code.value, transition, since),
+            transition=transition,
+            code=code,
+            severity=FAULT_SEVERITY[code],
+            terminal=terminal,
+            registration_code=self.params.registration[slot],
+            since_ms=since,
+            at_ms=at,
+            evidence=evidence,
+        )
+
+    def _events(self, det: Detections) -> list[FaultEvent]:
+        s = det.samples
+        events: list[FaultEvent] = []
+        for rule, raised, pos, since in zip(
+            det.rule.tolist(), det.raised.tolist(), det.pos.tolist(), det.since.tolist(), strict=True
+        ):
+            slot = int(s.slot[pos])
+            at = int(s.ts[pos])
+            evidence = self._evidence(rule, s, pos, slot)
+            if raised:
+                evidence["held_s"] = (at - since) / 1000
+            else:
+                evidence["false_for_s"] = (at - since) / 1000
+            events.append(self._event(RULES[rule], "raised" if raised else "cleared", slot, since, at, evidence))
+        for pos in det.unregistered.tolist():
+            slot = int(s.slot[pos])
+            at = int(s.ts[pos])
+            evidence = {"ts": at, "mode": MODES[s.mode[pos]], "floor": int(s.floor[pos])}
+            events.append(self._event(FaultCode.UNREGISTERED_TERMINAL, "raised", slot, at, at, evidence))
+        return events
+
+    def _evidence(self, rule: int, s: Columns, pos: int, slot: int) -> dict[str, Any]:
+        evidence: dict[str, Any] = {
+            "ts": int(s.ts[pos]),
+            "mode": MODES[s.mode[pos]],
+            "floor": int(s.floor[pos]),
+            "speed": float(s.speed[pos]),
+            "door": DOOR_STATES[s.door[pos]],
+            "door_zone": bool(s.door_zone[pos]),
+            "occupied": bool(s.occupied[pos]),
+        }
+        p = self.params
+        model = int(p.model_idx[slot])
+        if rule == R_TRAPPED:
+            evidence["variant"] = "at_landing" if evidence["door_zone"] else "between_floors"
+        elif rule == R_OVERSPEED:
+            evidence["limit_mps"] = float(p.os_limit[slot])
+            evidence["factor"] = float(p.factor[model])
+        elif rule == R_DOWM:
+            evidence["door_speed_mps"] = float(p.dowm_speed[slot])
+        elif rule in (R_OT_TOP, R_OT_BOTTOM):
+            evidence["limit_up"] = bool(s.limit_up[pos])
+            evidence["limit_down"] = bool(s.limit_down[pos])
+            evidence["top_floor"] = int(p.top[slot])
+            evidence["bottom_floor"] = int(p.bottom[slot])
+        elif rule == R_REOPEN:
+            evidence["reversals"] = int(p.reversals[model])
+            evidence["window_s"] = float(p.window_ms[model]) / 1000
+        elif rule == R_HELD:
+            pass
+        else:
+            evidence["safety_circuit"] = bool(s.safety[pos])
+            evidence["power"] = bool(s.power[pos])
+            evidence["alarm_button"] = bool(s.alarm[pos])
+        return evidence
+
+    # --- snapshots (checkpoints) --------------------------------------------------------------
+
+    def snapshot(self, terminals: Sequence[str]) -> bytes:
+        """The state of some terminals (rows and held-back samples), compressed, for a checkpoint."""
+        slots = self.slots_of(terminals)
+        self.state.grow(self.params.capacity)
+        rows = self.state.rows(slots)
+        pending = self.state.pending
+        mask = np.isin(pending.slot, slots)
+        held = pending.take(mask)
+        position = {int(slot): i for i, slot in enumerate(slots.tolist())}
+        held_index = np.fromiter((position[int(x)] for x in held.slot.tolist()), np.int64, len(held))
+        arrays: dict[str, Any] = {f"row_{k}": v for k, v in rows.items()}
+        arrays.update({f"held_{k}": v for k, v in held.as_dict().items() if k != "slot"})
+        arrays["held_index"] = held_index
+        arrays["terminals"] = np.asarray(list(terminals), dtype=np.str_)
+        arrays["version"] = np.asarray([SNAPSHOT_VERSION])
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        return buffer.getvalue()
+
+    def restore(self, blob: bytes) -> list[str]:
+        """Load a snapshot (replacing the state of its terminals); returns the terminals restored."""
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+                if int(data["version"][0]) != SNAPSHOT_VERSION:
+                    raise CheckpointError(f"checkpoint version {int(data['version'][0])} is not {SNAPSHOT_VERSION}")
+                terminals = [str(t) for t in data["terminals"].tolist()]
+                rows = {k[4:]: data[k] for k in data.files if k.startswith("row_")}
+                held = {k[5:]: data[k] for k in data.files if k.startswith("held_") and k != "held_index"}
+                held_index = data["held_index"]
+        except (OSError, ValueError, KeyError) as error:
+            raise CheckpointError(f"unreadable checkpoint: {error}") from error
+        slots = self.slots_of(terminals)
+        self.state.grow(self.params.capacity)
+        self.state.reset(slots)
+        self.state.load_rows(slots, rows)
+        if held_index.shape[0]:
+            restored = Columns.from_arrays(slot=slots[held_index], **held)
+            self.state.pending = Columns.concat([self.state.pending, restored])
+        return terminals
+
+    def forget(self, terminals: Sequence[str]) -> None:
+        """Drop the state of terminals whose partition this process no longer owns."""
+        known = [t for t in terminals if t in self.slots]
+        if known:
+            self.state.grow(self.params.capacity)
+            self.state.reset(self.slots_of(known))
