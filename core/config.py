@@ -136,6 +136,16 @@ class RulesSettings(CommonSettings):
     rules_batch_wait_ms: int = Field(default=100, ge=0)
     allowed_lateness_ms: int = Field(default=5_000, ge=0)
     rules_overrides: Path | None = Field(default=None, description="YAML/JSON file of per-rule/per-model thresholds.")
+    rules_registry_refresh_s: float = Field(
+        default=60.0, gt=0, description="Registry (rated speed, floors) reload period."
+    )
+    rules_checkpoint_interval_ms: int = Field(
+        default=2_000, ge=0, description="Checkpoint at least this often (and after every batch that produced events)."
+    )
+    rules_offline_check_s: float = Field(default=5.0, gt=0, description="How often terminal_offline is evaluated.")
+    rules_session_timeout_ms: int = Field(
+        default=10_000, ge=1_000, description="Consumer-group session timeout (a dead engine's partitions then move)."
+    )
 
 
 class AlertsSettings(CommonSettings):

@@ -220,21 +220,22 @@ class SlotParams:
 
 # --- state ------------------------------------------------------------------------------------
 
-_STATE_FIELDS: dict[str, tuple[type[np.generic], Any, tuple[int, ...]]] = {
-    # name: (dtype, fill value, trailing shape)
-    "valid": (np.bool_, False, ()),
-    "max_ts": (np.int64, NONE, ()),
-    "cond": (np.bool_, False, (N_COND,)),
-    "since": (np.int64, NONE, (N_COND,)),
-    "count": (np.int64, 0, (N_COND,)),
-    "active": (np.bool_, False, (len(RULES),)),
-    "ons": (np.bool_, False, ()),
-    "last_door": (np.int8, -1, ()),
-    "hist_n": (np.int64, 0, ()),
-    "last_day": (np.int64, -1, ()),
-    "last_seen": (np.int64, NONE, ()),
-    "offline": (np.bool_, False, ()),
-    "offline_since": (np.int64, NONE, ()),
+_STATE_FIELDS: dict[str, tuple[type[np.generic], Any]] = {
+    # name: (dtype, fill value); one row per slot. Run state is one array per condition (cond<j>,
+    # since<j>, count<j>) and fault state one per rule (active<r>): contiguous gathers are cheaper.
+    "valid": (np.bool_, False),
+    "max_ts": (np.int64, NONE),
+    **{f"cond{j}": (np.bool_, False) for j in range(N_COND)},
+    **{f"since{j}": (np.int64, NONE) for j in range(N_COND)},
+    **{f"count{j}": (np.int64, 0) for j in range(N_COND)},
+    **{f"active{r}": (np.bool_, False) for r in range(len(RULES))},
+    "ons": (np.bool_, False),
+    "last_door": (np.int8, -1),
+    "hist_n": (np.int64, 0),
+    "last_day": (np.int64, -1),
+    "last_seen": (np.int64, NONE),
+    "offline": (np.bool_, False),
+    "offline_since": (np.int64, NONE),
 }
 
 
@@ -249,8 +250,8 @@ class State:
 
     def __post_init__(self) -> None:
         if not self.arrays:
-            for name, (dtype, fill, shape) in _STATE_FIELDS.items():
-                self.arrays[name] = np.full((0, *shape), fill, dtype)
+            for name, (dtype, fill) in _STATE_FIELDS.items():
+                self.arrays[name] = np.full(0, fill, dtype)
             self.arrays["hist"] = np.full((0, self.hist_width), NONE, np.int64)
 
     def __getattr__(self, name: str) -> np.ndarray[Any, Any]:
@@ -259,12 +260,24 @@ class State:
         except KeyError:
             raise AttributeError(name) from None
 
+    def cond(self, j: int) -> B:
+        return self.arrays[f"cond{j}"]  # type: ignore[no-any-return]
+
+    def since(self, j: int) -> I64:
+        return self.arrays[f"since{j}"]  # type: ignore[no-any-return]
+
+    def count(self, j: int) -> I64:
+        return self.arrays[f"count{j}"]  # type: ignore[no-any-return]
+
+    def active(self, rule: int) -> B:
+        return self.arrays[f"active{rule}"]  # type: ignore[no-any-return]
+
     def grow(self, capacity: int) -> None:
         if capacity <= self.capacity:
             return
         capacity = max(capacity, 2 * self.capacity, 1024)
         for name, array in self.arrays.items():
-            dtype, fill, _ = _STATE_FIELDS.get(name, (np.int64, NONE, ()))
+            dtype, fill = _STATE_FIELDS.get(name, (np.int64, NONE))
             bigger = np.full((capacity, *array.shape[1:]), fill, dtype)
             bigger[: array.shape[0]] = array
             self.arrays[name] = bigger
@@ -280,7 +293,7 @@ class State:
     def reset(self, slots: IP) -> None:
         """Forget the state of some slots (their partition moved to another process)."""
         for name, array in self.arrays.items():
-            _dtype, fill, _ = _STATE_FIELDS.get(name, (np.int64, NONE, ()))
+            _dtype, fill = _STATE_FIELDS.get(name, (np.int64, NONE))
             array[slots] = fill
         if len(self.pending):
             self.pending = self.pending.take(~np.isin(self.pending.slot, slots))
@@ -339,13 +352,19 @@ class _Ctx:
     key: I64
     tmin: int
     span: int
+    fresh: B
+    """Groups whose terminal has no carried state yet."""
+    row_group: IP
+    """Group index of every row."""
+    key_group: I64
+    """Group number used in ``key`` for every group."""
 
     def gid(self, pos: IP) -> IP:
-        return np.searchsorted(self.gstart, pos, "right") - 1
+        return self.row_group[pos]
 
     def search(self, gid: IP, ts: I64) -> IP:
         """First position in group ``gid`` with a ts >= the given one (may be past the group)."""
-        target = gid.astype(np.int64) * self.span + np.clip(ts - self.tmin, -1, self.span)
+        target = self.key_group[gid] * self.span + np.clip(ts - self.tmin, -1, self.span)
         return np.searchsorted(self.key, target, "left")
 
 
@@ -357,11 +376,12 @@ def _groups(slot: np.ndarray[Any, Any]) -> tuple[IP, IP]:
     return gstart, gend
 
 
-def _group_key(gstart: IP, gend: IP, ts: I64) -> tuple[I64, int, int]:
+def _group_key(gstart: IP, gend: IP, ts: I64) -> tuple[I64, I64, int, int]:
+    """Group index per row and a key increasing with (group, ts) for searchsorted."""
     tmin = int(ts.min())
     span = int(ts.max()) - tmin + 2
     gid = np.repeat(np.arange(gstart.shape[0], dtype=np.int64), gend - gstart)
-    return gid * span + (ts - tmin), tmin, span
+    return gid, gid * span + (ts - tmin), tmin, span
 
 
 def _prev_index(sorted_pos: IP, pos: IP) -> IP:
@@ -402,13 +422,17 @@ def _runs(c: B, ctx: _Ctx, st: State, j: int) -> _Runs:
     cont = np.zeros(pos.shape[0], np.bool_)
     cont[1:] = pos[1:] == pos[:-1] + 1
     cont &= ~first
-    slots = ctx.slot[pos]
-    carried = first & st.valid[slots] & st.cond[slots, j]
     anchor_mask = ~cont
     k = np.arange(pos.shape[0])
     anchor = np.maximum.accumulate(np.where(anchor_mask, k, 0))
-    base_since = np.where(carried, st.since[slots, j], ctx.ts[pos])
-    base_count = np.where(carried, st.count[slots, j], 0)
+    base_since = ctx.ts[pos]
+    base_count = np.zeros(pos.shape[0], np.int64)
+    fk = np.flatnonzero(first)
+    if fk.shape[0]:
+        fslots = ctx.slot[pos[fk]]
+        carried = st.valid[fslots] & st.cond(j)[fslots]
+        base_since[fk] = np.where(carried, st.since(j)[fslots], base_since[fk])
+        base_count[fk] = np.where(carried, st.count(j)[fslots], 0)
     since = base_since[anchor]
     count = k - anchor + 1 + base_count[anchor]
     end = np.ones(pos.shape[0], np.bool_)
@@ -430,26 +454,29 @@ def _first_ready(runs: _Runs, ts: I64, hold: I64 | int, min_count: I64 | int = 1
     return runs.pos[q], runs.since[q]
 
 
-def _false_runs(c: B, runs: _Runs, ctx: _Ctx, st: State, j: int) -> tuple[IP, IP, I64, IP]:
-    """Start position, group, since and exclusive end of every false run of ``c`` in the batch."""
-    # False runs that begin a group (continuing the carried run if it was false).
-    lead = ~c[ctx.gstart]
-    lg = np.flatnonzero(lead)
+def _lead_since(groups: IP, ctx: _Ctx, st: State, j: int) -> I64:
+    """Since of the false run each group starts with (from the carried state when it continues)."""
+    slots = ctx.gslot[groups]
+    carried = st.valid[slots] & ~st.cond(j)[slots]
+    return np.where(carried, st.since(j)[slots], ctx.ts[ctx.gstart[groups]])
+
+
+def _false_runs(c: B, runs: _Runs, ctx: _Ctx, st: State, j: int, want: B) -> tuple[IP, IP, I64, IP]:
+    """Start position, group, since and exclusive end of the false runs of ``c`` in the ``want`` groups."""
+    wg = np.flatnonzero(want)
+    lg = wg[~c[ctx.gstart[wg]]]
     ls = ctx.gstart[lg]
-    lslot = ctx.gslot[lg]
-    lsince = np.where(st.valid[lslot] & ~st.cond[lslot, j], st.since[lslot, j], ctx.ts[ls])
-    lend = _next_index(runs.pos, ls, "left", ctx.gend[lg])
-    lend = np.minimum(lend, ctx.gend[lg])
-    # False runs that follow a true run inside a group.
+    lsince = _lead_since(lg, ctx, st, j)
+    lend = np.minimum(_next_index(runs.pos, ls, "left", ctx.gend[lg]), ctx.gend[lg])
     k_end = np.flatnonzero(runs.end)
+    k_end = k_end[want[runs.gid[k_end]]]
     f = runs.pos[k_end] + 1
     fg = runs.gid[k_end]
     ok = f < ctx.gend[fg]
     k_end, f, fg = k_end[ok], f[ok], fg[ok]
-    nxt = k_end + 1
-    has_next = nxt < runs.pos.shape[0]
-    nxt_pos = runs.pos[np.minimum(nxt, max(runs.pos.shape[0] - 1, 0))] if runs.pos.shape[0] else nxt
-    fend = np.where(has_next & (runs.gid[np.minimum(nxt, max(runs.pos.shape[0] - 1, 0))] == fg), nxt_pos, ctx.gend[fg])
+    nxt = np.minimum(k_end + 1, max(runs.pos.shape[0] - 1, 0))
+    same = (k_end + 1 < runs.pos.shape[0]) & (runs.gid[nxt] == fg) if runs.pos.shape[0] else np.zeros(0, np.bool_)
+    fend = np.where(same, runs.pos[nxt] if runs.pos.shape[0] else nxt, ctx.gend[fg])
     return (
         np.concatenate([ls, f]),
         np.concatenate([lg, fg]),
@@ -468,31 +495,37 @@ def _first_clear(false_runs: tuple[IP, IP, I64, IP], ctx: _Ctx, clear_ms: I64 | 
     return at[ok], since[ok]
 
 
-def _carry(c: B, runs: _Runs, lead_since: I64, ctx: _Ctx, st: State, j: int) -> None:
-    """Store each terminal's run state at the end of the batch (after the rules used the old one)."""
-    last = ctx.gend - 1
+def _carry(c: B, runs: _Runs, ctx: _Ctx, st: State, j: int) -> None:
+    """Store the run state at the end of the batch of the terminals whose state changed.
+
+    A terminal whose condition was false before and stayed false throughout keeps its state.
+    """
+    touched = st.cond(j)[ctx.gslot] | ctx.fresh
+    touched[runs.gid] = True
+    upd = np.flatnonzero(touched)
+    if upd.shape[0] == 0:
+        return
+    last = ctx.gend[upd] - 1
     lc = c[last]
-    since = np.empty(last.shape[0], np.int64)
-    count = np.zeros(last.shape[0], np.int64)
+    since = np.empty(upd.shape[0], np.int64)
+    count = np.zeros(upd.shape[0], np.int64)
+    fg = upd[~lc]
+    lead = _lead_since(fg, ctx, st, j)
     if runs.pos.shape[0]:
         k = np.searchsorted(runs.pos, last[lc])
         since[lc] = runs.since[k]
         count[lc] = runs.count[k]
-        lastp = np.searchsorted(runs.pos, ctx.gend[~lc], "left") - 1
-        had = (lastp >= 0) & (runs.pos[np.maximum(lastp, 0)] >= ctx.gstart[~lc])
-        after = runs.pos[np.maximum(lastp, 0)] + 1
-        since[~lc] = np.where(had, ctx.ts[np.minimum(after, ctx.ts.shape[0] - 1)], lead_since[~lc])
+        lastp = np.searchsorted(runs.pos, ctx.gend[fg], "left") - 1
+        safe = np.maximum(lastp, 0)
+        had = (lastp >= 0) & (runs.pos[safe] >= ctx.gstart[fg])
+        after = np.minimum(runs.pos[safe] + 1, ctx.ts.shape[0] - 1)
+        since[~lc] = np.where(had, ctx.ts[after], lead)
     else:
-        since[:] = lead_since
-    st.cond[ctx.gslot, j] = lc
-    st.since[ctx.gslot, j] = since
-    st.count[ctx.gslot, j] = count
-
-
-def _lead_since(c: B, ctx: _Ctx, st: State, j: int) -> I64:
-    """Since of the false run a group starts with (from the carried state when it continues)."""
-    slots = ctx.gslot
-    return np.where(st.valid[slots] & ~st.cond[slots, j], st.since[slots, j], ctx.ts[ctx.gstart])
+        since[~lc] = lead
+    slots = ctx.gslot[upd]
+    st.cond(j)[slots] = lc
+    st.since(j)[slots] = since
+    st.count(j)[slots] = count
 
 
 @dataclass(slots=True)
@@ -515,20 +548,29 @@ def _resolve(
     order = np.argsort(pos, kind="stable")
     pos, typ, since = pos[order], typ[order], since[order]
     slots = ctx.slot[pos]
+    active = st.active(rule)
     prev = np.empty(pos.shape[0], np.bool_)
     prev[1:] = typ[:-1]
     first = np.ones(pos.shape[0], np.bool_)
     first[1:] = slots[1:] != slots[:-1]
-    prev[first] = st.active[slots[first], rule]
+    prev[first] = active[slots[first]]
     emit = typ != prev
     last = np.ones(pos.shape[0], np.bool_)
     last[:-1] = first[1:]
-    st.active[slots[last], rule] = typ[last]
+    active[slots[last]] = typ[last]
     if emit.any():
         out.rule.append(np.full(int(emit.sum()), rule, np.int64))
         out.raised.append(typ[emit])
         out.pos.append(pos[emit])
         out.since.append(since[emit])
+
+
+def _clear_wanted(rule: int, ctx: _Ctx, st: State, raise_pos: IP) -> B:
+    """Groups where a clear may matter: the fault is active, or is raised in this batch."""
+    want = st.active(rule)[ctx.gslot]
+    if raise_pos.shape[0]:
+        want[ctx.gid(raise_pos)] = True
+    return want
 
 
 def _hold_rule(
@@ -547,10 +589,10 @@ def _hold_rule(
     rpos, rsince = _first_ready(runs, ctx.ts, hold, min_count)
     keep = enabled[ctx.slot[rpos]]
     rpos, rsince = rpos[keep], rsince[keep]
-    fr = _false_runs(c, runs, ctx, st, j)
+    fr = _false_runs(c, runs, ctx, st, j, _clear_wanted(rule, ctx, st, rpos))
     cpos, csince = _first_clear(fr, ctx, _table(params.clear_ms[:, rule], params, ctx.gslot[fr[1]]))
     _resolve(rule, rpos, rsince, cpos, csince, ctx, st, out)
-    _carry(c, runs, _lead_since(c, ctx, st, j), ctx, st, j)
+    _carry(c, runs, ctx, st, j)
 
 
 def _table(column: np.ndarray[Any, Any], params: SlotParams, slots: np.ndarray[Any, Any]) -> Any:
@@ -563,37 +605,55 @@ def _table(column: np.ndarray[Any, Any], params: SlotParams, slots: np.ndarray[A
 # --- evaluation -------------------------------------------------------------------------------
 
 
-def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[Columns, int]:
+def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[Columns, I64, I64, int, int, int]:
     """Merge the batch with the held-back samples; return the samples now past the watermark, sorted."""
     held = st.pending
     allc = Columns.concat([held, batch]) if len(held) else batch
     n = len(allc)
     if n == 0:
-        return allc, 0
-    order = np.argsort(allc.slot, kind="stable")
+        return allc, np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 1, 0
+    order = np.argsort(allc.slot, kind="stable")  # by terminal, arrival order kept
     s = allc.slot[order]
     t = allc.ts[order]
     gstart, gend = _groups(s)
-    key, tmin, span = _group_key(gstart, gend, t)
+    gid, key, tmin, span = _group_key(gstart, gend, t)
     gslot = s[gstart]
-    gid = (key - (t - tmin)) // span
     carry_max = st.max_ts[gslot]
-    cm = np.maximum.accumulate(key)
-    prev = np.empty(n, np.int64)
-    prev[1:] = cm[:-1] - gid[1:] * span + tmin
-    prev[gstart] = NONE
-    prev = np.maximum(prev, carry_max[gid])
-    late = (t < prev - lateness_ms) & (order >= len(held))
-    newmax = np.maximum(carry_max, cm[gend - 1] - np.arange(gstart.shape[0]) * span + tmin)
+    in_order = bool(np.all(key[1:] >= key[:-1]))
+    if in_order:
+        # Each terminal's samples arrived in time order: only the carried watermark can make one late.
+        late = t < (carry_max - lateness_ms)[gid]
+        newmax = np.maximum(carry_max, t[gend - 1])
+    else:
+        cm = np.maximum.accumulate(key)
+        prev = np.empty(n, np.int64)
+        prev[1:] = cm[:-1] - gid[1:] * span + tmin
+        prev[gstart] = NONE
+        prev = np.maximum(prev, carry_max[gid])
+        late = t < prev - lateness_ms
+        newmax = np.maximum(carry_max, cm[gend - 1] - np.arange(gstart.shape[0]) * span + tmin)
+    if len(held):
+        late &= order >= len(held)
     st.max_ts[gslot] = newmax
-    keep = ~late
-    released = keep if flush else keep & (t < newmax[gid] - lateness_ms)
-    st.pending = allc.take(order[keep & ~released]) if not flush else Columns.empty()
-    rkey = key[released]
-    rel = order[released]
-    if rkey.shape[0] > 1 and not bool(np.all(rkey[1:] >= rkey[:-1])):
-        rel = rel[np.argsort(rkey, kind="stable")]
-    return allc.take(rel), int(late.sum())
+    n_late = int(np.count_nonzero(late))
+    keep = ~late if n_late else None
+    if flush:
+        released = keep
+        st.pending = Columns.empty()
+    else:
+        released = t < (newmax - lateness_ms)[gid]
+        if keep is not None:
+            released &= keep
+            st.pending = allc.take(order[keep & ~released])
+        else:
+            st.pending = allc.take(order[~released])
+    rel = order if released is None else order[released]
+    rkey = key if released is None else key[released]
+    rgid = gid if released is None else gid[released]
+    if not in_order and rkey.shape[0] > 1 and not bool(np.all(rkey[1:] >= rkey[:-1])):
+        resort = np.argsort(rkey, kind="stable")
+        rel, rkey, rgid = rel[resort], rkey[resort], rgid[resort]
+    return allc.take(rel), rgid, rkey, tmin, span, n_late
 
 
 def evaluate(
@@ -610,15 +670,20 @@ def evaluate(
     ``flush`` evaluates the held-back samples too (end of a replay); never use it on a live stream.
     """
     st.grow(params.capacity)
-    ev, late = _release(batch, st, lateness_ms, flush)
+    ev, key_gid, key, tmin, span, late = _release(batch, st, lateness_ms, flush)
     empty_i = np.zeros(0, np.intp)
     if len(ev) == 0:
         return Detections(
             ev, np.zeros(0, np.int64), np.zeros(0, np.bool_), empty_i, np.zeros(0, np.int64), empty_i, late
         )
-    gstart, gend = _groups(ev.slot)
-    key, tmin, span = _group_key(gstart, gend, ev.ts)
-    ctx = _Ctx(ev.slot, ev.ts, gstart, gend, ev.slot[gstart].astype(np.intp), key, tmin, span)
+    new_group = np.empty(len(ev), np.bool_)
+    new_group[0] = True
+    np.not_equal(key_gid[1:], key_gid[:-1], out=new_group[1:])
+    gstart = np.flatnonzero(new_group)
+    gend = np.append(gstart[1:], len(ev))
+    row_group = np.cumsum(new_group, dtype=np.intp) - 1
+    gslot = ev.slot[gstart].astype(np.intp)
+    ctx = _Ctx(ev.slot, ev.ts, gstart, gend, gslot, key, tmin, span, ~st.valid[gslot], row_group, key_gid[gstart])
     out = _Out()
     enabled_rs = params.enabled  # (rule sets, rules)
     registered = params.registered
@@ -722,11 +787,12 @@ def _trapped(cond_a: B, cond_b: B, ctx: _Ctx, st: State, params: SlotParams, out
     rpos = np.concatenate([ra, rb])
     rsince = np.concatenate([sa, sb])
     keep = enabled[ctx.slot[rpos]]
-    fr = _false_runs(cond, runs, ctx, st, C_TRAP)
+    rpos, rsince = rpos[keep], rsince[keep]
+    fr = _false_runs(cond, runs, ctx, st, C_TRAP, _clear_wanted(R_TRAPPED, ctx, st, rpos))
     cpos, csince = _first_clear(fr, ctx, _table(params.clear_ms[:, R_TRAPPED], params, ctx.gslot[fr[1]]))
-    _resolve(R_TRAPPED, rpos[keep], rsince[keep], cpos, csince, ctx, st, out)
+    _resolve(R_TRAPPED, rpos, rsince, cpos, csince, ctx, st, out)
     for c, r, j in ((cond_a, runs_a, C_TRAP_A), (cond_b, runs_b, C_TRAP_B), (cond, runs, C_TRAP)):
-        _carry(c, r, _lead_since(c, ctx, st, j), ctx, st, j)
+        _carry(c, r, ctx, st, j)
 
 
 def _reopen_condition(ev: Columns, ctx: _Ctx, st: State, params: SlotParams, moving: B, normal: B) -> B:

@@ -1,0 +1,155 @@
+"""Rule engine throughput: the pure vectorized evaluation vs the per-sample reference, and Kafka -> Kafka.
+
+    .venv/bin/python bench/rules.py                       # fleets of 10k, 100k, 1M terminals
+    .venv/bin/python bench/rules.py --fleets 10000 --kafka 200000
+
+Part 1 builds columnar batches of a fleet in normal service (trips, stops, door cycles, a few
+faults), one sample per terminal per second, interleaved across terminals like a Kafka batch,
+and times ``liftwatch.rules.engine.evaluate`` (reordering, every rule, state carried across
+batches) on one core. The per-sample reference (tests/unit/rules_reference.py) runs on a slice
+of the same stream in the same run; the ratio is engine / reference samples per second.
+
+Part 2 (``--kafka N``) runs the real ``liftwatch rules`` service against a tansu broker and
+PostgreSQL: N samples are produced to ``telemetry`` first, then the time from the service start
+to the last offset committed is measured (decode, rules, fault production, checkpoints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from liftwatch.rules.columns import CLOSED, DOOR_STATES, MODES, OPEN, Columns  # noqa: E402
+from liftwatch.rules.engine import SlotParams, State, TerminalInfo, evaluate  # noqa: E402
+from liftwatch.rules.thresholds import build  # noqa: E402
+
+T0 = 1_700_000_000_000
+
+
+def fleet_params(fleet: int) -> SlotParams:
+    params = SlotParams(build(), fleet)
+    rated = np.where(np.arange(fleet) % 3 == 0, 2.5, 1.75)
+    for slot in range(fleet):
+        params.assign(slot, TerminalInfo(f"{slot:020d}", float(rated[slot]), -2, 30))
+    return params
+
+
+def fleet_batch(fleet: int, second0: int, seconds: int, rng: np.random.Generator) -> Columns:
+    """``seconds`` seconds of a fleet at 1 Hz, arrival order interleaved across terminals."""
+    slot = np.tile(np.arange(fleet, dtype=np.int32), seconds)
+    sec = np.repeat(np.arange(second0, second0 + seconds, dtype=np.int64), fleet)
+    phase = (sec + slot * 7) % 40  # a 40-s cycle per terminal: 12 s travel, 28 s at a landing
+    moving = phase < 12
+    rated = np.where(slot % 3 == 0, 2.5, 1.75)
+    speed = np.where(moving, rated * np.minimum(1.0, np.minimum(phase + 1, 12 - phase) / 3), 0.0)
+    door = np.where(moving, CLOSED, np.where((phase >= 14) & (phase < 24), OPEN, CLOSED)).astype(np.int8)
+    door[(phase == 13) & ~moving] = 1  # opening
+    door[(phase == 24) & ~moving] = 2  # closing
+    n = slot.shape[0]
+    cols = Columns.from_arrays(
+        slot=slot,
+        ts=T0 + sec * 1000 + (slot % 1000),
+        mode=np.zeros(n, np.int8),
+        floor=((sec // 40 + slot) % 20).astype(np.int16),
+        door_zone=~moving | (phase == 11),
+        speed=speed,
+        door=door,
+        occupied=(phase < 16) & ((slot + sec // 40) % 2 == 0),
+        safety=rng.random(n) > 1e-5,
+        alarm=np.zeros(n, np.bool_),
+        power=np.ones(n, np.bool_),
+    )
+    # A few real faults: trapped passengers (stuck between floors) on 0.1 % of terminals.
+    stuck = (slot % 1000 == 5) & (sec % 200 > 100)
+    cols.speed[stuck] = 0.0
+    cols.door[stuck] = CLOSED
+    cols.door_zone[stuck] = False
+    cols.occupied[stuck] = True
+    return cols
+
+
+def bench_engine(fleet: int, samples_target: int, rng: np.random.Generator) -> tuple[float, int, int]:
+    params = fleet_params(fleet)
+    state = State(params.hist_width)
+    seconds = max(1, 1_000_000 // fleet)
+    batches = max(3, samples_target // (fleet * seconds))
+    prepared = [fleet_batch(fleet, i * seconds, seconds, rng) for i in range(batches + 1)]
+    evaluate(prepared[0], state, params, lateness_ms=5_000)  # warm-up (allocations, first sight)
+    events = 0
+    samples = 0
+    start = time.perf_counter()
+    for batch in prepared[1:]:
+        det = evaluate(batch, state, params, lateness_ms=5_000)
+        events += det.rule.shape[0]
+        samples += len(batch)
+    elapsed = time.perf_counter() - start
+    return samples / elapsed, samples, events
+
+
+def bench_reference(samples: int, rng: np.random.Generator) -> float:
+    sys.path.insert(0, str(ROOT / "tests" / "unit"))
+    from rules_reference import Reference  # type: ignore[import-not-found]
+
+    fleet = 1000
+    registry = {f"t{slot}": TerminalInfo(f"{slot:020d}", 2.5 if slot % 3 == 0 else 1.75, -2, 30) for slot in range(fleet)}
+    ref = Reference(build(), registry, lateness_ms=5_000)
+    seconds = max(1, samples // fleet)
+    cols = fleet_batch(fleet, 0, seconds, rng)
+    rows: list[tuple[str, dict[str, Any]]] = [
+        (
+            f"t{cols.slot[i]}",
+            {
+                "ts": int(cols.ts[i]),
+                "mode": MODES[cols.mode[i]],
+                "floor": int(cols.floor[i]),
+                "door_zone": bool(cols.door_zone[i]),
+                "speed": float(cols.speed[i]),
+                "door": DOOR_STATES[cols.door[i]],
+                "occupied": bool(cols.occupied[i]),
+                "safety_circuit": bool(cols.safety[i]),
+                "alarm_button": False,
+                "power": True,
+                "limit_up": False,
+                "limit_down": False,
+            },
+        )
+        for i in range(len(cols))
+    ]
+    start = time.perf_counter()
+    for terminal, sample in rows:
+        ref.feed(terminal, sample)
+    return len(rows) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fleets", default="10000,100000,1000000")
+    parser.add_argument("--samples", type=int, default=4_000_000, help="Samples evaluated per fleet size.")
+    parser.add_argument("--reference-samples", type=int, default=100_000)
+    parser.add_argument("--kafka", type=int, default=0, help="Also run the Kafka -> Kafka path with N samples.")
+    args = parser.parse_args()
+    rng = np.random.default_rng(1)
+    ref_rate = bench_reference(args.reference_samples, rng)
+    print(f"reference (per-sample Python): {ref_rate:,.0f} samples/s")
+    for fleet in (int(f) for f in args.fleets.split(",")):
+        rate, samples, events = bench_engine(fleet, args.samples, rng)
+        print(
+            f"engine, fleet {fleet:>9,}: {rate:>13,.0f} samples/s over {samples:,} samples "
+            f"({events} events)  ratio vs reference {rate / ref_rate:,.0f}x"
+        )
+    if args.kafka:
+        from kafka_rules_bench import run_kafka_bench  # type: ignore[import-not-found]
+
+        run_kafka_bench(args.kafka)
+
+
+if __name__ == "__main__":
+    main()

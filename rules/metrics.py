@@ -1,0 +1,49 @@
+"""Prometheus metrics of the rule engine (in the registry the process injects)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class RulesMetrics:
+    """Samples evaluated, events by code/transition, late samples, batch sizes, timings, lag."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.samples = Counter(
+            "liftwatch_rules_samples_evaluated", "Samples evaluated by the fault rules.", registry=registry
+        )
+        self.events = Counter(
+            "liftwatch_rules_events",
+            "Fault events produced, by code and transition.",
+            ["code", "transition"],
+            registry=registry,
+        )
+        self.late = Counter(
+            "liftwatch_rules_late_samples",
+            "Samples older than their terminal's watermark on arrival: stored, not evaluated.",
+            registry=registry,
+        )
+        self.batch = Histogram(
+            "liftwatch_rules_batch_samples",
+            "Samples per evaluated batch.",
+            buckets=(10, 100, 1_000, 10_000, 50_000, 100_000, 500_000, 1_000_000),
+            registry=registry,
+        )
+        self.evaluation = Histogram(
+            "liftwatch_rules_evaluation_seconds",
+            "Time to evaluate one batch (decode excluded).",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )
+        self.checkpoint = Histogram(
+            "liftwatch_rules_checkpoint_seconds", "Time to write one checkpoint transaction.", registry=registry
+        )
+        self.lag = Gauge(
+            "liftwatch_rules_consumer_lag",
+            "Telemetry records not yet consumed (sum over owned partitions).",
+            registry=registry,
+        )
+        self.terminals = Gauge("liftwatch_rules_terminals", "Terminals with state in this process.", registry=registry)
+        self.registry_size = Gauge(
+            "liftwatch_rules_registry_terminals", "Registered terminals known from the registry.", registry=registry
+        )

@@ -1,0 +1,346 @@
+"""``liftwatch rules``: the Kafka adapter around the pure rule engine.
+
+Loop: ``getmany`` a large batch of ``telemetry`` (and ``status``) records, decode them into
+columns, evaluate (``RuleProcessor``), produce the fault events to ``faults`` keyed by terminal
+and wait for Kafka's acknowledgement, then checkpoint: the state of each touched partition's
+terminals and the next offset to read, in one PostgreSQL transaction. On partition assignment
+the checkpoint is restored and the consumer seeks to its offset; on revocation the partition is
+checkpointed and forgotten. A crash between "events acknowledged" and "checkpoint written"
+replays a few records and re-produces the same events with the same ``event_id`` (harmless
+downstream); nothing is lost and no fault is raised twice with a different identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from liftwatch import db
+from liftwatch.badinput import BadInputPolicy
+from liftwatch.config import RulesSettings
+from liftwatch.kafka import ensure_topics, make_consumer, make_producer
+from liftwatch.rules import thresholds as thresholds_mod
+from liftwatch.rules.metrics import RulesMetrics
+from liftwatch.rules.processor import RuleProcessor
+from liftwatch.rules.registry import load_registry
+from liftwatch.runtime import start_metrics
+from liftwatch.schema import (
+    DeadLetter,
+    DeadLetterReason,
+    FaultEvent,
+    StatusRecord,
+    TelemetryRecord,
+    decode_status_record,
+    decode_telemetry_record,
+    encode_record,
+)
+from prometheus_client import CollectorRegistry
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+UPSERT_CHECKPOINT = """
+INSERT INTO rules_checkpoints (consumer_group, topic, kafka_partition, next_offset, terminals, state, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, now())
+ON CONFLICT (consumer_group, topic, kafka_partition)
+DO UPDATE SET next_offset = EXCLUDED.next_offset, terminals = EXCLUDED.terminals, state = EXCLUDED.state,
+              updated_at = now()
+"""
+SELECT_CHECKPOINT = """
+SELECT next_offset, state FROM rules_checkpoints WHERE consumer_group = %s AND topic = %s AND kafka_partition = %s
+"""
+
+
+def site_day_offset_ms(timezone: str) -> int:
+    """UTC offset of the site's time zone now (days of ``unregistered_terminal`` are site days)."""
+    offset = datetime.now(UTC).astimezone(ZoneInfo(timezone)).utcoffset()
+    return int(offset.total_seconds() * 1000) if offset is not None else 0
+
+
+class RulesService:
+    """One rule-engine process: a consumer-group member over the telemetry partitions."""
+
+    def __init__(self, settings: RulesSettings, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.metrics = RulesMetrics(registry)
+        self.policy = BadInputPolicy(registry, self._dead_letter)
+        # A bad thresholds file stops the process here, before it touches Kafka.
+        self.thresholds = thresholds_mod.load(settings.rules_overrides)
+        self.processor = RuleProcessor(
+            self.thresholds,
+            lateness_ms=settings.allowed_lateness_ms,
+            day_offset_ms=site_day_offset_ms(settings.site_timezone),
+        )
+        self.telemetry_topic = settings.topic("telemetry")
+        self.status_topic = settings.topic("status")
+        self.faults_topic = settings.topic("faults")
+        self.deadletter_topic = settings.topic("deadletter")
+        self.lock = asyncio.Lock()
+        self.owned: dict[int, set[str]] = {}
+        self.next_offset: dict[int, int] = {}
+        self.saved_at: dict[int, float] = {}
+        self.saved_offset: dict[int, int] = {}
+        self.dead: list[DeadLetter] = []
+        self.lag = 0
+        self.pool: AsyncConnectionPool | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        self.dead.append(letter)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        await ensure_topics(settings)
+        self.pool = await db.async_pool(settings.require_database_url(), max_size=2, name="rules")
+        try:
+            self.processor.set_registry(await load_registry(self.pool))
+            self.metrics.registry_size.set(len(self.processor.registry))
+            self.producer = make_producer(settings)
+            await self.producer.start()
+            try:
+                session_ms = settings.rules_session_timeout_ms
+                self.consumer = make_consumer(
+                    settings,
+                    group_id=settings.rules_group,
+                    session_timeout_ms=session_ms,
+                    heartbeat_interval_ms=max(100, session_ms // 4),
+                )
+                self.consumer.subscribe([self.telemetry_topic, self.status_topic], listener=_Listener(self))
+                await self.consumer.start()
+                try:
+                    await self._loop(stop)
+                finally:
+                    async with self.lock:
+                        await self._checkpoint(list(self.owned), force=True)
+                    await self.consumer.stop()
+            finally:
+                await self.producer.stop()
+        finally:
+            await self.pool.close()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        assert self.consumer is not None
+        settings = self.settings
+        next_registry = time.monotonic() + settings.rules_registry_refresh_s
+        next_offline = time.monotonic() + settings.rules_offline_check_s
+        while not stop.is_set():
+            batch = await self.consumer.getmany(
+                timeout_ms=max(settings.rules_batch_wait_ms, 1), max_records=settings.rules_batch_max
+            )
+            async with self.lock:
+                await self._handle(batch)
+            now = time.monotonic()
+            if now >= next_registry:
+                next_registry = now + settings.rules_registry_refresh_s
+                await self._refresh_registry()
+            if now >= next_offline:
+                next_offline = now + settings.rules_offline_check_s
+                async with self.lock:
+                    await self._offline()
+
+    async def _refresh_registry(self) -> None:
+        assert self.pool is not None
+        try:
+            registry = await load_registry(self.pool)
+        except Exception:  # the database may be briefly away: keep the registry we have
+            log.warning("registry refresh failed; keeping the previous one", exc_info=True)
+            return
+        async with self.lock:
+            self.processor.set_registry(registry)
+        self.metrics.registry_size.set(len(registry))
+
+    # --- one batch ------------------------------------------------------------------------------
+
+    async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        records: list[TelemetryRecord] = []
+        statuses: list[StatusRecord] = []
+        touched: list[int] = []
+        for tp, messages in batch.items():
+            if not messages:
+                continue
+            if tp.topic == self.telemetry_topic:
+                terminals = self.owned.get(tp.partition)
+                if terminals is None:  # revoked while the batch was in flight
+                    continue
+                for message in messages:
+                    record = self._decode(message, tp.topic, decode_telemetry_record)
+                    if record is not None:
+                        records.append(record)
+                        terminals.add(record.terminal)
+                self.next_offset[tp.partition] = messages[-1].offset + 1
+                touched.append(tp.partition)
+            elif tp.topic == self.status_topic:
+                for message in messages:
+                    status = self._decode(message, tp.topic, decode_status_record)
+                    if status is not None:
+                        statuses.append(status)
+        if statuses:
+            self.processor.status(statuses)
+        events: list[FaultEvent] = []
+        if records:
+            started = time.perf_counter()
+            events, det = self.processor.process(records)
+            self.metrics.evaluation.observe(time.perf_counter() - started)
+            self.metrics.samples.inc(det.evaluated)
+            self.metrics.batch.observe(sum(len(r.samples) for r in records))
+            if det.late:
+                self.metrics.late.inc(det.late)
+        await self._produce(events)
+        await self._checkpoint(touched, force=bool(events))
+        self._update_lag()
+
+    def _decode(self, message: Any, topic: str, decoder: Any) -> Any:
+        try:
+            return decoder(message.value)
+        except msgspec.ValidationError as error:
+            reason, detail = DeadLetterReason.SCHEMA, str(error)
+        except (msgspec.DecodeError, TypeError) as error:
+            reason, detail = DeadLetterReason.UNDECODABLE, str(error)
+        key = message.key.decode("utf-8", "replace") if message.key else None
+        self.policy.refuse(
+            source=f"kafka:{topic}",
+            topic=topic,
+            reason=reason,
+            detail=detail,
+            payload=message.value or b"",
+            terminal=key,
+        )
+        return None
+
+    async def _produce(self, events: list[FaultEvent]) -> None:
+        """Send the events (and dead letters) and wait until Kafka acknowledged every one."""
+        assert self.producer is not None
+        futures = []
+        for event in events:
+            futures.append(
+                await self.producer.send(self.faults_topic, encode_record(event), key=event.terminal.encode())
+            )
+            self.metrics.events.labels(code=event.code.value, transition=event.transition).inc()
+        dead, self.dead = self.dead, []
+        for letter in dead:
+            key = letter.terminal.encode() if letter.terminal else None
+            futures.append(await self.producer.send(self.deadletter_topic, encode_record(letter), key=key))
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def _offline(self) -> None:
+        # Processing-time rule: only meaningful once the backlog is consumed.
+        if self.lag > self.settings.rules_batch_max:
+            return
+        events = self.processor.offline(int(time.time() * 1000))
+        await self._produce(events)
+
+    def _update_lag(self) -> None:
+        if self.consumer is None:
+            return
+        lag = 0
+        for partition, offset in self.next_offset.items():
+            high = self.consumer.highwater(TopicPartition(self.telemetry_topic, partition))
+            if high is not None:
+                lag += max(0, high - offset)
+        self.lag = lag
+        self.metrics.lag.set(lag)
+        self.metrics.terminals.set(len(self.processor.terminals))
+
+    # --- checkpoints ----------------------------------------------------------------------------
+
+    async def _checkpoint(self, partitions: list[int], *, force: bool) -> None:
+        """Save state + next offset of the partitions (due ones only unless ``force``), in one transaction."""
+        if self.pool is None:
+            return
+        now = time.monotonic()
+        interval = self.settings.rules_checkpoint_interval_ms / 1000
+        due = [
+            p
+            for p in partitions
+            if p in self.next_offset
+            and self.next_offset[p] != self.saved_offset.get(p)
+            and (force or now - self.saved_at.get(p, -1e9) >= interval)
+        ]
+        if not due:
+            return
+        started = time.perf_counter()
+        rows = []
+        for p in due:
+            terminals = sorted(self.owned.get(p, ()))
+            rows.append((p, self.next_offset[p], len(terminals), self.processor.snapshot(terminals)))
+        async with self.pool.connection() as conn, conn.transaction():
+            for p, offset, count, blob in rows:
+                await conn.execute(
+                    UPSERT_CHECKPOINT, (self.settings.rules_group, self.telemetry_topic, p, offset, count, blob)
+                )
+        for p, offset, _, _ in rows:
+            self.saved_at[p] = now
+            self.saved_offset[p] = offset
+        self.metrics.checkpoint.observe(time.perf_counter() - started)
+
+    async def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Restore the checkpoints of newly assigned telemetry partitions and seek to their offsets."""
+        assert self.pool is not None and self.consumer is not None
+        async with self.lock:
+            for tp in partitions:
+                if tp.topic != self.telemetry_topic or tp.partition in self.owned:
+                    continue
+                async with self.pool.connection() as conn:
+                    cursor = await conn.execute(
+                        SELECT_CHECKPOINT, (self.settings.rules_group, self.telemetry_topic, tp.partition)
+                    )
+                    row = await cursor.fetchone()
+                if row is None:
+                    self.owned[tp.partition] = set()
+                    log.info("partition %d: no checkpoint, starting from the committed/earliest offset", tp.partition)
+                    continue
+                terminals = self.processor.restore(bytes(row["state"]))
+                self.owned[tp.partition] = set(terminals)
+                self.next_offset[tp.partition] = self.saved_offset[tp.partition] = int(row["next_offset"])
+                self.saved_at[tp.partition] = time.monotonic()
+                self.consumer.seek(tp, int(row["next_offset"]))
+                log.info(
+                    "partition %d: restored %d terminals, resuming at offset %d",
+                    tp.partition,
+                    len(terminals),
+                    row["next_offset"],
+                )
+
+    async def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Checkpoint and forget telemetry partitions moving to another process."""
+        async with self.lock:
+            mine = [
+                tp.partition for tp in partitions if tp.topic == self.telemetry_topic and tp.partition in self.owned
+            ]
+            await self._checkpoint(mine, force=True)
+            for p in mine:
+                self.processor.forget(sorted(self.owned.pop(p)))
+                self.next_offset.pop(p, None)
+                self.saved_offset.pop(p, None)
+                self.saved_at.pop(p, None)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: RulesService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.service.revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.service.assigned(list(assigned))
+
+
+async def serve(settings: RulesSettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
+    """Run the rule engine until ``stop`` is set (the process entry point, also used by ``liftwatch up``)."""
+    if registry is None:
+        registry = CollectorRegistry()
+        with contextlib.suppress(OSError):  # `liftwatch up`: another process of the platform may hold the port
+            start_metrics(settings.metrics_port, registry)
+    await RulesService(settings, registry).run(stop)

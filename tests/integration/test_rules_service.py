@@ -1,0 +1,159 @@
+"""The rule engine process against real Kafka (tansu) and PostgreSQL: restarts, bad input, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+import psycopg
+import pytest
+from liftwatch.config import RulesSettings
+from liftwatch.rules import service
+from liftwatch.schema import TelemetryRecord
+from prometheus_client import CollectorRegistry
+from typer.testing import CliRunner
+
+from tests.fixtures.ingest import Process, wait_until
+from tests.fixtures.rules import RULES_ELEVATOR, RULES_TERMINAL, idle, read_faults, send_raw, send_telemetry, trapped
+
+pytestmark = pytest.mark.integration
+
+T0 = (int(time.time()) - 3600) * 1000  # event time an hour ago: event time, not the clock, drives the rules
+
+
+def record(seq: int, *samples: object, terminal: str = RULES_TERMINAL) -> TelemetryRecord:
+    return TelemetryRecord(terminal=terminal, seq=seq, received_ms=int(time.time() * 1000), samples=list(samples))  # type: ignore[arg-type]
+
+
+def checkpointed_offset(url: str, group: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(next_offset), 0) FROM rules_checkpoints WHERE consumer_group = %s", (group,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def wait_checkpoint(url: str, group: str, offset: int, timeout: float = 60) -> None:
+    async def reached() -> bool:
+        return checkpointed_offset(url, group) >= offset
+
+    await wait_until(reached, timeout=timeout, every=0.1)
+
+
+async def test_engine_killed_mid_trapped_timer_raises_exactly_once(
+    rules_env: dict[str, str],
+    rules_settings: RulesSettings,
+    database_url: str,
+    process_factory: Callable[[str, dict[str, str]], Process],
+) -> None:
+    group = rules_env["LIFTWATCH_RULES_GROUP"]
+    engine = process_factory("rules", rules_env)
+    engine.start()
+    # 0..10 s of a passenger trapped between floors, then the engine dies (timer at 10 of 20 s).
+    await send_telemetry(rules_settings, [record(i, trapped(T0 + 1000 * i)) for i in range(11)])
+    await wait_checkpoint(database_url, group, 11)
+    engine.kill()
+    assert not await read_faults(rules_settings, until=1, timeout=0.5, settle=0)
+
+    engine = process_factory("rules", rules_env)
+    engine.start()
+    await send_telemetry(rules_settings, [record(i, trapped(T0 + 1000 * i)) for i in range(11, 31)])
+    await wait_checkpoint(database_url, group, 31)
+    events = await read_faults(rules_settings, until=1, settle=1.5)
+    raised = [e for e in events if e.code == "trapped_passenger" and e.transition == "raised"]
+    assert len(raised) == 1, events
+    assert (raised[0].since_ms, raised[0].at_ms) == (T0, T0 + 20_000)
+    assert raised[0].registration_code == RULES_ELEVATOR
+    assert raised[0].event_id == f"{RULES_TERMINAL}:trapped_passenger:raised:{T0}"
+    assert raised[0].evidence["variant"] == "between_floors"
+
+
+@contextlib.asynccontextmanager
+async def engine_in_process(settings: RulesSettings) -> AsyncIterator[CollectorRegistry]:
+    registry = CollectorRegistry()
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.serve(settings, stop, registry))
+    try:
+        yield registry
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_bad_records_are_dead_lettered_and_good_ones_around_them_evaluated(
+    rules_settings: RulesSettings, database_url: str
+) -> None:
+    async with engine_in_process(rules_settings) as registry:
+        await send_telemetry(rules_settings, [record(0, idle(T0))])
+        await send_raw(rules_settings, "telemetry", b"\xc1 not msgpack", key=RULES_TERMINAL.encode())
+        overspeed = [idle(T0 + 1000 + 300 * i, speed=2.2, door_zone=False, direction="up") for i in range(4)]
+        await send_telemetry(
+            rules_settings,
+            [
+                record(1, *overspeed),
+                record(2, *(idle(T0 + 3000 + 1000 * i) for i in range(10))),
+                record(0, idle(T0), terminal="STRANGER"),
+                record(1, idle(T0 + 9000), terminal="STRANGER"),
+            ],
+        )
+        events = await read_faults(rules_settings, until=2, settle=0.5)
+        codes = sorted((e.code.value, e.transition, e.terminal) for e in events)
+        assert ("overspeed", "raised", RULES_TERMINAL) in codes
+        assert ("unregistered_terminal", "raised", "STRANGER") in codes
+        hit = next(e for e in events if e.code == "overspeed")
+        assert hit.since_ms == T0 + 1000 and hit.at_ms == T0 + 1600  # >= 0.5 s and >= 2 samples
+        assert hit.evidence["speed"] == 2.2 and hit.evidence["limit_mps"] == pytest.approx(1.15 * 1.75)
+        labels = {"source": f"kafka:{rules_settings.topic('telemetry')}", "reason": "undecodable"}
+        assert registry.get_sample_value("liftwatch_dead_letters_total", labels) == 1
+        assert (registry.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0) > 0
+        assert (
+            registry.get_sample_value("liftwatch_rules_events_total", {"code": "overspeed", "transition": "raised"})
+            == 1
+        )
+
+
+def test_replay_prints_events_and_counts_and_takes_overrides(
+    database_url: str, rules_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liftwatch.rules.cli import app
+
+    with psycopg.connect(database_url) as conn:
+        for i in range(40):
+            s = trapped(T0 + 1000 * i) if i < 30 else idle(T0 + 1000 * i)
+            conn.execute(
+                "INSERT INTO telemetry (terminal_id, ts, seq, idx, mode, floor, door_zone, direction, speed, door, "
+                "occupied, safety_circuit, alarm_button, power, limit_up, limit_down, received_at) VALUES (%s, "
+                "to_timestamp(%s / 1000.0), %s, 0, %s, %s, %s, %s, %s, %s, %s, %s, false, true, false, false, now())",
+                (
+                    RULES_TERMINAL,
+                    s.ts,
+                    i,
+                    s.mode,
+                    s.floor,
+                    s.door_zone,
+                    s.direction,
+                    s.speed,
+                    s.door,
+                    s.occupied,
+                    s.safety_circuit,
+                ),
+            )
+    monkeypatch.setenv("LIFTWATCH_DATABASE_URL", database_url)
+    monkeypatch.setenv("LIFTWATCH_SITE_TIMEZONE", "UTC")
+    start = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(T0 / 1000 - 60))
+    end = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(T0 / 1000 + 120))
+    runner = CliRunner()
+    result = runner.invoke(app, ["replay", "--from", start, "--to", end])
+    assert result.exit_code == 0, result.output
+    assert "trapped_passenger" in result.output and "raised" in result.output
+    assert "40 samples" in result.output
+    stricter = runner.invoke(
+        app, ["replay", "--from", start, "--to", end, "--set", "trapped_passenger.between_floors_hold_s=45"]
+    )
+    assert stricter.exit_code == 0, stricter.output
+    assert "trapped_passenger" not in stricter.output
+    bad = runner.invoke(app, ["replay", "--from", start, "--to", end, "--set", "trapped_passenger.hold=3"])
+    assert bad.exit_code != 0
+    assert "hold" in bad.output
