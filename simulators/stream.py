@@ -169,6 +169,9 @@ class FleetSimulator:
         self.buffered = np.zeros(n, dtype=np.int64)
         self.buffer_since = np.zeros(n, dtype=np.int64)
         self._buffers: list[list[Sample]] = [[] for _ in range(n)]
+        # Terminals are not synchronized: the first message of each is cut at a random size, so
+        # a fleet's full batches spread over time instead of all leaving in the same tick.
+        self.batch_target = np.random.default_rng([seed, 3]).integers(1, config.batch + 1, n)
         self._duplicate_next: set[int] = set()
         self._hold_next: set[int] = set()
         self._held: dict[int, TelemetryMessage] = {}
@@ -243,7 +246,7 @@ class FleetSimulator:
             self.last_signature[idx] = signature[idx]
         while self._bad and self._bad[0].at_s <= t:
             out.extend(self._bad_input(self._bad.pop(0), obs, now_ms))
-        full = (self.buffered >= self.config.batch) | (
+        full = (self.buffered >= self.batch_target) | (
             (self.buffered > 0) & (t_ms - self.buffer_since >= self.linger_ms)
         )
         out.extend(self._flush(np.flatnonzero(full)))
@@ -309,6 +312,7 @@ class FleetSimulator:
                 out.append(message)
         seq[idx] += 1
         self.buffered[idx] = 0
+        self.batch_target[idx] = self.config.batch
         return out
 
     def _tamper(self, i: int, message: TelemetryMessage) -> list[Outbound]:
