@@ -1,0 +1,219 @@
+"""One table of scenarios per rule: just below / just above every threshold, irregular sampling,
+mode changes, clearing, unknown terminals, conditions spanning batch boundaries, late samples."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from liftwatch.rules.engine import TerminalInfo
+from liftwatch.rules.processor import RuleProcessor
+from liftwatch.rules.thresholds import build
+from liftwatch.schema import Sample, TelemetryRecord
+
+T0 = 1_767_225_600_000 + 3_600_000  # 2026-01-01T01:00:00Z
+REGISTRY = {
+    "E1": TerminalInfo("31000000000000000001", 1.0, -1, 12),
+    "E2": TerminalInfo("31000000000000000002", 1.0, -1, 12, "M2"),
+}
+IDLE: dict[str, Any] = {
+    "mode": "normal",
+    "floor": 3,
+    "door_zone": True,
+    "direction": "stop",
+    "speed": 0.0,
+    "door": "closed",
+    "occupied": False,
+    "safety_circuit": True,
+}
+TRAPPED = {"occupied": True, "door_zone": False}
+AT_LANDING = {"occupied": True}
+MOVING = {"speed": 1.0, "door_zone": False, "direction": "up"}
+
+Step = tuple[float, dict[str, Any]]
+"""(seconds after T0, fields different from an idle car)"""
+
+
+def held(fields: dict[str, Any], seconds: float, every: float = 1.0, start: float = 0.0) -> list[Step]:
+    """``fields`` sampled every ``every`` s from ``start`` to ``start + seconds`` inclusive."""
+    n = round(seconds / every)
+    steps = [(start + i * every, fields) for i in range(n + 1)]
+    if steps[-1][0] < start + seconds:
+        steps.append((start + seconds, fields))
+    return steps
+
+
+def then(steps: list[Step], fields: dict[str, Any], seconds: float, every: float = 1.0) -> list[Step]:
+    start = steps[-1][0] + every
+    return steps + held(fields, seconds - every, every, start)
+
+
+def run(
+    steps: list[Step],
+    *,
+    terminal: str = "E1",
+    cuts: tuple[int, ...] = (),
+    overrides: dict[str, Any] | None = None,
+    lateness_ms: int = 0,
+) -> list[tuple[str, str, float, float]]:
+    """Events as (code, transition, since s, at s) after T0."""
+    processor = RuleProcessor(build(overrides), lateness_ms=lateness_ms)
+    processor.set_registry(REGISTRY)
+    samples = [Sample(ts=T0 + round(t * 1000), **{**IDLE, **fields}) for t, fields in steps]
+    bounds = [0, *cuts, len(samples)]
+    events = []
+    for seq, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        record = TelemetryRecord(terminal, seq, 0, samples[lo:hi])
+        events += processor.process([record], flush=hi == len(samples))[0]
+    return [(e.code.value, e.transition, (e.since_ms - T0) / 1000, (e.at_ms - T0) / 1000) for e in events]
+
+
+SCENARIOS: dict[str, tuple[list[Step], list[tuple[str, str, float, float]]]] = {
+    # trapped passenger, between floors: 20 s
+    "trapped between floors 19.9 s": (held(TRAPPED, 19.9, 0.1), []),
+    "trapped between floors 20 s": (held(TRAPPED, 20), [("trapped_passenger", "raised", 0, 20)]),
+    "trapped irregular sampling": (
+        [(0, TRAPPED), (7.3, TRAPPED), (13, TRAPPED), (21.5, TRAPPED)],
+        [("trapped_passenger", "raised", 0, 21.5)],
+    ),
+    "trapped clears after 10 s free, not 9.9 s": (
+        then(then(held(TRAPPED, 25), IDLE, 9.9, 0.1), TRAPPED, 5),
+        [("trapped_passenger", "raised", 0, 20)],
+    ),
+    "trapped cleared": (
+        then(held(TRAPPED, 25), IDLE, 12),
+        [("trapped_passenger", "raised", 0, 20), ("trapped_passenger", "cleared", 26, 36)],
+    ),
+    "trapped interrupted by inspection restarts the hold": (
+        then(then(held(TRAPPED, 15), {**TRAPPED, "mode": "inspection"}, 3), TRAPPED, 25),
+        [("trapped_passenger", "raised", 19, 39)],
+    ),
+    "trapped in maintenance mode is the technician's": (held({**TRAPPED, "mode": "maintenance"}, 60), []),
+    # trapped at a landing: 60 s and the door never opened since the stop
+    "trapped at landing 59 s": (then(held(MOVING, 2), AT_LANDING, 59), []),
+    "trapped at landing 60 s": (
+        then(held(MOVING, 2), AT_LANDING, 61),
+        [("trapped_passenger", "raised", 3, 63)],
+    ),
+    "door opened after the stop: not trapped": (
+        then(then(then(held(MOVING, 2), AT_LANDING, 2), {"occupied": True, "door": "open"}, 3), AT_LANDING, 120),
+        [],
+    ),
+    # overspeed: > 1.15 x rated, >= 0.5 s and >= 2 samples, any mode
+    "overspeed at exactly 1.15 x": (held({**MOVING, "speed": 1.15}, 3, 0.25), []),
+    "overspeed 0.4 s": (held({**MOVING, "speed": 1.16}, 0.4, 0.1), []),
+    "overspeed 0.5 s": (held({**MOVING, "speed": 1.16}, 0.5, 0.25), [("overspeed", "raised", 0, 0.5)]),
+    "overspeed one sample over a long gap": ([(0, {**MOVING, "speed": 1.3}), (1, MOVING)], []),
+    "overspeed in inspection mode too": (
+        held({**MOVING, "speed": 1.2, "mode": "inspection"}, 1, 0.5),
+        [("overspeed", "raised", 0, 0.5)],
+    ),
+    # door open while moving
+    "door open at 0.299 m/s in the door zone": (held({"speed": 0.299, "door": "opening"}, 2), []),
+    "door open at 0.3 m/s": (held({"speed": 0.3, "door": "opening"}, 0), [("door_open_while_moving", "raised", 0, 0)]),
+    "door open creeping outside the door zone": (
+        held({"speed": 0.1, "door": "closing", "door_zone": False}, 0),
+        [("door_open_while_moving", "raised", 0, 0)],
+    ),
+    "door open moving in inspection": (held({"speed": 0.5, "door": "open", "mode": "inspection"}, 3), []),
+    "door open moving in fire mode": (
+        held({"speed": 0.5, "door": "open", "mode": "fire"}, 0),
+        [("door_open_while_moving", "raised", 0, 0)],
+    ),
+    # overtravel: one sample; clears as soon as back in range
+    "top floor is fine": (held({"floor": 12}, 2), []),
+    "above the top floor": (
+        then(held({"floor": 13}, 1), {"floor": 12}, 2),
+        [("overtravel_top", "raised", 0, 0), ("overtravel_top", "cleared", 2, 2)],
+    ),
+    "upper limit switch": (held({"limit_up": True}, 0), [("overtravel_top", "raised", 0, 0)]),
+    "below the bottom floor": (held({"floor": -2}, 0), [("overtravel_bottom", "raised", 0, 0)]),
+    "lower limit switch": (held({"limit_down": True}, 0), [("overtravel_bottom", "raised", 0, 0)]),
+    # stopped outside the door zone, empty: 45 s
+    "stopped outside door zone 44.9 s": (held({"door_zone": False}, 44.9, 0.1), []),
+    "stopped outside door zone 45 s": (
+        held({"door_zone": False}, 45),
+        [("stopped_outside_door_zone", "raised", 0, 45)],
+    ),
+    # safety circuit: 1 s
+    "safety circuit open 0.9 s": (held({"safety_circuit": False}, 0.9, 0.1), []),
+    "safety circuit open 1 s": (held({"safety_circuit": False}, 1, 0.5), [("safety_circuit_open", "raised", 0, 1)]),
+    # door held open: 120 s
+    "door open 119 s": (held({"door": "open"}, 119), []),
+    "door open 120 s": (held({"door": "open"}, 120, 2), [("door_held_open", "raised", 0, 120)]),
+    # power failure: 5 s, any mode
+    "power off 4.9 s": (held({"power": False}, 4.9, 0.1), []),
+    "power off 5 s in maintenance": (
+        held({"power": False, "mode": "maintenance"}, 5),
+        [("power_failure", "raised", 0, 5)],
+    ),
+    # alarm button: 3 s
+    "alarm 2.9 s": (held({"alarm_button": True}, 2.9, 0.1), []),
+    "alarm 3 s": (held({"alarm_button": True}, 3), [("alarm_button", "raised", 0, 3)]),
+    "alarm in inspection": (held({"alarm_button": True, "mode": "inspection"}, 5), []),
+}
+
+
+def reversals(count: int, every: float, *, depart_after: int | None = None) -> list[Step]:
+    steps: list[Step] = []
+    t = 0.0
+    for i in range(count):
+        steps += [(t, {"door": "closing"}), (t + 0.5, {"door": "opening"})]
+        t += every
+        if depart_after is not None and i == depart_after:
+            steps.append((t - 0.2, MOVING))
+    return steps
+
+
+SCENARIOS.update(
+    {
+        "4 door reversals": (reversals(4, 5), []),
+        "5 door reversals in 60 s": (reversals(5, 5), [("door_reopen_loop", "raised", 20.5, 20.5)]),
+        "5 door reversals over 61 s": (reversals(5, 15.125), []),
+        "5 door reversals with a departure between": (reversals(5, 5, depart_after=1), []),
+    }
+)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario(name: str) -> None:
+    steps, expected = SCENARIOS[name]
+    assert run(steps) == expected
+
+
+@pytest.mark.parametrize("name", ["trapped cleared", "trapped at landing 60 s", "5 door reversals in 60 s"])
+def test_condition_spanning_batch_boundaries(name: str) -> None:
+    steps, expected = SCENARIOS[name]
+    for cut in range(1, len(steps)):
+        assert run(steps, cuts=(cut,), lateness_ms=2_000) == expected, cut
+
+
+def test_model_override_applies_to_its_elevators_only() -> None:
+    overrides = {"models": {"M2": {"trapped_passenger": {"between_floors_hold_s": 30}}}}
+    steps = held(TRAPPED, 35)
+    assert run(steps, overrides=overrides) == [("trapped_passenger", "raised", 0, 20)]
+    assert run(steps, terminal="E2", overrides=overrides) == [("trapped_passenger", "raised", 0, 30)]
+
+
+def test_unknown_terminal_raises_unregistered_once_per_day_and_nothing_else() -> None:
+    steps = [*held(TRAPPED, 60, 5), (23 * 3600.0, TRAPPED), (23 * 3600.0 + 30, TRAPPED)]
+    assert run(steps, terminal="NOBODY") == [
+        ("unregistered_terminal", "raised", 0, 0),
+        ("unregistered_terminal", "raised", 23 * 3600.0, 23 * 3600.0),  # the next (UTC) day
+    ]
+
+
+def test_late_samples_are_counted_and_ignored() -> None:
+    processor = RuleProcessor(build(), lateness_ms=5_000)
+    processor.set_registry(REGISTRY)
+    now = [Sample(ts=T0 + 1000 * i, **IDLE) for i in range(20)]
+    processor.process([TelemetryRecord("E1", 0, 0, now)])
+    stale = Sample(ts=T0 + 1000, **{**IDLE, "floor": 40})  # would be an overtravel if it were evaluated
+    reordered = Sample(ts=T0 + 16_500, **{**IDLE, "floor": 40})  # within the lateness: evaluated in order
+    events, det = processor.process([TelemetryRecord("E1", 1, 0, [stale, reordered])], flush=True)
+    assert det.late == 1
+    assert [(e.code, e.transition, e.since_ms - T0) for e in events] == [
+        ("overtravel_top", "raised", 16_500),
+        ("overtravel_top", "cleared", 17_000),
+    ]
