@@ -470,7 +470,7 @@ class Fleet:
         dest = np.where(same, np.where(pickup == top, bottom, top), dest)
         kind = self.call_kind[idx]
         long = kind == CALL_LONG
-        far_end = np.where(np.abs(here - bottom) <= np.abs(top - here), bottom, top)
+        far_end = np.where(np.abs(here - bottom) >= np.abs(top - here), bottom, top)
         pickup = np.where(long, far_end, pickup)
         dest = np.where(long, np.where(far_end == bottom, top, bottom), dest)
         to_top = kind == CALL_EMPTY_TO_TOP
