@@ -1,0 +1,377 @@
+"""The regulators' monthly statistics for one month and scope, read from the rollup tables.
+
+:func:`monthly_report` is what the API, the CLI exports and the dashboards' numbers agree on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from liftwatch.reports import rollup, stats
+from psycopg import sql
+from psycopg.rows import dict_row
+
+TOP_ELEVATORS = 10
+ENTRAPMENT_STEPS = ("acknowledge", "dispatch", "arrive", "release")
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRow:
+    code: str
+    incidents: int
+    per_10k: float | None
+    entrapments: int
+    false_alarms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepTimes:
+    """Seconds from detection to one rescue step over the month's entrapments."""
+
+    step: str
+    count: int
+    median_s: float | None
+    p90_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rescue:
+    entrapments: int
+    steps: list[StepTimes]
+    arrived_within_30min: int
+    arrived_within_30min_share: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    elevators: int
+    covered: int
+    coverage: float | None
+    online_rate: float | None
+    days_observed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ElevatorRow:
+    registration_code: str
+    district: str | None
+    maintainer_id: int | None
+    incidents: int
+    entrapments: int
+    repeats: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgeRow:
+    band: str
+    elevators: int
+    incidents: int
+    per_10k: float | None
+    entrapments: int
+
+
+@dataclass(frozen=True, slots=True)
+class FirmRow:
+    maintainer_id: int
+    name: str
+    elevators: int
+    incidents: int
+    per_100: float | None
+    entrapments: int
+    dispatch_missed: int
+    arrival_missed: int
+    repeats: int
+    false_alarms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    month: str
+    incidents: int
+    entrapments: int
+    per_10k: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MonthlyReport:
+    month: str
+    scope: str
+    site_timezone: str
+    refreshed_at: str
+    complete: bool
+    elevators: int
+    incidents: int
+    per_10k: float | None
+    entrapments: int
+    false_alarms: int
+    codes: list[CodeRow]
+    rescue: Rescue
+    coverage: Coverage
+    top_elevators: list[ElevatorRow]
+    age_bands: list[AgeRow]
+    firms: list[FirmRow]
+    trend: list[TrendPoint] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _where(scope: stats.Scope, prefix: str = "") -> tuple[sql.Composable, dict[str, Any]]:
+    column = scope.column
+    if column is None:
+        return sql.SQL(""), {}
+    return sql.SQL(" AND {} = %(scope_value)s").format(sql.Identifier(*([prefix, column] if prefix else [column]))), {
+        "scope_value": scope.value
+    }
+
+
+def _rows(conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any]) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+def scope_exists(conn: psycopg.Connection[Any], scope: stats.Scope) -> bool:
+    """True when the scope names something in the registry (the city always exists)."""
+    queries = {
+        "district": "SELECT 1 FROM elevators WHERE district = %s LIMIT 1",
+        "maintainer": "SELECT 1 FROM maintenance_firms WHERE id = %s",
+        "use_unit": "SELECT 1 FROM use_units WHERE id = %s",
+    }
+    if scope.kind == "city":
+        return True
+    return conn.execute(queries[scope.kind], (scope.value,)).fetchone() is not None
+
+
+def monthly_report(
+    conn: psycopg.Connection[Any],
+    month: dt.date,
+    scope: stats.Scope,
+    timezone: str,
+    now: dt.datetime,
+    *,
+    trend_months: int = 0,
+    max_age: dt.timedelta = rollup.DEFAULT_MAX_AGE,
+) -> MonthlyReport:
+    """Statistics of ``month`` for ``scope`` (refreshing the rollup first when it is stale)."""
+    state = rollup.ensure_month(conn, month, timezone, now, max_age)
+    where, extra = _where(scope)
+    params = {"month": month, **extra}
+
+    fleet = _rows(
+        conn,
+        sql.SQL(
+            "SELECT coalesce(sum(elevators), 0)::bigint AS elevators, coalesce(sum(covered), 0)::bigint AS covered,"
+            " coalesce(sum(active_days), 0)::bigint AS active_days FROM report_fleet WHERE month = %(month)s{}"
+        ).format(where),
+        params,
+    )[0]
+    elevators = int(fleet["elevators"])
+
+    code_rows = _rows(
+        conn,
+        sql.SQL(
+            "SELECT code, sum(incidents)::bigint AS incidents, sum(entrapments)::bigint AS entrapments,"
+            " sum(false_alarms)::bigint AS false_alarms FROM report_incident_counts WHERE month = %(month)s{}"
+            " GROUP BY code ORDER BY incidents DESC, code"
+        ).format(where),
+        params,
+    )
+    codes = [
+        CodeRow(
+            r["code"],
+            int(r["incidents"]),
+            stats.per_10k(int(r["incidents"]), elevators),
+            int(r["entrapments"]),
+            int(r["false_alarms"]),
+        )
+        for r in code_rows
+    ]
+    incidents = sum(c.incidents for c in codes)
+
+    percentiles = ", ".join(
+        f"count({s}_s) AS {s}_n, percentile_cont(0.5) WITHIN GROUP (ORDER BY {s}_s) AS {s}_median,"
+        f" percentile_cont(0.9) WITHIN GROUP (ORDER BY {s}_s) AS {s}_p90"
+        for s in ENTRAPMENT_STEPS
+    )
+    rescue_row = _rows(
+        conn,
+        sql.SQL(
+            "SELECT count(*) AS entrapments, count(*) FILTER (WHERE arrive_s <= %(target)s) AS within, "
+            + percentiles
+            + " FROM report_entrapments WHERE month = %(month)s{}"
+        ).format(where),
+        {**params, "target": stats.ARRIVAL_TARGET_S},
+    )[0]
+    entrapments = int(rescue_row["entrapments"])
+    rescue = Rescue(
+        entrapments=entrapments,
+        steps=[
+            StepTimes(s, int(rescue_row[f"{s}_n"]), rescue_row[f"{s}_median"], rescue_row[f"{s}_p90"])
+            for s in ENTRAPMENT_STEPS
+        ],
+        arrived_within_30min=int(rescue_row["within"]),
+        arrived_within_30min_share=stats.share(int(rescue_row["within"]), entrapments),
+    )
+
+    coverage = Coverage(
+        elevators=elevators,
+        covered=int(fleet["covered"]),
+        coverage=stats.share(int(fleet["covered"]), elevators),
+        online_rate=stats.share(int(fleet["active_days"]), elevators * state.days_observed),
+        days_observed=state.days_observed,
+    )
+
+    top = [
+        ElevatorRow(
+            r["registration_code"], r["district"], r["maintainer_id"], r["incidents"], r["entrapments"], r["repeats"]
+        )
+        for r in _rows(
+            conn,
+            sql.SQL(
+                "SELECT registration_code, district, maintainer_id, incidents, entrapments, repeats"
+                " FROM report_elevator_incidents WHERE month = %(month)s{}"
+                " ORDER BY incidents DESC, entrapments DESC, registration_code LIMIT %(limit)s"
+            ).format(where),
+            {**params, "limit": TOP_ELEVATORS},
+        )
+    ]
+
+    age_fleet = {
+        r["age_band"]: int(r["n"])
+        for r in _rows(
+            conn,
+            sql.SQL(
+                "SELECT age_band, sum(elevators)::bigint AS n FROM report_fleet WHERE month = %(month)s{} GROUP BY 1"
+            ).format(where),
+            params,
+        )
+    }
+    age_incidents = {
+        r["age_band"]: r
+        for r in _rows(
+            conn,
+            sql.SQL(
+                "SELECT age_band, sum(incidents)::bigint AS incidents, sum(entrapments)::bigint AS entrapments"
+                " FROM report_incident_counts WHERE month = %(month)s AND age_band IS NOT NULL{} GROUP BY 1"
+            ).format(where),
+            params,
+        )
+    }
+    ages = []
+    for band in stats.AgeBand:
+        n = age_fleet.get(band.value, 0)
+        row = age_incidents.get(band.value, {"incidents": 0, "entrapments": 0})
+        ages.append(
+            AgeRow(band.key, n, int(row["incidents"]), stats.per_10k(int(row["incidents"]), n), int(row["entrapments"]))
+        )
+
+    firms = _firms(conn, params, where)
+    trend = _trend(conn, month, scope, timezone, now, trend_months, max_age) if trend_months else []
+    return MonthlyReport(
+        month=f"{month:%Y-%m}",
+        scope=scope.text,
+        site_timezone=timezone,
+        refreshed_at=state.refreshed_at.isoformat(),
+        complete=state.complete,
+        elevators=elevators,
+        incidents=incidents,
+        per_10k=stats.per_10k(incidents, elevators),
+        entrapments=sum(c.entrapments for c in codes),
+        false_alarms=sum(c.false_alarms for c in codes),
+        codes=codes,
+        rescue=rescue,
+        coverage=coverage,
+        top_elevators=top,
+        age_bands=ages,
+        firms=firms,
+        trend=trend,
+    )
+
+
+def _firms(conn: psycopg.Connection[Any], params: dict[str, Any], where: sql.Composable) -> list[FirmRow]:
+    rows = _rows(
+        conn,
+        sql.SQL(
+            """
+            WITH fleet AS (
+                SELECT maintainer_id, sum(elevators)::bigint AS elevators FROM report_fleet
+                WHERE month = %(month)s{where} GROUP BY 1
+            ), counts AS (
+                SELECT maintainer_id, sum(incidents)::bigint AS incidents, sum(entrapments)::bigint AS entrapments,
+                       sum(dispatch_missed)::bigint AS dispatch_missed, sum(arrival_missed)::bigint AS arrival_missed,
+                       sum(repeats)::bigint AS repeats, sum(false_alarms)::bigint AS false_alarms
+                FROM report_incident_counts WHERE month = %(month)s AND maintainer_id IS NOT NULL{where} GROUP BY 1
+            )
+            SELECT f.id AS maintainer_id, f.name, coalesce(fl.elevators, 0) AS elevators,
+                   coalesce(c.incidents, 0) AS incidents, coalesce(c.entrapments, 0) AS entrapments,
+                   coalesce(c.dispatch_missed, 0) AS dispatch_missed, coalesce(c.arrival_missed, 0) AS arrival_missed,
+                   coalesce(c.repeats, 0) AS repeats, coalesce(c.false_alarms, 0) AS false_alarms
+            FROM fleet fl FULL JOIN counts c USING (maintainer_id)
+            JOIN maintenance_firms f ON f.id = coalesce(fl.maintainer_id, c.maintainer_id)"""
+        ).format(where=where),
+        params,
+    )
+    firms = [
+        FirmRow(
+            int(r["maintainer_id"]),
+            r["name"],
+            int(r["elevators"]),
+            int(r["incidents"]),
+            stats.per_100(int(r["incidents"]), int(r["elevators"])),
+            int(r["entrapments"]),
+            int(r["dispatch_missed"]),
+            int(r["arrival_missed"]),
+            int(r["repeats"]),
+            int(r["false_alarms"]),
+        )
+        for r in rows
+    ]
+    # Worst first: the ranking a regulator reads when deciding a blacklist.
+    firms.sort(key=lambda f: (-(f.per_100 or 0.0), -f.arrival_missed, f.name))
+    return firms
+
+
+def _trend(
+    conn: psycopg.Connection[Any],
+    month: dt.date,
+    scope: stats.Scope,
+    timezone: str,
+    now: dt.datetime,
+    months: int,
+    max_age: dt.timedelta,
+) -> list[TrendPoint]:
+    where, extra = _where(scope)
+    points = []
+    for back in range(months - 1, -1, -1):
+        current = stats.previous_month(month, back)
+        if back:
+            rollup.ensure_month(conn, current, timezone, now, max_age)
+        params = {"month": current, **extra}
+        counts = _rows(
+            conn,
+            sql.SQL(
+                "SELECT coalesce(sum(incidents), 0)::bigint AS incidents,"
+                " coalesce(sum(entrapments), 0)::bigint AS entrapments"
+                " FROM report_incident_counts WHERE month = %(month)s{}"
+            ).format(where),
+            params,
+        )[0]
+        fleet = _rows(
+            conn,
+            sql.SQL(
+                "SELECT coalesce(sum(elevators), 0)::bigint AS n FROM report_fleet WHERE month = %(month)s{}"
+            ).format(where),
+            params,
+        )[0]
+        points.append(
+            TrendPoint(
+                f"{current:%Y-%m}",
+                int(counts["incidents"]),
+                int(counts["entrapments"]),
+                stats.per_10k(int(counts["incidents"]), int(fleet["n"])),
+            )
+        )
+    return points

@@ -1,0 +1,225 @@
+"""Refresh of the monthly rollup tables (migration 050) from incidents, the registry and activity.
+
+A month is recomputed as a whole, in one transaction (delete + insert), so a refresh is
+idempotent and a reader never sees half a month. Past months are refreshed once after they end
+(``complete``); the current month is refreshed on demand when its rollup is older than
+``max_age`` (see :func:`ensure_month`), and by ``liftwatch report refresh`` (cron or systemd timer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from liftwatch.reports import stats
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+# A month is final this long after it ended: late acknowledgements and closes have landed by then.
+COMPLETE_AFTER = dt.timedelta(days=2)
+# The current month's rollup is recomputed on demand when older than this.
+DEFAULT_MAX_AGE = dt.timedelta(minutes=10)
+# Serialises refreshes of one month across processes (CLI, API workers).
+_LOCK_NAMESPACE = 0x52505254
+
+# Per-terminal per-day activity written by the ingest writer (migration 01x); when it is absent
+# (an older database) the days are counted from raw telemetry, which is exact but slow at scale.
+_ACTIVITY_TABLE = "terminal_activity_daily"
+
+
+@dataclass(frozen=True, slots=True)
+class MonthState:
+    """A month's row of ``report_months``."""
+
+    month: dt.date
+    site_timezone: str
+    refreshed_at: dt.datetime
+    days_in_month: int
+    days_observed: int
+    complete: bool
+
+
+_AGE_BAND = """CASE WHEN {installed} IS NULL THEN NULL
+         WHEN age(%(month)s::date, {installed}) < interval '10 years' THEN 0
+         WHEN age(%(month)s::date, {installed}) < interval '15 years' THEN 1
+         ELSE 2 END"""
+
+
+def _activity_query(conn: psycopg.Connection[Any]) -> str:
+    """SQL yielding (registration_code, days) of the month: days on which the terminal sent data."""
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_ACTIVITY_TABLE,)).fetchone()
+    if row is not None and row[0]:
+        return f"""
+            SELECT t.registration_code, count(DISTINCT a.day) AS days
+            FROM {_ACTIVITY_TABLE} a JOIN terminals t USING (terminal_id)
+            WHERE a.day >= %(month)s::date AND a.day < %(next_month)s::date AND t.registration_code IS NOT NULL
+            GROUP BY 1"""
+    return """
+        SELECT t.registration_code, count(DISTINCT (m.ts AT TIME ZONE %(tz)s)::date) AS days
+        FROM telemetry m JOIN terminals t USING (terminal_id)
+        WHERE m.ts >= %(start)s AND m.ts < %(end)s AND t.registration_code IS NOT NULL
+        GROUP BY 1"""
+
+
+def read_state(conn: psycopg.Connection[Any], month: dt.date) -> MonthState | None:
+    row = conn.execute(
+        "SELECT month, site_timezone, refreshed_at, days_in_month, days_observed, complete"
+        " FROM report_months WHERE month = %s",
+        (month,),
+    ).fetchone()
+    if row is None:
+        return None
+    values = list(row.values()) if isinstance(row, dict) else list(row)
+    return MonthState(*values)
+
+
+def refresh_month(conn: psycopg.Connection[Any], month: dt.date, timezone: str, now: dt.datetime) -> MonthState:
+    """Recompute the rollup of ``month`` (site-local) in one transaction."""
+    start, end = stats.month_bounds(month, timezone)
+    observed = stats.days_observed(month, now, timezone)
+    params: dict[str, Any] = {
+        "month": month,
+        "next_month": stats.next_month(month),
+        "tz": timezone,
+        "start": start,
+        "end": end,
+        "lookback": start - dt.timedelta(days=stats.REPEAT_WINDOW_DAYS),
+        "repeat_window": dt.timedelta(days=stats.REPEAT_WINDOW_DAYS),
+        "min_days": stats.min_covered_days(observed) if observed else 1,
+        "arrival_target": stats.ARRIVAL_TARGET_S,
+    }
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NAMESPACE, month.year * 12 + month.month))
+        conn.execute("DELETE FROM report_months WHERE month = %s", (month,))
+        conn.execute(
+            "INSERT INTO report_months (month, site_timezone, refreshed_at, days_in_month, days_observed, complete)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (month, timezone, now, stats.days_in_month(month), observed, now >= end + COMPLETE_AFTER),
+        )
+        _refresh_fleet(conn, params, observed)
+        _refresh_incidents(conn, params)
+    state = read_state(conn, month)
+    assert state is not None
+    log.info("refreshed report month %s (%d days observed)", month, observed)
+    return state
+
+
+def _refresh_fleet(conn: psycopg.Connection[Any], params: dict[str, Any], observed: int) -> None:
+    activity = _activity_query(conn) if observed else "SELECT NULL::text AS registration_code, 0::bigint AS days"
+    band = _AGE_BAND.format(installed="e.installed_on")
+    conn.execute(
+        sql.SQL(
+            f"""
+            INSERT INTO report_fleet
+                (month, district, maintainer_id, use_unit_id, age_band, elevators, covered, active_days)
+            SELECT %(month)s, e.district, e.maintainer_id, e.use_unit_id, {band},
+                   count(*), count(*) FILTER (WHERE coalesce(a.days, 0) >= %(min_days)s),
+                   coalesce(sum(a.days), 0)
+            FROM elevators e LEFT JOIN ({activity}) a USING (registration_code)
+            WHERE e.installed_on < %(next_month)s
+            GROUP BY 1, 2, 3, 4, 5"""
+        ),
+        params,
+    )
+
+
+def _refresh_incidents(conn: psycopg.Connection[Any], params: dict[str, Any]) -> None:
+    band = _AGE_BAND.format(installed="e.installed_on")
+    conn.execute(
+        sql.SQL(
+            f"""
+            CREATE TEMP TABLE report_facts ON COMMIT DROP AS
+            WITH real_faults AS (
+                SELECT id, detected_at - lag(detected_at) OVER (
+                           PARTITION BY registration_code, code ORDER BY detected_at, id) AS gap
+                FROM incidents
+                WHERE detected_at >= %(lookback)s AND detected_at < %(end)s
+                  AND status <> 'false_alarm' AND registration_code IS NOT NULL
+            )
+            SELECT i.id, i.registration_code, i.code, i.district, i.maintainer_id, i.use_unit_id,
+                   {band} AS age_band,
+                   i.status = 'false_alarm' AS false_alarm,
+                   i.code = 'trapped_passenger' AND i.status <> 'false_alarm' AS entrapment,
+                   coalesce(r.gap <= %(repeat_window)s, false) AS repeat,
+                   i.dispatch_deadline_missed, i.arrival_deadline_missed,
+                   extract(epoch FROM i.acknowledged_at - i.detected_at)::double precision AS acknowledge_s,
+                   extract(epoch FROM i.dispatched_at - i.detected_at)::double precision AS dispatch_s,
+                   extract(epoch FROM i.arrived_at - i.detected_at)::double precision AS arrive_s,
+                   extract(epoch FROM i.released_at - i.detected_at)::double precision AS release_s
+            FROM incidents i
+            LEFT JOIN real_faults r USING (id)
+            LEFT JOIN elevators e ON e.registration_code = i.registration_code
+            WHERE i.detected_at >= %(start)s AND i.detected_at < %(end)s"""
+        ),
+        params,
+    )
+    conn.execute(
+        """
+        INSERT INTO report_incident_counts
+            (month, district, maintainer_id, use_unit_id, age_band, code, incidents, entrapments, false_alarms,
+             dispatch_missed, arrival_missed, repeats)
+        SELECT %(month)s, district, maintainer_id, use_unit_id, age_band, code, count(*),
+               count(*) FILTER (WHERE entrapment), count(*) FILTER (WHERE false_alarm),
+               count(*) FILTER (WHERE dispatch_deadline_missed), count(*) FILTER (WHERE arrival_deadline_missed),
+               count(*) FILTER (WHERE repeat)
+        FROM report_facts GROUP BY 2, 3, 4, 5, 6""",
+        params,
+    )
+    conn.execute(
+        """
+        INSERT INTO report_entrapments
+            (month, incident_id, district, maintainer_id, use_unit_id, acknowledge_s, dispatch_s, arrive_s, release_s)
+        SELECT %(month)s, id, district, maintainer_id, use_unit_id, acknowledge_s, dispatch_s, arrive_s, release_s
+        FROM report_facts WHERE entrapment""",
+        params,
+    )
+    conn.execute(
+        """
+        INSERT INTO report_elevator_incidents
+            (month, registration_code, district, maintainer_id, use_unit_id, incidents, entrapments, repeats)
+        SELECT %(month)s, registration_code, min(district), min(maintainer_id), min(use_unit_id),
+               count(*), count(*) FILTER (WHERE entrapment), count(*) FILTER (WHERE repeat)
+        FROM report_facts WHERE registration_code IS NOT NULL AND NOT false_alarm
+        GROUP BY registration_code""",
+        params,
+    )
+    # ON COMMIT DROP does not fire when the caller's transaction wraps ours (a savepoint).
+    conn.execute("DROP TABLE report_facts")
+
+
+def ensure_month(
+    conn: psycopg.Connection[Any],
+    month: dt.date,
+    timezone: str,
+    now: dt.datetime,
+    max_age: dt.timedelta = DEFAULT_MAX_AGE,
+) -> MonthState:
+    """The month's rollup, refreshed first if missing, stale (not complete and older than max_age)
+    or computed for another site time zone."""
+    state = read_state(conn, month)
+    if state is not None and state.site_timezone == timezone and (state.complete or now - state.refreshed_at < max_age):
+        return state
+    return refresh_month(conn, month, timezone, now)
+
+
+def refresh_due(conn: psycopg.Connection[Any], timezone: str, now: dt.datetime) -> list[MonthState]:
+    """What ``liftwatch report refresh`` does: every month with incidents that is not complete."""
+    rows = conn.execute(
+        "SELECT DISTINCT date_trunc('month', detected_at AT TIME ZONE %s)::date AS month FROM incidents"
+        " WHERE detected_at >= %s",
+        (timezone, now - dt.timedelta(days=400)),
+    ).fetchall()
+    months = {next(iter(row.values())) if isinstance(row, dict) else row[0] for row in rows}
+    local_today = now.astimezone(ZoneInfo(timezone)).date()
+    months.add(local_today.replace(day=1))
+    refreshed = []
+    for month in sorted(months):
+        state = read_state(conn, month)
+        if state is None or not state.complete or state.site_timezone != timezone:
+            refreshed.append(refresh_month(conn, month, timezone, now))
+    return refreshed

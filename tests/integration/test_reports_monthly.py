@@ -1,0 +1,99 @@
+"""Monthly statistics on a simulated fleet month: every number equals the hand-computed truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+import pytest
+from liftwatch.reports import monthly, rollup, stats
+
+from tests.fixtures.reports import GROUND_TRUTH, MONTH, Fleet, code_of
+
+pytestmark = pytest.mark.integration
+
+TZ = "Asia/Shanghai"
+AFTER = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+
+
+def _r(value: float | None) -> float | None:
+    """Percentiles are interpolated in floating point: compare to 9 decimals."""
+    return None if value is None else round(value, 9)
+
+
+def _report(fleet: Fleet, scope: str = "city", **kwargs: object) -> monthly.MonthlyReport:
+    with psycopg.connect(fleet.url) as conn:
+        return monthly.monthly_report(conn, MONTH, stats.parse_scope(scope), TZ, AFTER, **kwargs)  # type: ignore[arg-type]
+
+
+def test_city_month_matches_ground_truth(reports_fleet: Fleet) -> None:
+    report = _report(reports_fleet)
+    truth = GROUND_TRUTH
+    assert (report.elevators, report.incidents, report.entrapments, report.false_alarms) == (
+        truth["elevators"],
+        truth["incidents"],
+        truth["entrapments"],
+        truth["false_alarms"],
+    )
+    assert {c.code: (c.incidents, c.per_10k, c.entrapments, c.false_alarms) for c in report.codes} == truth["codes"]
+    assert {s.step: (s.count, _r(s.median_s), _r(s.p90_s)) for s in report.rescue.steps} == truth["steps"]
+    assert (report.rescue.arrived_within_30min, report.rescue.arrived_within_30min_share) == truth[
+        "arrived_within_30min"
+    ]
+    cov = report.coverage
+    assert (cov.covered, cov.coverage, _r(cov.online_rate)) == (*truth["coverage"][:2], _r(truth["coverage"][2]))
+    assert cov.days_observed == 31
+    assert [(e.registration_code, e.incidents) for e in report.top_elevators] == truth["top_elevators"]
+    assert {a.band: (a.elevators, a.incidents, a.per_10k, a.entrapments) for a in report.age_bands} == truth[
+        "age_bands"
+    ]
+    firms = [
+        (
+            f.name,
+            f.elevators,
+            f.incidents,
+            f.per_100,
+            f.entrapments,
+            f.dispatch_missed,
+            f.arrival_missed,
+            f.repeats,
+            f.false_alarms,
+        )
+        for f in report.firms
+    ]
+    assert [(*f[:3], _r(f[3]), *f[4:]) for f in firms] == [(*f[:3], _r(f[3]), *f[4:]) for f in truth["firms"]]
+    assert report.complete
+
+
+def test_scopes_filter_fleet_and_incidents(reports_fleet: Fleet) -> None:
+    xuhui = _report(reports_fleet, "district:Xuhui")
+    assert (xuhui.elevators, xuhui.incidents, xuhui.entrapments) == (6, 3, 3)
+    assert [(f.name, f.elevators, f.incidents) for f in xuhui.firms] == [("Firm A", 6, 3)]
+    firm_b = _report(reports_fleet, f"maintainer:{reports_fleet.firm_b}")
+    assert (firm_b.elevators, firm_b.incidents, firm_b.false_alarms) == (3, 3, 1)
+    assert [e.registration_code for e in firm_b.top_elevators] == [code_of(8)]
+    unit_2 = _report(reports_fleet, f"use_unit:{reports_fleet.unit_2}")
+    assert (unit_2.elevators, unit_2.incidents) == (5, 4)  # e5-e9; incidents on e6, e7, e8 (x2)
+
+
+def test_trend_covers_twelve_months_and_refresh_is_idempotent(reports_fleet: Fleet) -> None:
+    report = _report(reports_fleet, trend_months=12)
+    assert next(p.month for p in report.trend) == "2025-04"
+    assert [(p.month, p.incidents) for p in report.trend][-2:] == [("2026-02", 1), ("2026-03", 8)]
+    with psycopg.connect(reports_fleet.url) as conn:
+        rollup.refresh_month(conn, MONTH, TZ, AFTER)
+        rollup.refresh_month(conn, MONTH, TZ, AFTER)
+    assert _report(reports_fleet).to_json() == report.to_json() | {"trend": []}
+
+
+def test_current_month_is_refreshed_on_demand_when_stale(reports_fleet: Fleet) -> None:
+    during = dt.datetime(2026, 3, 10, 4, tzinfo=dt.UTC)  # March 10th, noon local
+    with psycopg.connect(reports_fleet.url) as conn:
+        first = monthly.monthly_report(conn, MONTH, stats.Scope("city"), TZ, during)
+        assert not first.complete and first.coverage.days_observed == 10
+        conn.execute("DELETE FROM incidents WHERE code = 'overspeed'")
+        conn.commit()
+        cached = monthly.monthly_report(conn, MONTH, stats.Scope("city"), TZ, during + dt.timedelta(minutes=1))
+        fresh = monthly.monthly_report(conn, MONTH, stats.Scope("city"), TZ, during + dt.timedelta(hours=1))
+    assert cached.incidents == 8
+    assert fresh.incidents == 7
