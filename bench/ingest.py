@@ -1,0 +1,462 @@
+"""Ingest benchmark: publisher -> mosquitto -> gateway -> tansu -> writer -> PostgreSQL.
+
+Starts a private mosquitto (liftwatch's no-drop configuration) and a private tansu, migrates a
+fresh PostgreSQL schema, runs ``liftwatch gateway`` and ``liftwatch writer`` as subprocesses and
+publishes QoS 1 telemetry at increasing rates, 10 samples per message and 1 per message. For each
+rate it prints the offered and achieved samples/s, the publish-to-gateway latency (``received_at``
+minus the sample's ``ts``, which is its publish time), the publish-to-row latency (probe messages
+polled in the database), the loss (rows vs published samples, must be 0) and the CPU share of every
+process, so the first to saturate is visible.
+
+The baseline, in the same run, is a naive gateway (one message at a time: produce, await the Kafka
+acknowledgement, PUBACK) fed the same load; the ratio compares the sustained message rates.
+
+    .venv/bin/python bench/ingest.py            # full run (a few minutes)
+    .venv/bin/python bench/ingest.py --quick    # a short smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import psycopg
+from liftwatch import db, services
+from liftwatch.config import GatewaySettings
+from liftwatch.kafka import ensure_topics, make_producer
+from liftwatch.mqtt import MqttClient
+from liftwatch.schema import Sample, TelemetryMessage
+
+TERMINALS = 2000
+PUBLISH_WINDOW = 4000  # QoS 1 messages in flight from the publisher at most
+TICK_S = 0.005
+PROBE_EVERY_S = 0.05
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- measurement helpers -------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its reaped children), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+@dataclass
+class CpuMeter:
+    """CPU share of named processes over an interval (1.0 = one full core)."""
+
+    pids: dict[str, int]
+    start: dict[str, float] = field(default_factory=dict)
+    started_at: float = 0.0
+
+    def begin(self) -> None:
+        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.started_at = time.monotonic()
+
+    def shares(self) -> dict[str, float]:
+        elapsed = max(1e-9, time.monotonic() - self.started_at)
+        return {name: (cpu_seconds(pid) - self.start[name]) / elapsed for name, pid in self.pids.items()}
+
+
+def sample(ts: int) -> Sample:
+    return Sample(
+        ts=ts,
+        mode="normal",
+        floor=4,
+        door_zone=False,
+        direction="up",
+        speed=1.6,
+        door="closed",
+        occupied=True,
+        safety_circuit=True,
+        door_lock=True,
+        load_pct=35.0,
+    )
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def payload(terminal: str, seq: int, per_message: int, now_ms: int) -> bytes:
+    """A telemetry message whose last sample is stamped with the publish time."""
+    samples = [sample(now_ms - 10 * (per_message - 1 - i)) for i in range(per_message)]
+    return _encode(TelemetryMessage(v=1, terminal=terminal, seq=seq, samples=samples))
+
+
+# --- the load --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LevelResult:
+    label: str
+    per_message: int
+    offered_msgs: float
+    published_msgs: int
+    published_samples: int
+    rows: int
+    publish_s: float
+    drain_s: float
+    gateway_p50_ms: float
+    gateway_p99_ms: float
+    e2e_p50_ms: float
+    e2e_p99_ms: float
+    cpu: dict[str, float]
+
+    @property
+    def achieved_msgs(self) -> float:
+        return self.published_msgs / (self.publish_s + self.drain_s)
+
+    @property
+    def achieved_samples(self) -> float:
+        return self.published_samples / (self.publish_s + self.drain_s)
+
+
+async def run_level(
+    label: str,
+    pub: MqttClient,
+    database_url: str,
+    root: str,
+    rate: float,
+    per_message: int,
+    seconds: float,
+    meter: CpuMeter,
+) -> LevelResult:
+    """Publish ``rate`` messages/s for ``seconds``, then wait until every sample is stored."""
+    prefix = f"{label}-{secrets.token_hex(2)}"
+    terminals = [f"{prefix}-{i}" for i in range(TERMINALS)]
+    topics = [f"{root}lift/v1/{t}/telemetry" for t in terminals]
+    probe = f"{prefix}-probe"
+    probe_topic = f"{root}lift/v1/{probe}/telemetry"
+    seqs = [0] * TERMINALS
+    published = samples = 0
+    probes_sent: list[int] = []
+    e2e: list[float] = []
+
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+
+        async def poll_probes(stop: asyncio.Event) -> None:
+            seen = 0
+            while not stop.is_set() or seen < len(probes_sent):
+                cur = await conn.execute(
+                    "SELECT (extract(epoch FROM ts) * 1000)::bigint FROM telemetry"
+                    " WHERE terminal_id = %s AND ts > to_timestamp(%s / 1000.0) ORDER BY ts",
+                    (probe, probes_sent[seen - 1] if seen else 0),
+                )
+                now = time.time() * 1000
+                for (ts,) in await cur.fetchall():
+                    e2e.append(now - ts)
+                    seen += 1
+                await asyncio.sleep(0.01)
+
+        meter.begin()
+        stop_polling = asyncio.Event()
+        poller = asyncio.create_task(poll_probes(stop_polling))
+        start = time.monotonic()
+        next_probe = start
+        index = 0
+        while (elapsed := time.monotonic() - start) < seconds:
+            due = int(rate * elapsed) - published
+            now_ms = int(time.time() * 1000)
+            for _ in range(due):
+                terminal = index % TERMINALS
+                pub.publish(topics[terminal], payload(terminals[terminal], seqs[terminal], per_message, now_ms))
+                seqs[terminal] += 1
+                index += 1
+            published += due
+            samples += due * per_message
+            if time.monotonic() >= next_probe:
+                probes_sent.append(now_ms)
+                pub.publish(probe_topic, payload(probe, len(probes_sent) - 1, 1, now_ms))
+                next_probe += PROBE_EVERY_S
+            await pub.wait_below(PUBLISH_WINDOW)
+            await asyncio.sleep(TICK_S)
+        publish_s = time.monotonic() - start
+        await pub.wait_below(1)
+
+        like = f"{prefix}-%"
+        expected = samples + len(probes_sent)
+        deadline = time.monotonic() + 120
+        rows = 0
+        while time.monotonic() < deadline:
+            cur = await conn.execute("SELECT count(*) FROM telemetry WHERE terminal_id LIKE %s", (like,))
+            rows = (await cur.fetchone() or (0,))[0]
+            if rows >= expected:
+                break
+            await asyncio.sleep(0.05)
+        drain_s = time.monotonic() - start - publish_s
+        cpu = meter.shares()
+        stop_polling.set()
+        try:
+            await asyncio.wait_for(poller, 10)
+        except TimeoutError:
+            poller.cancel()
+        cur = await conn.execute(
+            "SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts))"
+            " FROM telemetry WHERE terminal_id LIKE %s AND idx = %s",
+            (like, per_message - 1),
+        )
+        row = await cur.fetchone()
+        gw50, gw99 = row[0] if row and row[0] else [float("nan")] * 2
+    e2e.sort()
+    return LevelResult(
+        label=label,
+        per_message=per_message,
+        offered_msgs=rate,
+        published_msgs=published,
+        published_samples=samples,
+        rows=rows - len(probes_sent),
+        publish_s=publish_s,
+        drain_s=drain_s,
+        gateway_p50_ms=gw50 * 1000,
+        gateway_p99_ms=gw99 * 1000,
+        e2e_p50_ms=statistics.median(e2e) if e2e else float("nan"),
+        e2e_p99_ms=e2e[min(len(e2e) - 1, int(len(e2e) * 0.99))] if e2e else float("nan"),
+        cpu=cpu,
+    )
+
+
+async def until_flowing(pub: MqttClient, database_url: str, root: str) -> None:
+    """Publish a probe until its row appears: the gateway is subscribed and the writer has joined."""
+    terminal = f"warmup-{secrets.token_hex(2)}"
+    message = payload(terminal, 0, 1, int(time.time() * 1000))
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        for _ in range(300):
+            pub.publish(f"{root}lift/v1/{terminal}/telemetry", message)  # stored once however often sent
+            await asyncio.sleep(0.2)
+            cur = await conn.execute("SELECT count(*) FROM telemetry WHERE terminal_id = %s", (terminal,))
+            if (await cur.fetchone() or (0,))[0]:
+                return
+    raise RuntimeError("the pipeline did not start within 60 s")
+
+
+# --- the naive gateway (baseline) --------------------------------------------------------------------
+
+
+async def naive_gateway(settings: GatewaySettings) -> None:
+    """One message at a time: decode, produce, await Kafka's ack, PUBACK. The baseline."""
+    from liftwatch.contract import Accepted, decode_telemetry, parse_topic
+    from liftwatch.schema import TelemetryRecord, encode_record
+
+    producer = make_producer(settings)
+    await producer.start()
+    client = MqttClient(
+        settings.require_mqtt(),
+        settings.gateway_client_id,
+        persistent_session=True,
+        manual_ack=True,
+        receive_maximum=settings.max_in_flight,
+    )
+    await client.connect()
+    await client.subscribe(f"$share/{settings.gateway_group}/{settings.mqtt_topic_root}lift/v1/+/telemetry")
+    topic = settings.topic("telemetry")
+    try:
+        while True:
+            message = await client.receive()
+            parsed = parse_topic(message.topic, settings.mqtt_topic_root)
+            if parsed is not None:
+                now_ms = int(time.time() * 1000)
+                decoded = decode_telemetry(message.payload, parsed[0], now_ms)
+                if isinstance(decoded, Accepted):
+                    m = decoded.message
+                    record = TelemetryRecord(terminal=m.terminal, seq=m.seq, received_ms=now_ms, samples=m.samples)
+                    await producer.send_and_wait(topic, encode_record(record), key=m.terminal.encode())
+            message.ack()
+    finally:
+        await client.disconnect()
+        await producer.stop()
+
+
+# --- orchestration ---------------------------------------------------------------------------------
+
+
+def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    try:
+        return subprocess.Popen([sys.executable, *args], env={**os.environ, **env}, stdout=out, stderr=out)
+    finally:
+        out.close()
+
+
+def backend_pid(database_url: str, application: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:  # a fresh stats snapshot per query
+        for _ in range(100):
+            row = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application,)
+            ).fetchone()
+            if row:
+                return int(row[0])
+            time.sleep(0.1)
+    raise RuntimeError(f"no backend for {application}")
+
+
+def print_result(result: LevelResult) -> None:
+    cpu = " ".join(f"{name}={share * 100:.0f}%" for name, share in sorted(result.cpu.items(), key=lambda x: -x[1]))
+    loss = result.published_samples - result.rows
+    print(
+        f"  {result.label:<10} offered {result.offered_msgs:>7.0f} msg/s"
+        f" -> achieved {result.achieved_msgs:>7.0f} msg/s = {result.achieved_samples:>7.0f} samples/s"
+        f" (drain {result.drain_s:4.1f} s)  loss {loss}  gateway p50/p99 {result.gateway_p50_ms:.0f}/"
+        f"{result.gateway_p99_ms:.0f} ms  row p50/p99 {result.e2e_p50_ms:.0f}/{result.e2e_p99_ms:.0f} ms\n"
+        f"             cpu: {cpu}",
+        flush=True,
+    )
+
+
+async def measure(
+    name: str,
+    gateway_cmd: list[str],
+    env: dict[str, str],
+    database_url: str,
+    workdir: Path,
+    levels: list[tuple[float, int]],
+    seconds: float,
+    fixed_pids: dict[str, int],
+) -> list[LevelResult]:
+    """Start a gateway and a writer, run the levels, stop them."""
+    token = secrets.token_hex(3)
+    env = {
+        **env,
+        "LIFTWATCH_TOPIC_PREFIX": f"b{token}.",
+        "LIFTWATCH_MQTT_TOPIC_ROOT": f"b{token}/",
+        "LIFTWATCH_GATEWAY_GROUP": f"g{token}",
+        "LIFTWATCH_GATEWAY_CLIENT_ID": f"gw-{token}",
+        "LIFTWATCH_WRITER_GROUP": f"w{token}",
+    }
+    settings = GatewaySettings(
+        **{k.removeprefix("LIFTWATCH_").lower(): v for k, v in env.items() if k.startswith("LIFTWATCH_")}
+    )
+    await ensure_topics(settings)
+    application = f"bench-writer-{token}"
+    writer_env = {**env, "LIFTWATCH_DATABASE_URL": f"{database_url}&application_name={application}"}
+    gateway = start_process(gateway_cmd, env, workdir / f"{name}-gateway.log")
+    writer = start_process(["-m", "liftwatch", "writer"], writer_env, workdir / f"{name}-writer.log")
+    results: list[LevelResult] = []
+    try:
+        pub = MqttClient(settings.require_mqtt(), f"bench-pub-{token}", receive_maximum=PUBLISH_WINDOW)
+        await pub.connect()
+        pids = {
+            **fixed_pids,
+            "gateway": gateway.pid,
+            "writer": writer.pid,
+            "pg-writer": backend_pid(database_url, application),
+        }
+        meter = CpuMeter(pids | {"publisher": os.getpid()})
+        await until_flowing(pub, database_url, settings.mqtt_topic_root)
+        for rate, per_message in levels:
+            result = await run_level(
+                f"{name}x{per_message}", pub, database_url, settings.mqtt_topic_root, rate, per_message, seconds, meter
+            )
+            print_result(result)
+            results.append(result)
+            if result.achieved_msgs < 0.8 * rate:
+                break  # saturated: higher rates only queue up
+        await pub.disconnect()
+    finally:
+        for process in (gateway, writer):
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    return results
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    workdir = Path(args.workdir or f"/tmp/liftwatch-bench-{os.getpid()}")
+    os.makedirs(workdir, exist_ok=True)
+    pg = services.local_postgres_url()
+    if pg is None:
+        sys.exit("PostgreSQL on 127.0.0.1:5432 is required")
+    schema = f"bench_{secrets.token_hex(3)}"
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    database_url = f"{pg}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(database_url) as conn:
+        db.migrate(conn)
+    mqtt = services.start_mosquitto(workdir=workdir / "mosquitto")
+    kafka = services.start_tansu()
+    env = {
+        "LIFTWATCH_MQTT_URL": mqtt.url,
+        "LIFTWATCH_KAFKA_BOOTSTRAP": kafka.url,
+        "LIFTWATCH_DATABASE_URL": database_url,
+        "LIFTWATCH_LOG_LEVEL": "WARNING",
+        "LIFTWATCH_WRITER_SESSION_TIMEOUT_MS": "2000",
+    }
+    assert mqtt.process is not None and kafka.process is not None
+    fixed = {"mosquitto": mqtt.process.pid, "tansu": kafka.process.pid}
+    seconds = 3.0 if args.quick else args.seconds
+    batched = [(r, 10) for r in ([2000, 5000] if args.quick else [1000, 2500, 5000, 7500, 10000])]
+    single = [(r, 1) for r in ([2000, 5000] if args.quick else [1000, 2500, 5000, 7500, 10000])]
+    try:
+        print(f"ingest bench: {os.cpu_count()} cores, {TERMINALS} terminals, {seconds:.0f} s per rate", flush=True)
+        print("liftwatch gateway (batched per wake-up):", flush=True)
+        ours = await measure(
+            "gw", ["-m", "liftwatch", "gateway"], env, database_url, workdir, batched + single, seconds, fixed
+        )
+        if os.environ.get("BENCH_SKIP_BASELINE"):
+            return
+        print("baseline gateway (one message per produce, awaited serially):", flush=True)
+        base_levels = [(r, p) for r, p in single if r <= 2500] + [(r, 10) for r, _ in single if r <= 2500]
+        base = await measure(
+            "naive", [__file__, "--naive-gateway"], env, database_url, workdir, base_levels, seconds, fixed
+        )
+        summarize(ours, base)
+    finally:
+        kafka.stop()
+        mqtt.stop()
+        with psycopg.connect(pg, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def summarize(ours: list[LevelResult], base: list[LevelResult]) -> None:
+    def best(results: list[LevelResult], per_message: int) -> LevelResult | None:
+        sustained = [r for r in results if r.per_message == per_message and r.achieved_msgs >= 0.9 * r.offered_msgs]
+        return max(sustained, key=lambda r: r.achieved_msgs, default=None)
+
+    print("\nsummary (sustained = achieved >= 90% of offered, loss must be 0):")
+    total_loss = sum(r.published_samples - r.rows for r in ours + base)
+    for per_message, target, unit in ((10, 50_000, "samples/s"), (1, 5_000, "msg/s")):
+        mine, theirs = best(ours, per_message), best(base, per_message)
+        mine_rate = (mine.achieved_samples if per_message == 10 else mine.achieved_msgs) if mine else 0.0
+        base_rate = (theirs.achieved_samples if per_message == 10 else theirs.achieved_msgs) if theirs else 0.0
+        ratio = f"{mine_rate / base_rate:.1f}x" if base_rate else "n/a"
+        print(
+            f"  {per_message:>2} samples/message: {mine_rate:>8.0f} {unit} sustained (target {target}),"
+            f" baseline {base_rate:>8.0f} {unit}, ratio {ratio}"
+        )
+    print(f"  loss over the whole run: {total_loss} samples")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="two short rates per mode")
+    parser.add_argument("--seconds", type=float, default=6.0, help="publishing time per rate")
+    parser.add_argument("--workdir", help="folder for broker data and process logs")
+    parser.add_argument("--naive-gateway", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_gateway:
+        settings = GatewaySettings()
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(naive_gateway(settings))
+        return
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
