@@ -1,0 +1,102 @@
+"""Message catalogs: every key in both languages, negotiation, site-time formatting."""
+
+from __future__ import annotations
+
+import json
+import string
+from datetime import UTC, datetime
+from importlib import resources
+
+import pytest
+from liftwatch import i18n
+from liftwatch.schema import FaultCode, Severity
+
+
+def _domains() -> dict[str, dict[str, dict[str, str]]]:
+    """domain -> lang -> key -> text, discovered from the files (not from the loader)."""
+    root = resources.files("liftwatch").joinpath("locales")
+    found: dict[str, dict[str, dict[str, str]]] = {}
+    for lang in i18n.LANGUAGES:
+        for entry in root.joinpath(lang).iterdir():
+            if entry.name.endswith(".json"):
+                found.setdefault(entry.name[:-5], {})[lang] = json.loads(entry.read_text(encoding="utf-8"))
+    return found
+
+
+@pytest.mark.parametrize("domain", sorted(_domains()))
+def test_every_key_exists_in_every_language(domain: str) -> None:
+    books = _domains()[domain]
+    assert set(books) == set(i18n.LANGUAGES), f"{domain}.json missing in {set(i18n.LANGUAGES) - set(books)}"
+    keys = {lang: set(texts) for lang, texts in books.items()}
+    for lang in i18n.LANGUAGES:
+        for other in i18n.LANGUAGES:
+            assert not keys[lang] - keys[other], f"{domain}: only in {lang}: {sorted(keys[lang] - keys[other])}"
+
+
+@pytest.mark.parametrize("domain", sorted(_domains()))
+def test_placeholders_agree_between_languages(domain: str) -> None:
+    books = _domains()[domain]
+
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    for key in books["zh"]:
+        assert fields(books["zh"][key]) == fields(books["en"][key]), f"{domain}.{key}"
+
+
+def test_every_fault_severity_and_status_has_a_name() -> None:
+    for lang in i18n.LANGUAGES:
+        for code in FaultCode:
+            assert i18n.t(f"common.fault.{code}", lang) != f"common.fault.{code}"
+        for severity in Severity:
+            assert i18n.t(f"common.severity.{severity}", lang) != f"common.severity.{severity}"
+
+
+@pytest.mark.parametrize(
+    ("code", "zh"),
+    [
+        ("trapped_passenger", "困人"),
+        ("overspeed", "超速"),
+        ("door_open_while_moving", "运行中开门"),
+        ("overtravel_top", "冲顶"),
+    ],
+)
+def test_fault_names_use_the_catalog_terms(code: str, zh: str) -> None:
+    assert i18n.t(f"common.fault.{code}", "zh") == zh
+
+
+def test_parameters_are_filled_and_missing_ones_kept() -> None:
+    assert i18n.t("errors.validation_error", "en", detail="limit") == "Invalid request: limit"
+    assert "{detail}" in i18n.t("errors.validation_error", "en")
+
+
+def test_unknown_language_falls_back_to_chinese_and_unknown_key_to_itself() -> None:
+    assert i18n.t("common.severity.critical", "fr") == "紧急"
+    assert i18n.t("common.no_such_key", "en") == "common.no_such_key"
+
+
+@pytest.mark.parametrize(
+    ("header", "default", "expected"),
+    [
+        (None, "zh", "zh"),
+        (None, "en", "en"),
+        ("", "zh", "zh"),
+        ("en-US,en;q=0.9", "zh", "en"),
+        ("zh-CN,zh;q=0.9,en;q=0.8", "en", "zh"),
+        ("fr-FR, en;q=0.5, zh;q=0.7", "en", "zh"),
+        ("fr, de", "en", "en"),
+        ("en;q=0, zh;q=0.1", "en", "zh"),
+        ("en;q=abc", "zh", "zh"),
+        ("zh-Hant-TW", "en", "zh"),
+    ],
+)
+def test_negotiate(header: str | None, default: str, expected: str) -> None:
+    assert i18n.negotiate(header, default) == expected
+
+
+def test_times_are_shown_in_the_site_time_zone() -> None:
+    moment = datetime(2026, 1, 31, 16, 30, tzinfo=UTC)
+    assert i18n.format_datetime(moment, "Asia/Shanghai") == "2026-02-01 00:30:00"
+    assert i18n.format_epoch_ms(int(moment.timestamp() * 1000), "UTC") == "2026-01-31 16:30:00"
+    with pytest.raises(ValueError, match="naive"):
+        i18n.site_time(datetime(2026, 1, 1), "UTC")  # noqa: DTZ001
