@@ -167,6 +167,14 @@ class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
     admin_token: SecretStr | None = Field(default=None, description="Bootstrap admin bearer token.")
+    api_db_pool_size: int = Field(default=10, gt=0, le=200, description="PostgreSQL connections per API process.")
+    api_cookie_secure: bool = Field(default=False, description="Mark the console's session cookie Secure (HTTPS).")
+    sse_replay_limit: int = Field(
+        default=10_000, gt=0, description="Most changes replayed to a reconnecting live-feed client."
+    )
+    # Shown by the console's clocks; the alert service enforces them (same variables).
+    dispatch_deadline_s: int = Field(default=5 * 60, gt=0)
+    arrival_deadline_s: int = Field(default=30 * 60, gt=0)
 
     @field_validator("admin_token")
     @classmethod
