@@ -27,9 +27,14 @@ DEFAULT_MAX_AGE = dt.timedelta(minutes=10)
 # Serialises refreshes of one month across processes (CLI, API workers).
 _LOCK_NAMESPACE = 0x52505254
 
-# Per-terminal per-day activity written by the ingest writer (migration 01x); when it is absent
-# (an older database) the days are counted from raw telemetry, which is exact but slow at scale.
-_ACTIVITY_TABLE = "terminal_activity_daily"
+# Days with data come from ``terminal_activity`` (migration 010): one row per terminal and site-local
+# day, kept by the ingest writer, so coverage never scans raw telemetry.
+_ACTIVITY = """
+    SELECT t.registration_code, count(*) AS days
+    FROM terminal_activity a JOIN terminals t USING (terminal_id)
+    WHERE a.day >= %(month)s::date AND a.day < %(next_month)s::date AND a.samples > 0
+      AND t.registration_code IS NOT NULL
+    GROUP BY 1"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +53,6 @@ _AGE_BAND = """CASE WHEN {installed} IS NULL THEN NULL
          WHEN age(%(month)s::date, {installed}) < interval '10 years' THEN 0
          WHEN age(%(month)s::date, {installed}) < interval '15 years' THEN 1
          ELSE 2 END"""
-
-
-def _activity_query(conn: psycopg.Connection[Any]) -> str:
-    """SQL yielding (registration_code, days) of the month: days on which the terminal sent data."""
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_ACTIVITY_TABLE,)).fetchone()
-    if row is not None and row[0]:
-        return f"""
-            SELECT t.registration_code, count(DISTINCT a.day) AS days
-            FROM {_ACTIVITY_TABLE} a JOIN terminals t USING (terminal_id)
-            WHERE a.day >= %(month)s::date AND a.day < %(next_month)s::date AND t.registration_code IS NOT NULL
-            GROUP BY 1"""
-    return """
-        SELECT t.registration_code, count(DISTINCT (m.ts AT TIME ZONE %(tz)s)::date) AS days
-        FROM telemetry m JOIN terminals t USING (terminal_id)
-        WHERE m.ts >= %(start)s AND m.ts < %(end)s AND t.registration_code IS NOT NULL
-        GROUP BY 1"""
 
 
 def read_state(conn: psycopg.Connection[Any], month: dt.date) -> MonthState | None:
@@ -110,7 +99,7 @@ def refresh_month(conn: psycopg.Connection[Any], month: dt.date, timezone: str, 
 
 
 def _refresh_fleet(conn: psycopg.Connection[Any], params: dict[str, Any], observed: int) -> None:
-    activity = _activity_query(conn) if observed else "SELECT NULL::text AS registration_code, 0::bigint AS days"
+    activity = _ACTIVITY if observed else "SELECT NULL::text AS registration_code, 0::bigint AS days"
     band = _AGE_BAND.format(installed="e.installed_on")
     conn.execute(
         sql.SQL(
