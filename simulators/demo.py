@@ -19,6 +19,7 @@ from liftwatch.config import CommonSettings
 from liftwatch.mqtt import MqttClient
 from liftwatch.runtime import Service
 from liftwatch.schema import FaultCode
+from liftwatch.simulators.errors import ScenarioError
 from liftwatch.simulators.faults import FaultInjection, Variant, feasible, timing
 from liftwatch.simulators.publisher import FleetPublisher, run_fleet
 from liftwatch.simulators.specs import generated_registry, specs_from_rows
@@ -38,16 +39,20 @@ _DEMO_CODES = [
 
 
 def prepare_demo(settings: CommonSettings, *, elevators: int, seed: int) -> None:
-    """Import the generated registry of ``elevators`` rows into the database."""
+    """Import the generated registry of ``elevators`` rows into the database (idempotent)."""
     rows = generated_registry(elevators, seed)
     try:
-        from liftwatch.registry import import_registry  # type: ignore[attr-defined,unused-ignore]
+        from liftwatch.registry import import_registry
     except ImportError:
         log.warning("registry import is not available in this build: the demo fleet is not in the database")
         return
     with db.connect(settings.require_database_url()) as conn:
-        import_registry(conn, rows)
-    log.info("imported the demo registry: %d elevators (seed %d)", len(rows), seed)
+        result = import_registry(conn, rows)
+    if not result.ok:
+        raise ScenarioError(f"the generated demo registry was refused: {result.errors[:3]}")
+    log.info(
+        "demo registry: %d elevators (%d new, %d updated; seed %d)", result.rows, result.inserted, result.updated, seed
+    )
 
 
 class DemoFaults:
