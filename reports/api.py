@@ -1,0 +1,85 @@
+"""``GET /api/v1/stats/monthly``: the regulators' monthly statistics over HTTP.
+
+The API package mounts :func:`build_router` with its authentication dependency. Regulators,
+admins and operators read any scope; a maintenance firm only its own (another scope answers 404,
+so a firm cannot probe which firms or districts exist).
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the Depends() built in build_router.
+import datetime as dt
+from collections.abc import Callable
+from typing import Annotated, Any, Protocol
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
+from liftwatch import db
+from liftwatch.config import CommonSettings
+from liftwatch.reports import stats
+from liftwatch.reports.errors import ReportError
+from liftwatch.reports.monthly import monthly_report, scope_exists
+
+READ_ANY_SCOPE = frozenset({"admin", "operator", "regulator"})
+
+
+class Principal(Protocol):
+    """What the API's authentication dependency returns."""
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def maintainer_id(self) -> int | None: ...
+
+
+def allowed(principal: Principal, scope: stats.Scope) -> bool:
+    """May ``principal`` read statistics of ``scope``?"""
+    if principal.role in READ_ANY_SCOPE:
+        return True
+    return (
+        principal.role == "maintainer"
+        and principal.maintainer_id is not None
+        and scope == stats.Scope("maintainer", principal.maintainer_id)
+    )
+
+
+def build_router(
+    principal_dependency: Callable[..., Any],
+    *,
+    settings: CommonSettings | None = None,
+) -> APIRouter:
+    """The statistics router; ``settings`` defaults to the environment (LIFTWATCH_*)."""
+    router = APIRouter(prefix="/api/v1/stats", tags=["statistics"])
+
+    def settings_now() -> CommonSettings:
+        return settings if settings is not None else CommonSettings()
+
+    def compute(month: dt.date, scope: stats.Scope, trend: int) -> dict[str, Any] | None:
+        config = settings_now()
+        with db.connect(config.require_database_url(), autocommit=True) as conn:
+            if not scope_exists(conn, scope):
+                return None
+            report = monthly_report(
+                conn, month, scope, config.site_timezone, dt.datetime.now(dt.UTC), trend_months=trend
+            )
+        return report.to_json()
+
+    @router.get("/monthly", summary="Monthly statistics of a scope")
+    async def monthly(
+        principal: Annotated[Any, Depends(principal_dependency)],
+        month: Annotated[str, Query(description="Site-local month, YYYY-MM.")],
+        scope: Annotated[str, Query(description="city | district:<name> | maintainer:<id> | use_unit:<id>")] = "city",
+        trend: Annotated[int, Query(ge=0, le=24, description="Months of trend to include (0-24).")] = 0,
+    ) -> dict[str, Any]:
+        try:
+            first = stats.parse_month(month)
+            chosen = stats.parse_scope(scope)
+        except ReportError as error:
+            raise HTTPException(status_code=422, detail={"code": error.reason, "message": str(error)}) from error
+        if not allowed(principal, chosen):
+            raise HTTPException(status_code=404, detail={"code": "not_found", "message": "no such scope"})
+        result = await run_in_threadpool(compute, first, chosen, trend)
+        if result is None:
+            raise HTTPException(status_code=404, detail={"code": "not_found", "message": "no such scope"})
+        return result
+
+    return router
