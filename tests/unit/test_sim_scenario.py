@@ -185,3 +185,17 @@ def test_batching_never_changes_the_samples(batch: int, linger: float) -> None:
         flat.setdefault(m.terminal, []).extend(s.ts for s in m.samples)
     assert {t: [s.ts for s in v] for t, v in reference.items()} == flat
     assert msgspec.json.encode(reference) == msgspec.json.encode(samples_by_terminal(messages))
+
+
+def test_demo_fleet_keeps_the_console_busy() -> None:
+    """The demo injects an entrapment every few minutes and other faults in between."""
+    from liftwatch.simulators.demo import ENTRAPMENT_EVERY_S, DemoFaults
+    from liftwatch.simulators.stream import FleetSimulator
+
+    simulator = FleetSimulator(small_fleet(20), start_ms=START_MS, seed=2)
+    faults = DemoFaults(simulator, seed=2)
+    for _ in simulator.run_until(20 * 60 * 1000):
+        faults(simulator)
+    trapped = [r for r in simulator.truth if r.code is FaultCode.TRAPPED_PASSENGER]
+    assert len(trapped) >= (20 * 60 - 60) // ENTRAPMENT_EVERY_S - 1
+    assert len({r.code for r in simulator.truth}) >= 4
