@@ -11,12 +11,19 @@ from __future__ import annotations
 import csv
 import enum
 import io
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import msgspec
+import psycopg
+from liftwatch import db
+from rich import progress as rich_progress
+from rich.console import Console
+from rich.table import Table
 
 
 class ElevatorKind(enum.StrEnum):
@@ -124,3 +131,541 @@ def registry_csv_text(rows: Iterable[RegistryRow]) -> str:
     buffer = io.StringIO()
     write_registry_csv(rows, buffer)
     return buffer.getvalue()
+
+
+# --- Parsing and validation ---------------------------------------------------------------------
+
+MAX_TEXT_LENGTH = 500
+"""Longest accepted free-text cell (addresses, company names)."""
+_EARLIEST_DATE = date(1900, 1, 1)
+_LATEST_DATE = date(2099, 12, 31)
+_REGISTRATION_RE = re.compile(r"[0-9A-Z]{20}")
+_RESCUE_RE = re.compile(r"[0-9]{5,6}")
+_TERMINAL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DECIMAL_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_INTEGER_RE = re.compile(r"-?[0-9]{1,9}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_KINDS = {kind.value: kind for kind in ElevatorKind}
+_BOOLEANS = {"true": True, "false": False}
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One problem of a registry file: where (line, column) and why."""
+
+    line: int
+    """1-based line of the file where the row starts (the header is line 1)."""
+    column: str
+    """The column at fault; empty when the whole row or file is."""
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRegistry:
+    """A parsed registry file: its valid rows, or every error found."""
+
+    rows: tuple[RegistryRow, ...]
+    lines: tuple[int, ...]
+    """The file line of each row."""
+    columns: frozenset[str]
+    """The columns the header names (an absent optional column leaves stored values alone)."""
+    errors: tuple[RowError, ...]
+
+
+class _CellError(ValueError):
+    pass
+
+
+def _code(pattern: re.Pattern[str], description: str) -> Callable[[str], object]:
+    def convert(cell: str) -> str:
+        if pattern.fullmatch(cell) is None:
+            raise _CellError(f"{cell[:40]!r} is not {description}")
+        return cell
+
+    return convert
+
+
+def _text(cell: str) -> str:
+    if len(cell) > MAX_TEXT_LENGTH:
+        raise _CellError(f"longer than {MAX_TEXT_LENGTH} characters")
+    if _CONTROL_RE.search(cell):
+        raise _CellError("contains control characters (line breaks, tabs or NUL)")
+    return cell
+
+
+def _kind(cell: str) -> ElevatorKind:
+    kind = _KINDS.get(cell)
+    if kind is None:
+        raise _CellError(f"{cell[:40]!r} is not one of {', '.join(_KINDS)}")
+    return kind
+
+
+def _decimal(low: float, high: float, *, low_exclusive: bool = False) -> Callable[[str], object]:
+    def convert(cell: str) -> float:
+        if _DECIMAL_RE.fullmatch(cell) is None:
+            raise _CellError(f"{cell[:40]!r} is not a decimal number")
+        value = float(cell)
+        if not (low < value if low_exclusive else low <= value) or not value <= high:
+            bound = f"> {low:g}" if low_exclusive else f">= {low:g}"
+            raise _CellError(f"{cell} is out of range (must be {bound} and <= {high:g})")
+        return value
+
+    return convert
+
+
+def _integer(low: int, high: int) -> Callable[[str], object]:
+    def convert(cell: str) -> int:
+        if _INTEGER_RE.fullmatch(cell) is None:
+            raise _CellError(f"{cell[:40]!r} is not an integer")
+        value = int(cell)
+        if not low <= value <= high:
+            raise _CellError(f"{value} is out of range ({low}..{high})")
+        return value
+
+    return convert
+
+
+def _date(cell: str) -> date:
+    if _DATE_RE.fullmatch(cell) is None:
+        raise _CellError(f"{cell[:40]!r} is not a date YYYY-MM-DD")
+    try:
+        value = date.fromisoformat(cell)
+    except ValueError:
+        raise _CellError(f"{cell} is not a real date") from None
+    if not _EARLIEST_DATE <= value <= _LATEST_DATE:
+        raise _CellError(f"{cell} is outside {_EARLIEST_DATE.year}..{_LATEST_DATE.year}")
+    return value
+
+
+def _boolean(cell: str) -> bool:
+    value = _BOOLEANS.get(cell.lower())
+    if value is None:
+        raise _CellError(f"{cell[:40]!r} is not true or false")
+    return value
+
+
+_CONVERTERS: dict[str, Callable[[str], object]] = {
+    "registration_code": _code(_REGISTRATION_RE, "20 characters 0-9 A-Z"),
+    "rescue_code": _code(_RESCUE_RE, "5 or 6 digits"),
+    "terminal_id": _code(_TERMINAL_RE, "1-64 characters A-Z a-z 0-9 _ -"),
+    "kind": _kind,
+    "address": _text,
+    "district": _text,
+    "latitude": _decimal(-90.0, 90.0),
+    "longitude": _decimal(-180.0, 180.0),
+    "use_unit": _text,
+    "maintainer": _text,
+    "manufacturer": _text,
+    "model": _text,
+    "installed_on": _date,
+    "rated_speed": _decimal(0.0, 25.0, low_exclusive=True),
+    "rated_load": _integer(1, 100_000),
+    "bottom_floor": _integer(-20, 200),
+    "top_floor": _integer(-20, 200),
+    "last_inspection": _date,
+    "next_inspection_due": _date,
+    "insured": _boolean,
+}
+_UNIQUE_COLUMNS = ("registration_code", "rescue_code", "terminal_id")
+_PROGRESS_EVERY = 5000
+
+Progress = Callable[[str, int, int], None]
+"""Called with (phase, done, total) during long imports; total 0 means unknown."""
+
+
+def _decode(data: bytes | str) -> tuple[str, RowError | None]:
+    if isinstance(data, str):
+        return data.removeprefix("\ufeff"), None
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        reason = f"not UTF-8 (byte 0x{data[error.start]:02x}); save the file as CSV UTF-8"
+        return "", RowError(line, "", reason)
+
+
+def _check_header(header: list[str]) -> tuple[dict[str, int], list[RowError]]:
+    errors: list[RowError] = []
+    positions: dict[str, int] = {}
+    for index, raw in enumerate(header):
+        name = raw.strip()
+        if name not in _CONVERTERS:
+            errors.append(RowError(1, name, "unknown column"))
+        elif name in positions:
+            errors.append(RowError(1, name, "column appears twice"))
+        else:
+            positions[name] = index
+    for name in REGISTRY_COLUMNS:
+        if name in REQUIRED_COLUMNS and name not in positions:
+            errors.append(RowError(1, name, "required column is missing"))
+    return positions, errors
+
+
+def parse_registry(data: bytes | str, *, progress: Progress | None = None) -> ParsedRegistry:
+    """Parse and validate a registry CSV; every bad row is reported, none is kept if any is bad."""
+    text, decode_error = _decode(data)
+    if decode_error is not None:
+        return ParsedRegistry((), (), frozenset(), (decode_error,))
+    reader = csv.reader(io.StringIO(text), strict=True)
+    errors: list[RowError] = []
+    header: list[str] | None = None
+    try:
+        for header in reader:
+            if header:
+                break
+    except csv.Error as error:
+        return ParsedRegistry((), (), frozenset(), (RowError(reader.line_num, "", f"unreadable CSV: {error}"),))
+    if not header:
+        return ParsedRegistry((), (), frozenset(), (RowError(1, "", "empty file: a header row is required"),))
+    header_line = reader.line_num
+    positions, header_errors = _check_header(header)
+    errors.extend(RowError(header_line, e.column, e.reason) for e in header_errors)
+    width = len(header)
+    # (column, position in RegistryRow, position in the file, converter, required), present columns only.
+    plan = [
+        (name, REGISTRY_COLUMNS.index(name), positions[name], _CONVERTERS[name], name in REQUIRED_COLUMNS)
+        for name in positions
+    ]
+    unique: list[tuple[str, int, dict[str, int]]] = [
+        (name, REGISTRY_COLUMNS.index(name), {}) for name in _UNIQUE_COLUMNS if name in positions
+    ]
+    blank: list[object] = [None] * len(REGISTRY_COLUMNS)
+    rows: list[RegistryRow] = []
+    lines: list[int] = []
+    total = text.count("\n")
+    line = header_line
+    try:
+        for record, cells in enumerate(reader):
+            start, line = line + 1, reader.line_num
+            if progress is not None and record % _PROGRESS_EVERY == 0:
+                progress("parsing", line, total)
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue  # blank line
+            if len(cells) != width:
+                errors.append(RowError(start, "", f"{len(cells)} cells but the header has {width} columns"))
+                continue
+            values = blank.copy()
+            clean = True
+            for name, target, index, convert, required in plan:
+                cell = cells[index].strip()
+                if not cell:
+                    if required:
+                        errors.append(RowError(start, name, "required"))
+                        clean = False
+                    continue
+                try:
+                    values[target] = convert(cell)
+                except _CellError as error:
+                    errors.append(RowError(start, name, str(error)))
+                    values[target] = _BAD
+                    clean = False
+            clean = _check_row(start, values, errors) and clean
+            for name, target, first_lines in unique:
+                value = values[target]
+                if isinstance(value, str):
+                    first = first_lines.setdefault(value, start)
+                    if first != start:
+                        errors.append(RowError(start, name, f"{value} already on line {first}"))
+                        clean = False
+            if clean and not errors:
+                rows.append(RegistryRow(*values))  # type: ignore[arg-type]
+                lines.append(start)
+    except csv.Error as error:
+        errors.append(RowError(reader.line_num, "", f"unreadable CSV, stopped reading here: {error}"))
+    if errors:
+        return ParsedRegistry((), (), frozenset(positions), tuple(errors))
+    return ParsedRegistry(tuple(rows), tuple(lines), frozenset(positions), ())
+
+
+_BAD = object()
+"""Marks a cell that failed to parse (already reported), so cross-cell checks skip it."""
+_BOTTOM, _TOP = REGISTRY_COLUMNS.index("bottom_floor"), REGISTRY_COLUMNS.index("top_floor")
+_LATITUDE, _LONGITUDE = REGISTRY_COLUMNS.index("latitude"), REGISTRY_COLUMNS.index("longitude")
+
+
+def _check_row(line: int, values: list[object], errors: list[RowError]) -> bool:
+    """Checks across cells of one row (only between cells that parsed); False if any failed."""
+    clean = True
+    bottom, top = values[_BOTTOM], values[_TOP]
+    if isinstance(bottom, int) and isinstance(top, int) and bottom > top:
+        errors.append(RowError(line, "top_floor", f"top floor {top} is below bottom floor {bottom}"))
+        clean = False
+    latitude, longitude = values[_LATITUDE], values[_LONGITUDE]
+    if _BAD not in (latitude, longitude) and (latitude is None) != (longitude is None):
+        missing = "latitude" if latitude is None else "longitude"
+        errors.append(RowError(line, missing, "latitude and longitude go together: give both or neither"))
+        clean = False
+    return clean
+
+
+# --- Import into PostgreSQL ----------------------------------------------------------------------
+
+# Serialises registry imports (the conflict checks read what the upserts then write).
+_IMPORT_LOCK_KEY = 0x52454749
+_STAGE = "_registry_import"
+# Columns of the elevators table filled from the CSV (use_unit/maintainer become ids).
+_ELEVATOR_COLUMNS = tuple(c for c in REGISTRY_COLUMNS if c not in ("terminal_id", "use_unit", "maintainer"))
+# PostgreSQL type of each non-text column of the staging table (names COPY's set_types knows).
+_STAGE_TYPES = {
+    "latitude": "float8",
+    "longitude": "float8",
+    "rated_speed": "float8",
+    "rated_load": "int4",
+    "bottom_floor": "int4",
+    "top_floor": "int4",
+    "installed_on": "date",
+    "last_inspection": "date",
+    "next_inspection_due": "date",
+    "insured": "bool",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import did, or every reason it changed nothing."""
+
+    rows: int
+    errors: tuple[RowError, ...] = ()
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    maintenance_firms_created: int = 0
+    use_units_created: int = 0
+    terminals_attached: int = 0
+    """Terminals newly fitted to an elevator of the file (new, or moved from another elevator)."""
+    terminals_detached: int = 0
+    """Terminals no longer fitted to any elevator because the file gave their elevator another one."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the file was imported."""
+        return not self.errors
+
+
+def import_registry(
+    conn: psycopg.Connection[Any],
+    source: bytes | str | Iterable[RegistryRow],
+    *,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import a registry (CSV bytes/text, or rows) in one transaction: every row or none.
+
+    Rows given as :class:`RegistryRow` are checked like a file (line numbers as in the CSV that
+    :func:`write_registry_csv` would write). Existing registration codes are updated; elevators
+    absent from the source are left alone.
+    """
+    if not isinstance(source, (bytes, str)):
+        source = registry_csv_text(source)
+    parsed = parse_registry(source, progress=progress)
+    if parsed.errors:
+        return ImportResult(rows=0, errors=parsed.errors)
+    try:
+        return _apply(conn, parsed, progress)
+    except psycopg.errors.UniqueViolation as error:
+        # A concurrent change (not an import: those are serialised) took a code we checked.
+        constraint = error.diag.constraint_name or ""
+        return ImportResult(
+            len(parsed.rows), (RowError(0, constraint, f"conflicts with a concurrent change: {error}"),)
+        )
+
+
+class _Rejected(Exception):
+    def __init__(self, errors: list[RowError]) -> None:
+        super().__init__(f"{len(errors)} conflicts")
+        self.errors = errors
+
+
+def _apply(conn: psycopg.Connection[Any], parsed: ParsedRegistry, progress: Progress | None) -> ImportResult:
+    rows, columns = parsed.rows, parsed.columns
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_IMPORT_LOCK_KEY,))
+            _stage(cur, parsed, progress)
+            if progress is not None:
+                progress("applying", 0, 0)
+            conflicts = _conflicts(cur, "terminal_id" in columns)
+            if conflicts:
+                raise _Rejected(conflicts)
+            firms = _upsert_names(cur, "maintenance_firms", "maintainer")
+            units = _upsert_names(cur, "use_units", "use_unit")
+            inserted, updated = _upsert_elevators(cur, columns)
+            attached = detached = 0
+            if "terminal_id" in columns:
+                attached, detached = _upsert_terminals(cur)
+            cur.execute(f"DROP TABLE {_STAGE}")
+    except _Rejected as rejected:
+        return ImportResult(len(rows), tuple(rejected.errors))
+    return ImportResult(
+        rows=len(rows),
+        inserted=inserted,
+        updated=updated,
+        unchanged=len(rows) - inserted - updated,
+        maintenance_firms_created=firms,
+        use_units_created=units,
+        terminals_attached=attached,
+        terminals_detached=detached,
+    )
+
+
+def _stage(cur: psycopg.Cursor[Any], parsed: ParsedRegistry, progress: Progress | None) -> None:
+    """COPY the rows into a temporary table (binary COPY: no text round trip)."""
+    definitions = ", ".join(f"{name} {_STAGE_TYPES.get(name, 'text')}" for name in REGISTRY_COLUMNS)
+    cur.execute(f"DROP TABLE IF EXISTS pg_temp.{_STAGE}")
+    cur.execute(f"CREATE TEMPORARY TABLE {_STAGE} (line integer NOT NULL, {definitions}) ON COMMIT DROP")
+    types = ["int4", *(_STAGE_TYPES.get(name, "text") for name in REGISTRY_COLUMNS)]
+    total = len(parsed.rows)
+    with cur.copy(f"COPY {_STAGE} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for count, (line, row) in enumerate(zip(parsed.lines, parsed.rows, strict=True)):
+            values = msgspec.structs.astuple(row)
+            copy.write_row((line, values[0], values[1], values[2], values[3].value, *values[4:]))
+            if progress is not None and count % _PROGRESS_EVERY == 0:
+                progress("copying", count, total)
+    if progress is not None:
+        progress("copying", total, total)
+    cur.execute(f"CREATE INDEX ON {_STAGE} (registration_code)")
+    cur.execute(f"ANALYZE {_STAGE}")
+
+
+def _conflicts(cur: psycopg.Cursor[Any], with_terminals: bool) -> list[RowError]:
+    """Codes the file gives that other elevators (not in the file) hold in the database."""
+    errors: list[RowError] = []
+    cur.execute(
+        f"""SELECT i.line, i.rescue_code, e.registration_code
+            FROM {_STAGE} i JOIN elevators e ON e.rescue_code = i.rescue_code
+            WHERE e.registration_code <> i.registration_code
+              AND NOT EXISTS (SELECT 1 FROM {_STAGE} j WHERE j.registration_code = e.registration_code)
+            ORDER BY i.line"""
+    )
+    for line, code, holder in cur.fetchall():
+        errors.append(RowError(line, "rescue_code", f"{code} already belongs to elevator {holder}"))
+    if with_terminals:
+        cur.execute(
+            f"""SELECT i.line, i.terminal_id, t.registration_code
+                FROM {_STAGE} i JOIN terminals t ON t.terminal_id = i.terminal_id
+                WHERE t.registration_code <> i.registration_code
+                  AND NOT EXISTS (SELECT 1 FROM {_STAGE} j WHERE j.registration_code = t.registration_code)
+                ORDER BY i.line"""
+        )
+        for line, terminal, holder in cur.fetchall():
+            errors.append(RowError(line, "terminal_id", f"{terminal} is fitted to elevator {holder}"))
+    errors.sort(key=lambda error: error.line)
+    return errors
+
+
+def _upsert_names(cur: psycopg.Cursor[Any], table: str, column: str) -> int:
+    cur.execute(f"INSERT INTO {table} (name) SELECT DISTINCT {column} FROM {_STAGE} ON CONFLICT (name) DO NOTHING")
+    return cur.rowcount
+
+
+def _upsert_elevators(cur: psycopg.Cursor[Any], columns: frozenset[str]) -> tuple[int, int]:
+    """Insert new elevators, update changed ones; return (inserted, updated)."""
+    targets = [*_ELEVATOR_COLUMNS, "use_unit_id", "maintainer_id"]
+    sources = [f"i.{name}" for name in _ELEVATOR_COLUMNS] + ["u.id", "m.id"]
+    # Only the columns the file has are updated: an absent optional column keeps stored values.
+    updated = [name for name in _ELEVATOR_COLUMNS if name in columns] + ["use_unit_id", "maintainer_id"]
+    assignments = ", ".join(f"{name} = EXCLUDED.{name}" for name in updated)
+    current = ", ".join(f"elevators.{name}" for name in updated)
+    proposed = ", ".join(f"EXCLUDED.{name}" for name in updated)
+    cur.execute(
+        f"""WITH upserted AS (
+                INSERT INTO elevators ({", ".join(targets)})
+                SELECT {", ".join(sources)}
+                FROM {_STAGE} i
+                JOIN use_units u ON u.name = i.use_unit
+                JOIN maintenance_firms m ON m.name = i.maintainer
+                ON CONFLICT (registration_code) DO UPDATE SET {assignments}, updated_at = now()
+                WHERE ({current}) IS DISTINCT FROM ({proposed})
+                RETURNING (xmax = 0) AS inserted
+            )
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted"""
+    )
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _upsert_terminals(cur: psycopg.Cursor[Any]) -> tuple[int, int]:
+    """Fit each file elevator with its terminal; return (attached, detached)."""
+    # First release what the file's elevators no longer have, so that moving a terminal between
+    # two elevators of the file never holds it twice (the unique constraint is per statement).
+    cur.execute(
+        f"""WITH released AS (
+                UPDATE terminals t SET registration_code = NULL
+                FROM {_STAGE} i
+                WHERE t.registration_code = i.registration_code AND t.terminal_id IS DISTINCT FROM i.terminal_id
+                RETURNING t.terminal_id
+            )
+            SELECT count(*) FROM released r
+            WHERE NOT EXISTS (SELECT 1 FROM {_STAGE} i WHERE i.terminal_id = r.terminal_id)"""
+    )
+    row = cur.fetchone()
+    detached = int(row[0]) if row else 0
+    cur.execute(
+        f"""INSERT INTO terminals (terminal_id, registration_code)
+            SELECT terminal_id, registration_code FROM {_STAGE} WHERE terminal_id IS NOT NULL
+            ON CONFLICT (terminal_id) DO UPDATE SET registration_code = EXCLUDED.registration_code
+            WHERE terminals.registration_code IS DISTINCT FROM EXCLUDED.registration_code"""
+    )
+    return cur.rowcount, detached
+
+
+# --- The `liftwatch registry import` command -----------------------------------------------------
+
+_PROGRESS_MIN_BYTES = 1_000_000
+_TABLE_MAX_ERRORS = 500
+
+
+def import_registry_file(database_url: str, path: Path) -> int:
+    """Import a registry CSV and print a report; the exit code is 0 when imported, 1 when rejected."""
+    console = Console(highlight=False)
+    data = path.read_bytes()
+    show_progress = console.is_terminal and len(data) >= _PROGRESS_MIN_BYTES
+    with db.connect(database_url) as conn:
+        if show_progress:
+            with rich_progress.Progress(
+                rich_progress.TextColumn("{task.description}"),
+                rich_progress.BarColumn(),
+                rich_progress.MofNCompleteColumn(),
+                rich_progress.TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
+                task = bar.add_task("parsing", total=None)
+
+                def report(phase: str, done: int, total: int) -> None:
+                    bar.update(task, description=phase, completed=done, total=total or None)
+
+                result = import_registry(conn, data, progress=report)
+        else:
+            result = import_registry(conn, data)
+    _print_report(console, path, result)
+    return 0 if result.ok else 1
+
+
+def _print_report(console: Console, path: Path, result: ImportResult) -> None:
+    if result.ok:
+        console.print(
+            f"{path.name}: imported {result.rows} elevator(s): {result.inserted} new, {result.updated} updated, "
+            f"{result.unchanged} unchanged; {result.maintenance_firms_created} maintenance firm(s) and "
+            f"{result.use_units_created} use unit(s) added; terminals: {result.terminals_attached} fitted, "
+            f"{result.terminals_detached} removed."
+        )
+        return
+    bad_lines = len({error.line for error in result.errors})
+    console.print(
+        f"{path.name} rejected, nothing was changed: {len(result.errors)} error(s) on {bad_lines} line(s).",
+        style="bold red" if console.is_terminal else None,
+    )
+    if console.is_terminal and len(result.errors) <= _TABLE_MAX_ERRORS:
+        table = Table("line", "column", "reason")
+        for error in result.errors:
+            table.add_row(str(error.line), error.column, error.reason)
+        console.print(table)
+    else:
+        # One error per line: stable for scripts and fast for very many errors.
+        for error in result.errors:
+            console.print(
+                f"line {error.line}, column {error.column or '-'}: {error.reason}", markup=False, soft_wrap=True
+            )
