@@ -1,0 +1,85 @@
+"""The rescue lifecycle: every (status, action) pair, close causes, escalation, auto-clear."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from liftwatch.alerts import lifecycle
+from liftwatch.alerts.errors import IllegalTransition, InvalidCause
+from liftwatch.alerts.lifecycle import Action, CloseCause, Status
+
+S, A = Status, Action
+
+# The whole table: (status, action) -> resulting status, or None = refused.
+EXPECTED: dict[tuple[Status, Action], Status | None] = {
+    (S.DETECTED, A.ACKNOWLEDGE): S.ACKNOWLEDGED,
+    (S.ACKNOWLEDGED, A.DISPATCH): S.DISPATCHED,
+    (S.DISPATCHED, A.ARRIVE): S.ARRIVED,
+    (S.ARRIVED, A.RELEASE): S.RELEASED,
+    (S.RELEASED, A.CLOSE): S.CLOSED,
+    **{(status, A.FALSE_ALARM): S.FALSE_ALARM for status in lifecycle.OPEN_STATUSES},
+    **{(status, A.ESCALATE): status for status in lifecycle.OPEN_STATUSES},
+}
+
+
+@pytest.mark.parametrize(("status", "action"), list(itertools.product(Status, Action)))
+def test_every_status_action_pair(status: Status, action: Action) -> None:
+    expected = EXPECTED.get((status, action))
+    if expected is None:
+        with pytest.raises(IllegalTransition) as caught:
+            lifecycle.transition(status, action)
+        assert caught.value.reason == "illegal_transition"
+        assert caught.value.current_status == status
+        assert caught.value.action == action
+    else:
+        assert lifecycle.transition(status, action) is expected
+
+
+def test_main_path_reaches_closed_in_order() -> None:
+    status = Status.DETECTED
+    for action in (A.ACKNOWLEDGE, A.DISPATCH, A.ARRIVE, A.RELEASE, A.CLOSE):
+        status = lifecycle.transition(status, action)
+    assert status is Status.CLOSED
+    assert not lifecycle.is_open(status)
+
+
+def test_every_new_status_has_a_timestamp_column() -> None:
+    for (_, action), after in EXPECTED.items():
+        if after is not None and action is not A.ESCALATE:
+            assert after in lifecycle.STATUS_TIMESTAMP
+
+
+@pytest.mark.parametrize("cause", [None, "bad_luck"])
+def test_close_needs_a_known_cause(cause: str | None) -> None:
+    with pytest.raises(InvalidCause) as caught:
+        lifecycle.close_cause(A.CLOSE, cause, "released")
+    assert caught.value.reason == ("cause_required" if cause is None else "unknown_cause")
+    assert isinstance(caught.value, IllegalTransition)
+
+
+def test_cause_is_optional_for_false_alarm_and_ignored_elsewhere() -> None:
+    assert lifecycle.close_cause(A.CLOSE, "vandalism", "released") is CloseCause.VANDALISM
+    assert lifecycle.close_cause(A.FALSE_ALARM, None, "detected") is None
+    assert lifecycle.close_cause(A.FALSE_ALARM, "terminal_fault", "detected") is CloseCause.TERMINAL_FAULT
+    assert lifecycle.close_cause(A.ACKNOWLEDGE, "vandalism", "detected") is None
+
+
+def test_escalation_stops_at_the_fire_brigade() -> None:
+    assert lifecycle.escalate("arrived", 1) == 2
+    assert lifecycle.escalate("detected", 2) == 3
+    with pytest.raises(IllegalTransition) as caught:
+        lifecycle.escalate("detected", 3)
+    assert caught.value.reason == "escalation_exhausted"
+    with pytest.raises(IllegalTransition):
+        lifecycle.escalate("closed", 1)
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_only_the_system_auto_clears_and_only_unacknowledged(status: Status) -> None:
+    assert "auto_clear" not in set(Action)
+    if status is Status.DETECTED:
+        assert lifecycle.auto_clear(status) is Status.AUTO_CLEARED
+    else:
+        with pytest.raises(IllegalTransition):
+            lifecycle.auto_clear(status)
