@@ -69,6 +69,12 @@ CALL_ANY, CALL_LONG, CALL_EMPTY_TO_TOP, CALL_EMPTY_TO_BOTTOM = 0, 1, 2, 3
 _NEVER = math.inf
 
 
+def where_true(mask: BoolArray) -> IntArray:
+    """Indices of the true entries (np.flatnonzero without its wrapper overhead)."""
+    found: IntArray = mask.nonzero()[0]
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class ElevatorSpec:
     """What the simulator needs to know of one elevator (a subset of a registry row)."""
@@ -298,7 +304,7 @@ class Fleet:
         for _ in range(8):  # a long tick may chain several short phases
             if not self._transitions(t):
                 break
-        moving = np.flatnonzero(self.phase == MOVING)
+        moving = where_true(self.phase == MOVING)
         if moving.size:
             pos, speed = self._profile(moving, np.full(moving.size, t))
             self.pos[moving] = pos
@@ -316,21 +322,22 @@ class Fleet:
             mask = (self.phase == CLOSING) & (self.reversals_left > 0) & (reverse_at <= t) & self.enabled
             reversing = bool(mask.any())
             if reversing:
-                self._reverse(np.flatnonzero(mask), reverse_at)
+                self._reverse(where_true(mask), reverse_at)
         if self.phase_end.min() > t:
             return reversing
         due = (self.phase_end <= t) & self.enabled
         if not due.any():
             return reversing
-        # Masks first: a car must not pass two phases on one end time.
-        phase = self.phase.copy()
+        # Split by phase first: a car must not pass two phases on one end time.
         end = self.phase_end.copy()
-        moving = np.flatnonzero(due & (phase == MOVING))
-        opening = np.flatnonzero(due & (phase == OPENING))
-        open_ = np.flatnonzero(due & (phase == OPEN))
-        closing = np.flatnonzero(due & (phase == CLOSING))
-        held = np.flatnonzero(due & (phase == HOLD))
-        idle = np.flatnonzero(due & (phase == IDLE))
+        due_idx = due.nonzero()[0]
+        phase = self.phase[due_idx]
+        moving = due_idx[phase == MOVING]
+        opening = due_idx[phase == OPENING]
+        open_ = due_idx[phase == OPEN]
+        closing = due_idx[phase == CLOSING]
+        held = due_idx[phase == HOLD]
+        idle = due_idx[phase == IDLE]
         self._arrive(moving, end)
         self._opened(opening, end)
         self._start_closing(open_, end)

@@ -37,7 +37,7 @@ from liftwatch.simulators.faults import (
     FaultInjection,
     TruthRecord,
 )
-from liftwatch.simulators.fleet import DIRECTIONS, DOORS, ElevatorSpec, Fleet, Observation
+from liftwatch.simulators.fleet import DIRECTIONS, DOORS, ElevatorSpec, Fleet, Observation, where_true
 
 OVERSIZED_BYTES = 300 * 1024
 """Size of an injected oversized payload (the gateway's default limit is 256 KiB)."""
@@ -238,7 +238,7 @@ class FleetSimulator:
             if fine:
                 emit[fine] = True
             emit &= sending
-        idx = np.flatnonzero(emit)
+        idx = where_true(emit)
         if idx.size:
             self._append(idx, obs, now_ms)
             self.next_sample[idx] = t_ms + self.period_ms
@@ -249,7 +249,7 @@ class FleetSimulator:
         full = (self.buffered >= self.batch_target) | (
             (self.buffered > 0) & (t_ms - self.buffer_since >= self.linger_ms)
         )
-        out.extend(self._flush(np.flatnonzero(full)))
+        out.extend(self._flush(where_true(full)))
         return out
 
     def run_until(self, t_ms: int) -> Iterator[list[Outbound]]:
@@ -259,7 +259,7 @@ class FleetSimulator:
 
     def close(self) -> list[Outbound]:
         """Send what the terminals still buffer (end of the run)."""
-        out = self._flush(np.flatnonzero(self.buffered > 0))
+        out = self._flush(where_true(self.buffered > 0))
         for message in self._held.values():
             out.append(message)
         self._held.clear()
@@ -332,7 +332,7 @@ class FleetSimulator:
     # --- bad input -----------------------------------------------------------------------------
 
     def _bad_input(self, bad: BadInputInjection, obs: Observation, now_ms: int) -> list[Outbound]:
-        candidates = np.flatnonzero(self.fleet.enabled[: self.registered] & ~self.controller.offline[: self.registered])
+        candidates = where_true(self.fleet.enabled[: self.registered] & ~self.controller.offline[: self.registered])
         if candidates.size == 0:
             return []
         i = int(candidates[self._bad_rng.integers(candidates.size)])
