@@ -357,14 +357,17 @@ async def measure(
         }
         meter = CpuMeter(pids | {"publisher": os.getpid()})
         await until_flowing(pub, database_url, settings.mqtt_topic_root)
+        saturated: set[int] = set()
         for rate, per_message in levels:
+            if per_message in saturated:
+                continue
             result = await run_level(
                 f"{name}x{per_message}", pub, database_url, settings.mqtt_topic_root, rate, per_message, seconds, meter
             )
             print_result(result)
             results.append(result)
             if result.achieved_msgs < 0.8 * rate:
-                break  # saturated: higher rates only queue up
+                saturated.add(per_message)  # higher rates of this kind would only queue up
         await pub.disconnect()
     finally:
         for process in (gateway, writer):
@@ -401,8 +404,8 @@ async def main_async(args: argparse.Namespace) -> None:
     assert mqtt.process is not None and kafka.process is not None
     fixed = {"mosquitto": mqtt.process.pid, "tansu": kafka.process.pid}
     seconds = 3.0 if args.quick else args.seconds
-    batched = [(r, 10) for r in ([2000, 5000] if args.quick else [1000, 2500, 5000, 7500, 10000])]
-    single = [(r, 1) for r in ([2000, 5000] if args.quick else [1000, 2500, 5000, 7500, 10000])]
+    batched = [(float(r), 10) for r in ([2000, 5000] if args.quick else [1000, 2500, 5000, 7500, 10000])]
+    single = [(float(r), 1) for r in ([2000, 5000] if args.quick else [1000, 2500, 5000, 7500, 10000])]
     try:
         print(f"ingest bench: {os.cpu_count()} cores, {TERMINALS} terminals, {seconds:.0f} s per rate", flush=True)
         print("liftwatch gateway (batched per wake-up):", flush=True)
@@ -412,9 +415,10 @@ async def main_async(args: argparse.Namespace) -> None:
         if os.environ.get("BENCH_SKIP_BASELINE"):
             return
         print("baseline gateway (one message per produce, awaited serially):", flush=True)
-        base_levels = [(r, p) for r, p in single if r <= 2500] + [(r, 10) for r, _ in single if r <= 2500]
+        # The naive gateway manages ~150 messages/s on tansu: a short, low rate is enough to measure it.
+        base_levels = [(1000.0, 1), (1000.0, 10)]
         base = await measure(
-            "naive", [__file__, "--naive-gateway"], env, database_url, workdir, base_levels, seconds, fixed
+            "naive", [__file__, "--naive-gateway"], env, database_url, workdir, base_levels, 2.0, fixed
         )
         summarize(ours, base)
     finally:

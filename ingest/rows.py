@@ -79,6 +79,15 @@ class Batch:
     rows: list[Row] = field(default_factory=list)
     dead_letters: list[StoredDeadLetter] = field(default_factory=list)
     records: int = 0
+    spans: list[tuple[RawRecord, int, int]] = field(default_factory=list)
+    """Which slice of ``rows`` each telemetry record produced (to isolate a record the database refuses)."""
+
+    def split(self) -> list[tuple[RawRecord, Batch]]:
+        """One batch per telemetry record (dead letters stay with the first)."""
+        parts = [(record, Batch(rows=self.rows[start:end], records=1)) for record, start, end in self.spans]
+        if parts:
+            parts[0][1].dead_letters = list(self.dead_letters)
+        return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +121,9 @@ def decode_batch(
             continue
         try:
             if record.topic == telemetry_topic:
+                start = len(batch.rows)
                 batch.rows.extend(telemetry_rows(decode_telemetry_record(record.value)))
+                batch.spans.append((record, start, len(batch.rows)))
             elif record.topic == deadletter_topic:
                 letter = decode_dead_letter(record.value)
                 batch.dead_letters.append(StoredDeadLetter(letter, record.partition, record.offset))

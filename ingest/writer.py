@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from liftwatch.badinput import BadInputPolicy
@@ -210,7 +211,8 @@ class Writer:
                 payload=item.record.value or b"",
             )
             batch.dead_letters.append(StoredDeadLetter(letter, None, None))
-        await self._store(batch, stop)
+        if not await self._store(batch, stop):
+            return  # stopping with the database away: the batch is re-delivered to the next writer
         offsets = {tp: messages[-1].offset + 1 for tp, messages in polled.items() if messages}
         try:
             await consumer.commit(offsets)
@@ -218,7 +220,8 @@ class Writer:
             # A rebalance took the partitions away: their new owner re-reads what we stored, harmlessly.
             log.warning("offset commit failed (%s); the batch will be re-delivered and deduplicated", error)
 
-    async def _store(self, batch: Batch, stop: asyncio.Event) -> None:
+    async def _store(self, batch: Batch, stop: asyncio.Event) -> bool:
+        """Store a batch, retrying while the database is unreachable; False if stopped first."""
         delay = RETRY_MIN_S
         while True:
             assert self._conn is not None
@@ -228,18 +231,49 @@ class Writer:
                 break
             except psycopg.OperationalError as error:
                 self.metrics.db_failures.inc()
-                log.warning("database write failed (%s); retrying in %.1f s", error, delay)
                 if stop.is_set():
-                    raise
+                    log.warning("database write failed (%s) while stopping; leaving the batch to re-delivery", error)
+                    return False
+                log.warning("database write failed (%s); retrying in %.1f s", error, delay)
                 await sleep_unless(stop, delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 if self._conn.closed or self._conn.broken:
                     reconnected = await self._connect_db(stop)
                     if reconnected is None:
-                        raise
+                        return False
                     self._conn = reconnected
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_size.observe(batch.records)
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
+                # A record the database refuses (SQLSTATE 22/23) must not block the partition
+                # forever: store record by record and dead-letter the refused ones.
+                log.warning("batch refused (%s); isolating the offending records", error)
+                return await self._store_one_by_one(batch, stop)
+        self._account(batch, inserted, time.perf_counter() - started)
+        return True
+
+    async def _store_one_by_one(self, batch: Batch, stop: asyncio.Event) -> bool:
+        for record, part in batch.split():
+            try:
+                assert self._conn is not None
+                inserted = await store_batch(self._conn, part, self.settings.site_timezone)
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
+                letter = self.policy.refuse(
+                    source=f"kafka:{record.topic}",
+                    topic=record.topic,
+                    reason=DeadLetterReason.SCHEMA,
+                    detail=f"refused by the database: {error.sqlstate} {error}",
+                    payload=record.value or b"",
+                )
+                part = Batch(dead_letters=[*part.dead_letters, StoredDeadLetter(letter, None, None)])
+                if not await self._store(part, stop):
+                    return False
+                continue
+            self._account(part, inserted, 0.0)
+        return True
+
+    def _account(self, batch: Batch, inserted: int, seconds: float) -> None:
+        if seconds:
+            self.metrics.batch_seconds.observe(seconds)
+            self.metrics.batch_size.observe(batch.records)
         self.metrics.rows_written.labels(table="telemetry").inc(inserted)
         self.metrics.rows_skipped.inc(len(batch.rows) - inserted)
         self.metrics.rows_written.labels(table="dead_letters").inc(len(batch.dead_letters))
