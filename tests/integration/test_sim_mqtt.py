@@ -116,3 +116,19 @@ def test_cli_runs_a_scenario_and_writes_the_truth(mqtt_url: str, isolation: dict
         ("CLI0002", FaultCode.ALARM_BUTTON),
     ]
     assert all(r.end_ms is not None for r in records)
+
+
+def test_demo_imports_its_registry_and_its_fleet_matches(database_url: str) -> None:
+    import psycopg
+    from liftwatch.config import CommonSettings
+    from liftwatch.simulators.demo import prepare_demo
+    from liftwatch.simulators.specs import generated_specs
+
+    settings = CommonSettings(database_url=database_url)
+    prepare_demo(settings, elevators=40, seed=3)
+    prepare_demo(settings, elevators=40, seed=3)  # a second demo start changes nothing
+    with psycopg.connect(database_url) as conn:
+        count = conn.execute("SELECT count(*) FROM elevators").fetchone()
+        terminals = {row[0] for row in conn.execute("SELECT terminal_id FROM terminals")}
+    assert count == (40,)
+    assert {s.terminal_id for s in generated_specs(40, 3)} <= terminals

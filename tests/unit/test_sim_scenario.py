@@ -199,3 +199,20 @@ def test_demo_fleet_keeps_the_console_busy() -> None:
     trapped = [r for r in simulator.truth if r.code is FaultCode.TRAPPED_PASSENGER]
     assert len(trapped) >= (20 * 60 - 60) // ENTRAPMENT_EVERY_S - 1
     assert len({r.code for r in simulator.truth}) >= 4
+
+
+def test_registry_command_prints_the_fleet_it_simulates(tmp_path: Path) -> None:
+    from liftwatch.registry import parse_registry
+    from liftwatch.simulators.cli import app
+    from liftwatch.simulators.specs import generated_specs, read_registry_specs
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["registry", "--elevators", "60", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    parsed = parse_registry(result.stdout)
+    assert parsed.errors == () and len(parsed.rows) == 60
+    path = tmp_path / "fleet.csv"
+    path.write_text(result.stdout, encoding="utf-8")
+    specs = read_registry_specs(path)
+    assert specs == generated_specs(60, 3)
+    assert all(s.bottom_floor < s.top_floor for s in specs)
