@@ -1,0 +1,131 @@
+"""The production stack files: what can be checked without Docker is checked here."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+from liftwatch.cli import app
+from liftwatch.config import PlatformSettings
+from liftwatch.dashboards.library import POSTGRES_UID, PROMETHEUS_UID
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMTOOL = Path("/usr/bin/promtool")
+LIFTWATCH_PROCESSES = {"gateway", "writer", "rules", "alerts", "api"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def _liftwatch_services(compose: dict[str, Any]) -> dict[str, Any]:
+    return {name: s for name, s in compose["services"].items() if s.get("image") == "liftwatch:latest"}
+
+
+def _cli_argv(service: dict[str, Any]) -> list[list[str]]:
+    """The `liftwatch ...` invocations a service runs."""
+    entry = service.get("entrypoint")
+    command = service.get("command", [])
+    if entry is None:
+        return [list(command)]
+    return [shlex.split(m) for m in re.findall(r"liftwatch ([a-z][a-z -]*)", " ".join(command))]
+
+
+def _resolves(argv: list[str]) -> bool:
+    command: Any = typer.main.get_command(app)
+    for word in argv:
+        if word.startswith("-"):
+            break
+        children = getattr(command, "commands", None)  # a group (typer may vendor its own click)
+        if children is None or word not in children:
+            return False
+        command = children[word]
+    return True
+
+
+def test_stack_has_every_component(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("mosquitto", "kafka", "timescaledb", "prometheus", "grafana", *LIFTWATCH_PROCESSES):
+        assert name in services, name
+    kafka = services["kafka"]["environment"]
+    assert "controller" in kafka["KAFKA_PROCESS_ROLES"] and "KAFKA_ZOOKEEPER_CONNECT" not in kafka
+    assert services["timescaledb"]["image"].startswith("timescale/timescaledb")
+
+
+def test_every_liftwatch_command_is_a_real_cli_command(compose: dict[str, Any]) -> None:
+    services = _liftwatch_services(compose)
+    assert set(services) >= LIFTWATCH_PROCESSES
+    pending: list[str] = []
+    for name, service in services.items():
+        invocations = _cli_argv(service)
+        assert invocations and all(invocations), name
+        for argv in invocations:
+            if argv == ["alerts"] and importlib.util.find_spec("liftwatch.alerts.cli") is None:
+                pending.append(name)  # the alerts package has not landed its CLI yet
+                continue
+            assert _resolves(argv), f"{name}: `liftwatch {' '.join(argv)}` is not a command"
+    if pending:
+        pytest.xfail(f"not landed yet: liftwatch {', '.join(pending)}")
+
+
+def test_liftwatch_environment_names_real_settings(compose: dict[str, Any]) -> None:
+    fields = {f"LIFTWATCH_{name.upper()}" for name in PlatformSettings.model_fields}
+    for name, service in _liftwatch_services(compose).items():
+        env = service["environment"]
+        assert set(k for k in env if k.startswith("LIFTWATCH_")) <= fields, name
+        assert env["LIFTWATCH_KAFKA_IDEMPOTENT"] == "true"
+        if name in LIFTWATCH_PROCESSES:
+            assert "healthcheck" in service and not service["healthcheck"].get("disable"), name
+
+
+def test_gateway_and_rules_scale(compose: dict[str, Any]) -> None:
+    for name in ("gateway", "rules"):
+        service = compose["services"][name]
+        assert "container_name" not in service and "ports" not in service, f"{name} could not be --scale'd"
+
+
+def test_every_referenced_file_exists(compose: dict[str, Any]) -> None:
+    named = set(compose.get("volumes") or {})
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: {source}"
+            else:
+                assert source in named, f"{name}: undeclared volume {source}"
+    for source in re.findall(r"^COPY (\S+)", (ROOT / "Dockerfile").read_text(), re.M):
+        assert (ROOT / source).exists(), source
+    mosquitto = " ".join(compose["services"]["mosquitto"]["volumes"])
+    for path in ("deploy/mosquitto/mosquitto.conf", "deploy/mosquitto/acl", "deploy/mosquitto/passwd"):
+        assert path in mosquitto
+
+
+def test_grafana_provisioning_matches_the_dashboards(compose: dict[str, Any]) -> None:
+    sources = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/liftwatch.yaml").read_text())
+    assert {d["uid"] for d in sources["datasources"]} == {POSTGRES_UID, PROMETHEUS_UID}
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/liftwatch.yaml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    assert f"./dashboards:{path}:ro" in compose["services"]["grafana"]["volumes"]
+
+
+def test_prometheus_scrapes_every_process_and_promtool_accepts_it() -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert {job["job_name"] for job in config["scrape_configs"]} >= LIFTWATCH_PROCESSES
+    assert PROMTOOL.exists(), "install the Debian package prometheus (python3 dev.py test does)"
+    result = subprocess.run(
+        [str(PROMTOOL), "check", "config", str(ROOT / "deploy/prometheus/prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
