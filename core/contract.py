@@ -22,6 +22,7 @@ TELEMETRY_TOPIC_FILTER = "lift/v1/+/telemetry"
 STATUS_TOPIC_FILTER = "lift/v1/+/status"
 _TERMINAL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PATH_RE = re.compile(r"`(\$[^`]*)`")
+_FIELD_RE = re.compile(r"Object (?:missing required|contains unknown) field `([^`]*)`")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +77,30 @@ def _schema_rejection(error: msgspec.ValidationError) -> Rejection:
     text = str(error)
     match = _PATH_RE.search(text)
     path = match.group(1) if match else None
-    reason = DeadLetterReason.UNSUPPORTED_VERSION if path == "$.v" else DeadLetterReason.SCHEMA
-    return Rejection(reason, text, path)
+    # msgspec names a missing or unknown field in the message and gives its object's path.
+    field = _FIELD_RE.match(text)
+    if field is not None:
+        path = f"{path or '$'}.{field.group(1)}"
+    # Only a well-typed version other than 1 is "unsupported"; a mistyped one is a schema error.
+    unsupported = path == "$.v" and text.startswith("Invalid enum value")
+    return Rejection(DeadLetterReason.UNSUPPORTED_VERSION if unsupported else DeadLetterReason.SCHEMA, text, path)
+
+
+def _null_sample_field(payload: bytes) -> Rejection | None:
+    """A sample field given as JSON null: the contract has no nullable field.
+
+    ``Sample`` models "not reported" optional fields as None, so its decoder also accepts an
+    explicit null; this check refuses that (it runs only on payloads containing ``null``).
+    """
+    if b"null" not in payload:
+        return None
+    document = msgspec.json.decode(payload)
+    for index, sample in enumerate(document.get("samples", ())):
+        for key, value in sample.items():
+            if value is None:
+                path = f"$.samples[{index}].{key}"
+                return Rejection(DeadLetterReason.SCHEMA, f"Expected a value, got `null` - at `{path}`", path)
+    return None
 
 
 def decode_telemetry(
@@ -102,6 +125,9 @@ def decode_telemetry(
         return _schema_rejection(error)
     except msgspec.DecodeError as error:
         return Rejection(DeadLetterReason.UNDECODABLE, f"not valid JSON: {error}")
+    null_field = _null_sample_field(payload)
+    if null_field is not None:
+        return null_field
     if message.terminal != topic_terminal:
         return Rejection(
             DeadLetterReason.TOPIC_MISMATCH,
