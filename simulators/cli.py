@@ -101,12 +101,12 @@ def run(
     settings = CommonSettings()
     configure_logging(settings.log_level)
     url = settings.require_mqtt()
-    specs = read_registry_specs(registry) if registry else generated_specs(elevators, seed)
     window = duration or 3600.0
     rng = np.random.default_rng([seed, 4])
     faults: list[FaultInjection] = []
     bad: list[BadInputInjection] = []
     try:
+        specs = read_registry_specs(registry) if registry else generated_specs(elevators, seed)
         if scenario is not None:
             faults, bad = resolve_scenario(load_scenario(scenario), specs, window, rng)
         if random_faults_per_hour:

@@ -462,6 +462,10 @@ class Fleet:
 
     def _call(self, idx: IntArray, end: FloatArray) -> None:
         """A passenger calls idle cars ``idx``: pick-up and destination landings."""
+        single = self.top[idx] == self.bottom[idx]
+        if single.any():  # one landing: nowhere to go, the car stays parked
+            self._go_idle(idx[single], end[idx[single]])
+            idx = idx[~single]
         if idx.size == 0:
             return
         t = end[idx]

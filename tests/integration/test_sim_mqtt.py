@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -132,3 +133,26 @@ def test_demo_imports_its_registry_and_its_fleet_matches(database_url: str) -> N
         terminals = {row[0] for row in conn.execute("SELECT terminal_id FROM terminals")}
     assert count == (40,)
     assert {s.terminal_id for s in generated_specs(40, 3)} <= terminals
+
+
+def test_cli_refuses_a_bad_registry_file_with_its_line(mqtt_url: str, tmp_path: Path) -> None:
+    registry = tmp_path / "fleet.csv"
+    registry.write_text(
+        "registration_code,terminal_id,kind,rated_speed,bottom_floor,top_floor\nX,T1,traction,fast,1,5\n"
+    )
+    result = CliRunner().invoke(
+        app, ["run", "--registry", str(registry), "--duration", "10"], env={"LIFTWATCH_MQTT_URL": mqtt_url}
+    )
+    assert result.exit_code == 2
+    assert "fleet.csv:2" in result.output
+
+
+def test_load_command_reports_the_achieved_rate(mqtt_url: str, isolation: dict[str, str]) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["load", "--rate", "5000", "--duration", "1", "--batch", "50", "--json"],
+        env={"LIFTWATCH_MQTT_URL": mqtt_url, "LIFTWATCH_MQTT_TOPIC_ROOT": isolation["mqtt_topic_root"]},
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["acknowledged"] and report["samples"] >= 4000 and report["achieved_rate"] > 0

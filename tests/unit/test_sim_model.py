@@ -189,3 +189,10 @@ def test_faults_on_one_car_take_turns() -> None:
     power, alarm = sorted(run.truth, key=lambda r: r.start_ms)
     assert power.code is FaultCode.POWER_FAILURE and alarm.code is FaultCode.ALARM_BUTTON
     assert power.end_ms is not None and alarm.start_ms >= power.end_ms
+
+
+def test_a_single_landing_car_just_reports_heartbeats() -> None:
+    spec = ElevatorSpec("ONE", "31010000000000000001", 1.0, 1, 1)
+    samples = samples_by_terminal(simulate_fleet([spec], start_ms=START_MS, duration_s=1800, seed=1))["ONE"]
+    assert len(samples) >= 60
+    assert all(s.speed == 0 and s.door == "closed" and not s.occupied and s.floor == 1 for s in samples)
