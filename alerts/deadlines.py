@@ -1,0 +1,127 @@
+"""Rescue deadlines, re-notification and auto-clearing, computed from stored timestamps. Pure.
+
+:func:`due` looks at incidents as stored (detection time, what happened when, which misses are
+already recorded) and a clock reading, and says what must happen now. Nothing lives in memory,
+so a restarted service finds exactly the same work; applying an item records it on the
+incident, so it is not due again.
+
+Decisions (see docs/alerts.md): deadlines run from ``detected_at`` (the event time the rule
+raised the fault); a missed deadline raises the escalation level by one up to level 2 (district
+rescue team); level 3 (fire brigade, 119) is an operator's decision (``Action.ESCALATE``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from liftwatch.alerts.lifecycle import OPEN_STATUSES, Status
+
+AUTO_ESCALATION_LIMIT = 2
+"""Highest level a missed deadline reaches by itself; the fire brigade is called by a person."""
+
+
+class DueKind(enum.StrEnum):
+    """What is due on an incident."""
+
+    RENOTIFY = "renotify"
+    DISPATCH_MISSED = "dispatch_missed"
+    ARRIVAL_MISSED = "arrival_missed"
+    AUTO_CLEAR = "auto_clear"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeDeadlines:
+    """Deadlines of one fault code, in seconds after detection (None = none)."""
+
+    dispatch_s: int | None = None
+    arrival_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlinePolicy:
+    """Configuration of :func:`due` (built from ``AlertsSettings``)."""
+
+    renotify_s: int = 60
+    auto_clear_s: int = 24 * 3600
+    codes: Mapping[str, CodeDeadlines] = field(
+        default_factory=lambda: {"trapped_passenger": CodeDeadlines(dispatch_s=300, arrival_s=1800)}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentTimes:
+    """The stored facts :func:`due` needs about one incident."""
+
+    id: int
+    code: str
+    severity: str
+    status: str
+    detected_at: datetime
+    opened_at: datetime
+    escalation_level: int = 1
+    dispatched_at: datetime | None = None
+    arrived_at: datetime | None = None
+    condition_cleared_at: datetime | None = None
+    last_notified_at: datetime | None = None
+    dispatch_deadline_missed: bool = False
+    arrival_deadline_missed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """One thing to do now on one incident."""
+
+    incident_id: int
+    kind: DueKind
+    deadline: datetime
+    """When it became due."""
+    escalate_to: int | None = None
+    """New escalation level, for a miss that raises it."""
+
+
+def _missed(deadline: datetime, done_at: datetime | None, now: datetime) -> bool:
+    return done_at > deadline if done_at is not None else now > deadline
+
+
+def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> list[Due]:
+    """What is due on one incident at ``now``."""
+    if incident.status not in OPEN_STATUSES:
+        return []
+    found: list[Due] = []
+    level = incident.escalation_level
+    if incident.severity == "critical" and incident.status == Status.DETECTED:
+        deadline = (incident.last_notified_at or incident.opened_at) + timedelta(seconds=policy.renotify_s)
+        if now >= deadline:
+            found.append(Due(incident.id, DueKind.RENOTIFY, deadline))
+    rule = policy.codes.get(incident.code)
+    if rule is not None:
+        for kind, seconds, done_at, recorded in (
+            (DueKind.DISPATCH_MISSED, rule.dispatch_s, incident.dispatched_at, incident.dispatch_deadline_missed),
+            (DueKind.ARRIVAL_MISSED, rule.arrival_s, incident.arrived_at, incident.arrival_deadline_missed),
+        ):
+            if seconds is None or recorded:
+                continue
+            deadline = incident.detected_at + timedelta(seconds=seconds)
+            if _missed(deadline, done_at, now):
+                escalate_to = level + 1 if level < AUTO_ESCALATION_LIMIT else None
+                if escalate_to is not None:
+                    level = escalate_to
+                found.append(Due(incident.id, kind, deadline, escalate_to))
+    if (
+        incident.severity != "critical"
+        and incident.status == Status.DETECTED
+        and incident.condition_cleared_at is not None
+    ):
+        deadline = incident.detected_at + timedelta(seconds=policy.auto_clear_s)
+        if now >= deadline:
+            found.append(Due(incident.id, DueKind.AUTO_CLEAR, deadline))
+    return found
+
+
+def due(incidents: Iterable[IncidentTimes], now: datetime, policy: DeadlinePolicy) -> list[Due]:
+    """Everything due at ``now`` on ``incidents``, oldest deadline first."""
+    found = [item for incident in incidents for item in due_for(incident, now, policy)]
+    return sorted(found, key=lambda item: (item.deadline, item.incident_id))

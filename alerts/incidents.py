@@ -1,0 +1,120 @@
+"""Folding fault events into incidents: open, repeat, clear, chattering. Pure, no I/O.
+
+One open incident per (terminal, code): a ``raised`` event with none open opens one; with one
+open it is a repeat (count, last seen, evidence). ``cleared`` only records that the condition
+stopped: it never closes an incident (a person closes critical ones; non-critical ones that
+nobody acknowledged are auto-cleared after 24 h by the deadlines). Every flip of the condition
+(the opening raise, a clear, a raise after a clear) is a *toggle*; ``chattering_toggles`` toggles
+within ``chattering_window_ms`` of event time flag the incident ``chattering`` (sticky until it
+is closed) instead of opening new incidents.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from liftwatch.schema import FaultEvent
+
+CHATTERING_WINDOW_MS = 60_000
+CHATTERING_TOGGLES = 3
+
+
+class Outcome(enum.StrEnum):
+    """What a fault event did; the ``outcome`` label of the processed-events counter."""
+
+    OPENED = "opened"
+    REPEATED = "repeated"
+    CLEARED = "cleared"
+    ORPHAN_CLEAR = "orphan_clear"
+    """A clear with no open incident (already closed by a person): nothing to change."""
+    DUPLICATE = "duplicate"
+    """The event id was seen before (replay after a restart or rebalance)."""
+
+
+class EventKind(enum.StrEnum):
+    """``incident_events.kind`` values the service writes (operator actions use the new status)."""
+
+    OPENED = "opened"
+    UPDATED = "updated"
+    CONDITION_CLEARED = "condition_cleared"
+    CHATTERING = "chattering"
+    RENOTIFIED = "renotified"
+    DEADLINE_MISSED = "deadline_missed"
+    ESCALATED = "escalated"
+    AUTO_CLEARED = "auto_cleared"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIncident:
+    """The fields of an open incident the fold reads."""
+
+    id: int
+    occurrences: int
+    chattering: bool
+    condition_cleared: bool
+    toggles_ms: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """The change a fault event makes to its (new or open) incident."""
+
+    outcome: Outcome
+    kind: EventKind | None
+    """Audit event to append; None = nothing to record."""
+    occurrences: int = 1
+    chattering: bool = False
+    condition_cleared_ms: int | None = None
+    """Event time the condition stopped; None = it holds (again)."""
+    toggles_ms: tuple[int, ...] = ()
+    seen_ms: int | None = None
+    """Event time of the detection (opening or repeat); None for a clear."""
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _window(toggles: tuple[int, ...], at_ms: int, window_ms: int) -> tuple[int, ...]:
+    return tuple(t for t in (*toggles, at_ms) if at_ms - t <= window_ms)
+
+
+def fold(
+    incident: OpenIncident | None,
+    event: FaultEvent,
+    *,
+    window_ms: int = CHATTERING_WINDOW_MS,
+    toggles: int = CHATTERING_TOGGLES,
+) -> Fold:
+    """The effect of ``event`` on the open incident of its (terminal, code), if any."""
+    if event.transition == "raised":
+        if incident is None:
+            return Fold(Outcome.OPENED, EventKind.OPENED, toggles_ms=(event.at_ms,), seen_ms=event.at_ms)
+        flipped = incident.condition_cleared
+        window = _window(incident.toggles_ms, event.at_ms, window_ms) if flipped else incident.toggles_ms
+        chattering = incident.chattering or len(window) >= toggles
+        return Fold(
+            Outcome.REPEATED,
+            EventKind.CHATTERING if chattering and not incident.chattering else EventKind.UPDATED,
+            occurrences=incident.occurrences + 1,
+            chattering=chattering,
+            condition_cleared_ms=None,
+            toggles_ms=window,
+            seen_ms=event.at_ms,
+        )
+    if incident is None:
+        return Fold(Outcome.ORPHAN_CLEAR, None)
+    flipped = not incident.condition_cleared
+    window = _window(incident.toggles_ms, event.at_ms, window_ms) if flipped else incident.toggles_ms
+    chattering = incident.chattering or len(window) >= toggles
+    return Fold(
+        Outcome.CLEARED,
+        EventKind.CHATTERING if chattering and not incident.chattering else EventKind.CONDITION_CLEARED,
+        occurrences=incident.occurrences,
+        chattering=chattering,
+        condition_cleared_ms=event.since_ms,
+        toggles_ms=window,
+    )
