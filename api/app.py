@@ -1,0 +1,192 @@
+"""The FastAPI application: wiring of routes, error bodies, metrics, the console and the live feed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from liftwatch import db, i18n
+from liftwatch.api import auth
+from liftwatch.api.errors import ApiError
+from liftwatch.api.feed import IncidentFeed
+from liftwatch.api.metrics import ApiMetrics
+from liftwatch.config import ApiSettings
+from prometheus_client import CollectorRegistry
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+_STATIC = resources.files("liftwatch.api").joinpath("static")
+
+
+@dataclass
+class ApiState:
+    """What the routes need, kept on ``app.state.api``."""
+
+    settings: ApiSettings
+    pool: AsyncConnectionPool[Any]
+    feed: IncidentFeed | None
+    metrics: ApiMetrics
+    registry: CollectorRegistry
+
+
+def state(request: Request) -> ApiState:
+    """The application's state (for routes)."""
+    value: ApiState = request.app.state.api
+    return value
+
+
+def language(request: Request) -> i18n.Language:
+    """The caller's language from ``Accept-Language`` (site default otherwise)."""
+    return i18n.negotiate(request.headers.get("accept-language"), request.app.state.api.settings.default_language)
+
+
+def _error(request: Request, http_status: int, code: str, /, details: Any = None, **params: object) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": i18n.t(f"errors.{code}", language(request), **params)}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=http_status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return _error(request, error.status, error.reason, **error.params)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        request.app.state.api.metrics.rejected.labels(reason="validation").inc()
+        details = [
+            {"loc": [str(part) for part in item.get("loc", ())], "type": item.get("type"), "msg": item.get("msg")}
+            for item in error.errors()[:20]
+        ]
+        summary = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:3])
+        return _error(request, 422, "validation_error", details, detail=summary)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 401: "unauthenticated"}.get(
+            error.status_code, "validation_error"
+        )
+        return _error(request, error.status_code, code, detail=str(error.detail))
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_timeout(request: Request, error: PoolTimeout) -> JSONResponse:
+        return _error(request, 503, "unavailable")
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def db_down(request: Request, error: psycopg.OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", error)
+        return _error(request, 503, "unavailable")
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(request, 500, "internal")
+
+
+class _MetricsMiddleware:
+    """Counts requests and times them by route template (not by raw path: bounded labels)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                route = scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                if path != "/api/v1/incidents/stream":
+                    self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - started)
+                self.metrics.requests.labels(scope["method"], path, str(status)).inc()
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = None) -> FastAPI:
+    """The API application; opens its database pool and starts the live feed on startup."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = ApiMetrics.create(registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await db.async_pool(
+            settings.require_database_url(), min_size=1, max_size=settings.api_db_pool_size, name="liftwatch-api"
+        )
+        feed = IncidentFeed(settings, metrics) if settings.kafka_bootstrap else None
+        stop = asyncio.Event()
+        task = asyncio.create_task(feed.run(stop)) if feed is not None else None
+        admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+        app.state.api = ApiState(settings, pool, feed, metrics, registry)
+        app.state.tokens = auth.TokenStore(pool, admin)
+        app.state.metrics = metrics
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+            await pool.close()
+
+    app = FastAPI(
+        title="liftwatch",
+        version="1",
+        summary="Elevator remote monitoring: registry, incidents, live feed, telemetry.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    _install_error_handlers(app)
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+
+    from liftwatch.api import incidents, ops
+    from liftwatch.api import registry as registry_routes
+
+    app.include_router(ops.router)
+    app.include_router(incidents.router)
+    app.include_router(registry_routes.router)
+    _include_reports(app)
+
+    static_dir = str(_STATIC)
+    app.mount("/static", StaticFiles(directory=static_dir), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def console() -> FileResponse:
+        return FileResponse(f"{static_dir}/index.html", headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def _include_reports(app: FastAPI) -> None:
+    """Monthly statistics (``/api/v1/stats``) when the reports package provides its router."""
+    try:
+        module = importlib.import_module("liftwatch.reports.api")
+    except ModuleNotFoundError as error:
+        if error.name in ("liftwatch.reports.api", "liftwatch.reports"):
+            return
+        raise
+    app.include_router(module.build_router(auth.current_principal))

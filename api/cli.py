@@ -1,0 +1,73 @@
+"""``liftwatch api`` (run the HTTP API and console) and ``liftwatch token`` (API tokens)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from liftwatch import db
+from liftwatch.api.auth import ROLES, hash_token, new_token
+from liftwatch.config import ApiSettings
+from liftwatch.runtime import configure_logging, run_services
+
+app = typer.Typer(help="HTTP API and operator console.", no_args_is_help=False)
+token_app = typer.Typer(help="API tokens (bearer tokens for people and integrations).", no_args_is_help=True)
+
+
+@app.callback(invoke_without_command=True)
+def run_api(ctx: typer.Context) -> None:
+    """Serve the API and the console until SIGINT/SIGTERM."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from liftwatch.api.service import serve
+
+    settings = ApiSettings()
+    configure_logging(settings.log_level)
+    settings.require_database_url()
+
+    async def service(stop: asyncio.Event) -> None:
+        await serve(settings, stop)
+
+    run_services(service)
+
+
+@token_app.command("create")
+def create_token(
+    role: Annotated[str, typer.Option(help="admin | operator | maintainer | regulator")],
+    name: Annotated[str, typer.Option(help="Who holds it (shown in the audit trail).")],
+    maintainer: Annotated[
+        str | None, typer.Option(help="Maintenance firm's registered name (role maintainer only).")
+    ] = None,
+) -> None:
+    """Create a token and print it once (only its SHA-256 is stored)."""
+    if role not in ROLES:
+        raise typer.BadParameter(f"must be one of {', '.join(ROLES)}", param_hint="--role")
+    if (role == "maintainer") != (maintainer is not None):
+        raise typer.BadParameter("required for role maintainer, and only for it", param_hint="--maintainer")
+    if not name.strip() or len(name) > 200:
+        raise typer.BadParameter("1 to 200 characters", param_hint="--name")
+    settings = ApiSettings()
+    token = new_token()
+    with db.connect(settings.require_database_url()) as conn:
+        firm_id = None
+        if maintainer is not None:
+            row = conn.execute("SELECT id FROM maintenance_firms WHERE name = %s", (maintainer,)).fetchone()
+            if row is None:
+                typer.echo(f"no maintenance firm named {maintainer!r}", err=True)
+                raise typer.Exit(2)
+            firm_id = row[0]
+        conn.execute(
+            "INSERT INTO api_tokens (name, role, maintainer_id, token_hash) VALUES (%s, %s, %s, %s)",
+            (name.strip(), role, firm_id, hash_token(token)),
+        )
+    typer.echo(token)
+
+
+@token_app.command("revoke")
+def revoke_token(name: Annotated[str, typer.Option(help="Holder name given at creation.")]) -> None:
+    """Revoke every active token of a holder."""
+    settings = ApiSettings()
+    with db.connect(settings.require_database_url()) as conn:
+        cur = conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE name = %s AND revoked_at IS NULL", (name,))
+        typer.echo(f"revoked {cur.rowcount} token(s)")

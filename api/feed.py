@@ -1,0 +1,174 @@
+"""The live incident feed: one Kafka consumer per API process, fanned out to SSE subscribers.
+
+The alert service publishes every incident change (its own and those operators cause through
+this API, via the ``incident_events`` outbox) on the ``incidents`` topic. Each API process reads
+that topic once, without a consumer group, from the end, and hands every change to every
+subscriber's bounded queue. A subscriber too slow to keep up is cut off rather than slowing the
+others; its client reconnects with ``Last-Event-ID`` and replays what it missed from
+``incident_events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from liftwatch import kafka
+from liftwatch.api.auth import Principal
+from liftwatch.api.metrics import ApiMetrics
+from liftwatch.config import CommonSettings
+from liftwatch.schema import IncidentChange, decode_incident_change
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBER_QUEUE = 1_000
+# Kafka down or topic missing at start: try again after this long, the API keeps serving.
+_RETRY_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class FeedItem:
+    """One change as delivered to clients: who may see it and its JSON text (encoded once)."""
+
+    change_id: int
+    maintainer: str | None
+    data: str
+
+
+def item_from_change(change: IncidentChange) -> FeedItem:
+    """The feed item of a Kafka record."""
+    data = msgspec.json.encode(msgspec.structs.asdict(change)).decode()
+    return FeedItem(change.change_id, change.maintainer, data)
+
+
+def item_from_row(row: dict[str, Any]) -> FeedItem:
+    """The feed item of an ``incident_events`` row joined with its incident (replay)."""
+    payload = {
+        "change_id": row["change_id"],
+        "incident_id": row["incident_id"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "code": row["code"],
+        "severity": row["severity"],
+        "registration_code": row["registration_code"],
+        "terminal": row["terminal_id"],
+        "maintainer": row["maintainer"],
+        "district": row["district"],
+        "at_ms": int(row["at"].timestamp() * 1000),
+        "actor": row["actor"],
+        "note": row["note"],
+    }
+    return FeedItem(row["change_id"], row["maintainer"], json.dumps(payload, ensure_ascii=False))
+
+
+def visible(principal: Principal, item: FeedItem) -> bool:
+    """Whether ``principal`` may see this change (a maintainer sees only its firm's elevators)."""
+    return not principal.firm_scoped or (item.maintainer is not None and item.maintainer == principal.maintainer_name)
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One connected client's queue."""
+
+    principal: Principal
+    queue: asyncio.Queue[FeedItem | None] = field(default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE))
+    """Changes to send; None = the subscriber fell behind and is cut off."""
+    overflowed: bool = False
+
+
+class IncidentFeed:
+    """Fan-out hub: ``run`` consumes Kafka, ``subscribe`` gives a client its queue."""
+
+    def __init__(self, settings: CommonSettings, metrics: ApiMetrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._subscribers: set[Subscription] = set()
+        self.connected = False
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def subscribe(self, principal: Principal) -> Iterator[Subscription]:
+        """Register a subscriber for the duration of the ``with`` block."""
+        sub = Subscription(principal)
+        self._subscribers.add(sub)
+        self._metrics.sse_clients.inc()
+        try:
+            yield sub
+        finally:
+            self._subscribers.discard(sub)
+            self._metrics.sse_clients.dec()
+
+    def publish(self, item: FeedItem) -> None:
+        """Hand one change to every subscriber allowed to see it."""
+        for sub in self._subscribers:
+            if sub.overflowed or not visible(sub.principal, item):
+                continue
+            try:
+                sub.queue.put_nowait(item)
+            except asyncio.QueueFull:
+                sub.overflowed = True
+                while not sub.queue.empty():
+                    sub.queue.get_nowait()
+                sub.queue.put_nowait(None)
+                self._metrics.sse_dropped.inc()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume the incidents topic from its end until ``stop``; reconnect after failures."""
+        while not stop.is_set():
+            try:
+                await self._consume(stop)
+            except (KafkaError, OSError) as error:
+                self.connected = False
+                log.warning("incident feed: Kafka unavailable (%s), retrying", error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _RETRY_S)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        topic = self._settings.topic("incidents")
+        await kafka.ensure_topics(self._settings, {"incidents": kafka.TOPIC_PARTITIONS["incidents"]})
+        # No group: every API process reads every partition, and commits nothing.
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self._settings.require_kafka(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+        )
+        await consumer.start()
+        try:
+            # Resolve the start position now, so every change after `ready` is delivered.
+            # Without a group every partition is assigned once metadata arrives.
+            while not consumer.assignment() and not stop.is_set():
+                self._deliver_batches(await consumer.getmany(timeout_ms=100))
+            for partition in consumer.assignment():
+                await consumer.position(partition)
+            self.connected = True
+            self.ready.set()
+            while not stop.is_set():
+                self._deliver_batches(await consumer.getmany(timeout_ms=200, max_records=1000))
+        finally:
+            self.connected = False
+            await consumer.stop()
+
+    def _deliver_batches(self, batches: dict[Any, list[Any]]) -> None:
+        for records in batches.values():
+            for record in records:
+                self._deliver(record.value)
+
+    def _deliver(self, value: bytes | None) -> None:
+        try:
+            change = decode_incident_change(value or b"")
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            self._metrics.feed_rejected.labels(reason="undecodable").inc()
+            log.warning("incident feed: undecodable record skipped: %s", error)
+            return
+        self._metrics.feed_changes.inc()
+        self.publish(item_from_change(change))

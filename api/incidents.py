@@ -1,0 +1,268 @@
+"""Incident endpoints: list and detail, operator transitions, and the live feed (SSE).
+
+Transitions go through the alert service's lifecycle and store (``liftwatch.alerts.store.
+apply_action``): this module decides only who may ask for what. The audit row it appends is the
+outbox the alert service relays to Kafka, from where every API process's feed delivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from liftwatch import i18n
+from liftwatch.api.app import language, state
+from liftwatch.api.auth import Principal, current_principal, require_roles
+from liftwatch.api.errors import ApiError, forbidden, not_found
+from liftwatch.api.feed import FeedItem, item_from_row
+from liftwatch.api.models import (
+    Action,
+    Incident,
+    IncidentDetail,
+    IncidentEvent,
+    IncidentPage,
+    RegistrationCode,
+    TransitionRequest,
+)
+from liftwatch.api.pagination import decode_cursor, encode_cursor
+from liftwatch.config import ApiSettings
+from liftwatch.schema import FaultCode, IncidentStatus, Severity
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+
+Reader = Annotated[Principal, Depends(current_principal)]
+Actor = Annotated[Principal, Depends(require_roles("admin", "operator", "maintainer"))]
+
+# What a maintenance firm may do on its own incidents; operators and admins may do everything.
+_FIRM_ACTIONS = frozenset({"arrive", "release"})
+_CLOSED = ("closed", "false_alarm", "auto_cleared")
+_SELECT = (
+    "SELECT i.*, f.name AS maintainer, e.address, e.rescue_code FROM incidents i"
+    " LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id"
+    " LEFT JOIN elevators e ON e.registration_code = i.registration_code"
+)
+_RETRY_MS = 2_000
+
+
+def _incident(row: dict[str, Any], settings: ApiSettings) -> Incident:
+    trapped = row["code"] == FaultCode.TRAPPED_PASSENGER
+    detected: datetime = row["detected_at"]
+    return Incident.model_validate(
+        {
+            **row,
+            "dispatch_deadline_at": detected + timedelta(seconds=settings.dispatch_deadline_s) if trapped else None,
+            "arrival_deadline_at": detected + timedelta(seconds=settings.arrival_deadline_s) if trapped else None,
+        }
+    )
+
+
+def _scope(principal: Principal, where: list[str], params: list[Any]) -> None:
+    if principal.firm_scoped:
+        where.append("i.maintainer_id = %s")
+        params.append(principal.maintainer_id)
+
+
+@router.get("", response_model=IncidentPage)
+async def list_incidents(
+    request: Request,
+    principal: Reader,
+    status: Annotated[list[IncidentStatus] | None, Query()] = None,
+    open: Annotated[bool | None, Query(description="Only open (true) or only finished (false) incidents.")] = None,
+    code: Annotated[list[FaultCode] | None, Query()] = None,
+    severity: Annotated[list[Severity] | None, Query()] = None,
+    district: Annotated[str | None, Query(max_length=200)] = None,
+    maintainer_id: Annotated[int | None, Query(ge=1)] = None,
+    registration_code: Annotated[RegistrationCode | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="Detected at or after (ISO 8601 with offset).")] = None,
+    until: Annotated[datetime | None, Query(description="Detected before.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> IncidentPage:
+    """Incidents, newest first, with filters and keyset pagination."""
+    where: list[str] = ["TRUE"]
+    params: list[object] = []
+    _scope(principal, where, params)
+    if status:
+        where.append("i.status = ANY(%s)")
+        params.append([str(s) for s in status])
+    if open is True:
+        where.append("i.status NOT IN ('closed', 'false_alarm', 'auto_cleared')")
+    elif open is False:
+        where.append("i.status IN ('closed', 'false_alarm', 'auto_cleared')")
+    if code:
+        where.append("i.code = ANY(%s)")
+        params.append([str(c) for c in code])
+    if severity:
+        where.append("i.severity = ANY(%s)")
+        params.append([str(s) for s in severity])
+    for column, value in (("district", district), ("maintainer_id", maintainer_id),
+                          ("registration_code", registration_code)):  # fmt: skip
+        if value is not None:
+            where.append(f"i.{column} = %s")
+            params.append(value)
+    for moment in (since, until):
+        if moment is not None and moment.tzinfo is None:
+            raise ApiError("validation_error", 422, detail="times need a UTC offset")
+    if since is not None:
+        where.append("i.detected_at >= %s")
+        params.append(since)
+    if until is not None:
+        where.append("i.detected_at < %s")
+        params.append(until)
+    if cursor is not None:
+        where.append("i.id < %s")
+        params.append(decode_cursor(cursor))
+    api = state(request)
+    async with api.pool.connection() as conn:
+        cur = await conn.execute("SELECT coalesce(max(id), 0) AS last FROM incident_events")
+        last = await cur.fetchone()
+        cur = await conn.execute(
+            f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY i.id DESC LIMIT %s", [*params, limit + 1]
+        )
+        rows = await cur.fetchall()
+    items = [_incident(row, api.settings) for row in rows[:limit]]
+    return IncidentPage(
+        items=items,
+        next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None,
+        last_change_id=last["last"] if last else 0,
+    )
+
+
+def _sse(item: FeedItem) -> ServerSentEvent:
+    return ServerSentEvent(raw_data=item.data, id=str(item.change_id), event="incident")
+
+
+async def _replay(request: Request, principal: Principal, after: int, limit: int) -> list[FeedItem]:
+    where, params = ["ev.id > %s"], [after]
+    _scope(principal, where, params)
+    async with state(request).pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT ev.id AS change_id, ev.incident_id, ev.kind, ev.status_after AS status, ev.at, ev.actor, ev.note,"
+            " i.code, i.severity, i.registration_code, i.terminal_id, i.district, f.name AS maintainer"
+            " FROM incident_events ev JOIN incidents i ON i.id = ev.incident_id"
+            " LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id"
+            f" WHERE {' AND '.join(where)} ORDER BY ev.id LIMIT %s",
+            [*params, limit + 1],
+        )
+        return [item_from_row(row) for row in await cur.fetchall()]
+
+
+@router.get("/stream", response_class=EventSourceResponse)
+async def stream(
+    request: Request,
+    principal: Reader,
+    last_event_id: Annotated[int | None, Header(ge=0, description="Sent by EventSource on reconnection.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="Start after this change id (e.g. `last_change_id` of a list).")
+    ] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Live incident changes the caller may see (``event: incident``, ``id:`` = change id).
+
+    Reconnecting with ``Last-Event-ID`` (or ``after``) first replays the missed changes from the
+    audit trail, then continues live. ``event: reset`` means too much was missed: reload the list.
+    Browsers authenticate with the session cookie, other clients with a bearer header or the
+    ``access_token`` query parameter.
+    """
+    api = state(request)
+    start = last_event_id if last_event_id is not None else after
+    subscription = api.feed.subscribe(principal) if api.feed is not None else contextlib.nullcontext()
+    with subscription as sub:
+        replayed: set[int] = set()
+        yield ServerSentEvent(comment="liftwatch incident feed", retry=_RETRY_MS)
+        if start is not None:
+            items = await _replay(request, principal, start, api.settings.sse_replay_limit)
+            if len(items) > api.settings.sse_replay_limit:
+                yield ServerSentEvent(event="reset", data={"reason": "replay_limit"})
+                return
+            for item in items:
+                replayed.add(item.change_id)
+                yield _sse(item)
+        if sub is None:
+            await asyncio.Event().wait()  # no Kafka configured: replay only, keep the connection
+            return
+        while True:
+            live = await sub.queue.get()
+            if live is None:
+                return  # fell behind: the client reconnects with Last-Event-ID and replays
+            if live.change_id not in replayed:
+                yield _sse(live)
+
+
+async def _load(request: Request, principal: Principal, incident_id: int) -> dict[str, Any]:
+    where, params = ["i.id = %s"], [incident_id]
+    _scope(principal, where, params)
+    async with state(request).pool.connection() as conn:
+        cur = await conn.execute(f"{_SELECT} WHERE {' AND '.join(where)}", params)
+        row: dict[str, Any] | None = await cur.fetchone()
+    if row is None:
+        raise not_found("incident_not_found")
+    return row
+
+
+@router.get("/{incident_id}", response_model=IncidentDetail)
+async def get_incident(
+    request: Request, principal: Reader, incident_id: Annotated[int, Path(ge=1, le=2**62)]
+) -> IncidentDetail:
+    """One incident with its event trail and the latest telemetry sample of its terminal."""
+    row = await _load(request, principal, incident_id)
+    async with state(request).pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, at, kind, status_after, actor, note, data FROM incident_events"
+            " WHERE incident_id = %s ORDER BY id",
+            (incident_id,),
+        )
+        events = [IncidentEvent.model_validate(e) for e in await cur.fetchall()]
+        cur = await conn.execute(
+            "SELECT ts, mode, floor, door_zone, direction, speed, door, occupied, safety_circuit, door_lock,"
+            " alarm_button, power, load_pct, limit_up, limit_down, received_at"
+            " FROM telemetry WHERE terminal_id = %s ORDER BY ts DESC LIMIT 1",
+            (row["terminal_id"],),
+        )
+        latest = await cur.fetchone()
+    return IncidentDetail(incident=_incident(row, state(request).settings), events=events, latest_telemetry=latest)
+
+
+@router.post("/{incident_id}/{action}", response_model=Incident)
+async def act(
+    request: Request,
+    principal: Actor,
+    incident_id: Annotated[int, Path(ge=1, le=2**62)],
+    action: Annotated[Action, Path(description="What the operator did.")],
+    body: TransitionRequest | None = None,
+    idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+) -> Incident:
+    """Move an incident along its lifecycle (maintenance firms: ``arrive`` and ``release`` only)."""
+    from liftwatch.alerts import store
+    from liftwatch.alerts.errors import IllegalTransition, IncidentNotFound
+    from liftwatch.alerts.lifecycle import Action as LifecycleAction
+
+    body = body or TransitionRequest()
+    await _load(request, principal, incident_id)  # 404 for what the caller may not see
+    if principal.firm_scoped and action not in _FIRM_ACTIONS:
+        raise forbidden()
+    lifecycle_action = LifecycleAction(action.replace("-", "_"))
+    api = state(request)
+    try:
+        async with api.pool.connection() as conn:
+            await store.apply_action(
+                conn,
+                incident_id,
+                lifecycle_action,
+                actor=principal.name,
+                note=body.note,
+                cause=body.cause,
+                now=datetime.now(UTC),
+                idempotency_key=f"api:{principal.name}:{idempotency_key}" if idempotency_key else None,
+            )
+    except IncidentNotFound as error:
+        raise not_found("incident_not_found") from error
+    except IllegalTransition as error:
+        status_code = 422 if error.reason in ("cause_required", "unknown_cause") else 409
+        shown = i18n.t(f"common.status.{error.current_status}", language(request))
+        raise ApiError(error.reason, status_code, status=shown) from error
+    return _incident(await _load(request, principal, incident_id), api.settings)

@@ -1,0 +1,253 @@
+"""Request and response bodies of the HTTP API (validated on the way in, documented in OpenAPI)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RegistrationCode = Annotated[str, Field(pattern=r"^[0-9A-Z]{20}$", description="设备注册代码, 20 chars [0-9A-Z].")]
+RescueCode = Annotated[str, Field(pattern=r"^[0-9]{5,6}$", description="应急救援识别码, 5-6 digits.")]
+TerminalId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+ElevatorKind = Literal["traction", "hydraulic", "escalator", "moving_walk"]
+Floor = Annotated[int, Field(ge=-10, le=200)]
+Action = Literal["acknowledge", "dispatch", "arrive", "release", "close", "false-alarm", "escalate"]
+CloseCause = Literal[
+    "equipment_fault",
+    "external_power",
+    "misuse",
+    "vandalism",
+    "maintenance_error",
+    "terminal_fault",
+    "environment",
+    "unknown",
+]
+
+_IN = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ElevatorFields(BaseModel):
+    """Fields an admin may set on an elevator (all optional: a PATCH)."""
+
+    model_config = _IN
+
+    rescue_code: RescueCode | None = None
+    kind: ElevatorKind | None = None
+    address: Name | None = None
+    district: Name | None = None
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+    use_unit: Name | None = None
+    maintainer: Name | None = Field(default=None, description="Registered name of an existing maintenance firm.")
+    manufacturer: Annotated[str, Field(max_length=200)] | None = None
+    model: Annotated[str, Field(max_length=200)] | None = None
+    installed_on: date | None = None
+    rated_speed: Annotated[float, Field(gt=0, le=25)] | None = None
+    rated_load: Annotated[int, Field(gt=0, le=100_000)] | None = None
+    bottom_floor: Floor | None = None
+    top_floor: Floor | None = None
+    last_inspection: date | None = None
+    next_inspection_due: date | None = None
+    insured: bool | None = None
+
+    @model_validator(mode="after")
+    def _floors(self) -> Self:
+        if self.bottom_floor is not None and self.top_floor is not None and self.bottom_floor > self.top_floor:
+            raise ValueError("bottom_floor must be <= top_floor")
+        return self
+
+
+class ElevatorCreate(ElevatorFields):
+    """A new elevator (same columns as the registry CSV, docs/protocol/registry.md)."""
+
+    registration_code: RegistrationCode
+    rescue_code: RescueCode
+    kind: ElevatorKind
+    address: Name
+    district: Name
+    use_unit: Name
+    maintainer: Name
+    installed_on: date
+    rated_speed: Annotated[float, Field(gt=0, le=25)]
+    bottom_floor: Floor
+    top_floor: Floor
+
+
+class Elevator(BaseModel):
+    """An elevator of the registry."""
+
+    registration_code: str
+    rescue_code: str
+    kind: str
+    address: str
+    district: str
+    latitude: float | None
+    longitude: float | None
+    use_unit_id: int
+    use_unit: str
+    maintainer_id: int
+    maintainer: str
+    manufacturer: str | None
+    model: str | None
+    installed_on: date
+    rated_speed: float
+    rated_load: int | None
+    bottom_floor: int
+    top_floor: int
+    last_inspection: date | None
+    next_inspection_due: date | None
+    insured: bool | None
+    terminal_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ElevatorPage(BaseModel):
+    items: list[Elevator]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class MaintainerCreate(BaseModel):
+    model_config = _IN
+    name: Name
+
+
+class Maintainer(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+    elevators: int
+
+
+class TerminalCreate(BaseModel):
+    model_config = _IN
+    terminal_id: TerminalId
+    registration_code: RegistrationCode | None = None
+
+
+class TerminalUpdate(BaseModel):
+    model_config = _IN
+    registration_code: RegistrationCode | None = Field(description="Elevator it is fitted to; null = removed.")
+
+
+class Terminal(BaseModel):
+    terminal_id: str
+    registration_code: str | None
+    created_at: datetime
+    last_seen_at: datetime | None
+    last_status: str | None
+
+
+class Incident(BaseModel):
+    """An incident as the board shows it."""
+
+    id: int
+    registration_code: str | None
+    terminal_id: str
+    code: str
+    severity: str
+    status: str
+    maintainer_id: int | None
+    maintainer: str | None
+    district: str | None
+    address: str | None
+    rescue_code: str | None
+    detected_at: datetime
+    opened_at: datetime
+    last_seen_at: datetime
+    occurrences: int
+    chattering: bool
+    condition_cleared_at: datetime | None
+    acknowledged_at: datetime | None
+    dispatched_at: datetime | None
+    arrived_at: datetime | None
+    released_at: datetime | None
+    closed_at: datetime | None
+    close_cause: str | None
+    escalation_level: int
+    dispatch_deadline_missed: bool
+    arrival_deadline_missed: bool
+    dispatch_deadline_at: datetime | None = Field(description="Trapped passengers: detection + 5 min.")
+    arrival_deadline_at: datetime | None = Field(description="Trapped passengers: detection + 30 min.")
+
+
+class IncidentPage(BaseModel):
+    items: list[Incident]
+    next_cursor: str | None
+    last_change_id: int = Field(description="Newest change id at query time: open the stream from here.")
+
+
+class IncidentEvent(BaseModel):
+    id: int
+    at: datetime
+    kind: str
+    status_after: str
+    actor: str
+    note: str
+    data: dict[str, Any]
+
+
+class IncidentDetail(BaseModel):
+    incident: Incident
+    events: list[IncidentEvent]
+    latest_telemetry: dict[str, Any] | None
+
+
+class TransitionRequest(BaseModel):
+    model_config = _IN
+    note: Annotated[str, Field(max_length=2000)] = ""
+    cause: CloseCause | None = Field(default=None, description="Cause category (close only).")
+
+
+class TelemetryPoint(BaseModel):
+    t: datetime
+    samples: int
+    speed_avg: float
+    speed_max: float
+    floor: int
+    door_open_share: float
+    occupied_share: float
+
+
+class TelemetrySeries(BaseModel):
+    registration_code: str
+    terminal_id: str | None
+    since: datetime
+    until: datetime
+    bucket_s: float
+    points: list[TelemetryPoint]
+
+
+class DeadLetter(BaseModel):
+    id: int
+    received_at: datetime
+    source: str
+    topic: str
+    reason: str
+    detail: str
+    terminal_id: str | None
+    payload_preview: str
+    payload_bytes: int
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetter]
+    next_cursor: str | None
+
+
+class Me(BaseModel):
+    role: str
+    name: str
+    maintainer_id: int | None
+    maintainer: str | None
+    language: str
+    timezone: str
+    dispatch_deadline_s: int
+    arrival_deadline_s: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    checks: dict[str, str]

@@ -1,0 +1,134 @@
+"""Every endpoint walked with every role: who may read, who may write, and 404 for foreign objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from liftwatch.api.app import create_app
+from liftwatch.config import ApiSettings
+
+from tests.fixtures.api import RunningApi, World
+
+pytestmark = pytest.mark.integration
+
+ROLES = ("admin", "operator", "regulator", "maintainer", "anonymous")
+
+NEW_ELEVATOR = {
+    "registration_code": "31010000000000000099",
+    "rescue_code": "20099",
+    "kind": "traction",
+    "address": "新建路1号",
+    "district": "浦东新区",
+    "use_unit": "新物业",
+    "maintainer": "安康电梯维保有限公司",
+    "installed_on": "2020-01-01",
+    "rated_speed": 1.0,
+    "bottom_floor": 1,
+    "top_floor": 10,
+}
+
+# (method, path, body, expected status by role); {x_a} = maintainer's own firm, {x_b} = another firm.
+# A role missing from the dict gets the row's default (the first entry, "*").
+TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
+    ("GET", "/healthz", None, {"*": 200}),
+    ("GET", "/metrics", None, {"*": 200}),
+    ("GET", "/api/v1/i18n/zh", None, {"*": 200}),
+    ("GET", "/", None, {"*": 200}),
+    ("GET", "/api/v1/me", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/incidents", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/incidents/{inc_a}", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/incidents/{inc_b}", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/incidents/999999", None, {"*": 404, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{inc_a}/acknowledge", {"note": "接警"},
+     {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{inc_b}/acknowledge", None,
+     {"*": 200, "regulator": 403, "maintainer": 404, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{inc_a}/arrive", None, {"*": 409, "regulator": 403, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{inc_b}/arrive", None,
+     {"*": 409, "regulator": 403, "maintainer": 404, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{inc_a}/escalate", None,
+     {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
+    ("GET", "/api/v1/elevators", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/elevators/{el_a}", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/elevators/{el_b}", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/elevators/by-rescue-code/{rc_a}", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/elevators/by-rescue-code/{rc_b}", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/elevators/{el_a}/telemetry", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/elevators/{el_b}/telemetry", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("POST", "/api/v1/elevators", NEW_ELEVATOR, {"*": 403, "admin": 201, "anonymous": 401}),
+    ("PATCH", "/api/v1/elevators/{el_a}", {"address": "新地址"}, {"*": 403, "admin": 200, "anonymous": 401}),
+    ("PATCH", "/api/v1/elevators/{el_b}", {"address": "新地址"}, {"*": 403, "admin": 200, "anonymous": 401}),
+    ("GET", "/api/v1/maintainers", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/maintainers/{firm_a}", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/maintainers/{firm_b}", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("POST", "/api/v1/maintainers", {"name": "新维保"}, {"*": 403, "admin": 201, "anonymous": 401}),
+    ("PATCH", "/api/v1/maintainers/{firm_b}", {"name": "改名"}, {"*": 403, "admin": 200, "anonymous": 401}),
+    ("GET", "/api/v1/terminals", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/terminals/{t_a}", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/terminals/{t_b}", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("POST", "/api/v1/terminals", {"terminal_id": "T-NEW"}, {"*": 403, "admin": 201, "anonymous": 401}),
+    ("PATCH", "/api/v1/terminals/{t_b}", {"registration_code": None}, {"*": 403, "admin": 200, "anonymous": 401}),
+    ("GET", "/api/v1/dead-letters", None, {"*": 403, "admin": 200, "anonymous": 401}),
+]  # fmt: skip
+
+
+def _path(template: str, world: World) -> str:
+    return template.format(
+        inc_a=world.incidents["a"],
+        inc_b=world.incidents["b"],
+        el_a=world.elevators["a"],
+        el_b=world.elevators["b"],
+        rc_a=world.rescue_codes["a"],
+        rc_b=world.rescue_codes["b"],
+        firm_a=world.firms["a"],
+        firm_b=world.firms["b"],
+        t_a=world.terminals["a"],
+        t_b=world.terminals["b"],
+    )
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_endpoint_answers_each_role_as_its_rights_say(role: str, api_world: World, api_http: RunningApi) -> None:
+    """One fresh world per role; each row is one request; all mismatches are reported together."""
+    headers = api_world.headers(role) if role != "anonymous" else {"Accept-Language": "en"}
+    wrong: list[str] = []
+    for method, template, body, expected in TABLE:
+        want = expected.get(role, expected["*"])
+        response = api_http.client.request(method, _path(template, api_world), json=body, headers=headers)
+        if response.status_code != want:
+            wrong.append(f"{method} {template}: {response.status_code} != {want} ({response.text[:200]})")
+        if response.status_code >= 400 and template not in ("/healthz",):
+            error = response.json()["error"]
+            assert error["code"] and error["message"], response.text
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_api_route_is_in_the_table(api_http: RunningApi) -> None:
+    """A new endpoint without a row here fails: access rules are never untested."""
+    covered = {(m, t.split("?")[0]) for m, t, _, _ in TABLE}
+    templates = {
+        "/api/v1/incidents/{incident_id}": "/api/v1/incidents/{inc_a}",
+        "/api/v1/incidents/{incident_id}/{action}": "/api/v1/incidents/{inc_a}/acknowledge",
+        "/api/v1/elevators/{registration_code}": "/api/v1/elevators/{el_a}",
+        "/api/v1/elevators/by-rescue-code/{rescue_code}": "/api/v1/elevators/by-rescue-code/{rc_a}",
+        "/api/v1/elevators/{registration_code}/telemetry": "/api/v1/elevators/{el_a}/telemetry",
+        "/api/v1/maintainers/{firm_id}": "/api/v1/maintainers/{firm_a}",
+        "/api/v1/terminals/{terminal_id}": "/api/v1/terminals/{t_a}",
+        "/api/v1/i18n/{lang}": "/api/v1/i18n/zh",
+    }
+    # Walked elsewhere: the stream (test_api_stream.py), the session cookie (test_api_http.py),
+    # the statistics router (reports' own tests).
+    elsewhere = {"/api/v1/incidents/stream", "/api/v1/session"}
+    missing = []
+    app = create_app(ApiSettings(database_url=api_http.settings.database_url))
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if not (path.startswith("/api/") or path in ("/", "/healthz", "/metrics")) or path in elsewhere:
+            continue
+        if path.startswith("/api/v1/stats"):
+            continue
+        for method in getattr(route, "methods", set()) - {"HEAD"}:
+            if (method, templates.get(path, path)) not in covered:
+                missing.append(f"{method} {path}")
+    assert not missing, missing
