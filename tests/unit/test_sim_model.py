@@ -18,7 +18,7 @@ from tests.fixtures.sim import START_MS, catalog_episodes, samples_by_terminal, 
 @pytest.fixture(scope="module")
 def normal_day() -> tuple[list[ElevatorSpec], list]:  # type: ignore[type-arg]
     specs = small_fleet(12)
-    messages = list(simulate_fleet(specs, start_ms=START_MS, duration_s=2 * 3600, seed=7))
+    messages = list(simulate_fleet(specs, start_ms=START_MS, duration_s=3600, seed=7))
     return specs, messages
 
 
@@ -47,7 +47,7 @@ def test_motion_invariants_without_faults(normal_day: tuple[list[ElevatorSpec], 
             if a.speed > 0 and b.speed == 0 and b.occupied:
                 assert b.door != "closed", b
         assert catalog_episodes(samples, spec) == [], "normal traffic shows no catalog fault"
-    assert trips > 12 * 20, "cars answer calls all the time"
+    assert trips > 12 * 10, "cars answer calls all the time"
 
 
 def test_messages_follow_the_contract(normal_day: tuple[list[ElevatorSpec], list]) -> None:  # type: ignore[type-arg]
