@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from liftwatch.simulators.faults import (
     resolve_scenario,
     truth_line,
 )
+from liftwatch.simulators.fleet import ElevatorSpec
 from liftwatch.simulators.publisher import FleetPublisher, run_fleet
 from liftwatch.simulators.specs import generated_registry, generated_specs, read_registry_specs
 from liftwatch.simulators.stream import FleetSimulator, SimulationConfig
@@ -48,6 +50,25 @@ def _start_ms(start: str | None, speedup: float, duration_s: float | None) -> in
         return now
     # Replay the past: the last simulated sample is stamped about when it is sent, never in the future.
     return now + int(duration_s / speedup * 1000) - int(duration_s * 1000)
+
+
+def _shard(
+    fleet: list[ElevatorSpec], faults: list[FaultInjection], bad: list[BadInputInjection], shard: str
+) -> tuple[list[ElevatorSpec], list[FaultInjection], list[BadInputInjection]]:
+    """The cars of shard ``I/N`` and their injections (terminal-less ones go to shard 0)."""
+    index_text, _, count_text = shard.partition("/")
+    if not (index_text.isdigit() and count_text.isdigit() and 0 <= int(index_text) < int(count_text)):
+        raise typer.BadParameter("must be I/N with 0 <= I < N", param_hint="--shard")
+    index, count = int(index_text), int(count_text)
+    specs = fleet[index::count]
+    if not specs:
+        raise ScenarioError(f"shard {shard} has no car")
+    mine = [
+        dataclasses.replace(f, elevator=f.elevator // count) if f.elevator is not None else f
+        for f in faults
+        if (f.elevator is None and index == 0) or (f.elevator is not None and f.elevator % count == index)
+    ]
+    return specs, mine, bad if index == 0 else []
 
 
 class _TruthWriter:
@@ -96,6 +117,7 @@ def run(
     rate: Annotated[float, typer.Option(min=0.1, max=50, help="Samples per second of a moving car.")] = 2.0,
     linger: Annotated[float, typer.Option(min=0, help="Longest a sample waits for its message, s.")] = 1.0,
     announce: Annotated[bool, typer.Option(help="Publish a retained 'online' for every terminal first.")] = True,
+    shard: Annotated[str, typer.Option(help="I/N: simulate every N-th car from the I-th (run N processes).")] = "0/1",
 ) -> None:
     """Run a simulated fleet, publishing its telemetry over MQTT (LIFTWATCH_MQTT_URL)."""
     settings = CommonSettings()
@@ -106,11 +128,13 @@ def run(
     faults: list[FaultInjection] = []
     bad: list[BadInputInjection] = []
     try:
-        specs = read_registry_specs(registry) if registry else generated_specs(elevators, seed)
+        fleet = read_registry_specs(registry) if registry else generated_specs(elevators, seed)
+        # Every shard draws the same injections over the whole fleet and keeps those of its cars.
         if scenario is not None:
-            faults, bad = resolve_scenario(load_scenario(scenario), specs, window, rng)
+            faults, bad = resolve_scenario(load_scenario(scenario), fleet, window, rng)
         if random_faults_per_hour:
-            faults += random_faults(specs, rng, round(random_faults_per_hour * window / 3600), window)
+            faults += random_faults(fleet, rng, round(random_faults_per_hour * window / 3600), window)
+        specs, faults, bad = _shard(fleet, faults, bad, shard)
     except ScenarioError as error:
         raise typer.BadParameter(str(error)) from error
     config = SimulationConfig(rate_hz=rate, fine_rate_hz=max(10.0, rate), batch=batch, linger_s=linger)

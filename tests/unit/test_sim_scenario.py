@@ -222,3 +222,21 @@ def test_registry_command_prints_the_fleet_it_simulates(tmp_path: Path) -> None:
     specs = read_registry_specs(path)
     assert specs == generated_specs(60, 3)
     assert all(s.bottom_floor < s.top_floor for s in specs)
+
+
+def test_shards_split_the_fleet_and_its_faults() -> None:
+    from liftwatch.simulators.cli import _shard
+
+    fleet = small_fleet(10)
+    faults = random_faults(fleet, np.random.default_rng(1), 12, 600)
+    bad = [BadInputInjection("malformed_json", 5.0)]
+    shards = [_shard(fleet, faults, bad, f"{i}/3") for i in range(3)]
+    assert sorted((s.terminal_id for specs, _, _ in shards for s in specs)) == [s.terminal_id for s in fleet]
+    kept = sorted(
+        (specs[f.elevator].terminal_id, f.code, f.at_s)
+        for specs, mine, _ in shards
+        for f in mine
+        if f.elevator is not None
+    )
+    assert kept == sorted((fleet[f.elevator].terminal_id, f.code, f.at_s) for f in faults if f.elevator is not None)
+    assert [len(b) for _, _, b in shards] == [1, 0, 0]
