@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from tests.fixtures.reports import MONTH, Fleet
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 START = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 END = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
 
@@ -82,3 +84,23 @@ def test_every_postgres_panel_runs(reports_fleet: Fleet, district: str) -> None:
         assert open_by_severity["critical"] == 1  # the dispatched entrapment on e8
     else:
         assert results["liftwatch-regulator/Registered elevators"] == [(6,)]
+
+
+def test_prometheus_panels_use_metrics_the_processes_export() -> None:
+    sources = "".join(
+        path.read_text(encoding="utf-8")
+        for folder in ("core", "ingest", "rules", "alerts", "api")
+        for path in (ROOT / folder).glob("*.py")
+    )
+    exprs = [
+        target["expr"]
+        for dashboard in load_dashboards()
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+        if "expr" in target
+    ]
+    assert exprs
+    for expr in exprs:
+        for name in re.findall(r"liftwatch_[a-z_]+", expr):
+            base = re.sub(r"_(total|bucket|sum|count)$", "", name)
+            assert f'"{base}"' in sources or f'"{name}"' in sources, f"{name} is not exported by any process"
