@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from liftwatch import db, i18n
 from liftwatch.api import auth
@@ -174,9 +174,16 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     static_dir = str(_STATIC)
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
 
+    # The page is static but for the site's default language (used when the browser prefers neither).
+    page = (
+        _STATIC.joinpath("index.html")
+        .read_text(encoding="utf-8")
+        .replace('<html lang="zh-CN">', f'<html lang="zh-CN" data-default-lang="{settings.default_language}">', 1)
+    )
+
     @app.get("/", include_in_schema=False)
-    async def console() -> FileResponse:
-        return FileResponse(f"{static_dir}/index.html", headers={"Cache-Control": "no-cache"})
+    async def console() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     return app
 

@@ -1,0 +1,429 @@
+// liftwatch operator console: live incident board, one-click actions, rescue-code lookup.
+// Plain JavaScript, no build step, no network beyond this API (works offline).
+"use strict";
+
+const SEVERITY_RANK = { critical: 0, major: 1, minor: 2 };
+const OPEN = new Set(["detected", "acknowledged", "dispatched", "arrived", "released"]);
+// Which actions each status offers, in lifecycle order (the server is the judge; this only hides noise).
+const NEXT = {
+  detected: ["acknowledge", "false-alarm"],
+  acknowledged: ["dispatch", "false-alarm"],
+  dispatched: ["arrive", "false-alarm"],
+  arrived: ["release", "false-alarm"],
+  released: ["close"],
+};
+const FIRM_ACTIONS = new Set(["arrive", "release"]);
+const CAUSES = ["equipment_fault", "external_power", "misuse", "vandalism", "maintenance_error",
+  "terminal_fault", "environment", "unknown"];
+
+const state = {
+  lang: "zh", texts: {}, me: null, incidents: new Map(), lastChange: 0, source: null,
+  sound: true, audio: null, fresh: new Set(), pending: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function tr(key, params) {
+  let text = state.texts[key] ?? key;
+  for (const [name, value] of Object.entries(params || {})) text = text.replaceAll(`{${name}}`, value);
+  return text;
+}
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+async function api(method, path, body) {
+  const options = { method, headers: { "Accept-Language": state.lang }, credentials: "same-origin" };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  if (response.status === 401 && path !== "/api/v1/session") {
+    showLogin();
+    throw new Error(tr("errors.unauthenticated"));
+  }
+  if (!response.ok) {
+    let message = response.statusText;
+    try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+// --- language ---------------------------------------------------------------------------------
+
+function preferredLanguage() {
+  const saved = localStorage.getItem("liftwatch.lang");
+  if (saved === "zh" || saved === "en") return saved;
+  for (const tag of navigator.languages || [navigator.language || ""]) {
+    const primary = tag.toLowerCase().split("-")[0];
+    if (primary === "zh" || primary === "en") return primary;
+  }
+  return document.documentElement.dataset.defaultLang || "zh";
+}
+
+async function setLanguage(lang, remember) {
+  state.lang = lang;
+  if (remember) localStorage.setItem("liftwatch.lang", lang);
+  state.texts = await api("GET", `/api/v1/i18n/${lang}`);
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.title = tr("console.title");
+  for (const node of document.querySelectorAll("[data-t]")) node.textContent = tr(node.dataset.t);
+  for (const button of document.querySelectorAll("[data-lang]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.lang === lang));
+  }
+  $("search-code").placeholder = tr("console.search.placeholder");
+  $("action-note").placeholder = tr("console.note.placeholder");
+  renderChrome();
+  renderBoard();
+}
+
+// --- time -------------------------------------------------------------------------------------
+
+function formatTime(iso) {
+  if (!iso) return "";
+  const zone = state.me ? state.me.timezone : "Asia/Shanghai";
+  const parts = new Intl.DateTimeFormat("en-CA", {
+    timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  }).formatToParts(new Date(iso));
+  const get = (type) => parts.find((p) => p.type === type).value;
+  return `${get("year")}-${get("month")}-${get("day")} ${get("hour")}:${get("minute")}:${get("second")}`;
+}
+
+function duration(ms) {
+  const total = Math.floor(Math.abs(ms) / 1000);
+  const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
+  const mm = String(m).padStart(2, "0"), ss = String(s).padStart(2, "0");
+  return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+// One deadline clock: counts down to the deadline, then up as overdue; stops when met.
+function clock(label, deadlineIso, doneIso) {
+  const node = el("span", { class: "clock", "data-deadline": deadlineIso, "data-done": doneIso || "" });
+  node.dataset.label = label;
+  updateClock(node);
+  return node;
+}
+
+function updateClock(node) {
+  const label = tr(node.dataset.label);
+  const deadline = Date.parse(node.dataset.deadline);
+  if (node.dataset.done) {
+    const late = Date.parse(node.dataset.done) > deadline;
+    node.className = "clock " + (late ? "late" : "met");
+    node.textContent = `${label}: ${tr(late ? "common.deadline.missed" : "common.deadline.met")}`;
+    return;
+  }
+  const left = deadline - Date.now();
+  node.className = "clock" + (left < 0 ? " late" : "");
+  node.textContent = `${label}: ` + (left >= 0 ? tr("common.deadline.remaining", { time: duration(left) })
+    : tr("common.deadline.overdue", { time: duration(left) }));
+}
+
+// --- board ------------------------------------------------------------------------------------
+
+function sortKey(incident) {
+  const deadline = incident.arrived_at ? Infinity : Date.parse(incident.arrival_deadline_at || "") || Infinity;
+  return [SEVERITY_RANK[incident.severity] ?? 9, deadline, Date.parse(incident.detected_at)];
+}
+
+function compare(a, b) {
+  const ka = sortKey(a), kb = sortKey(b);
+  for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] < kb[i] ? -1 : 1;
+  return b.id - a.id;
+}
+
+function allowedActions(incident) {
+  const role = state.me.role;
+  if (role === "regulator") return [];
+  const next = NEXT[incident.status] || [];
+  return role === "maintainer" ? next.filter((a) => FIRM_ACTIONS.has(a)) : next;
+}
+
+function row(incident) {
+  const trapped = incident.code === "trapped_passenger";
+  const classes = [incident.severity, trapped ? "trapped" : "", state.fresh.has(incident.id) ? "fresh" : ""];
+  const deadlines = [];
+  if (incident.dispatch_deadline_at) {
+    deadlines.push(clock("common.deadline.dispatch", incident.dispatch_deadline_at, incident.dispatched_at));
+  }
+  if (incident.arrival_deadline_at) {
+    deadlines.push(clock("common.deadline.arrival", incident.arrival_deadline_at, incident.arrived_at));
+  }
+  const actions = allowedActions(incident).map((action, index) =>
+    el("button", {
+      type: "button", class: index === 0 ? "primary" : "", "data-action": action,
+      onclick: () => openAction(incident, action),
+    }, tr(`common.action.${action}`)));
+  const elevator = incident.registration_code
+    ? el("a", { href: "#", class: "elevator", onclick: (e) => { e.preventDefault(); showElevator(incident.registration_code); } },
+      incident.rescue_code || "", el("br"), el("span", { class: "code" }, incident.registration_code))
+    : el("span", { class: "code" }, incident.terminal_id);
+  return el("tr", { class: classes.join(" "), "data-incident": incident.id, "data-code": incident.code },
+    el("td", {}, el("span", { class: `sev ${incident.severity}` }, tr(`common.severity.${incident.severity}`))),
+    el("td", { class: "fault" }, tr(`common.fault.${incident.code}`)),
+    el("td", {}, elevator),
+    el("td", {}, incident.address || "", el("br"), el("span", { class: "code" }, incident.district || "")),
+    el("td", {}, incident.maintainer || ""),
+    el("td", { "data-testid": "status" }, tr(`common.status.${incident.status}`)),
+    el("td", {}, formatTime(incident.detected_at)),
+    el("td", {}, deadlines),
+    el("td", { class: "actions" }, actions));
+}
+
+function renderBoard() {
+  if (!state.me) return;
+  const open = [...state.incidents.values()].filter((i) => OPEN.has(i.status)).sort(compare);
+  $("rows").replaceChildren(...open.map(row));
+  $("empty").hidden = open.length > 0;
+  $("count").textContent = `(${open.length})`;
+}
+
+function renderChrome() {
+  if (!state.me) return;
+  $("user").textContent = tr("console.user", { name: state.me.name, role: tr(`common.role.${state.me.role}`) });
+  $("sound").textContent = tr(state.sound ? "console.board.sound_on" : "console.board.sound_off");
+  const live = state.source && state.source.readyState === EventSource.OPEN;
+  $("feed-state").textContent = tr(live ? "console.board.live" : "console.board.offline");
+  $("feed-state").className = "feed" + (live ? "" : " down");
+}
+
+async function loadBoard() {
+  const page = await api("GET", "/api/v1/incidents?open=true&limit=500");
+  state.incidents = new Map(page.items.map((i) => [i.id, i]));
+  state.lastChange = page.last_change_id;
+  renderBoard();
+  connectFeed();
+}
+
+function connectFeed() {
+  if (state.source) state.source.close();
+  // EventSource resends Last-Event-ID itself on reconnection; `after` covers the first connection.
+  const source = new EventSource(`/api/v1/incidents/stream?after=${state.lastChange}`);
+  state.source = source;
+  source.onopen = renderChrome;
+  source.onerror = renderChrome;
+  source.addEventListener("incident", (event) => onChange(JSON.parse(event.data)));
+  source.addEventListener("reset", () => { source.close(); loadBoard(); });
+}
+
+async function onChange(change) {
+  state.lastChange = Math.max(state.lastChange, change.change_id);
+  const known = state.incidents.has(change.incident_id);
+  if (!OPEN.has(change.status)) {
+    state.incidents.delete(change.incident_id);
+    renderBoard();
+    return;
+  }
+  let detail;
+  try { detail = await api("GET", `/api/v1/incidents/${change.incident_id}`); } catch (_) { return; }
+  state.incidents.set(detail.incident.id, detail.incident);
+  if (!known && detail.incident.severity === "critical") alarm(detail.incident);
+  renderBoard();
+}
+
+function alarm(incident) {
+  state.fresh.add(incident.id);
+  setTimeout(() => { state.fresh.delete(incident.id); renderBoard(); }, 6000);
+  const banner = $("alert-banner");
+  banner.textContent = tr("console.board.new_critical", {
+    fault: tr(`common.fault.${incident.code}`), address: incident.address || incident.terminal_id,
+  });
+  banner.hidden = false;
+  setTimeout(() => { banner.hidden = true; }, 15000);
+  if (state.sound) beep();
+}
+
+function beep() {
+  try {
+    state.audio = state.audio || new AudioContext();
+    const ctx = state.audio;
+    for (let i = 0; i < 3; i++) {
+      const osc = ctx.createOscillator(), gain = ctx.createGain();
+      osc.frequency.value = 880;
+      gain.gain.value = 0.2;
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(ctx.currentTime + i * 0.35);
+      osc.stop(ctx.currentTime + i * 0.35 + 0.2);
+    }
+  } catch (_) { /* audio blocked until the first click; the banner still shows */ }
+}
+
+// --- actions ----------------------------------------------------------------------------------
+
+function openAction(incident, action) {
+  state.pending = { incident, action };
+  $("action-title").textContent = `${tr(`common.action.${action}`)} · ${tr(`common.fault.${incident.code}`)} · ${incident.address || incident.terminal_id}`;
+  const isClose = action === "close" || action === "false-alarm";
+  $("cause-row").hidden = !isClose;
+  const select = $("action-cause");
+  select.replaceChildren(...(action === "false-alarm" ? [el("option", { value: "" }, "—")] : []),
+    ...CAUSES.map((c) => el("option", { value: c }, tr(`common.cause.${c}`))));
+  $("action-note").value = "";
+  $("action-error").hidden = true;
+  $("action-dialog").showModal();
+}
+
+async function submitAction(event) {
+  event.preventDefault();
+  const { incident, action } = state.pending;
+  const body = { note: $("action-note").value };
+  if (!$("cause-row").hidden && $("action-cause").value) body.cause = $("action-cause").value;
+  try {
+    const updated = await api("POST", `/api/v1/incidents/${incident.id}/${action}`, body);
+    if (OPEN.has(updated.status)) state.incidents.set(updated.id, updated);
+    else state.incidents.delete(updated.id);
+    $("action-dialog").close();
+    renderBoard();
+  } catch (error) {
+    $("action-error").textContent = tr("console.action.failed", { message: error.message });
+    $("action-error").hidden = false;
+  }
+}
+
+// --- elevator detail --------------------------------------------------------------------------
+
+function chart(points) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 400 160");
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.dataset.testid = "telemetry-chart";
+  if (!points.length) return svg;
+  const t0 = Date.parse(points[0].t), t1 = Date.parse(points[points.length - 1].t) || t0 + 1;
+  const maxSpeed = Math.max(0.5, ...points.map((p) => p.speed_max));
+  const floors = points.map((p) => p.floor), fMin = Math.min(...floors), fMax = Math.max(fMin + 1, ...floors);
+  const x = (p) => ((Date.parse(p.t) - t0) / Math.max(1, t1 - t0)) * 396 + 2;
+  const line = (values, color) => {
+    const path = document.createElementNS(ns, "polyline");
+    path.setAttribute("points", values.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "));
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", color);
+    path.setAttribute("stroke-width", "1.5");
+    svg.append(path);
+  };
+  line(points.map((p) => [x(p), 156 - (p.speed_avg / maxSpeed) * 150]), "#1d4ed8");
+  line(points.map((p) => [x(p), 156 - ((p.floor - fMin) / (fMax - fMin)) * 150]), "#d9780f");
+  return svg;
+}
+
+async function showElevator(registrationCode, preloaded) {
+  const panel = $("detail");
+  const elevator = preloaded || await api("GET", `/api/v1/elevators/${registrationCode}`);
+  const [series, history] = await Promise.all([
+    api("GET", `/api/v1/elevators/${elevator.registration_code}/telemetry?points=120`),
+    api("GET", `/api/v1/incidents?registration_code=${elevator.registration_code}&limit=20`),
+  ]);
+  const field = (key, value) => [el("dt", {}, tr(key)), el("dd", {}, value ?? "—")];
+  panel.replaceChildren(
+    el("button", { type: "button", class: "ghost", style: "float:right;color:inherit", onclick: () => { panel.hidden = true; } },
+      tr("console.detail.close")),
+    el("h2", {}, tr("console.detail.title")),
+    el("dl", {},
+      field("console.detail.rescue_code", elevator.rescue_code),
+      field("console.detail.registration_code", elevator.registration_code),
+      field("console.col.address", `${elevator.address} (${elevator.district})`),
+      field("console.detail.kind", tr(`common.kind_elevator.${elevator.kind}`)),
+      field("console.col.maintainer", elevator.maintainer),
+      field("console.detail.use_unit", elevator.use_unit),
+      field("console.detail.floors", `${elevator.bottom_floor} … ${elevator.top_floor}`),
+      field("console.detail.rated_speed", `${elevator.rated_speed} m/s`),
+      field("console.detail.installed_on", elevator.installed_on),
+      field("console.detail.next_inspection_due", elevator.next_inspection_due),
+      field("console.detail.terminal", elevator.terminal_id)),
+    el("h3", {}, tr("console.detail.telemetry")),
+    series.points.length ? chart(series.points) : el("p", { class: "empty" }, tr("console.detail.no_telemetry")),
+    el("p", { class: "code" }, el("span", { style: "color:#1d4ed8" }, "— " + tr("console.detail.speed")), "  ",
+      el("span", { style: "color:#d9780f" }, "— " + tr("console.detail.floor"))),
+    el("h3", {}, tr("console.detail.history")),
+    el("ul", {}, history.items.map((i) => el("li", {},
+      `${formatTime(i.detected_at)} ${tr(`common.fault.${i.code}`)} · ${tr(`common.status.${i.status}`)}`))));
+  panel.hidden = false;
+}
+
+async function searchRescueCode(event) {
+  event.preventDefault();
+  const code = $("search-code").value.trim();
+  try {
+    const elevator = await api("GET", `/api/v1/elevators/by-rescue-code/${encodeURIComponent(code)}`);
+    await showElevator(elevator.registration_code, elevator);
+  } catch (error) {
+    $("detail").replaceChildren(el("p", { class: "error" }, error.status === 404 ? tr("console.search.not_found") : error.message));
+    $("detail").hidden = false;
+  }
+}
+
+// --- session ----------------------------------------------------------------------------------
+
+function showLogin() {
+  state.me = null;
+  if (state.source) state.source.close();
+  $("login").hidden = false;
+  for (const id of ["board", "detail", "search", "feed-state", "sound", "logout"]) $(id).hidden = true;
+  $("user").textContent = "";
+}
+
+async function start() {
+  try {
+    state.me = await api("GET", "/api/v1/me");
+  } catch (_) {
+    showLogin();
+    return;
+  }
+  $("login").hidden = true;
+  for (const id of ["board", "search", "feed-state", "sound", "logout"]) $(id).hidden = false;
+  renderChrome();
+  await loadBoard();
+}
+
+async function login(event) {
+  event.preventDefault();
+  const token = $("login-token").value.trim();
+  const response = await fetch("/api/v1/session", {
+    method: "POST", headers: { Authorization: `Bearer ${token}`, "Accept-Language": state.lang },
+    credentials: "same-origin",
+  });
+  if (!response.ok) {
+    $("login-error").textContent = tr("console.login.failed");
+    $("login-error").hidden = false;
+    return;
+  }
+  $("login-token").value = "";
+  $("login-error").hidden = true;
+  await start();
+}
+
+async function logout() {
+  await fetch("/api/v1/session", { method: "DELETE", credentials: "same-origin" });
+  showLogin();
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  $("login-form").addEventListener("submit", login);
+  $("search").addEventListener("submit", searchRescueCode);
+  $("action-form").addEventListener("submit", submitAction);
+  $("action-cancel").addEventListener("click", () => $("action-dialog").close());
+  $("logout").addEventListener("click", logout);
+  $("sound").addEventListener("click", () => { state.sound = !state.sound; if (state.sound) beep(); renderChrome(); });
+  for (const button of document.querySelectorAll("[data-lang]")) {
+    button.addEventListener("click", () => setLanguage(button.dataset.lang, true));
+  }
+  setInterval(() => { for (const node of document.querySelectorAll(".clock")) updateClock(node); renderChrome(); }, 1000);
+  await setLanguage(preferredLanguage(), false);
+  await start();
+});

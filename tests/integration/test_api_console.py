@@ -1,0 +1,144 @@
+"""The operator console in a real headless Chromium: live board, actions, firm view, languages."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.fixtures.api import FIRM_A, FIRM_B, RunningApi, World, add_elevator, open_incident
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.browser,
+    pytest.mark.filterwarnings(r"ignore:Exception ignored in.*tansu\.log:pytest.PytestUnraisableExceptionWarning"),
+]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]  # fmt: skip
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing (apt install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _telemetry(database_url: str, terminal: str) -> None:
+    """An hour of samples so the elevator detail has a chart."""
+    now = datetime.now(UTC)
+    rows = []
+    for i in range(360):
+        ts = now - timedelta(seconds=10 * (360 - i))
+        floor = (i // 12) % 18
+        moving = i % 12 < 4
+        speed = 1.6 if moving else 0.0
+        direction = "up" if moving else "stop"
+        flags = ("closed", True, True, True, False, True, 40.0, False, False, now)
+        rows.append((terminal, ts, i, 0, "normal", floor, not moving, direction, speed, *flags))
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO telemetry (terminal_id, ts, seq, idx, mode, floor, door_zone, direction, speed, door,"
+            " occupied, safety_circuit, door_lock, alarm_button, power, load_pct, limit_up, limit_down, received_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            rows,
+        )
+
+
+def _login(page: object, url: str, token: str) -> None:
+    page.goto(url)  # type: ignore[attr-defined]
+    page.get_by_test_id("login-token").fill(token)  # type: ignore[attr-defined]
+    page.get_by_test_id("login-submit").click()  # type: ignore[attr-defined]
+    page.get_by_test_id("board").wait_for()  # type: ignore[attr-defined]
+
+
+def _act(page: object, incident: int, action: str, cause: str | None = None) -> None:
+    page.locator(f'tr[data-incident="{incident}"] button[data-action="{action}"]').click()  # type: ignore[attr-defined]
+    if cause is not None:
+        page.get_by_test_id("cause").select_option(cause)  # type: ignore[attr-defined]
+    page.get_by_test_id("note").fill(f"{action} by the console test")  # type: ignore[attr-defined]
+    page.get_by_test_id("confirm").click()  # type: ignore[attr-defined]
+
+
+def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
+    browser: object, api_server: RunningApi, api_world: World, outbox_relay: None
+) -> None:
+    from playwright.sync_api import expect
+
+    with psycopg.connect(api_world.database_url) as conn:
+        registration, rescue, terminal = add_elevator(conn, api_world.firms["a"], 7, "浦东新区")
+    _telemetry(api_world.database_url, terminal)
+
+    operator = browser.new_context(locale="zh-CN", viewport={"width": 1500, "height": 820})  # type: ignore[attr-defined]
+    page = operator.new_page()
+    _login(page, api_server.url, api_world.tokens["operator"])
+    board = page.get_by_test_id("board")
+    expect(board).to_contain_text("困人")  # Chinese by default for a zh browser
+    expect(page.locator("h1")).to_have_text("电梯应急处置平台")
+    expect(page.locator("tr[data-incident]")).to_have_count(2)
+
+    # A new entrapment, written as the alert service writes it and relayed to Kafka.
+    with psycopg.connect(api_world.database_url) as conn:
+        new = open_incident(conn, registration, terminal, api_world.firms["a"], detected_at=datetime.now(UTC))
+    created = time.monotonic()
+    row = page.locator(f'tr[data-incident="{new}"]')
+    expect(row).to_be_visible(timeout=10_000)
+    print(f"new entrapment on the board after {time.monotonic() - created:.2f} s")  # bench/api.py measures it
+    expect(row).to_have_class("critical trapped fresh")
+    expect(page.get_by_role("alert")).to_contain_text("困人")
+    expect(row).to_contain_text("30分钟到场时限")
+
+    _act(page, new, "acknowledge")
+    expect(row.get_by_test_id("status")).to_have_text("已接警")
+    page.locator(f'tr[data-incident="{new}"] a.elevator').click()
+    expect(page.get_by_test_id("detail")).to_contain_text(rescue)
+    expect(page.locator("#detail svg polyline")).to_have_count(2)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    for action in ("dispatch", "arrive", "release"):
+        _act(page, new, action)
+    expect(row.get_by_test_id("status")).to_have_text("已解救")
+    _act(page, new, "close", cause="equipment_fault")
+    expect(row).to_have_count(0)
+    with psycopg.connect(api_world.database_url) as conn:
+        status, cause = conn.execute("SELECT status, close_cause FROM incidents WHERE id = %s", (new,)).fetchone()  # type: ignore[misc]
+    assert (status, cause) == ("closed", "equipment_fault")
+
+    # Rescue-code lookup, then English.
+    page.get_by_test_id("rescue-code").fill(api_world.rescue_codes["b"])
+    page.get_by_test_id("rescue-code").press("Enter")
+    expect(page.get_by_test_id("detail")).to_contain_text(api_world.elevators["b"])
+    page.get_by_test_id("lang-en").click()
+    expect(page.locator("h1")).to_have_text("Elevator emergency console")
+    expect(board).to_contain_text("Trapped passenger")
+    operator.close()
+
+    # A maintenance firm (English browser): only its elevators, and only arrive/release buttons.
+    firm = browser.new_context(locale="en-US")  # type: ignore[attr-defined]
+    page = firm.new_page()
+    _login(page, api_server.url, api_world.tokens["maintainer"])
+    expect(page.locator("h1")).to_have_text("Elevator emergency console")
+    expect(page.locator("tr[data-incident]")).to_have_count(1)
+    expect(page.locator(f'tr[data-incident="{api_world.incidents["a"]}"]')).to_contain_text(FIRM_A)
+    expect(page.get_by_test_id("board")).not_to_contain_text(FIRM_B)
+    expect(page.locator("tr[data-incident] button")).to_have_count(0)  # detected: nothing a firm may do yet
+    page.get_by_test_id("rescue-code").fill(api_world.rescue_codes["b"])
+    page.get_by_test_id("rescue-code").press("Enter")
+    expect(page.get_by_test_id("detail")).to_contain_text("No elevator with this rescue code")
+    page.get_by_test_id("lang-zh").click()
+    expect(page.locator("h1")).to_have_text("电梯应急处置平台")
+    firm.close()
