@@ -112,7 +112,12 @@ class GatewaySettings(CommonSettings):
     max_future_skew_s: int = Field(default=24 * 3600, gt=0)
     retention_days: int = Field(default=400, gt=0)
     dedupe_window: int = Field(default=64, gt=0, description="Recent seq numbers remembered per terminal.")
-    max_in_flight: int = Field(default=2000, gt=0, description="MQTT messages awaiting Kafka ack at most.")
+    max_in_flight: int = Field(
+        default=10_000,
+        gt=0,
+        le=65_535,
+        description="MQTT messages awaiting Kafka ack at most (MQTT 5 Receive Maximum: the back-pressure bound).",
+    )
 
 
 class WriterSettings(CommonSettings):

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT_S = 15.0
 # Producer linger: a short wait fills Kafka batches without adding visible latency.
 PRODUCER_LINGER_MS = 2
+# Messages handled per dispatch at most: bounds how long one dispatch holds the event loop
+# (Kafka responses and PUBACKs wait meanwhile) without shrinking Kafka batches much.
+DISPATCH_MAX = 2000
 # Terminal -> partition memo; bounded so a flood of forged terminal ids cannot grow it forever.
 PARTITION_CACHE_MAX = 1_000_000
 
@@ -146,7 +149,7 @@ class Gateway:
 
     async def _pump(self, mqtt: MqttClient, stop: asyncio.Event) -> None:
         stopped = asyncio.ensure_future(stop.wait())
-        limit = self.settings.max_in_flight
+        limit = min(self.settings.max_in_flight, DISPATCH_MAX)
         try:
             while True:
                 receiving = asyncio.ensure_future(mqtt.receive_many(limit))
