@@ -29,6 +29,9 @@ async def test_n_samples_in_n_rows_out(
 ) -> None:
     terminals, messages, per_message = 5, 40, 3
     expected = terminals * messages * per_message
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await conn.execute("INSERT INTO terminals (terminal_id) VALUES ('T0')")
+        await conn.commit()
     async with running(writer.serve, writer_settings), running(gateway.serve, gateway_settings) as registry:
         await gateway_subscribed(registry)
         async with publisher(str(gateway_settings.mqtt_url)) as pub:
@@ -48,6 +51,8 @@ async def test_n_samples_in_n_rows_out(
     assert distinct == expected
     activity = await scalar(database_url, "SELECT sum(samples) FROM terminal_activity")
     assert activity == expected
+    last_seen = await scalar(database_url, "SELECT last_seen_at FROM terminals WHERE terminal_id = 'T0'")
+    assert last_seen == await scalar(database_url, "SELECT max(received_at) FROM telemetry WHERE terminal_id = 'T0'")
 
 
 async def test_mixed_good_and_bad_messages(
