@@ -139,14 +139,20 @@ def test_every_bad_row_is_reported_not_only_the_first(registry_rows: list[Regist
 
 
 def test_header_problems_are_reported_on_line_1(registry_rows: list[RegistryRow]) -> None:
-    header = [*REGISTRY_COLUMNS, "colour"]
+    header = [*REGISTRY_COLUMNS, "colour", "kind"]
     header.remove("rescue_code")
-    cells = row_cells(registry_rows[0])
-    del cells[1]
-    parsed = parse_registry(_csv([[*cells, "red"]], header=header))
+    header.remove("top_floor")
+    first, second = (
+        [c for c, n in zip(row_cells(r), REGISTRY_COLUMNS, strict=True) if n in header] for r in registry_rows[:2]
+    )
+    second[header.index("kind")] = "lift"
+    parsed = parse_registry(_csv([[*first, "red", "x"], [*second, "red", "y"]], header=header))
     assert set(parsed.errors) == {
         RowError(1, "colour", "unknown column"),
+        RowError(1, "kind", "column appears twice"),
         RowError(1, "rescue_code", "required column is missing"),
+        RowError(1, "top_floor", "required column is missing"),
+        RowError(3, "kind", "'lift' is not one of traction, hydraulic, escalator, moving_walk"),
     }
 
 
