@@ -159,7 +159,9 @@ class FleetSimulator:
         self.t_ms = 0
         self.period_ms = max(1, round(1000 / config.rate_hz))
         self.fine_ms = max(1, round(1000 / config.fine_rate_hz))
-        self.heartbeat_ms = round(config.heartbeat_s * 1000)
+        # Ticks fall on the sampling grid (or between, during fine sampling): aiming one period
+        # early keeps every heartbeat gap within heartbeat_s.
+        self.heartbeat_ms = max(self.period_ms, round(config.heartbeat_s * 1000) - self.period_ms)
         self.linger_ms = round(config.linger_s * 1000)
         # Spread the heartbeats of idle cars over the period instead of all at once.
         self.next_sample = np.zeros(n, dtype=np.int64)

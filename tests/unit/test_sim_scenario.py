@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -190,7 +189,7 @@ def test_batching_never_changes_the_samples(batch: int, linger: float) -> None:
     for m in messages:
         flat.setdefault(m.terminal, []).extend(s.ts for s in m.samples)
     assert {t: [s.ts for s in v] for t, v in reference.items()} == flat
-    assert msgspec.json.encode(reference) == msgspec.json.encode(samples_by_terminal(messages))
+    assert reference == samples_by_terminal(messages)  # same values too, not only the same times
 
 
 def test_demo_fleet_keeps_the_console_busy() -> None:
