@@ -1,0 +1,235 @@
+"""HTTP behaviour a client relies on: error bodies, validation, pagination, filters, sessions, health."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from liftwatch import services
+from liftwatch.config import ApiSettings
+from pydantic import SecretStr
+
+from tests.fixtures.api import RunningApi, World, add_elevator, open_incident, running_api
+
+pytestmark = pytest.mark.integration
+
+
+def test_errors_have_a_stable_code_and_a_message_in_the_callers_language(
+    api_http: RunningApi, api_world: World
+) -> None:
+    client = api_http.client
+    zh = client.get("/api/v1/incidents/999999", headers=api_world.headers("operator", "zh-CN,zh;q=0.9"))
+    en = client.get("/api/v1/incidents/999999", headers=api_world.headers("operator", "en-GB"))
+    assert zh.status_code == en.status_code == 404
+    assert zh.json() == {"error": {"code": "incident_not_found", "message": "未找到该告警"}}
+    assert en.json() == {"error": {"code": "incident_not_found", "message": "Incident not found"}}
+    default = client.get("/api/v1/me")
+    assert default.json()["error"] == {"code": "unauthenticated", "message": "请先登录（缺少或无效的访问令牌）"}
+    assert client.get("/nope", headers={"Accept-Language": "en"}).json()["error"]["code"] == "not_found"
+
+
+INVALID = [
+    ("GET", "/api/v1/incidents?limit=0", None, "limit"),
+    ("GET", "/api/v1/incidents?status=bogus", None, "status"),
+    ("GET", "/api/v1/incidents?code=elevator_on_fire", None, "code"),
+    ("GET", "/api/v1/incidents?since=yesterday", None, "since"),
+    ("GET", "/api/v1/incidents/abc", None, "incident_id"),
+    ("GET", "/api/v1/elevators/short", None, "registration_code"),
+    ("GET", "/api/v1/elevators/by-rescue-code/12a45", None, "rescue_code"),
+    ("POST", "/api/v1/maintainers", {"name": ""}, "name"),
+    ("POST", "/api/v1/maintainers", {"name": "x", "extra": 1}, "extra"),
+    ("POST", "/api/v1/elevators", {"registration_code": "31010000000000000099"}, "rescue_code"),
+    ("PATCH", "/api/v1/elevators/31010000000000000001", {"rated_speed": -1}, "rated_speed"),
+    ("PATCH", "/api/v1/elevators/31010000000000000001", {"bottom_floor": 30, "top_floor": 2}, "body"),
+    ("POST", "/api/v1/incidents/1/acknowledge", {"note": "x" * 2001}, "note"),
+    ("POST", "/api/v1/incidents/1/close", {"cause": "aliens"}, "cause"),
+    ("POST", "/api/v1/incidents/1/teleport", None, "action"),
+]
+
+
+def test_invalid_input_is_refused_with_the_field_named(api_http: RunningApi, api_world: World) -> None:
+    for method, path, body, field in INVALID:
+        response = api_http.client.request(method, path, json=body, headers=api_world.headers("admin"))
+        assert response.status_code == 422, (path, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert any(field in detail["loc"] for detail in error["details"]), (path, error)
+
+
+def test_list_filters_and_keyset_pagination(api_http: RunningApi, api_world: World) -> None:
+    with psycopg.connect(api_world.database_url) as conn:
+        registration, _, terminal = add_elevator(conn, api_world.firms["a"], 30, "徐汇区")
+        start = datetime.now(UTC) - timedelta(days=2)
+        ids = [
+            open_incident(
+                conn,
+                registration,
+                terminal,
+                api_world.firms["a"],
+                code=code,
+                severity=sev,
+                detected_at=start + timedelta(minutes=i),
+            )
+            for i, (code, sev) in enumerate(
+                [("overspeed", "critical"), ("door_held_open", "minor"), ("power_failure", "major")]
+            )
+        ]
+        conn.execute("UPDATE incidents SET status = 'closed' WHERE id = %s", (ids[0],))
+    client, headers = api_http.client, api_world.headers("regulator")
+
+    def ids_of(query: str) -> list[int]:
+        response = client.get(f"/api/v1/incidents?{query}", headers=headers)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert ids_of(f"registration_code={registration}") == ids[::-1]
+    assert ids_of("district=徐汇区&open=true") == [ids[2], ids[1]]
+    assert ids_of("status=closed") == [ids[0]]
+    assert ids_of("severity=minor&severity=major&district=徐汇区") == [ids[2], ids[1]]
+    assert ids_of("code=trapped_passenger") == [api_world.incidents["b"], api_world.incidents["a"]]
+    assert ids_of(f"maintainer_id={api_world.firms['b']}") == [api_world.incidents["b"]]
+    window = f"since={(start - timedelta(hours=1)).isoformat()}&until={(start + timedelta(seconds=90)).isoformat()}"
+    assert ids_of(window.replace("+", "%2B")) == [ids[1], ids[0]]
+
+    seen: list[int] = []
+    cursor = None
+    while True:
+        query = "limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(f"/api/v1/incidents?{query}", headers=headers).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(seen, reverse=True) and len(seen) == 5
+    assert client.get("/api/v1/incidents?cursor=%%%", headers=headers).json()["error"]["code"] == "invalid_cursor"
+
+
+def test_registry_writes_and_rescue_code_lookup(api_http: RunningApi, api_world: World) -> None:
+    client, admin = api_http.client, api_world.headers("admin")
+    body = {
+        "registration_code": "31010000000000000099", "rescue_code": "20099", "kind": "escalator",
+        "address": "南京西路99号", "district": "静安区", "use_unit": "新物业", "maintainer": "安康电梯维保有限公司",
+        "installed_on": "2021-03-04", "rated_speed": 0.5, "bottom_floor": 1, "top_floor": 2,
+    }  # fmt: skip
+    created = client.post("/api/v1/elevators", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["maintainer_id"] == api_world.firms["a"]
+    again = client.post("/api/v1/elevators", json=body, headers=admin)
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "conflict")
+    unknown_firm = client.post(
+        "/api/v1/elevators", json={**body, "registration_code": "31010000000000000098", "maintainer": "无此单位"},
+        headers=admin,
+    )  # fmt: skip
+    assert (unknown_firm.status_code, unknown_firm.json()["error"]["code"]) == (422, "maintainer_not_found")
+    moved = client.patch("/api/v1/elevators/31010000000000000099", json={"maintainer": FIRM_B_NAME}, headers=admin)
+    assert moved.json()["maintainer_id"] == api_world.firms["b"]
+    found = client.get("/api/v1/elevators/by-rescue-code/20099", headers=api_world.headers("maintainer_b")).json()
+    assert found["registration_code"] == "31010000000000000099"
+    hidden = client.get("/api/v1/elevators/by-rescue-code/20099", headers=api_world.headers("maintainer"))
+    assert hidden.status_code == 404
+    search = client.get("/api/v1/elevators?q=南京西路", headers=admin).json()
+    assert [e["registration_code"] for e in search["items"]] == ["31010000000000000099"]
+    fitted = client.post("/api/v1/terminals", json={"terminal_id": "T-99", "registration_code": "31010000000000000099"},
+                         headers=admin)  # fmt: skip
+    assert fitted.status_code == 201
+    assert client.get("/api/v1/elevators/31010000000000000099", headers=admin).json()["terminal_id"] == "T-99"
+
+
+FIRM_B_NAME = "Brightlift Maintenance Co."
+
+
+def test_telemetry_is_averaged_into_time_buckets(api_http: RunningApi, api_world: World) -> None:
+    until = datetime.now(UTC).replace(microsecond=0)
+    since = until - timedelta(minutes=10)
+    with psycopg.connect(api_world.database_url) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO telemetry (terminal_id, ts, seq, idx, mode, floor, door_zone, direction, speed, door,"
+            " occupied, safety_circuit, alarm_button, power, limit_up, limit_down, received_at) VALUES"
+            " (%s, %s, %s, 0, 'normal', %s, true, 'stop', %s, 'closed', false, true, false, true, false, false, now())",
+            [(api_world.terminals["a"], since + timedelta(seconds=s), s, 3, s % 2) for s in range(600)],
+        )
+    response = api_http.client.get(
+        f"/api/v1/elevators/{api_world.elevators['a']}/telemetry",
+        params={"since": since.isoformat(), "until": until.isoformat(), "points": 10},
+        headers=api_world.headers("maintainer"),
+    )
+    assert response.status_code == 200, response.text
+    series = response.json()
+    assert series["bucket_s"] == 60
+    assert 10 <= len(series["points"]) <= 11
+    assert sum(p["samples"] for p in series["points"]) == 600
+    assert all(p["floor"] == 3 and p["speed_max"] == 1 for p in series["points"] if p["samples"] > 1)
+    too_long = api_http.client.get(
+        f"/api/v1/elevators/{api_world.elevators['a']}/telemetry",
+        params={"since": (until - timedelta(days=40)).isoformat(), "until": until.isoformat()},
+        headers=api_world.headers("operator"),
+    )
+    assert too_long.status_code == 422
+
+
+def test_console_session_cookie_and_revoked_tokens(api_http: RunningApi, api_world: World) -> None:
+    client = api_http.client
+    assert client.post("/api/v1/session", headers={"Authorization": "Bearer nope"}).status_code == 401
+    login = client.post("/api/v1/session", headers={"Authorization": f"Bearer {api_world.tokens['regulator']}"})
+    assert login.status_code == 204
+    cookie = login.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert client.get("/api/v1/me").json()["role"] == "regulator"  # the client keeps the cookie
+    client.delete("/api/v1/session")
+    client.cookies.clear()
+    assert client.get("/api/v1/me").status_code == 401
+    with psycopg.connect(api_world.database_url) as conn:
+        conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE name = 'tech-bo'")
+    # Tokens are cached briefly; a fresh process sees the revocation at once.
+    settings = api_http.settings.model_copy(update={"api_port": services.free_port()})
+    with running_api(settings) as fresh:
+        assert fresh.client.get("/api/v1/me", headers=api_world.headers("maintainer_b")).status_code == 401
+
+
+def test_bootstrap_admin_health_and_metrics(api_world: World) -> None:
+    settings = ApiSettings(
+        database_url=api_world.database_url,
+        kafka_bootstrap=None,
+        mqtt_url=f"mqtt://127.0.0.1:{services.free_port()}",  # nobody listens: MQTT is down
+        admin_token=SecretStr("bootstrap-admin-token-0123456789"),
+        api_port=services.free_port(),
+    )
+    with running_api(settings) as api:
+        me = api.client.get("/api/v1/me", headers={"Authorization": "Bearer bootstrap-admin-token-0123456789"})
+        assert me.json()["role"] == "admin"
+        health = api.client.get("/healthz")
+        assert health.status_code == 503
+        assert health.json() == {
+            "status": "degraded",
+            "checks": {"database": "ok", "kafka": "not configured", "mqtt": "down"},
+        }
+        api.client.get(
+            "/api/v1/incidents?limit=0", headers={"Authorization": "Bearer bootstrap-admin-token-0123456789"}
+        )
+        api.client.get("/api/v1/me", headers={"Authorization": "Bearer wrong"})
+        text = api.client.get("/metrics").text
+        assert 'liftwatch_api_rejected_requests_total{reason="validation"} 1.0' in text
+        assert 'liftwatch_api_auth_failures_total{reason="unknown_token"} 1.0' in text
+        assert 'liftwatch_api_requests_total{method="GET",route="/api/v1/me",status="200"} 1.0' in text
+
+
+def test_token_cli_prints_once_and_stores_only_the_hash(api_world: World) -> None:
+    from liftwatch.api.cli import token_app
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    env = {"LIFTWATCH_DATABASE_URL": api_world.database_url}
+    args = ["create", "--role", "maintainer", "--name", "tech-new", "--maintainer", "Brightlift Maintenance Co."]
+    done = runner.invoke(token_app, args, env=env)
+    assert done.exit_code == 0, done.output
+    token = done.output.strip()
+    assert token.startswith("lw_") and len(token) > 40
+    with psycopg.connect(api_world.database_url) as conn:
+        stored = conn.execute("SELECT token_hash, role FROM api_tokens WHERE name = 'tech-new'").fetchone()
+    assert stored is not None and token not in stored[0] and stored[1] == "maintainer"
+    assert runner.invoke(
+        token_app, ["create", "--role", "operator", "--name", "x", "--maintainer", "y"], env=env
+    ).exit_code
+    unknown = runner.invoke(token_app, ["create", "--role", "maintainer", "--name", "x", "--maintainer", "y"], env=env)
+    assert unknown.exit_code == 2
