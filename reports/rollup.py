@@ -22,19 +22,22 @@ log = logging.getLogger(__name__)
 
 # A month is final this long after it ended: late acknowledgements and closes have landed by then.
 COMPLETE_AFTER = dt.timedelta(days=2)
-# The current month's rollup is recomputed on demand when older than this.
-DEFAULT_MAX_AGE = dt.timedelta(minutes=10)
+# The current month's rollup is recomputed on demand when older than this. `liftwatch report
+# refresh` (every 10 min in compose) keeps it younger, so a request pays for a refresh (seconds at
+# city scale) only when that job is not running.
+DEFAULT_MAX_AGE = dt.timedelta(minutes=30)
 # Serialises refreshes of one month across processes (CLI, API workers).
 _LOCK_NAMESPACE = 0x52505254
 
 # Days with data come from ``terminal_activity`` (migration 010): one row per terminal and site-local
 # day, kept by the ingest writer, so coverage never scans raw telemetry.
 _ACTIVITY = """
-    SELECT t.registration_code, count(*) AS days
-    FROM terminal_activity a JOIN terminals t USING (terminal_id)
-    WHERE a.day >= %(month)s::date AND a.day < %(next_month)s::date AND a.samples > 0
-      AND t.registration_code IS NOT NULL
-    GROUP BY 1"""
+    SELECT t.registration_code, a.days
+    FROM (SELECT terminal_id, count(*) AS days FROM terminal_activity
+          WHERE day >= %(month)s::date AND day < %(next_month)s::date AND samples > 0
+          GROUP BY terminal_id) a
+    JOIN terminals t USING (terminal_id)
+    WHERE t.registration_code IS NOT NULL"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,16 @@ def refresh_month(conn: psycopg.Connection[Any], month: dt.date, timezone: str, 
     }
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NAMESPACE, month.year * 12 + month.month))
-        conn.execute("DELETE FROM report_months WHERE month = %s", (month,))
+        # A city month groups a few hundred thousand rows: let them hash in memory instead of spilling.
+        conn.execute("SET LOCAL work_mem = '256MB'")
+        for table in (
+            "report_months",
+            "report_fleet",
+            "report_incident_counts",
+            "report_entrapments",
+            "report_elevator_incidents",
+        ):
+            conn.execute(sql.SQL("DELETE FROM {} WHERE month = %s").format(sql.Identifier(table)), (month,))
         conn.execute(
             "INSERT INTO report_months (month, site_timezone, refreshed_at, days_in_month, days_observed, complete)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
@@ -147,6 +159,7 @@ def _refresh_incidents(conn: psycopg.Connection[Any], params: dict[str, Any]) ->
         ),
         params,
     )
+    conn.execute("ANALYZE report_facts")
     conn.execute(
         """
         INSERT INTO report_incident_counts
