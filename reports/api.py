@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from liftwatch import db
 from liftwatch.config import CommonSettings
@@ -47,14 +47,20 @@ def build_router(
     *,
     settings: CommonSettings | None = None,
 ) -> APIRouter:
-    """The statistics router; ``settings`` defaults to the environment (LIFTWATCH_*)."""
+    """The statistics router.
+
+    Settings: ``settings`` if given, else those of the mounting application
+    (``app.state.api.settings``, the API package's), else the environment (LIFTWATCH_*).
+    """
     router = APIRouter(prefix="/api/v1/stats", tags=["statistics"])
 
-    def settings_now() -> CommonSettings:
-        return settings if settings is not None else CommonSettings()
+    def settings_of(request: Request) -> CommonSettings:
+        if settings is not None:
+            return settings
+        mounted = getattr(getattr(request.app.state, "api", None), "settings", None)
+        return mounted if isinstance(mounted, CommonSettings) else CommonSettings()
 
-    def compute(month: dt.date, scope: stats.Scope, trend: int) -> dict[str, Any] | None:
-        config = settings_now()
+    def compute(config: CommonSettings, month: dt.date, scope: stats.Scope, trend: int) -> dict[str, Any] | None:
         with db.connect(config.require_database_url(), autocommit=True) as conn:
             if not scope_exists(conn, scope):
                 return None
@@ -65,6 +71,7 @@ def build_router(
 
     @router.get("/monthly", summary="Monthly statistics of a scope")
     async def monthly(
+        request: Request,
         principal: Annotated[Any, Depends(principal_dependency)],
         month: Annotated[str, Query(description="Site-local month, YYYY-MM.")],
         scope: Annotated[str, Query(description="city | district:<name> | maintainer:<id> | use_unit:<id>")] = "city",
@@ -77,7 +84,7 @@ def build_router(
             raise HTTPException(status_code=422, detail={"code": error.reason, "message": str(error)}) from error
         if not allowed(principal, chosen):
             raise HTTPException(status_code=404, detail={"code": "not_found", "message": "no such scope"})
-        result = await run_in_threadpool(compute, first, chosen, trend)
+        result = await run_in_threadpool(compute, settings_of(request), first, chosen, trend)
         if result is None:
             raise HTTPException(status_code=404, detail={"code": "not_found", "message": "no such scope"})
         return result

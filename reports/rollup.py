@@ -142,7 +142,10 @@ def _refresh_incidents(conn: psycopg.Connection[Any], params: dict[str, Any]) ->
                 WHERE detected_at >= %(lookback)s AND detected_at < %(end)s
                   AND status <> 'false_alarm' AND registration_code IS NOT NULL
             )
-            SELECT i.id, i.registration_code, i.code, i.district, i.maintainer_id, i.use_unit_id,
+            -- The snapshot taken at detection wins; the registry fills it for incidents without one.
+            SELECT i.id, i.registration_code, i.code, coalesce(i.district, e.district) AS district,
+                   coalesce(i.maintainer_id, e.maintainer_id) AS maintainer_id,
+                   coalesce(i.use_unit_id, e.use_unit_id) AS use_unit_id,
                    {band} AS age_band,
                    i.status = 'false_alarm' AS false_alarm,
                    i.code = 'trapped_passenger' AND i.status <> 'false_alarm' AS entrapment,

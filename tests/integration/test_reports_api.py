@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -26,9 +27,10 @@ def _principal(x_role: str = Header(), x_firm: int | None = Header(default=None)
 
 
 def _client(fleet: Fleet) -> httpx.AsyncClient:
+    """A small app mounting the router like the API does: settings found on app.state.api."""
     app = FastAPI()
-    settings = CommonSettings(database_url=fleet.url, site_timezone="Asia/Shanghai")
-    app.include_router(build_router(_principal, settings=settings))
+    app.state.api = SimpleNamespace(settings=CommonSettings(database_url=fleet.url, site_timezone="Asia/Shanghai"))
+    app.include_router(build_router(_principal))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
