@@ -16,10 +16,24 @@ from typing import Any
 
 import psycopg
 from liftwatch.alerts import lifecycle
+from liftwatch.alerts.deadlines import DeadlinePolicy, Due, DueKind, IncidentTimes, due_for
 from liftwatch.alerts.errors import IncidentNotFound
+from liftwatch.alerts.incidents import (
+    CHATTERING_TOGGLES,
+    CHATTERING_WINDOW_MS,
+    EventKind,
+    Fold,
+    OpenIncident,
+    Outcome,
+    fold,
+    ms_to_datetime,
+)
 from liftwatch.alerts.lifecycle import Action
+from liftwatch.schema import FaultEvent
 from psycopg import sql
+from psycopg.errors import UniqueViolation
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 # pg_advisory_xact_lock key serialising incident_events writers ("LWIE").
 OUTBOX_LOCK_KEY = 0x4C574945
@@ -48,7 +62,8 @@ async def append_event(
     idempotency_key: str | None = None,
 ) -> int:
     """Append one audit/outbox row (caller holds :func:`lock_outbox`); returns its id (the change id)."""
-    cur = await conn.execute(
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
         "INSERT INTO incident_events (incident_id, at, kind, status_after, actor, note, data, idempotency_key)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (
@@ -64,12 +79,8 @@ async def append_event(
     )
     row = await cur.fetchone()
     assert row is not None
-    await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(_first(row))))
-    return int(_first(row))
-
-
-def _first(row: Any) -> Any:
-    return row["id"] if isinstance(row, dict) else row[0]
+    await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(row["id"])))
+    return int(row["id"])
 
 
 async def apply_action(
@@ -107,6 +118,8 @@ async def apply_action(
         if incident is None:
             raise IncidentNotFound(incident_id)
         if idempotency_key is not None:
+            # Own namespace, so a client's key can never collide with a fault event id.
+            idempotency_key = f"action:{idempotency_key}"
             await cur.execute("SELECT 1 FROM incident_events WHERE idempotency_key = %s", (idempotency_key,))
             if await cur.fetchone() is not None:
                 return incident
@@ -147,3 +160,264 @@ async def apply_action(
             idempotency_key=idempotency_key,
         )
         return updated
+
+
+# --- fault events -----------------------------------------------------------------------------
+
+_REGISTRY_BY_TERMINAL = """
+SELECT e.registration_code, e.maintainer_id, e.district, e.use_unit_id
+FROM terminals t JOIN elevators e ON e.registration_code = t.registration_code
+WHERE t.terminal_id = %s
+"""
+_REGISTRY_BY_CODE = """
+SELECT registration_code, maintainer_id, district, use_unit_id FROM elevators WHERE registration_code = %s
+"""
+_OPEN_INCIDENT = """
+SELECT id, occurrences, chattering, condition_cleared_at IS NOT NULL AS cleared, toggles_ms
+FROM incidents
+WHERE terminal_id = %s AND code = %s AND status NOT IN ('closed', 'false_alarm', 'auto_cleared')
+FOR UPDATE
+"""
+
+
+async def _registry_snapshot(conn: psycopg.AsyncConnection[Any], event: FaultEvent) -> dict[str, Any]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_REGISTRY_BY_TERMINAL, (event.terminal,))
+    row = await cur.fetchone()
+    if row is None and event.registration_code is not None:
+        await cur.execute(_REGISTRY_BY_CODE, (event.registration_code,))
+        row = await cur.fetchone()
+    # Unknown to the registry (unregistered terminal, or a code the registry no longer has):
+    # the incident is still opened, keyed by terminal, with no routing data.
+    return row or {"registration_code": None, "maintainer_id": None, "district": None, "use_unit_id": None}
+
+
+async def _open_incident(conn: psycopg.AsyncConnection[Any], event: FaultEvent) -> OpenIncident | None:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_OPEN_INCIDENT, (event.terminal, event.code.value))
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return OpenIncident(
+        id=row["id"],
+        occurrences=row["occurrences"],
+        chattering=row["chattering"],
+        condition_cleared=row["cleared"],
+        toggles_ms=tuple(row["toggles_ms"]),
+    )
+
+
+def _evidence(event: FaultEvent) -> Jsonb:
+    return Jsonb({**event.evidence, "event_id": event.event_id, "since_ms": event.since_ms, "at_ms": event.at_ms})
+
+
+async def record_fault(
+    conn: psycopg.AsyncConnection[Any],
+    event: FaultEvent,
+    *,
+    now: datetime,
+    window_ms: int = CHATTERING_WINDOW_MS,
+    toggles: int = CHATTERING_TOGGLES,
+) -> Outcome:
+    """Fold one fault event into the incidents, exactly once per ``event_id``.
+
+    Runs in a savepoint of the caller's transaction (which holds :func:`lock_outbox`): a
+    duplicate or a failure of this event leaves the others of the batch intact.
+    """
+    async with conn.transaction():
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute("SELECT 1 AS seen FROM incident_events WHERE idempotency_key = %s", (event.event_id,))
+        if await cur.fetchone() is not None:
+            return Outcome.DUPLICATE
+        incident = await _open_incident(conn, event)
+        result = fold(incident, event, window_ms=window_ms, toggles=toggles)
+        if result.kind is None:
+            return result.outcome
+        if incident is None:
+            opened = await _insert_incident(conn, event, result, now)
+            if opened is None:
+                # Another writer opened it between our read and insert: fold onto theirs.
+                incident = await _open_incident(conn, event)
+                if incident is None:
+                    raise RuntimeError(f"open incident of {event.terminal}/{event.code} vanished")
+                result = fold(incident, event, window_ms=window_ms, toggles=toggles)
+            else:
+                incident_id, status = opened, "detected"
+        if incident is not None:
+            incident_id = incident.id
+            status = await _update_incident(conn, incident_id, event, result)
+        assert result.kind is not None
+        await append_event(
+            conn,
+            incident_id,
+            kind=result.kind,
+            status_after=status,
+            actor="system",
+            at=now,
+            data={
+                "event_id": event.event_id,
+                "transition": event.transition,
+                "at_ms": event.at_ms,
+                "occurrences": result.occurrences,
+                "chattering": result.chattering,
+            },
+            idempotency_key=event.event_id,
+        )
+        return result.outcome
+
+
+async def _insert_incident(
+    conn: psycopg.AsyncConnection[Any], event: FaultEvent, result: Fold, now: datetime
+) -> int | None:
+    """Open the incident; None when the one-open-incident index says another is open."""
+    snapshot = await _registry_snapshot(conn, event)
+    seen = ms_to_datetime(event.at_ms)
+    cur = conn.cursor(row_factory=dict_row)
+    try:
+        async with conn.transaction():
+            await cur.execute(
+                "INSERT INTO incidents (registration_code, terminal_id, code, severity, status, maintainer_id,"
+                " district, use_unit_id, detected_at, opened_at, last_seen_at, evidence, toggles_ms,"
+                " last_notified_at) VALUES (%s, %s, %s, %s, 'detected', %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " RETURNING id",
+                (
+                    snapshot["registration_code"],
+                    event.terminal,
+                    event.code.value,
+                    event.severity.value,
+                    snapshot["maintainer_id"],
+                    snapshot["district"],
+                    snapshot["use_unit_id"],
+                    seen,
+                    now,
+                    seen,
+                    _evidence(event),
+                    list(result.toggles_ms),
+                    now,
+                ),
+            )
+    except UniqueViolation:
+        return None
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+async def _update_incident(
+    conn: psycopg.AsyncConnection[Any], incident_id: int, event: FaultEvent, result: Fold
+) -> str:
+    """Apply a repeat or clear to the open incident; returns its status."""
+    seen_at = None if result.seen_ms is None else ms_to_datetime(result.seen_ms)
+    cleared_at = None if result.condition_cleared_ms is None else ms_to_datetime(result.condition_cleared_ms)
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "UPDATE incidents SET occurrences = %s, chattering = %s, condition_cleared_at = %s, toggles_ms = %s,"
+        " last_seen_at = COALESCE(%s, last_seen_at), evidence = CASE WHEN %s THEN %s ELSE evidence END"
+        " WHERE id = %s RETURNING status",
+        (
+            result.occurrences,
+            result.chattering,
+            cleared_at,
+            list(result.toggles_ms),
+            seen_at,
+            seen_at is not None,
+            _evidence(event),
+            incident_id,
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row["status"])
+
+
+# --- deadlines --------------------------------------------------------------------------------
+
+_TIMES_COLUMNS = (
+    "id, code, severity, status, detected_at, opened_at, escalation_level, dispatched_at, arrived_at,"
+    " condition_cleared_at, last_notified_at, dispatch_deadline_missed, arrival_deadline_missed"
+)
+_CANDIDATES = f"""
+SELECT {_TIMES_COLUMNS} FROM incidents
+WHERE status IN ('detected', 'acknowledged', 'dispatched', 'arrived', 'released')
+  AND ((severity = 'critical' AND status = 'detected')
+       OR (code = ANY(%s) AND NOT (dispatch_deadline_missed AND arrival_deadline_missed))
+       OR (severity <> 'critical' AND status = 'detected' AND condition_cleared_at IS NOT NULL))
+"""
+
+
+def _times(row: dict[str, Any]) -> IncidentTimes:
+    return IncidentTimes(**row)
+
+
+async def deadline_candidates(conn: psycopg.AsyncConnection[Any], policy: DeadlinePolicy) -> list[IncidentTimes]:
+    """Open incidents on which something may be due (the filter is loose; :func:`due` decides)."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_CANDIDATES, (list(policy.codes),))
+    return [_times(row) for row in await cur.fetchall()]
+
+
+async def apply_due(conn: psycopg.AsyncConnection[Any], item: Due, *, now: datetime, policy: DeadlinePolicy) -> bool:
+    """Record one due item, re-checked under the incident's lock; False if no longer due."""
+    async with conn.transaction():
+        await lock_outbox(conn)
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(f"SELECT {_TIMES_COLUMNS} FROM incidents WHERE id = %s FOR UPDATE", (item.incident_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return False
+        current = [d for d in due_for(_times(row), now, policy) if d.kind is item.kind]
+        if not current:
+            return False
+        item = current[0]
+        key = f"due:{item.incident_id}:{item.kind.value}:{int(item.deadline.timestamp() * 1000)}"
+        status = row["status"]
+        if item.kind is DueKind.RENOTIFY:
+            await conn.execute("UPDATE incidents SET last_notified_at = %s WHERE id = %s", (now, item.incident_id))
+            kind, data = EventKind.RENOTIFIED, {"due_at": item.deadline.isoformat()}
+        elif item.kind is DueKind.AUTO_CLEAR:
+            status = lifecycle.auto_clear(status).value
+            await conn.execute(
+                "UPDATE incidents SET status = %s, closed_at = %s WHERE id = %s", (status, now, item.incident_id)
+            )
+            kind, data = EventKind.AUTO_CLEARED, {"due_at": item.deadline.isoformat()}
+        else:
+            deadline = "dispatch" if item.kind is DueKind.DISPATCH_MISSED else "arrival"
+            await conn.execute(
+                sql.SQL(
+                    "UPDATE incidents SET {} = true, escalation_level = GREATEST(escalation_level, %s) WHERE id = %s"
+                ).format(sql.Identifier(f"{deadline}_deadline_missed")),
+                (item.escalate_to or 1, item.incident_id),
+            )
+            kind, data = EventKind.DEADLINE_MISSED, {"deadline": deadline, "due_at": item.deadline.isoformat()}
+        await append_event(
+            conn,
+            item.incident_id,
+            kind=kind,
+            status_after=status,
+            actor="system",
+            at=now,
+            data=data,
+            idempotency_key=key,
+        )
+        if item.escalate_to is not None:
+            await append_event(
+                conn,
+                item.incident_id,
+                kind=EventKind.ESCALATED,
+                status_after=status,
+                actor="system",
+                at=now,
+                data={"level": item.escalate_to, "by": "deadline", "deadline": data.get("deadline")},
+                idempotency_key=f"{key}:escalated",
+            )
+        return True
+
+
+async def open_incident_counts(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+    """Open incidents by severity."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT severity, count(*) AS open FROM incidents"
+        " WHERE status NOT IN ('closed', 'false_alarm', 'auto_cleared') GROUP BY severity"
+    )
+    return {row["severity"]: int(row["open"]) for row in await cur.fetchall()}

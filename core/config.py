@@ -164,6 +164,31 @@ class AlertsSettings(CommonSettings):
     arrival_deadline_s: int = Field(default=30 * 60, gt=0)
     auto_close_after_s: int = Field(default=24 * 3600, gt=0)
     tick_interval_s: float = Field(default=1.0, gt=0)
+    deadline_codes: list[str] = Field(
+        default=["trapped_passenger"],
+        description="Fault codes held to dispatch_deadline_s / arrival_deadline_s after detection.",
+    )
+    code_deadlines_s: dict[str, tuple[int | None, int | None]] = Field(
+        default={},
+        description='Per-code [dispatch_s, arrival_s] overriding the above, e.g. {"overspeed": [600, null]}.',
+    )
+    chattering_window_s: int = Field(default=60, gt=0)
+    chattering_toggles: int = Field(default=3, ge=2, description="Toggles within the window that flag chattering.")
+    emergency_severities: list[Literal["critical", "major", "minor"]] = Field(
+        default=["critical"], description="Severities routed to the emergency centres (the firm gets all)."
+    )
+    firm_severities: list[Literal["critical", "major", "minor"]] = ["critical", "major", "minor"]
+    quiet_kinds: list[str] = Field(
+        default=["updated"], description="Incident change kinds published on Kafka but not sent to webhooks."
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_base_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles per attempt.")
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0)
+    webhook_concurrency: int = Field(default=16, gt=0, description="Webhook calls in flight at most.")
+    alerts_batch_max: int = Field(default=500, gt=0, description="Fault events per database transaction at most.")
+    alerts_relay_batch_max: int = Field(default=500, gt=0)
+    alerts_poll_s: float = Field(default=1.0, gt=0, description="Relay/delivery poll period when nothing wakes them.")
+    alerts_session_timeout_ms: int = Field(default=10_000, ge=1_000)
 
 
 class ApiSettings(CommonSettings):

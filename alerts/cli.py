@@ -1,0 +1,142 @@
+"""``liftwatch alerts`` (the service) and its administration: webhooks and their deliveries.
+
+Webhook receivers live in the ``alerts_webhooks`` table (not in environment variables) because
+they come and go with maintenance contracts and must be changed without restarting anything;
+the service reads them for every routed batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated, Any
+
+import psycopg
+import typer
+from liftwatch.alerts.routing import Target
+from liftwatch.config import AlertsSettings
+from liftwatch.runtime import configure_logging, run_services
+from psycopg.rows import dict_row
+
+app = typer.Typer(help="Alert service: incidents, rescue deadlines, notifications.")
+webhook_app = typer.Typer(
+    help="Outbound webhooks (maintenance firms, emergency centres, rescue).", no_args_is_help=True
+)
+deliveries_app = typer.Typer(help="Webhook deliveries: dead letters and retries.", no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook")
+app.add_typer(deliveries_app, name="deliveries")
+
+
+@app.callback(invoke_without_command=True)
+def alerts(ctx: typer.Context) -> None:
+    """Run the alert service until SIGINT/SIGTERM (several instances may run: a consumer group)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from liftwatch.alerts import service
+
+    settings = AlertsSettings()
+    configure_logging(settings.log_level)
+
+    async def run(stop: asyncio.Event) -> None:
+        await service.serve(settings, stop)
+
+    run_services(run)
+
+
+def _connect() -> psycopg.Connection[dict[str, Any]]:
+    return psycopg.connect(AlertsSettings().require_database_url(), row_factory=dict_row)
+
+
+@webhook_app.command("add")
+def webhook_add(
+    name: Annotated[str, typer.Argument(help="Unique name, e.g. 'Futian emergency centre'.")],
+    target: Annotated[Target, typer.Option(help="Who receives it (routing).")],
+    url: Annotated[str, typer.Option(help="http(s):// URL the JSON body is POSTed to.")],
+    firm: Annotated[str | None, typer.Option(help="Maintenance firm name (target maintenance_firm).")] = None,
+    district: Annotated[str | None, typer.Option(help="Only incidents of this district (default: all).")] = None,
+    secret: Annotated[
+        str | None, typer.Option(help="HMAC key of X-Liftwatch-Signature; default: a new random one, printed.")
+    ] = None,
+) -> None:
+    """Add a webhook receiver."""
+    if not url.startswith(("http://", "https://")):
+        raise typer.BadParameter("must start with http:// or https://", param_hint="--url")
+    if (target is Target.MAINTENANCE_FIRM) != (firm is not None):
+        raise typer.BadParameter("--firm is required for, and only for, --target maintenance_firm")
+    key = secret or secrets.token_urlsafe(32)
+    with _connect() as conn:
+        firm_id = None
+        if firm is not None:
+            row = conn.execute("SELECT id FROM maintenance_firms WHERE name = %s", (firm,)).fetchone()
+            if row is None:
+                typer.echo(f"error: no maintenance firm named {firm!r}", err=True)
+                raise typer.Exit(1)
+            firm_id = row["id"]
+        try:
+            row = conn.execute(
+                "INSERT INTO alerts_webhooks (name, target, maintainer_id, district, url, secret)"
+                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (name, target.value, firm_id, district, url, key),
+            ).fetchone()
+        except psycopg.errors.UniqueViolation:
+            typer.echo(f"error: a webhook named {name!r} exists", err=True)
+            raise typer.Exit(1) from None
+    assert row is not None
+    typer.echo(f"webhook {row['id']} added")
+    if secret is None:
+        typer.echo(f"secret: {key}")
+
+
+@webhook_app.command("list")
+def webhook_list() -> None:
+    """List webhook receivers (secrets are not shown)."""
+    with _connect() as conn:
+        rows = conn.execute(
+            "SELECT w.id, w.name, w.target, f.name AS firm, w.district, w.url, w.enabled FROM alerts_webhooks w"
+            " LEFT JOIN maintenance_firms f ON f.id = w.maintainer_id ORDER BY w.id"
+        ).fetchall()
+    for row in rows:
+        scope = row["firm"] or row["district"] or "all districts"
+        state = "" if row["enabled"] else " (disabled)"
+        typer.echo(f"{row['id']:>4}  {row['name']}  {row['target']}  {scope}  {row['url']}{state}")
+
+
+@webhook_app.command("remove")
+def webhook_remove(name: Annotated[str, typer.Argument()]) -> None:
+    """Disable a webhook (kept for the delivery history; pending deliveries are dead-lettered)."""
+    with _connect() as conn:
+        cur = conn.execute("UPDATE alerts_webhooks SET enabled = false WHERE name = %s", (name,))
+    if cur.rowcount == 0:
+        typer.echo(f"error: no webhook named {name!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"webhook {name!r} disabled")
+
+
+@deliveries_app.command("dead")
+def deliveries_dead(limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
+    """List dead-lettered deliveries, newest first."""
+    with _connect() as conn:
+        rows = conn.execute(
+            "SELECT d.id, d.idempotency_key, w.name, d.attempts, d.dead_at, d.last_error FROM alerts_deliveries d"
+            " JOIN alerts_webhooks w ON w.id = d.webhook_id WHERE d.status = 'dead' ORDER BY d.dead_at DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+    for row in rows:
+        typer.echo(
+            f"{row['id']:>6}  {row['idempotency_key']}  {row['name']}  attempts={row['attempts']}"
+            f"  {row['dead_at']:%Y-%m-%d %H:%M:%S}  {row['last_error']}"
+        )
+
+
+@deliveries_app.command("retry")
+def deliveries_retry(
+    delivery_id: Annotated[list[int] | None, typer.Argument(help="Delivery ids; none = every dead letter.")] = None,
+) -> None:
+    """Send dead-lettered deliveries again (a fresh set of attempts)."""
+    with _connect() as conn:
+        cur = conn.execute(
+            "UPDATE alerts_deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(), dead_at = NULL"
+            " WHERE status = 'dead' AND (%s::bigint[] IS NULL OR id = ANY(%s))",
+            (delivery_id or None, delivery_id or None),
+        )
+    typer.echo(f"{cur.rowcount} delivery(ies) queued again")

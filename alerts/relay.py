@@ -1,0 +1,247 @@
+"""The outbox relays: ``incident_events`` rows -> Kafka ``incidents`` and -> webhook deliveries.
+
+Two independent relays, each with its own durable position (``alerts_relay_position``), so a
+Kafka outage never holds up the emergency centre's webhooks and a slow receiver never holds up
+the live feed:
+
+* ``kafka``: publishes each new row, in id order, as an :class:`IncidentChange` (change_id = row
+  id), waits for Kafka's acknowledgement, then stores the position. A crash between the two
+  republishes the same change ids (consumers dedupe on ``change_id``); nothing is skipped.
+* ``notify``: routes each new row (:mod:`liftwatch.alerts.routing`) and inserts one pending
+  delivery per receiver, keyed ``{change_id}:webhook:{webhook_id}``, and the position, in one
+  transaction: a restart neither skips nor repeats a notification.
+
+The position row is locked for the batch, so several service instances relay one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from liftwatch.alerts.routing import ChangeFacts, RoutingPolicy, Target, Webhook, recipients
+from liftwatch.schema import FaultCode, IncidentChange, Severity
+from psycopg.rows import dict_row
+
+KAFKA_RELAY = "kafka"
+NOTIFY_RELAY = "notify"
+
+_CHANGES = """
+SELECT ev.id AS change_id, ev.incident_id, ev.kind, ev.status_after, ev.at, ev.actor, ev.note, ev.data,
+       i.code, i.severity, i.registration_code, i.terminal_id, i.district, i.escalation_level, i.maintainer_id,
+       i.detected_at, i.occurrences, i.chattering, f.name AS maintainer, e.rescue_code, e.address
+FROM incident_events ev
+JOIN incidents i ON i.id = ev.incident_id
+LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id
+LEFT JOIN elevators e ON e.registration_code = i.registration_code
+WHERE ev.id > %s
+ORDER BY ev.id
+LIMIT %s
+"""
+
+
+async def lock_position(conn: psycopg.AsyncConnection[Any], relay: str) -> int:
+    """The relay's last handled change id, locked until the end of the transaction."""
+    await conn.execute("INSERT INTO alerts_relay_position (relay) VALUES (%s) ON CONFLICT (relay) DO NOTHING", (relay,))
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute("SELECT last_change_id FROM alerts_relay_position WHERE relay = %s FOR UPDATE", (relay,))
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row["last_change_id"])
+
+
+async def save_position(conn: psycopg.AsyncConnection[Any], relay: str, change_id: int) -> None:
+    await conn.execute(
+        "UPDATE alerts_relay_position SET last_change_id = %s, updated_at = now() WHERE relay = %s",
+        (change_id, relay),
+    )
+
+
+async def read_changes(conn: psycopg.AsyncConnection[Any], after: int, limit: int) -> list[dict[str, Any]]:
+    """Audit rows after ``after``, in id order, joined with their incident and registry data."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_CHANGES, (after, limit))
+    return await cur.fetchall()
+
+
+def to_change(row: dict[str, Any]) -> IncidentChange | None:
+    """The Kafka record of a change row (None for a row the schema cannot carry: not a catalog code)."""
+    try:
+        code, severity = FaultCode(row["code"]), Severity(row["severity"])
+    except ValueError:
+        return None
+    return IncidentChange(
+        change_id=row["change_id"],
+        incident_id=row["incident_id"],
+        kind=row["kind"],
+        status=row["status_after"],
+        code=code,
+        severity=severity,
+        registration_code=row["registration_code"],
+        terminal=row["terminal_id"],
+        maintainer=row["maintainer"],
+        district=row["district"],
+        at_ms=_ms(row["at"]),
+        actor=row["actor"],
+        note=row["note"],
+    )
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def notification_body(row: dict[str, Any]) -> bytes:
+    """The JSON body a webhook receives for a change (documented in docs/alerts.md)."""
+    body = {
+        "change_id": row["change_id"],
+        "incident_id": row["incident_id"],
+        "kind": row["kind"],
+        "status": row["status_after"],
+        "code": row["code"],
+        "severity": row["severity"],
+        "escalation_level": row["escalation_level"],
+        "registration_code": row["registration_code"],
+        "rescue_code": row["rescue_code"],
+        "address": row["address"],
+        "district": row["district"],
+        "terminal": row["terminal_id"],
+        "maintainer": row["maintainer"],
+        "detected_at": row["detected_at"].isoformat(),
+        "at": row["at"].isoformat(),
+        "actor": row["actor"],
+        "note": row["note"],
+        "occurrences": row["occurrences"],
+        "chattering": row["chattering"],
+        "data": row["data"],
+    }
+    return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+
+
+async def load_webhooks(conn: psycopg.AsyncConnection[Any], default_secret: str) -> list[Webhook]:
+    """Enabled webhooks (the secret falls back to the service's ``webhook_secret``)."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT id, name, target, url, secret, maintainer_id, district, enabled FROM alerts_webhooks"
+        " WHERE enabled ORDER BY id"
+    )
+    return [
+        Webhook(
+            id=row["id"],
+            name=row["name"],
+            target=Target(row["target"]),
+            url=row["url"],
+            secret=row["secret"] or default_secret,
+            maintainer_id=row["maintainer_id"],
+            district=row["district"],
+        )
+        for row in await cur.fetchall()
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """Result of routing one batch of changes."""
+
+    changes: int
+    deliveries: int
+    last_change_id: int
+
+
+async def route_changes(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    policy: RoutingPolicy,
+    default_secret: str,
+    now: datetime,
+    limit: int,
+) -> Routed:
+    """The ``notify`` relay: one batch, in one transaction (pending deliveries + position)."""
+    async with conn.transaction():
+        after = await lock_position(conn, NOTIFY_RELAY)
+        rows = await read_changes(conn, after, limit)
+        if not rows:
+            return Routed(0, 0, after)
+        hooks = await load_webhooks(conn, default_secret)
+        deliveries: list[tuple[Any, ...]] = []
+        for row in rows:
+            facts = ChangeFacts(
+                kind=row["kind"],
+                severity=row["severity"],
+                maintainer_id=row["maintainer_id"],
+                district=row["district"],
+                escalation_level=row["escalation_level"],
+            )
+            targets = recipients(facts, hooks, policy)
+            if targets:
+                body = notification_body(row)
+                deliveries.extend(
+                    (row["change_id"], hook.id, f"{row['change_id']}:webhook:{hook.id}", body, now) for hook in targets
+                )
+        if deliveries:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO alerts_deliveries (change_id, webhook_id, idempotency_key, body, next_attempt_at)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
+                    deliveries,
+                )
+        last = int(rows[-1]["change_id"])
+        await save_position(conn, NOTIFY_RELAY, last)
+        return Routed(len(rows), len(deliveries), last)
+
+
+# --- webhook deliveries -----------------------------------------------------------------------
+
+_CLAIM = """
+UPDATE alerts_deliveries d SET next_attempt_at = %s, attempts = d.attempts + 1
+FROM alerts_webhooks w
+WHERE w.id = d.webhook_id AND d.id IN (
+    SELECT id FROM alerts_deliveries
+    WHERE status = 'pending' AND next_attempt_at <= %s
+    ORDER BY next_attempt_at, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED)
+RETURNING d.id, d.change_id, d.idempotency_key, d.body, d.attempts, w.url, w.secret, w.name, w.enabled
+"""
+
+
+async def claim_deliveries(
+    conn: psycopg.AsyncConnection[Any], *, now: datetime, lease_s: float, limit: int
+) -> list[dict[str, Any]]:
+    """Take up to ``limit`` due deliveries for ``lease_s`` (a crashed sender's claims come back after it)."""
+    cur = conn.cursor(row_factory=dict_row)
+    async with conn.transaction():
+        await cur.execute(_CLAIM, (now + timedelta(seconds=lease_s), now, limit))
+        return await cur.fetchall()
+
+
+async def mark_sent(conn: psycopg.AsyncConnection[Any], delivery_id: int, *, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE alerts_deliveries SET status = 'sent', sent_at = %s, last_error = NULL WHERE id = %s",
+        (now, delivery_id),
+    )
+
+
+async def mark_failed(
+    conn: psycopg.AsyncConnection[Any], delivery_id: int, *, error: str, retry_at: datetime | None, now: datetime
+) -> None:
+    """Schedule a retry at ``retry_at``, or dead-letter the delivery (``retry_at`` None)."""
+    if retry_at is None:
+        await conn.execute(
+            "UPDATE alerts_deliveries SET status = 'dead', dead_at = %s, last_error = %s WHERE id = %s",
+            (now, error[:1000], delivery_id),
+        )
+    else:
+        await conn.execute(
+            "UPDATE alerts_deliveries SET next_attempt_at = %s, last_error = %s WHERE id = %s",
+            (retry_at, error[:1000], delivery_id),
+        )
+
+
+def changes_of(rows: Sequence[dict[str, Any]]) -> list[IncidentChange]:
+    """The Kafka records of a batch of rows (rows the schema cannot carry are left out)."""
+    return [change for change in map(to_change, rows) if change is not None]

@@ -1,0 +1,416 @@
+"""``liftwatch alerts``: the asyncio service around the pure incident logic.
+
+Five loops share one PostgreSQL pool and stop together:
+
+* **faults**: a consumer-group member on ``faults``; each batch is folded into incidents in one
+  transaction (:func:`store.record_fault`, idempotent on ``event_id``), and only then are the
+  Kafka offsets committed. A crash replays a few events, which are recognised as duplicates.
+* **kafka relay** and **notify relay** (:mod:`liftwatch.alerts.relay`): the ``incident_events``
+  outbox to Kafka ``incidents`` and to pending webhook deliveries, woken by ``NOTIFY``.
+* **deliveries**: sends due webhook deliveries concurrently, retries with exponential back-off,
+  dead-letters after ``webhook_max_attempts``; it runs on its own so a slow or dead receiver
+  never holds up incident processing.
+* **deadlines**: every ``tick_interval_s``, :func:`deadlines.due` over the stored incidents
+  (re-notify, missed dispatch/arrival with escalation, auto-clear), with an injectable clock.
+
+A failing loop logs, waits and tries again: a database or broker outage delays work, never
+loses it (offsets are not committed, positions not advanced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from liftwatch import db
+from liftwatch.alerts import relay, store
+from liftwatch.alerts.channels import KafkaChannel, WebhookCall, WebhookChannel, backoff_s
+from liftwatch.alerts.deadlines import CodeDeadlines, DeadlinePolicy, DueKind, due
+from liftwatch.alerts.errors import Backpressure, NotificationError
+from liftwatch.alerts.incidents import Outcome
+from liftwatch.alerts.metrics import AlertsMetrics
+from liftwatch.alerts.routing import RoutingPolicy
+from liftwatch.badinput import BadInputPolicy
+from liftwatch.config import AlertsSettings
+from liftwatch.kafka import ensure_topics, make_consumer, make_producer
+from liftwatch.runtime import start_metrics
+from liftwatch.schema import DeadLetter, DeadLetterReason, FaultEvent, decode_fault_event, encode_record
+from prometheus_client import CollectorRegistry
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+# A loop that failed waits this long before trying again (database or broker away).
+_RETRY_S = 1.0
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+def deadline_policy(settings: AlertsSettings) -> DeadlinePolicy:
+    """Deadlines per code from the settings."""
+    codes = {
+        code: CodeDeadlines(dispatch_s=settings.dispatch_deadline_s, arrival_s=settings.arrival_deadline_s)
+        for code in settings.deadline_codes
+    }
+    for code, (dispatch_s, arrival_s) in settings.code_deadlines_s.items():
+        codes[code] = CodeDeadlines(dispatch_s=dispatch_s, arrival_s=arrival_s)
+    return DeadlinePolicy(
+        renotify_s=settings.renotify_interval_s, auto_clear_s=settings.auto_close_after_s, codes=codes
+    )
+
+
+def routing_policy(settings: AlertsSettings) -> RoutingPolicy:
+    """Who gets what, from the settings."""
+    return RoutingPolicy(
+        emergency_severities=frozenset(settings.emergency_severities),
+        firm_severities=frozenset(settings.firm_severities),
+        quiet_kinds=frozenset(settings.quiet_kinds),
+    )
+
+
+class AlertService:
+    """One alert-service process."""
+
+    def __init__(self, settings: AlertsSettings, registry: CollectorRegistry, *, clock: Clock = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = AlertsMetrics(registry)
+        self.bad_input = BadInputPolicy(registry, self._dead_letter)
+        self.deadlines = deadline_policy(settings)
+        self.routing = routing_policy(settings)
+        self.faults_topic = settings.topic("faults")
+        self.dead: list[DeadLetter] = []
+        self.wake_kafka = asyncio.Event()
+        self.wake_notify = asyncio.Event()
+        self.wake_deliveries = asyncio.Event()
+        self.pool: AsyncConnectionPool | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.kafka: KafkaChannel | None = None
+        self.webhooks = WebhookChannel(timeout_s=settings.webhook_timeout_s, max_in_flight=settings.webhook_concurrency)
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        self.dead.append(letter)
+
+    def _wake_relays(self) -> None:
+        self.wake_kafka.set()
+        self.wake_notify.set()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        await ensure_topics(settings)
+        self.pool = await db.async_pool(settings.require_database_url(), min_size=2, max_size=6, name="alerts")
+        try:
+            self.producer = make_producer(settings)
+            await self.producer.start()
+            self.kafka = KafkaChannel(self.producer, settings.topic("incidents"))
+            try:
+                session_ms = settings.alerts_session_timeout_ms
+                self.consumer = make_consumer(
+                    settings,
+                    self.faults_topic,
+                    group_id=settings.alerts_group,
+                    session_timeout_ms=session_ms,
+                    heartbeat_interval_ms=max(100, session_ms // 4),
+                )
+                await self.consumer.start()
+                try:
+                    await self._run_loops(stop)
+                finally:
+                    await self.consumer.stop()
+            finally:
+                await self.producer.stop()
+        finally:
+            await self.webhooks.close()
+            await self.pool.close()
+
+    async def _run_loops(self, stop: asyncio.Event) -> None:
+        async def on_stop() -> None:
+            await stop.wait()
+            for event in (self.wake_kafka, self.wake_notify, self.wake_deliveries):
+                event.set()
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(on_stop())
+            group.create_task(self._listen(stop))
+            group.create_task(self._forever(stop, "faults", self._consume_once, None))
+            group.create_task(self._forever(stop, "kafka relay", self._relay_kafka_once, self.wake_kafka))
+            group.create_task(self._forever(stop, "notify relay", self._relay_notify_once, self.wake_notify))
+            group.create_task(self._forever(stop, "deliveries", self._deliver_once, self.wake_deliveries))
+            group.create_task(
+                self._forever(stop, "deadlines", self._deadlines_once, None, self.settings.tick_interval_s)
+            )
+
+    async def _forever(
+        self,
+        stop: asyncio.Event,
+        name: str,
+        once: Callable[[], Awaitable[bool]],
+        wake: asyncio.Event | None,
+        period_s: float | None = None,
+    ) -> None:
+        """Run ``once`` until stopped; it returns True when there is more to do right away."""
+        period = self.settings.alerts_poll_s if period_s is None else period_s
+        while not stop.is_set():
+            try:
+                busy = await once()
+            except Exception:
+                log.exception("alerts %s loop failed; retrying in %.0f s", name, _RETRY_S)
+                busy = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _RETRY_S)
+            if busy or stop.is_set() or name == "faults":
+                continue
+            waiter = wake if wake is not None else stop
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), period)
+            if wake is not None and not stop.is_set():
+                wake.clear()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Wake the relays on NOTIFY (changes by the API or another instance); polling covers gaps."""
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.settings.require_database_url(), autocommit=True)
+                async with conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(store.NOTIFY_CHANNEL)))
+                    while not stop.is_set():
+                        async for _ in conn.notifies(timeout=0.5):
+                            self._wake_relays()
+            except psycopg.Error:
+                log.warning("LISTEN connection lost; relays poll until it is back", exc_info=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _RETRY_S)
+
+    # --- faults ---------------------------------------------------------------------------------
+
+    async def _consume_once(self) -> bool:
+        assert self.consumer is not None and self.pool is not None
+        batch = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.alerts_batch_max)
+        if not batch:
+            return False
+        events: list[FaultEvent] = []
+        for messages in batch.values():
+            for message in messages:
+                event = self._decode(message)
+                if event is not None:
+                    events.append(event)
+        try:
+            if events:
+                await self._record(events)
+            await self._flush_dead_letters()
+        except Exception:
+            # Not durable: read the batch again (its events are idempotent) after the pause.
+            for partition, messages in batch.items():
+                self.consumer.seek(partition, messages[0].offset)
+            raise
+        await self.consumer.commit()
+        return True
+
+    def _decode(self, message: Any) -> FaultEvent | None:
+        try:
+            return decode_fault_event(message.value)
+        except msgspec.ValidationError as error:
+            reason, detail = DeadLetterReason.SCHEMA, str(error)
+        except (msgspec.DecodeError, TypeError) as error:
+            reason, detail = DeadLetterReason.UNDECODABLE, str(error)
+        self.bad_input.refuse(
+            source=f"kafka:{self.faults_topic}",
+            topic=self.faults_topic,
+            reason=reason,
+            detail=detail,
+            payload=message.value or b"",
+            terminal=message.key.decode("utf-8", "replace") if message.key else None,
+        )
+        return None
+
+    async def _record(self, events: list[FaultEvent]) -> None:
+        assert self.pool is not None
+        settings = self.settings
+        outcomes: list[Outcome] = []
+        async with self.pool.connection() as conn, conn.transaction():
+            await store.lock_outbox(conn)
+            now = self.clock()
+            for event in events:
+                try:
+                    outcomes.append(
+                        await store.record_fault(
+                            conn,
+                            event,
+                            now=now,
+                            window_ms=settings.chattering_window_s * 1000,
+                            toggles=settings.chattering_toggles,
+                        )
+                    )
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as error:
+                    # The database refuses this one event (bad data): dead-letter it, keep the rest.
+                    self.bad_input.refuse(
+                        source=f"kafka:{self.faults_topic}",
+                        topic=self.faults_topic,
+                        reason=DeadLetterReason.SCHEMA,
+                        detail=f"{type(error).__name__}: {error}",
+                        payload=encode_record(event),
+                        terminal=event.terminal,
+                    )
+        for outcome in outcomes:
+            self.metrics.events.labels(outcome=outcome.value).inc()
+        self._wake_relays()
+
+    async def _flush_dead_letters(self) -> None:
+        if not self.dead or self.producer is None:
+            return
+        dead, self.dead = self.dead, []
+        topic = self.settings.topic("deadletter")
+        futures = [
+            await self.producer.send(topic, encode_record(letter), key=(letter.terminal or "").encode())
+            for letter in dead
+        ]
+        await asyncio.gather(*futures)
+
+    # --- relays ---------------------------------------------------------------------------------
+
+    async def _relay_kafka_once(self) -> bool:
+        assert self.pool is not None and self.kafka is not None
+        limit = self.settings.alerts_relay_batch_max
+        async with self.pool.connection() as conn, conn.transaction():
+            after = await relay.lock_position(conn, relay.KAFKA_RELAY)
+            rows = await relay.read_changes(conn, after, limit)
+            if not rows:
+                return False
+            changes = relay.changes_of(rows)
+            try:
+                futures = [await self.kafka.enqueue(change) for change in changes]
+                await asyncio.gather(*futures)
+            except Exception as error:
+                reason = error.reason if isinstance(error, NotificationError) else "delivery_failed"
+                self.metrics.notifications_failed.labels(channel="kafka", reason=reason).inc(len(changes))
+                raise
+            last = int(rows[-1]["change_id"])
+            await relay.save_position(conn, relay.KAFKA_RELAY, last)
+        self.metrics.notifications_sent.labels(channel="kafka").inc(len(changes))
+        self.metrics.relay_position.labels(relay=relay.KAFKA_RELAY).set(last)
+        return len(rows) == limit
+
+    async def _relay_notify_once(self) -> bool:
+        assert self.pool is not None
+        limit = self.settings.alerts_relay_batch_max
+        async with self.pool.connection() as conn:
+            routed = await relay.route_changes(
+                conn,
+                policy=self.routing,
+                default_secret=self.settings.webhook_secret.get_secret_value(),
+                now=utc_now(),
+                limit=limit,
+            )
+        if routed.deliveries:
+            self.wake_deliveries.set()
+        if routed.changes:
+            self.metrics.relay_position.labels(relay=relay.NOTIFY_RELAY).set(routed.last_change_id)
+        return routed.changes == limit
+
+    # --- webhook deliveries ---------------------------------------------------------------------
+
+    async def _deliver_once(self) -> bool:
+        assert self.pool is not None
+        settings = self.settings
+        limit = settings.webhook_concurrency
+        # Deliveries run on the wall clock (not the injectable incident clock): back-off is real time.
+        async with self.pool.connection() as conn:
+            claimed = await relay.claim_deliveries(
+                conn, now=utc_now(), lease_s=settings.webhook_timeout_s * 2 + 5, limit=limit
+            )
+        if not claimed:
+            return False
+        results = await asyncio.gather(*(self._send(row) for row in claimed))
+        now = utc_now()
+        async with self.pool.connection() as conn, conn.transaction():
+            for row, error in zip(claimed, results, strict=True):
+                if error is None:
+                    await relay.mark_sent(conn, row["id"], now=now)
+                    self.metrics.notifications_sent.labels(channel="webhook").inc()
+                    continue
+                self.metrics.notifications_failed.labels(channel="webhook", reason=error.reason).inc()
+                retry_at: datetime | None = None
+                if error.retriable and row["attempts"] < settings.webhook_max_attempts:
+                    delay = backoff_s(
+                        row["attempts"], base_s=settings.webhook_backoff_base_s, cap_s=settings.webhook_backoff_max_s
+                    )
+                    if isinstance(error, Backpressure) and error.retry_after_s is not None:
+                        delay = max(delay, error.retry_after_s)
+                    retry_at = now + timedelta(seconds=delay)
+                else:
+                    self.metrics.notifications_dead.labels(channel="webhook").inc()
+                    log.warning("webhook delivery %s dead-lettered: %s", row["idempotency_key"], error)
+                await relay.mark_failed(conn, row["id"], error=f"{error.reason}: {error}", retry_at=retry_at, now=now)
+        return len(claimed) == limit
+
+    async def _send(self, row: dict[str, Any]) -> NotificationError | None:
+        if not row["enabled"]:
+            return NotificationError("webhook disabled", reason="webhook_disabled", retriable=False)
+        call = WebhookCall(
+            url=row["url"],
+            secret=row["secret"] or self.settings.webhook_secret.get_secret_value(),
+            body=bytes(row["body"]),
+            idempotency_key=row["idempotency_key"],
+            attempt=row["attempts"],
+        )
+        try:
+            await self.webhooks.send(call)
+        except NotificationError as error:
+            return error
+        return None
+
+    # --- deadlines ------------------------------------------------------------------------------
+
+    async def _deadlines_once(self) -> bool:
+        assert self.pool is not None
+        now = self.clock()
+        async with self.pool.connection() as conn:
+            candidates = await store.deadline_candidates(conn, self.deadlines)
+            await conn.commit()
+            for item in due(candidates, now, self.deadlines):
+                if not await store.apply_due(conn, item, now=now, policy=self.deadlines):
+                    continue
+                if item.kind is DueKind.RENOTIFY:
+                    self.metrics.renotifications.inc()
+                elif item.kind is DueKind.AUTO_CLEAR:
+                    self.metrics.auto_cleared.inc()
+                else:
+                    deadline = "dispatch" if item.kind is DueKind.DISPATCH_MISSED else "arrival"
+                    self.metrics.deadline_misses.labels(deadline=deadline).inc()
+                self._wake_relays()
+            counts = await store.open_incident_counts(conn)
+        for severity in ("critical", "major", "minor"):
+            self.metrics.open_incidents.labels(severity=severity).set(counts.get(severity, 0))
+        return False
+
+
+async def serve(
+    settings: AlertsSettings,
+    stop: asyncio.Event,
+    registry: CollectorRegistry | None = None,
+    *,
+    clock: Clock = utc_now,
+) -> None:
+    """Run the alert service until ``stop`` is set (the process entry point, also used by ``liftwatch up``)."""
+    if registry is None:
+        registry = CollectorRegistry()
+        with contextlib.suppress(OSError):  # `liftwatch up`: another process of the platform may hold the port
+            start_metrics(settings.metrics_port, registry)
+    await AlertService(settings, registry, clock=clock).run(stop)
