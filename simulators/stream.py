@@ -222,12 +222,8 @@ class FleetSimulator:
         fleet = self.fleet
         fleet.advance(t)
         events = self.controller.update(t)
-        out: list[Outbound] = []
-        for i in events.offline:
-            out.extend(self._flush(np.array([i])))
-            out.append(StatusEvent(self.terminals[i], "offline", now_ms))
-        for i in events.online:
-            out.append(StatusEvent(self.terminals[i], "online", now_ms))
+        # A terminal coming back announces itself before its telemetry.
+        out: list[Outbound] = [StatusEvent(self.terminals[i], "online", now_ms) for i in events.online]
         obs = fleet.observe(t)
         signature = obs.signature()
         sending = fleet.enabled & ~self.controller.offline
@@ -240,12 +236,18 @@ class FleetSimulator:
             if fine:
                 emit[fine] = True
             emit &= sending
+        if events.offline:
+            # A terminal going offline sends a last sample first: its silence starts now.
+            emit[events.offline] = fleet.enabled[events.offline]
         idx = where_true(emit)
         if idx.size:
             self._append(idx, obs, now_ms)
             self.next_sample[idx] = t_ms + self.period_ms
             self.next_heartbeat[idx] = t_ms + self.heartbeat_ms
             self.last_signature[idx] = signature[idx]
+        for i in events.offline:
+            out.extend(self._flush(np.array([i])))
+            out.append(StatusEvent(self.terminals[i], "offline", now_ms))
         while self._bad and self._bad[0].at_s <= t:
             out.extend(self._bad_input(self._bad.pop(0), obs, now_ms))
         full = (self.buffered >= self.batch_target) | (

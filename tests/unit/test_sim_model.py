@@ -160,6 +160,7 @@ def test_terminal_offline_goes_silent_and_announces_it() -> None:
     [record] = run.truth
     assert record.end_ms is not None
     assert not [s for s in samples if record.start_ms < s.ts < record.end_ms]
+    assert record.start_ms in {s.ts for s in samples}, "a last sample when it goes silent"
     assert [(s.status, s.at_ms) for s in run.statuses] == [("offline", record.start_ms), ("online", record.end_ms)]
 
 
