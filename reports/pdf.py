@@ -39,6 +39,8 @@ INK = colors.HexColor("#222222")
 BAR = colors.HexColor("#555555")
 BAR_LIGHT = colors.HexColor("#aaaaaa")
 GRID = colors.HexColor("#999999")
+MARGIN = 18 * mm
+CONTENT_WIDTH = A4[0] - 2 * MARGIN
 
 
 class FontMissing(ReportError):
@@ -68,9 +70,18 @@ def _styles(font: str) -> dict[str, ParagraphStyle]:
     }
 
 
-def _table(table: Table, font: str) -> PdfTable:
-    data = [table.headers] + [["" if v is None else str(v) for v in row] for row in table.rows]
-    pdf = PdfTable(data, repeatRows=1, hAlign="LEFT")
+def _table(table: Table, font: str, lang: str) -> PdfTable:
+    """A table that fits the page width: headers wrap, the first column gets the most room."""
+    header_style = ParagraphStyle(
+        "th", fontName=font, fontSize=7.5, leading=9, textColor=INK, wordWrap="CJK" if lang == "zh" else None
+    )
+    headers = [Paragraph(text, header_style) for text in table.headers]
+    data = [headers] + [["" if v is None else str(v) for v in row] for row in table.rows]
+    columns = len(table.headers)
+    total = CONTENT_WIDTH if columns > 4 else CONTENT_WIDTH * 0.65
+    first = total * (0.2 if columns > 6 else 0.28 if columns > 4 else 0.4)
+    widths = [first] + [(total - first) / (columns - 1)] * (columns - 1)
+    pdf = PdfTable(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
     pdf.setStyle(
         TableStyle(
             [
@@ -114,6 +125,8 @@ def _bar_chart(title: str, labels: list[str], values: list[float], font: str, *,
     chart.barLabels.fontName = font
     chart.barLabels.fontSize = 6
     chart.barLabels.nudge = 6
+    if horizontal:
+        chart.barLabels.boxAnchor = "w"
     drawing.add(chart)
     drawing.add(String(0, height - 6 * mm, title, fontName=font, fontSize=10, fillColor=INK))
     return drawing
@@ -154,7 +167,7 @@ def to_pdf(report: MonthlyReport, lang: str, now: dt.datetime) -> bytes:
         if table is None:
             return
         block: list[object] = [Paragraph(table.title, styles["h2"]), *extra]
-        block.append(_table(table, font) if table.rows else Paragraph(t("reports.none", lang), styles["body"]))
+        block.append(_table(table, font, lang) if table.rows else Paragraph(t("reports.none", lang), styles["body"]))
         story.append(KeepTogether(block))
 
     section("summary")
@@ -174,8 +187,9 @@ def to_pdf(report: MonthlyReport, lang: str, now: dt.datetime) -> bytes:
         )
     codes_chart = _bar_chart(
         t("reports.chart.codes", lang),
-        [t(f"common.fault.{c.code}", lang) for c in report.codes],
-        [float(c.incidents) for c in report.codes],
+        # reportlab draws the first category at the bottom: reversed, the most frequent is on top.
+        [t(f"common.fault.{c.code}", lang) for c in reversed(report.codes)],
+        [float(c.incidents) for c in reversed(report.codes)],
         font,
         horizontal=True,
     )
@@ -199,8 +213,8 @@ def to_pdf(report: MonthlyReport, lang: str, now: dt.datetime) -> bytes:
     doc = SimpleDocTemplate(
         buffer,
         pagesize=A4,
-        leftMargin=18 * mm,
-        rightMargin=18 * mm,
+        leftMargin=MARGIN,
+        rightMargin=MARGIN,
         topMargin=16 * mm,
         bottomMargin=16 * mm,
         title=f"{t('reports.title', lang)} {report.month}",
