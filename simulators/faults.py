@@ -208,6 +208,7 @@ class FaultController:
         self._running: dict[int, _Active] = {}
         self.truth: list[TruthRecord] = []
         self.offline = np.zeros(fleet.n, dtype=bool)
+        self._departed: set[int] = set()
 
     def add(self, injection: FaultInjection) -> None:
         """Schedule one more injection (the demo adds them as it goes)."""
@@ -266,6 +267,7 @@ class FaultController:
                 else:
                     self._running[inj.elevator] = _Active(inj, inj.elevator)
             self._pending = waiting
+        self._departed = set(self.fleet.departures) if self._running else set()
         for slot, run in list(self._running.items()):
             if self._step(run, t, events):
                 del self._running[slot]
@@ -370,7 +372,7 @@ class FaultController:
         if not run.armed:
             self._call_now(i, t, fl.CALL_EMPTY_TO_TOP if up else fl.CALL_EMPTY_TO_BOTTOM)
             terminal = f.top[i] if up else f.bottom[i]
-            if i not in f.departures or f.leg[i] != 1 or f.target[i] != terminal or f.occupied[i]:
+            if i not in self._departed or f.leg[i] != 1 or f.target[i] != terminal or f.occupied[i]:
                 return False
             # Re-plan the trip that just started (the car has barely moved) past the terminal landing.
             beyond = float(terminal) + (1 if up else -1) * OVERTRAVEL_M / fl.FLOOR_HEIGHT_M
@@ -388,7 +390,7 @@ class FaultController:
         i = run.slot
         if run.record is None:
             self._call_now(i, t, fl.CALL_LONG)
-            if i not in f.departures:
+            if i not in self._departed:
                 return False
             rated = float(f.rated[i])
             saved = f.pos[i]
@@ -414,7 +416,7 @@ class FaultController:
         i = run.slot
         if run.record is None:
             self._call_now(i, t, fl.CALL_LONG)
-            if i not in f.departures:
+            if i not in self._departed:
                 return False
             a = float(f.a_acc[i])
             start = max(float(f.t0[i]) + DOOR_FAULT_MIN_SPEED / a, t + 0.05)
