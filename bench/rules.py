@@ -17,10 +17,13 @@ to the last offset committed is measured (decode, rules, fault production, check
 from __future__ import annotations
 
 import argparse
+import asyncio
+import secrets
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -54,32 +57,34 @@ def fleet_batch(fleet: int, second0: int, seconds: int, rng: np.random.Generator
     door[(phase == 13) & ~moving] = 1  # opening
     door[(phase == 24) & ~moving] = 2  # closing
     n = slot.shape[0]
+    door_zone = ~moving | (phase == 11)
+    occupied = (phase < 16) & ((slot + sec // 40) % 2 == 0)
+    # A few real faults: trapped passengers (stuck between floors) on 0.1 % of terminals.
+    stuck = (slot % 1000 == 5) & (sec % 200 > 100)
+    speed[stuck] = 0.0
+    door[stuck] = CLOSED
+    door_zone[stuck] = False
+    occupied[stuck] = True
     cols = Columns.from_arrays(
         slot=slot,
         ts=T0 + sec * 1000 + (slot % 1000),
         mode=np.zeros(n, np.int8),
         floor=((sec // 40 + slot) % 20).astype(np.int16),
-        door_zone=~moving | (phase == 11),
+        door_zone=door_zone,
         speed=speed,
         door=door,
-        occupied=(phase < 16) & ((slot + sec // 40) % 2 == 0),
+        occupied=occupied,
         safety=rng.random(n) > 1e-5,
         alarm=np.zeros(n, np.bool_),
         power=np.ones(n, np.bool_),
     )
-    # A few real faults: trapped passengers (stuck between floors) on 0.1 % of terminals.
-    stuck = (slot % 1000 == 5) & (sec % 200 > 100)
-    cols.speed[stuck] = 0.0
-    cols.door[stuck] = CLOSED
-    cols.door_zone[stuck] = False
-    cols.occupied[stuck] = True
     return cols
 
 
-def bench_engine(fleet: int, samples_target: int, rng: np.random.Generator) -> tuple[float, int, int]:
+def bench_engine(fleet: int, samples_target: int, batch: int, rng: np.random.Generator) -> tuple[float, int, int]:
     params = fleet_params(fleet)
     state = State(params.hist_width)
-    seconds = max(1, 1_000_000 // fleet)
+    seconds = max(1, batch // fleet)
     batches = max(3, samples_target // (fleet * seconds))
     prepared = [fleet_batch(fleet, i * seconds, seconds, rng) for i in range(batches + 1)]
     evaluate(prepared[0], state, params, lateness_ms=5_000)  # warm-up (allocations, first sight)
@@ -99,7 +104,9 @@ def bench_reference(samples: int, rng: np.random.Generator) -> float:
     from rules_reference import Reference  # type: ignore[import-not-found]
 
     fleet = 1000
-    registry = {f"t{slot}": TerminalInfo(f"{slot:020d}", 2.5 if slot % 3 == 0 else 1.75, -2, 30) for slot in range(fleet)}
+    registry = {
+        f"t{slot}": TerminalInfo(f"{slot:020d}", 2.5 if slot % 3 == 0 else 1.75, -2, 30) for slot in range(fleet)
+    }
     ref = Reference(build(), registry, lateness_ms=5_000)
     seconds = max(1, samples // fleet)
     cols = fleet_batch(fleet, 0, seconds, rng)
@@ -129,26 +136,157 @@ def bench_reference(samples: int, rng: np.random.Generator) -> float:
     return len(rows) / (time.perf_counter() - start)
 
 
+# --- Kafka -> Kafka -------------------------------------------------------------------------------
+
+
+async def bench_kafka(samples: int, terminals: int) -> None:
+    """The ``liftwatch rules`` service on tansu + PostgreSQL, vs a consume-and-decode-only baseline."""
+    import psycopg
+    from aiokafka import AIOKafkaConsumer
+    from liftwatch import db, services
+    from liftwatch.config import RulesSettings
+    from liftwatch.kafka import ensure_topics, make_producer
+    from liftwatch.rules import service
+    from liftwatch.schema import Sample, TelemetryRecord, decode_telemetry_record, encode_record
+    from prometheus_client import CollectorRegistry
+
+    if not services.debian_postgres_start():
+        raise SystemExit("needs PostgreSQL on 127.0.0.1:5432")
+    base = services.local_postgres_url()
+    assert base is not None
+    schema = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{base}?options={quote(f'-csearch_path={schema}')}"
+    tansu = services.start_tansu()
+    try:
+        with psycopg.connect(url) as conn:
+            db.migrate(conn)
+            firm = conn.execute("INSERT INTO maintenance_firms (name) VALUES ('F') RETURNING id").fetchone()
+            unit = conn.execute("INSERT INTO use_units (name) VALUES ('U') RETURNING id").fetchone()
+            assert firm is not None and unit is not None
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO elevators (registration_code, rescue_code, kind, address, district, use_unit_id, "
+                    "maintainer_id, installed_on, rated_speed, bottom_floor, top_floor) "
+                    "VALUES (%s, %s, 'traction', 'a', 'd', %s, %s, '2015-01-01', 1.75, -2, 30)",
+                    [(f"{i:020d}", f"{i:06d}", unit[0], firm[0]) for i in range(terminals)],
+                )
+                cur.executemany(
+                    "INSERT INTO terminals (terminal_id, registration_code) VALUES (%s, %s)",
+                    [(f"B{i}", f"{i:020d}") for i in range(terminals)],
+                )
+        settings = RulesSettings(
+            database_url=url,
+            kafka_bootstrap=tansu.url,
+            topic_prefix=f"{schema}.",
+            rules_group=f"g{schema}",
+            rules_session_timeout_ms=2_000,
+            log_level="WARNING",
+        )
+        await ensure_topics(settings)
+        # 10 samples per message (a terminal batching 10 s of 1 Hz samples), fleet in normal service.
+        cols = fleet_batch(terminals, 0, max(1, samples // terminals), np.random.default_rng(3))
+        per_message = 10
+        order = np.lexsort((cols.ts, cols.slot))
+        records = []
+        for start in range(0, len(order), per_message):
+            rows = order[start : start + per_message]
+            slot = int(cols.slot[rows[0]])
+            rows = rows[cols.slot[rows] == slot]
+            batch = [
+                Sample(
+                    ts=int(cols.ts[i]),
+                    mode="normal",
+                    floor=int(cols.floor[i]),
+                    door_zone=bool(cols.door_zone[i]),
+                    direction="stop" if cols.speed[i] == 0 else "up",
+                    speed=float(cols.speed[i]),
+                    door=DOOR_STATES[cols.door[i]],
+                    occupied=bool(cols.occupied[i]),
+                    safety_circuit=bool(cols.safety[i]),
+                )
+                for i in rows.tolist()
+            ]
+            records.append(TelemetryRecord(f"B{slot}", start, int(time.time() * 1000), batch))
+        total = sum(len(r.samples) for r in records)
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            futures = [
+                await producer.send(settings.topic("telemetry"), encode_record(r), key=r.terminal.encode())
+                for r in records
+            ]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+        # baseline: consume and decode only
+        consumer = AIOKafkaConsumer(
+            settings.topic("telemetry"),
+            bootstrap_servers=tansu.url,
+            group_id=f"base{schema}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await consumer.start()
+        got = 0
+        started = time.perf_counter()
+        try:
+            while got < total:
+                batch_map = await consumer.getmany(timeout_ms=200, max_records=50_000)
+                for messages in batch_map.values():
+                    got += sum(len(decode_telemetry_record(m.value).samples) for m in messages)
+        finally:
+            await consumer.stop()
+        baseline = total / (time.perf_counter() - started)
+
+        registry = CollectorRegistry()
+        stop = asyncio.Event()
+        started = time.perf_counter()
+        task = asyncio.create_task(service.serve(settings, stop, registry))
+        expected = total - terminals * 6  # the last 5 s of every terminal wait for the watermark
+        while (registry.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0) < expected:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await task
+        rate = total / elapsed
+        print(
+            f"kafka -> rules -> kafka (tansu, PostgreSQL checkpoints), {terminals:,} terminals, {total:,} samples in "
+            f"{len(records):,} records: {rate:,.0f} samples/s (incl. start-up and group join); "
+            f"consume+decode-only baseline {baseline:,.0f} samples/s, ratio {rate / baseline:.2f}"
+        )
+    finally:
+        tansu.stop()
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fleets", default="10000,100000,1000000")
-    parser.add_argument("--samples", type=int, default=4_000_000, help="Samples evaluated per fleet size.")
+    parser.add_argument("--samples", type=int, default=12_000_000, help="Samples evaluated per fleet size.")
+    parser.add_argument("--batch", type=int, default=4_000_000, help="Samples per evaluated batch.")
     parser.add_argument("--reference-samples", type=int, default=100_000)
     parser.add_argument("--kafka", type=int, default=0, help="Also run the Kafka -> Kafka path with N samples.")
+    parser.add_argument("--kafka-terminals", type=int, default=2_000)
     args = parser.parse_args()
     rng = np.random.default_rng(1)
     ref_rate = bench_reference(args.reference_samples, rng)
     print(f"reference (per-sample Python): {ref_rate:,.0f} samples/s")
     for fleet in (int(f) for f in args.fleets.split(",")):
-        rate, samples, events = bench_engine(fleet, args.samples, rng)
+        rate, samples, events = bench_engine(fleet, args.samples, args.batch, rng)
         print(
-            f"engine, fleet {fleet:>9,}: {rate:>13,.0f} samples/s over {samples:,} samples "
+            f"engine, fleet {fleet:>9,}: {rate:>13,.0f} samples/s over {samples:,} samples in batches of "
+            f"{max(1, args.batch // fleet) * fleet:,} "
             f"({events} events)  ratio vs reference {rate / ref_rate:,.0f}x"
         )
     if args.kafka:
-        from kafka_rules_bench import run_kafka_bench  # type: ignore[import-not-found]
-
-        run_kafka_bench(args.kafka)
+        asyncio.run(bench_kafka(args.kafka, args.kafka_terminals))
 
 
 if __name__ == "__main__":

@@ -368,20 +368,27 @@ class _Ctx:
         return np.searchsorted(self.key, target, "left")
 
 
-def _groups(slot: np.ndarray[Any, Any]) -> tuple[IP, IP]:
+def _groups(slot: np.ndarray[Any, Any]) -> tuple[IP, IP, I64]:
+    """Start and end of each run of equal slots, and the run index of every row."""
     n = slot.shape[0]
-    starts = np.flatnonzero(slot[1:] != slot[:-1]) + 1
-    gstart = np.concatenate([np.zeros(1, np.intp), starts])
-    gend = np.concatenate([starts, np.full(1, n, np.intp)])
-    return gstart, gend
+    new_group = np.empty(n, np.bool_)
+    new_group[0] = True
+    np.not_equal(slot[1:], slot[:-1], out=new_group[1:])
+    gstart = np.flatnonzero(new_group)
+    gend = np.append(gstart[1:], n)
+    gid = np.cumsum(new_group, dtype=np.int64)
+    gid -= 1
+    return gstart, gend, gid
 
 
-def _group_key(gstart: IP, gend: IP, ts: I64) -> tuple[I64, I64, int, int]:
-    """Group index per row and a key increasing with (group, ts) for searchsorted."""
+def _group_key(gid: I64, ts: I64) -> tuple[I64, int, int]:
+    """A key increasing with (group, ts), for searchsorted."""
     tmin = int(ts.min())
     span = int(ts.max()) - tmin + 2
-    gid = np.repeat(np.arange(gstart.shape[0], dtype=np.int64), gend - gstart)
-    return gid, gid * span + (ts - tmin), tmin, span
+    key = gid * span
+    key += ts
+    key -= tmin
+    return key, tmin, span
 
 
 def _prev_index(sorted_pos: IP, pos: IP) -> IP:
@@ -615,8 +622,8 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
     order = np.argsort(allc.slot, kind="stable")  # by terminal, arrival order kept
     s = allc.slot[order]
     t = allc.ts[order]
-    gstart, gend = _groups(s)
-    gid, key, tmin, span = _group_key(gstart, gend, t)
+    gstart, gend, gid = _groups(s)
+    key, tmin, span = _group_key(gid, t)
     gslot = s[gstart]
     carry_max = st.max_ts[gslot]
     in_order = bool(np.all(key[1:] >= key[:-1]))
