@@ -1,0 +1,84 @@
+"""Webhook delivery against a real HTTP receiver: retries with back-off, dead letters, the CLI."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from liftwatch.alerts.cli import app
+from liftwatch.config import AlertsSettings
+from liftwatch.schema import FaultCode
+from typer.testing import CliRunner
+
+from tests.fixtures.alerts import (
+    Lift,
+    Receiver,
+    eventually,
+    fault,
+    produce_faults,
+    query,
+    running_service,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def cli(database_url: str, *args: str) -> str:
+    result = CliRunner().invoke(app, list(args), env={"LIFTWATCH_DATABASE_URL": database_url})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def test_retries_dead_letters_and_redelivery(
+    alerts_settings: AlertsSettings, database_url: str, lifts: list[Lift], receiver: Receiver
+) -> None:
+    out = cli(database_url, "webhook", "add", "firm A", "--target", "maintenance_firm", "--firm", "Firm A",
+              "--url", f"{receiver.url}/firm-a", "--secret", "a-secret")  # fmt: skip
+    assert "added" in out and "secret:" not in out
+    out = cli(database_url, "webhook", "add", "centre", "--target", "emergency_centre", "--url", f"{receiver.url}/c")
+    centre_secret = out.split("secret:")[1].strip()
+    cli(database_url, "webhook", "add", "firm B", "--target", "maintenance_firm", "--firm", "Firm B",
+        "--url", f"{receiver.url}/firm-b")  # fmt: skip
+    assert "firm A" in cli(database_url, "webhook", "list") and "a-secret" not in cli(database_url, "webhook", "list")
+    receiver.script["/firm-a"] = [503, 503]  # down twice, then up: delivered on the third attempt
+    receiver.always["/c"] = 500  # down for good: dead after webhook_max_attempts (3)
+    receiver.always["/firm-b"] = 410  # refuses for good: dead at once
+
+    now_ms = int(time.time() * 1000)
+    await produce_faults(
+        alerts_settings,
+        [
+            fault(lifts[0], FaultCode.TRAPPED_PASSENGER, since_ms=now_ms),
+            fault(lifts[1], FaultCode.ALARM_BUTTON, since_ms=now_ms),
+        ],
+    )
+    async with running_service(alerts_settings) as registry:
+        await eventually(lambda: _statuses(database_url, ["dead", "dead", "sent"]), what="deliveries settled")
+        assert receiver.attempts.count("/firm-a") == 3
+        assert receiver.attempts.count("/c") == 3
+        assert receiver.attempts.count("/firm-b") == 1
+        assert receiver.requests[0]["headers"]["x-liftwatch-attempt"] == "3"
+        assert receiver.verify("a-secret", "/firm-a")
+        failed = "liftwatch_alerts_notifications_failed_total"
+        assert registry.get_sample_value(failed, {"channel": "webhook", "reason": "delivery_failed"}) == 5
+        assert registry.get_sample_value(failed, {"channel": "webhook", "reason": "delivery_rejected"}) == 1
+        dead = "liftwatch_alerts_notifications_dead_lettered_total"
+        assert registry.get_sample_value(dead, {"channel": "webhook"}) == 2
+
+        listing = cli(database_url, "deliveries", "dead")
+        assert "webhook" in listing and "delivery_rejected" in listing and "delivery_failed" in listing
+        del receiver.always["/c"], receiver.always["/firm-b"]
+        assert "2 delivery(ies)" in cli(database_url, "deliveries", "retry")
+        await eventually(lambda: _statuses(database_url, ["sent", "sent", "sent"]), what="redelivered")
+
+    assert receiver.verify(centre_secret, "/c")
+    assert [b["code"] for b in receiver.bodies("/firm-b")] == ["alarm_button"]
+    keys = [r["headers"]["x-liftwatch-delivery"] for r in receiver.requests]
+    assert len(keys) == len(set(keys)) == 3
+    cli(database_url, "webhook", "remove", "firm A")
+    assert "(disabled)" in cli(database_url, "webhook", "list")
+
+
+async def _statuses(url: str, expected: list[str]) -> bool:
+    rows = await query(url, "SELECT status FROM alerts_deliveries ORDER BY status")
+    return [row["status"] for row in rows] == expected
