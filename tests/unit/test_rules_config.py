@@ -101,3 +101,15 @@ def test_terminal_offline_in_processing_time_and_cleared_by_the_next_message() -
     assert processor.offline(1_200_000) == [], "raised once"
     [cleared] = processor.seen([TelemetryRecord("E1", 1, 1_300_000, [sample])])
     assert (cleared.transition, cleared.since_ms) == ("cleared", 1_300_000)
+
+
+def test_engine_refuses_to_start_with_a_bad_thresholds_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from liftwatch.rules.cli import app
+    from typer.testing import CliRunner
+
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n  overspeed: {factor: 0.5}\n")
+    monkeypatch.setenv("LIFTWATCH_RULES_OVERRIDES", str(path))
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 2
+    assert "overspeed.factor" in result.output and str(path) in result.output
