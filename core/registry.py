@@ -617,7 +617,6 @@ def _stage(cur: psycopg.Cursor[Any], parsed: ParsedRegistry, progress: Progress 
                 progress("copying", count, total)
     if progress is not None:
         progress("copying", total, total)
-    cur.execute(f"CREATE INDEX ON {_STAGE} (registration_code)")
     cur.execute(f"ANALYZE {_STAGE}")
 
 
@@ -661,6 +660,10 @@ def _upsert_elevators(cur: psycopg.Cursor[Any], columns: frozenset[str]) -> tupl
     assignments = ", ".join(f"{name} = EXCLUDED.{name}" for name in updated)
     current = ", ".join(f"elevators.{name}" for name in updated)
     proposed = ", ".join(f"EXCLUDED.{name}" for name in updated)
+    stored = ", ".join(f"e.{name}" for name in updated)
+    given = ", ".join(source for name, source in zip(targets, sources, strict=True) if name in updated)
+    # Unchanged rows are filtered out before the INSERT: ON CONFLICT DO UPDATE would lock (and
+    # so write) every conflicting row even when its WHERE is false.
     cur.execute(
         f"""WITH upserted AS (
                 INSERT INTO elevators ({", ".join(targets)})
@@ -668,6 +671,8 @@ def _upsert_elevators(cur: psycopg.Cursor[Any], columns: frozenset[str]) -> tupl
                 FROM {_STAGE} i
                 JOIN use_units u ON u.name = i.use_unit
                 JOIN maintenance_firms m ON m.name = i.maintainer
+                LEFT JOIN elevators e ON e.registration_code = i.registration_code
+                WHERE e.registration_code IS NULL OR ({stored}) IS DISTINCT FROM ({given})
                 ON CONFLICT (registration_code) DO UPDATE SET {assignments}, updated_at = now()
                 WHERE ({current}) IS DISTINCT FROM ({proposed})
                 RETURNING (xmax = 0) AS inserted
@@ -697,7 +702,11 @@ def _upsert_terminals(cur: psycopg.Cursor[Any]) -> tuple[int, int]:
     detached = int(row[0]) if row else 0
     cur.execute(
         f"""INSERT INTO terminals (terminal_id, registration_code)
-            SELECT terminal_id, registration_code FROM {_STAGE} WHERE terminal_id IS NOT NULL
+            SELECT i.terminal_id, i.registration_code FROM {_STAGE} i
+            WHERE i.terminal_id IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM terminals t
+                WHERE t.terminal_id = i.terminal_id AND t.registration_code = i.registration_code
+            )
             ON CONFLICT (terminal_id) DO UPDATE SET registration_code = EXCLUDED.registration_code
             WHERE terminals.registration_code IS DISTINCT FROM EXCLUDED.registration_code"""
     )
