@@ -106,34 +106,31 @@ async def test_illegal_actions_change_nothing(database_url: str, lifts: list[Lif
             assert await _events(conn, incident_id) == before
 
 
-async def test_unknown_cause_and_unknown_incident(database_url: str, lifts: list[Lift]) -> None:
-    incident_id = insert_incident(database_url, lifts[0])
+async def test_refusals_rollback_and_client_retries(database_url: str, lifts: list[Lift]) -> None:
+    first = insert_incident(database_url, lifts[0])
+    second = insert_incident(database_url, lifts[1])
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         for step in (A.ACKNOWLEDGE, A.DISPATCH, A.ARRIVE, A.RELEASE):
-            await apply_action(conn, incident_id, step, actor="op", now=T0)
+            await apply_action(conn, first, step, actor="op", now=T0)
         with pytest.raises(InvalidCause) as caught:
-            await apply_action(conn, incident_id, A.CLOSE, actor="op", cause="bad luck", now=T0)
+            await apply_action(conn, first, A.CLOSE, actor="op", cause="bad luck", now=T0)
         assert caught.value.reason == "unknown_cause"
         with pytest.raises(IncidentNotFound) as missing:
-            await apply_action(conn, incident_id + 1000, A.ACKNOWLEDGE, actor="op", now=T0)
+            await apply_action(conn, first + 1000, A.ACKNOWLEDGE, actor="op", now=T0)
         assert missing.value.reason == "incident_not_found"
         await conn.commit()
+        assert len(await _events(conn, first)) == 4
 
-
-async def test_caller_rollback_undoes_the_action(database_url: str, lifts: list[Lift]) -> None:
-    incident_id = insert_incident(database_url, lifts[0])
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        await apply_action(conn, incident_id, A.ACKNOWLEDGE, actor="op", now=T0)
+        # The caller's rollback undoes the action and its audit event.
+        await apply_action(conn, second, A.ACKNOWLEDGE, actor="op", now=T0)
         await conn.rollback()
-        assert await _events(conn, incident_id) == []
-        cur = await conn.execute("SELECT status FROM incidents WHERE id = %s", (incident_id,))
+        assert await _events(conn, second) == []
+        cur = await conn.execute("SELECT status FROM incidents WHERE id = %s", (second,))
         assert await cur.fetchone() == ("detected",)
 
-
-async def test_retried_request_with_idempotency_key_applies_once(database_url: str, lifts: list[Lift]) -> None:
-    incident_id = insert_incident(database_url, lifts[0])
+    # A client retrying with the same idempotency key applies the action once.
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        first = await apply_action(conn, incident_id, A.ACKNOWLEDGE, actor="op", now=T0, idempotency_key="req-1")
-        again = await apply_action(conn, incident_id, A.ACKNOWLEDGE, actor="op", now=T0, idempotency_key="req-1")
-        assert first["status"] == again["status"] == "acknowledged"
-        assert len(await _events(conn, incident_id)) == 1
+        once = await apply_action(conn, second, A.ACKNOWLEDGE, actor="op", now=T0, idempotency_key="req-1")
+        again = await apply_action(conn, second, A.ACKNOWLEDGE, actor="op", now=T0, idempotency_key="req-1")
+        assert once["status"] == again["status"] == "acknowledged"
+        assert len(await _events(conn, second)) == 1

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from aiokafka import AIOKafkaConsumer
 from liftwatch.alerts.lifecycle import Action
 from liftwatch.alerts.store import apply_action
 from liftwatch.config import AlertsSettings
-from liftwatch.schema import FaultCode
+from liftwatch.schema import FaultCode, FaultEvent, decode_dead_letter
 
 from tests.fixtures.alerts import (
     Lift,
@@ -37,7 +38,8 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
     add_webhook(database_url, "centre", "emergency_centre", f"{receiver.url}/centre", secret=None)
     assert firm_a
     t = int(time.time() * 1000) - 120_000
-    events = [
+    events: list[FaultEvent | bytes] = [
+        b"\xc1not msgpack at all",  # hostile input: dead-lettered, the rest goes on
         fault(lifts[0], F.TRAPPED_PASSENGER, since_ms=t),
         fault(lifts[0], F.TRAPPED_PASSENGER, since_ms=t),  # the same event again (producer retry)
         fault(lifts[0], F.TRAPPED_PASSENGER, "cleared", since_ms=t + 30_000),  # never closes a critical one
@@ -62,6 +64,9 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
         await eventually(lambda: _async(len(receiver.bodies("/centre")) >= 3), what="acknowledgement webhook")
         assert registry.get_sample_value("liftwatch_alerts_fault_events_total", {"outcome": "duplicate"}) == 1
         assert registry.get_sample_value("liftwatch_alerts_fault_events_total", {"outcome": "orphan_clear"}) == 1
+        refused = {"source": f"kafka:{alerts_settings.topic('faults')}", "reason": "undecodable"}
+        assert registry.get_sample_value("liftwatch_dead_letters_total", refused) == 1
+        assert registry.get_sample_value("liftwatch_alerts_open_incidents", {"severity": "critical"}) == 1
 
     incidents = await query(database_url, "SELECT * FROM incidents ORDER BY id")
     by_code = {row["code"]: row for row in incidents}
@@ -105,6 +110,18 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
     assert changes[-1].kind == "acknowledged" and changes[-1].actor == "op1" and changes[-1].note == "on it"
     assert {c.maintainer for c in changes if c.code == "trapped_passenger"} == {lifts[0].firm}
     assert sorted(r["headers"]["x-liftwatch-delivery"] for r in receiver.requests) == sent_before
+    # The undecodable record went to the dead-letter topic with its reason, once per reading.
+    consumer = AIOKafkaConsumer(
+        alerts_settings.topic("deadletter"), bootstrap_servers=alerts_settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        letters = await eventually(lambda: consumer.getmany(timeout_ms=200), what="dead letter")
+    finally:
+        await consumer.stop()
+    letter = decode_dead_letter(next(iter(letters.values()))[0].value)
+    assert letter.reason == "undecodable" and letter.payload.startswith(b"\xc1not")
 
 
 def _now() -> datetime:
