@@ -212,19 +212,24 @@ def ensure_month(
     return refresh_month(conn, month, timezone, now)
 
 
-def refresh_due(conn: psycopg.Connection[Any], timezone: str, now: dt.datetime) -> list[MonthState]:
-    """What ``liftwatch report refresh`` does: every month with incidents that is not complete."""
-    rows = conn.execute(
-        "SELECT DISTINCT date_trunc('month', detected_at AT TIME ZONE %s)::date AS month FROM incidents"
-        " WHERE detected_at >= %s",
-        (timezone, now - dt.timedelta(days=400)),
-    ).fetchall()
-    months = {next(iter(row.values())) if isinstance(row, dict) else row[0] for row in rows}
-    local_today = now.astimezone(ZoneInfo(timezone)).date()
-    months.add(local_today.replace(day=1))
+def refresh_due(
+    conn: psycopg.Connection[Any], timezone: str, now: dt.datetime, months_back: int = 13
+) -> list[MonthState]:
+    """What ``liftwatch report refresh`` does: recompute the current month and every month of the
+    last ``months_back`` that is not final yet (or has incidents and was never computed)."""
+    current = now.astimezone(ZoneInfo(timezone)).date().replace(day=1)
     refreshed = []
-    for month in sorted(months):
+    for back in range(months_back, -1, -1):
+        month = stats.previous_month(current, back)
         state = read_state(conn, month)
-        if state is None or not state.complete or state.site_timezone != timezone:
-            refreshed.append(refresh_month(conn, month, timezone, now))
+        if state is not None and state.complete and state.site_timezone == timezone:
+            continue
+        if state is None and back:
+            start, end = stats.month_bounds(month, timezone)
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM incidents WHERE detected_at >= %s AND detected_at < %s)", (start, end)
+            ).fetchone()
+            if row is None or not (row["exists"] if isinstance(row, dict) else row[0]):
+                continue
+        refreshed.append(refresh_month(conn, month, timezone, now))
     return refreshed

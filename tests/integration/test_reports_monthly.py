@@ -97,3 +97,14 @@ def test_current_month_is_refreshed_on_demand_when_stale(reports_fleet: Fleet) -
         fresh = monthly.monthly_report(conn, MONTH, stats.Scope("city"), TZ, during + dt.timedelta(hours=1))
     assert cached.incidents == 8
     assert fresh.incidents == 7
+
+
+def test_refresh_due_computes_open_months_once_they_are_final(reports_fleet: Fleet) -> None:
+    with psycopg.connect(reports_fleet.url, autocommit=True) as conn:
+        first = rollup.refresh_due(conn, TZ, AFTER)
+        again = rollup.refresh_due(conn, TZ, AFTER)
+    # February and March have incidents and are final on May 1st; April ended hours ago (not final
+    # before 2 days), May is the current month: those two are recomputed on every run.
+    assert [f"{s.month:%Y-%m}" for s in first] == ["2026-02", "2026-03", "2026-04", "2026-05"]
+    assert [f"{s.month:%Y-%m}" for s in again] == ["2026-04", "2026-05"]
+    assert [s.complete for s in first] == [True, True, False, False]
