@@ -720,30 +720,46 @@ _TABLE_MAX_ERRORS = 500
 
 
 def import_registry_file(database_url: str, path: Path) -> int:
-    """Import a registry CSV and print a report; the exit code is 0 when imported, 1 when rejected."""
+    """Import a registry CSV and print a report.
+
+    The exit code is 0 when imported, 1 when the file was rejected (nothing changed), 2 when the
+    database could not be reached.
+    """
     console = Console(highlight=False)
     data = path.read_bytes()
-    show_progress = console.is_terminal and len(data) >= _PROGRESS_MIN_BYTES
-    with db.connect(database_url) as conn:
-        if show_progress:
-            with rich_progress.Progress(
-                rich_progress.TextColumn("{task.description}"),
-                rich_progress.BarColumn(),
-                rich_progress.MofNCompleteColumn(),
-                rich_progress.TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            ) as bar:
-                task = bar.add_task("parsing", total=None)
-
-                def report(phase: str, done: int, total: int) -> None:
-                    bar.update(task, description=phase, completed=done, total=total or None)
-
-                result = import_registry(conn, data, progress=report)
-        else:
-            result = import_registry(conn, data)
+    try:
+        with db.connect(database_url) as conn:
+            if console.is_terminal and len(data) >= _PROGRESS_MIN_BYTES:
+                result = _import_with_progress_bar(console, conn, data)
+            else:
+                result = import_registry(conn, data)
+    except psycopg.OperationalError as error:
+        console.print(f"cannot reach the database, nothing was imported: {error}", markup=False, soft_wrap=True)
+        return 2
     _print_report(console, path, result)
     return 0 if result.ok else 1
+
+
+def _import_with_progress_bar(console: Console, conn: psycopg.Connection[Any], data: bytes) -> ImportResult:
+    with rich_progress.Progress(
+        rich_progress.TextColumn("{task.description:<9}"),
+        rich_progress.BarColumn(),
+        rich_progress.MofNCompleteColumn(),
+        rich_progress.TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, rich_progress.TaskID] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                # One bar per phase; "applying" has no known total and shows as a pulse.
+                for task in tasks.values():
+                    bar.update(task, visible=False)
+                tasks[phase] = bar.add_task(phase, total=total or None)
+            bar.update(tasks[phase], completed=done)
+
+        return import_registry(conn, data, progress=report)
 
 
 def _print_report(console: Console, path: Path, result: ImportResult) -> None:
