@@ -209,3 +209,12 @@ def test_cli_imports_a_good_file_and_rejects_a_bad_one(
     assert "column kind: 'rocket' is not one of traction" in done.output
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM elevators").fetchone() == (40,)
+
+
+def test_cli_says_when_the_database_is_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "registry.csv"
+    path.write_text(registry_csv_text(generate_registry(3, 25)), encoding="utf-8")
+    monkeypatch.setenv("LIFTWATCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
+    done = CliRunner().invoke(app, ["registry", "import", str(path)])
+    assert done.exit_code == 2
+    assert "cannot reach the database, nothing was imported" in done.output

@@ -6,6 +6,8 @@ import csv
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from liftwatch.registry import REGISTRY_COLUMNS, RegistryRow, RowError, parse_registry, registry_csv_text, row_cells
 from liftwatch.simulators.registry import generate_registry
 
@@ -198,3 +200,37 @@ def test_blank_lines_are_skipped(registry_rows: list[RegistryRow]) -> None:
     parsed = parse_registry(text)
     assert parsed.errors == ()
     assert parsed.lines == (3, 4)
+
+
+_ROWS = generate_registry(60, 5)
+_BAD_CELLS = {
+    "registration_code": "SHORT",
+    "rescue_code": "12",
+    "terminal_id": "T 1",
+    "kind": "lift",
+    "address": "",
+    "latitude": "95",
+    "longitude": "east",
+    "use_unit": "",
+    "installed_on": "2020-02-30",
+    "rated_speed": "0",
+    "rated_load": "-5",
+    "bottom_floor": "B2",
+    "top_floor": "",
+    "last_inspection": "2020/01/01",
+    "insured": "yes",
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(damage=st.lists(st.tuples(st.integers(0, 59), st.sampled_from(sorted(_BAD_CELLS))), max_size=12, unique=True))
+def test_exactly_the_damaged_cells_are_reported(damage: list[tuple[int, str]]) -> None:
+    rows = [row_cells(row) for row in _ROWS]
+    for index, column in damage:
+        rows[index][REGISTRY_COLUMNS.index(column)] = _BAD_CELLS[column]
+    parsed = parse_registry(_csv(rows))
+    reported = [(error.line, error.column) for error in parsed.errors]
+    expected = sorted((index + 2, column) for index, column in damage)
+    assert sorted(reported) == expected
+    assert reported == sorted(reported, key=lambda item: (item[0], REGISTRY_COLUMNS.index(item[1])))
+    assert (parsed.rows == ()) == bool(damage)
