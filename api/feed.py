@@ -36,11 +36,18 @@ _RETRY_S = 2.0
 
 @dataclass(frozen=True, slots=True)
 class FeedItem:
-    """One change as delivered to clients: who may see it and its JSON text (encoded once)."""
+    """One change as delivered to clients: who may see it and its SSE frame (encoded once for all)."""
 
     change_id: int
     maintainer: str | None
     data: str
+    frame: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.frame:
+            # JSON text has no raw newlines, so it is a single `data:` line.
+            frame = f"event: incident\nid: {self.change_id}\ndata: {self.data}\n\n".encode()
+            object.__setattr__(self, "frame", frame)
 
 
 def item_from_change(change: IncidentChange) -> FeedItem:

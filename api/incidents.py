@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import StreamingResponse
 from liftwatch import i18n
 from liftwatch.api.app import language, state
 from liftwatch.api.auth import Principal, current_principal, require_roles
@@ -47,6 +47,8 @@ _SELECT = (
     " LEFT JOIN elevators e ON e.registration_code = i.registration_code"
 )
 _RETRY_MS = 2_000
+# A comment line this often keeps proxies from closing an idle stream.
+_KEEPALIVE_S = 15.0
 
 
 def _incident(row: dict[str, Any], settings: ApiSettings) -> Incident:
@@ -133,10 +135,6 @@ async def list_incidents(
     )
 
 
-def _sse(item: FeedItem) -> ServerSentEvent:
-    return ServerSentEvent(raw_data=item.data, id=str(item.change_id), event="incident")
-
-
 async def _replay(request: Request, principal: Principal, after: int, limit: int) -> list[FeedItem]:
     where, params = ["ev.id > %s"], [after]
     _scope(principal, where, params)
@@ -152,7 +150,11 @@ async def _replay(request: Request, principal: Principal, after: int, limit: int
         return [item_from_row(row) for row in await cur.fetchall()]
 
 
-@router.get("/stream", response_class=EventSourceResponse)
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
+)
 async def stream(
     request: Request,
     principal: Reader,
@@ -160,7 +162,7 @@ async def stream(
     after: Annotated[
         int | None, Query(ge=0, description="Start after this change id (e.g. `last_change_id` of a list).")
     ] = None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> StreamingResponse:
     """Live incident changes the caller may see (``event: incident``, ``id:`` = change id).
 
     Reconnecting with ``Last-Event-ID`` (or ``after``) first replays the missed changes from the
@@ -170,27 +172,36 @@ async def stream(
     """
     api = state(request)
     start = last_event_id if last_event_id is not None else after
-    subscription = api.feed.subscribe(principal) if api.feed is not None else contextlib.nullcontext()
-    with subscription as sub:
-        replayed: set[int] = set()
-        yield ServerSentEvent(comment="liftwatch incident feed", retry=_RETRY_MS)
-        if start is not None:
-            items = await _replay(request, principal, start, api.settings.sse_replay_limit)
-            if len(items) > api.settings.sse_replay_limit:
-                yield ServerSentEvent(event="reset", data={"reason": "replay_limit"})
+    limit = api.settings.sse_replay_limit
+
+    async def frames() -> AsyncIterator[bytes]:
+        # Subscribe before reading the replay: a change committed meanwhile comes live (duplicates skipped).
+        with api.feed.subscribe(principal) if api.feed is not None else contextlib.nullcontext() as sub:
+            yield f": liftwatch incident feed\nretry: {_RETRY_MS}\n\n".encode()
+            items = await _replay(request, principal, start, limit) if start is not None else []
+            if len(items) > limit:
+                yield b'event: reset\ndata: {"reason": "replay_limit"}\n\n'
                 return
+            replayed = {item.change_id for item in items}
             for item in items:
-                replayed.add(item.change_id)
-                yield _sse(item)
-        if sub is None:
-            await asyncio.Event().wait()  # no Kafka configured: replay only, keep the connection
-            return
-        while True:
-            live = await sub.queue.get()
-            if live is None:
-                return  # fell behind: the client reconnects with Last-Event-ID and replays
-            if live.change_id not in replayed:
-                yield _sse(live)
+                yield item.frame
+            while True:
+                try:
+                    async with asyncio.timeout(_KEEPALIVE_S):
+                        if sub is None:
+                            await asyncio.Event().wait()  # no Kafka configured: replay only
+                            continue
+                        live = await sub.queue.get()
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if live is None:
+                    return  # fell behind: the client reconnects with Last-Event-ID and replays
+                if live.change_id not in replayed:
+                    yield live.frame
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
 
 
 async def _load(request: Request, principal: Principal, incident_id: int) -> dict[str, Any]:

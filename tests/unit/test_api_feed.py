@@ -1,0 +1,81 @@
+"""The live-feed hub: who gets which change, and a slow client is cut off without hurting others."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from liftwatch.api import feed
+from liftwatch.api.auth import Principal, hash_token, new_token, token_from_request
+from liftwatch.api.metrics import ApiMetrics
+from liftwatch.config import CommonSettings
+from liftwatch.schema import FaultCode, IncidentChange, Severity
+from prometheus_client import CollectorRegistry
+from starlette.requests import Request
+
+OPERATOR = Principal(role="operator", name="op")
+FIRM_A = Principal(role="maintainer", name="a", maintainer_id=1, maintainer_name="Firm A")
+FIRM_B = Principal(role="maintainer", name="b", maintainer_id=2, maintainer_name="Firm B")
+
+
+def _item(change_id: int, maintainer: str | None) -> feed.FeedItem:
+    change = IncidentChange(
+        change_id=change_id, incident_id=7, kind="opened", status="detected", code=FaultCode.TRAPPED_PASSENGER,
+        severity=Severity.CRITICAL, registration_code="3" * 20, terminal="T1", maintainer=maintainer,
+        district="浦东新区", at_ms=1, actor="system",
+    )  # fmt: skip
+    return feed.item_from_change(change)
+
+
+@pytest.fixture
+def hub() -> tuple[feed.IncidentFeed, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return feed.IncidentFeed(CommonSettings(), ApiMetrics.create(registry)), registry
+
+
+def test_each_subscriber_gets_what_its_role_may_see(hub: tuple[feed.IncidentFeed, CollectorRegistry]) -> None:
+    hub_, registry = hub
+    with hub_.subscribe(OPERATOR) as op, hub_.subscribe(FIRM_A) as a, hub_.subscribe(FIRM_B) as b:
+        assert registry.get_sample_value("liftwatch_api_sse_clients") == 3
+        for item in (_item(1, "Firm A"), _item(2, "Firm B"), _item(3, None)):
+            hub_.publish(item)
+        assert [op.queue.get_nowait().change_id for _ in range(3)] == [1, 2, 3]  # type: ignore[union-attr]
+        assert a.queue.qsize() == 1 and a.queue.get_nowait().change_id == 1  # type: ignore[union-attr]
+        assert b.queue.qsize() == 1 and b.queue.get_nowait().change_id == 2  # type: ignore[union-attr]
+    assert registry.get_sample_value("liftwatch_api_sse_clients") == 0
+
+
+def test_a_client_that_falls_behind_is_cut_off_alone(hub: tuple[feed.IncidentFeed, CollectorRegistry]) -> None:
+    hub_, registry = hub
+    with hub_.subscribe(OPERATOR) as slow, hub_.subscribe(OPERATOR) as fast:
+        for change_id in range(feed.SUBSCRIBER_QUEUE + 5):
+            hub_.publish(_item(change_id, None))
+            if fast.queue.qsize() > 10:
+                while not fast.queue.empty():
+                    fast.queue.get_nowait()
+        assert slow.overflowed and slow.queue.qsize() == 1 and slow.queue.get_nowait() is None
+        assert not fast.overflowed
+    assert registry.get_sample_value("liftwatch_api_sse_dropped_total") == 1
+
+
+def test_frames_are_single_line_sse_events() -> None:
+    item = _item(42, "Firm A\nwith a newline")
+    head, ident, data, end = item.frame.decode().split("\n", 3)
+    assert (head, ident, end) == ("event: incident", "id: 42", "\n")
+    assert json.loads(data.removeprefix("data: "))["maintainer"] == "Firm A\nwith a newline"
+
+
+def _request(headers: dict[str, str], query: str = "") -> Request:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    return Request({"type": "http", "headers": raw, "query_string": query.encode(), "method": "GET", "path": "/"})
+
+
+def test_tokens_come_from_header_then_cookie_then_query_and_are_stored_hashed() -> None:
+    token = new_token()
+    assert token.startswith("lw_") and new_token() != token
+    assert hash_token(token) != token and len(hash_token(token)) == 64
+    assert token_from_request(_request({"Authorization": f"Bearer {token}"})) == token
+    assert token_from_request(_request({"Authorization": "Basic abc"})) is None
+    assert token_from_request(_request({"Cookie": f"liftwatch_token={token}"})) == token
+    assert token_from_request(_request({}, f"access_token={token}")) == token
+    assert token_from_request(_request({})) is None
