@@ -123,3 +123,16 @@ def test_english_pdf_and_unknown_scope(reports_fleet: Fleet, tmp_path: Path) -> 
         env={"LIFTWATCH_DATABASE_URL": reports_fleet.url},
     )
     assert result.exit_code == 2 and not (tmp_path / "x.csv").exists()
+
+
+def test_an_empty_month_still_renders(database_url: str, tmp_path: Path) -> None:
+    """No registry, no incidents: empty charts and tables, not a crash."""
+    output = tmp_path / "empty.pdf"
+    result = CliRunner().invoke(
+        app,
+        ["report", "monthly", "--month", "2026-03", "--format", "pdf", "--lang", "zh", "--output", str(output)],
+        env={"LIFTWATCH_DATABASE_URL": database_url},
+    )
+    assert result.exit_code == 0, result.output
+    text = "".join(page.extract_text() for page in pypdf.PdfReader(output).pages)
+    assert "电梯安全运行月度报告" in text and "无" in text
