@@ -1,0 +1,60 @@
+"""core/mqtt.py decodes common packets itself: it must agree with paho on every PUBLISH shape."""
+
+from __future__ import annotations
+
+import struct
+
+import paho.mqtt.client as paho
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from liftwatch.mqtt import _Client
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+def publish_packet(topic: bytes, mid: int, qos: int, properties: bytes, payload: bytes) -> tuple[int, bytearray]:
+    body = struct.pack("!H", len(topic)) + topic
+    if qos:
+        body += struct.pack("!H", mid)
+    body += bytes([len(properties)]) + properties + payload
+    return 0x30 | (qos << 1), bytearray(body)
+
+
+def receive(client_class: type[paho.Client], header: int, body: bytearray) -> paho.MQTTMessage:
+    client = client_class(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    got: list[paho.MQTTMessage] = []
+    client.on_message = lambda c, u, m: got.append(m)
+    client._in_packet["command"] = header
+    client._in_packet["packet"] = body
+    client._handle_publish()
+    assert len(got) == 1
+    return got[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    topic=st.text(alphabet="abcXYZ019/_-", min_size=1, max_size=40).map(str.encode),
+    mid=st.integers(1, 65535),
+    qos=st.sampled_from([0, 1]),
+    properties=st.sampled_from([b"", b"\x01\x01", b"\x03\x00\x04json"]),
+    payload=st.binary(max_size=300),
+)
+def test_fast_publish_decoding_matches_paho(
+    topic: bytes, mid: int, qos: int, properties: bytes, payload: bytes
+) -> None:
+    header, body = publish_packet(topic, mid, qos, properties, payload)
+    ours, theirs = receive(_Client, header, bytearray(body)), receive(paho.Client, header, bytearray(body))
+    assert (ours.topic, ours.payload, ours.qos, ours.mid, ours.retain, ours.dup) == (
+        theirs.topic,
+        theirs.payload,
+        theirs.qos,
+        theirs.mid,
+        theirs.retain,
+        theirs.dup,
+    )
+    assert ours.payload == payload
+
+
+def test_malformed_publish_is_left_to_paho() -> None:
+    with pytest.raises(Exception):  # noqa: B017 - whatever paho raises, we do not swallow it
+        receive(_Client, 0x32, bytearray(b"\x00"))
