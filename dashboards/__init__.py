@@ -1,1 +1,1 @@
-"""liftwatch.dashboards"""
+"""liftwatch.dashboards: Grafana dashboards kept as JSON in this folder, and `liftwatch dashboards push`."""
