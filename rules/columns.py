@@ -7,7 +7,6 @@ the terminal is a *slot* (an index into the engine's per-terminal state arrays).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -42,61 +41,142 @@ DTYPES: dict[str, type[np.generic]] = {
     "limit_up": np.bool_,
     "limit_down": np.bool_,
 }
+"""The fields of a sample the rules read."""
+
+# The flags, mode and door of a sample are packed in one uint16 (``code``): reordering a batch is
+# then five gathers instead of thirteen; unpacking afterwards is sequential and cheap.
+_FLAG_BITS = {"door_zone": 0, "occupied": 1, "safety": 2, "alarm": 3, "power": 4, "limit_up": 5, "limit_down": 6}
+_MODE_SHIFT, _DOOR_SHIFT = 8, 12
+RAW_FIELDS: dict[str, type[np.generic]] = {
+    "slot": np.int32,
+    "ts": np.int64,
+    "speed": np.float64,
+    "floor": np.int16,
+    "code": np.uint16,
+}
 
 
-@dataclass(slots=True)
+def pack(**fields: Any) -> npt.NDArray[np.uint16]:
+    """The ``code`` column of flags, mode and door arrays."""
+    code = np.asarray(fields["mode"], np.uint16) << _MODE_SHIFT
+    code |= np.asarray(fields["door"], np.uint16) << _DOOR_SHIFT
+    for name, bit in _FLAG_BITS.items():
+        code |= np.asarray(fields[name], np.uint16) << bit
+    return code
+
+
 class Columns:
-    """A batch of samples of many terminals, one array per field, all the same length."""
+    """A batch of samples of many terminals, one array per field, all the same length.
 
-    slot: I32
-    ts: I64
-    mode: I8
-    floor: I16
-    door_zone: B
-    speed: F64
-    door: I8
-    occupied: B
-    safety: B
-    alarm: B
-    power: B
-    limit_up: B
-    limit_down: B
+    Immutable: derived field arrays are computed once and cached.
+    """
+
+    __slots__ = ("_cache", "code", "floor", "slot", "speed", "ts")
+
+    def __init__(self, slot: I32, ts: I64, speed: F64, floor: I16, code: npt.NDArray[np.uint16]) -> None:
+        self.slot = slot
+        self.ts = ts
+        self.speed = speed
+        self.floor = floor
+        self.code = code
+        self._cache: dict[str, np.ndarray[Any, Any]] = {}
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
 
+    def _flag(self, name: str) -> B:
+        value = self._cache.get(name)
+        if value is None:
+            value = self._cache[name] = (self.code & (1 << _FLAG_BITS[name])) != 0
+        return value
+
+    @property
+    def mode(self) -> I8:
+        value = self._cache.get("mode")
+        if value is None:
+            value = self._cache["mode"] = ((self.code >> _MODE_SHIFT) & 7).astype(np.int8)
+        return value
+
+    @property
+    def door(self) -> I8:
+        value = self._cache.get("door")
+        if value is None:
+            value = self._cache["door"] = ((self.code >> _DOOR_SHIFT) & 3).astype(np.int8)
+        return value
+
+    @property
+    def door_zone(self) -> B:
+        return self._flag("door_zone")
+
+    @property
+    def occupied(self) -> B:
+        return self._flag("occupied")
+
+    @property
+    def safety(self) -> B:
+        return self._flag("safety")
+
+    @property
+    def alarm(self) -> B:
+        return self._flag("alarm")
+
+    @property
+    def power(self) -> B:
+        return self._flag("power")
+
+    @property
+    def limit_up(self) -> B:
+        return self._flag("limit_up")
+
+    @property
+    def limit_down(self) -> B:
+        return self._flag("limit_down")
+
     @classmethod
     def empty(cls) -> Columns:
-        return cls(**{name: np.empty(0, dtype) for name, dtype in DTYPES.items()})
+        return cls(**{name: np.empty(0, dtype) for name, dtype in RAW_FIELDS.items()})
 
     @classmethod
     def from_arrays(cls, **arrays: Any) -> Columns:
         """Build from array-likes (missing optional fields take the schema defaults)."""
         n = len(arrays["ts"])
         defaults = {"alarm": False, "power": True, "limit_up": False, "limit_down": False}
-        built = {}
-        for name, dtype in DTYPES.items():
+        fields = {}
+        for name in DTYPES:
             value = arrays.get(name)
             if value is None:
                 if name not in defaults:
                     raise KeyError(name)
-                built[name] = np.full(n, defaults[name], dtype)
-            else:
-                built[name] = np.asarray(value, dtype)
-        return cls(**built)
+                value = np.full(n, defaults[name], np.bool_)
+            fields[name] = value
+        return cls(
+            slot=np.asarray(fields["slot"], np.int32),
+            ts=np.asarray(fields["ts"], np.int64),
+            speed=np.asarray(fields["speed"], np.float64),
+            floor=np.asarray(fields["floor"], np.int16),
+            code=pack(**fields),
+        )
+
+    @classmethod
+    def from_raw(cls, **raw: Any) -> Columns:
+        """Build from the packed arrays of :meth:`raw`."""
+        return cls(**{name: np.asarray(raw[name], dtype) for name, dtype in RAW_FIELDS.items()})
+
+    def raw(self) -> dict[str, np.ndarray[Any, Any]]:
+        """The packed arrays (for snapshots)."""
+        return {"slot": self.slot, "ts": self.ts, "speed": self.speed, "floor": self.floor, "code": self.code}
 
     def take(self, index: IP | B) -> Columns:
         """The rows selected by an index array or boolean mask."""
-        return Columns(*(getattr(self, f.name)[index] for f in fields(self)))
+        return Columns(self.slot[index], self.ts[index], self.speed[index], self.floor[index], self.code[index])
 
     @staticmethod
     def concat(parts: Sequence[Columns]) -> Columns:
         if len(parts) == 1:
             return parts[0]
-        return Columns(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Columns)))
-
-    def as_dict(self) -> dict[str, np.ndarray[Any, Any]]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return Columns(
+            *(np.concatenate([getattr(p, name) for p in parts]) for name in ("slot", "ts", "speed", "floor", "code"))
+        )
 
 
 def from_samples(slots: Iterable[int], samples: Sequence[Sample]) -> Columns:
@@ -106,15 +186,17 @@ def from_samples(slots: Iterable[int], samples: Sequence[Sample]) -> Columns:
     return Columns(
         slot=np.fromiter(slots, np.int32, n),
         ts=np.fromiter((s.ts for s in samples), np.int64, n),
-        mode=np.fromiter((mode_code[s.mode] for s in samples), np.int8, n),
-        floor=np.fromiter((s.floor for s in samples), np.int16, n),
-        door_zone=np.fromiter((s.door_zone for s in samples), np.bool_, n),
         speed=np.fromiter((s.speed for s in samples), np.float64, n),
-        door=np.fromiter((door_code[s.door] for s in samples), np.int8, n),
-        occupied=np.fromiter((s.occupied for s in samples), np.bool_, n),
-        safety=np.fromiter((s.safety_circuit for s in samples), np.bool_, n),
-        alarm=np.fromiter((s.alarm_button for s in samples), np.bool_, n),
-        power=np.fromiter((s.power for s in samples), np.bool_, n),
-        limit_up=np.fromiter((s.limit_up for s in samples), np.bool_, n),
-        limit_down=np.fromiter((s.limit_down for s in samples), np.bool_, n),
+        floor=np.fromiter((s.floor for s in samples), np.int16, n),
+        code=pack(
+            mode=np.fromiter((mode_code[s.mode] for s in samples), np.uint16, n),
+            door=np.fromiter((door_code[s.door] for s in samples), np.uint16, n),
+            door_zone=np.fromiter((s.door_zone for s in samples), np.bool_, n),
+            occupied=np.fromiter((s.occupied for s in samples), np.bool_, n),
+            safety=np.fromiter((s.safety_circuit for s in samples), np.bool_, n),
+            alarm=np.fromiter((s.alarm_button for s in samples), np.bool_, n),
+            power=np.fromiter((s.power for s in samples), np.bool_, n),
+            limit_up=np.fromiter((s.limit_up for s in samples), np.bool_, n),
+            limit_down=np.fromiter((s.limit_down for s in samples), np.bool_, n),
+        ),
     )

@@ -42,7 +42,7 @@ from liftwatch.schema import (
     fault_event_id,
 )
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 class RuleProcessor:
@@ -256,7 +256,7 @@ class RuleProcessor:
         position = {int(slot): i for i, slot in enumerate(slots.tolist())}
         held_index = np.fromiter((position[int(x)] for x in held.slot.tolist()), np.int64, len(held))
         arrays: dict[str, Any] = {f"row_{k}": v for k, v in rows.items()}
-        arrays.update({f"held_{k}": v for k, v in held.as_dict().items() if k != "slot"})
+        arrays.update({f"held_{k}": v for k, v in held.raw().items() if k != "slot"})
         arrays["held_index"] = held_index
         arrays["terminals"] = np.asarray(list(terminals), dtype=np.str_)
         arrays["version"] = np.asarray([SNAPSHOT_VERSION])
@@ -281,7 +281,7 @@ class RuleProcessor:
         self.state.reset(slots)
         self.state.load_rows(slots, rows)
         if held_index.shape[0]:
-            restored = Columns.from_arrays(slot=slots[held_index], **held)
+            restored = Columns.from_raw(slot=slots[held_index], **held)
             self.state.pending = Columns.concat([self.state.pending, restored])
         return terminals
 
