@@ -113,3 +113,33 @@ def test_engine_refuses_to_start_with_a_bad_thresholds_file(tmp_path: Path, monk
     result = CliRunner().invoke(app, [])
     assert result.exit_code == 2
     assert "overspeed.factor" in result.output and str(path) in result.output
+
+
+def test_a_changed_registry_takes_effect_on_the_next_batch() -> None:
+    processor = RuleProcessor(build(), lateness_ms=0)
+    processor.set_registry({})  # not fitted yet: only unregistered_terminal
+
+    def fast(t0: int, seq: int) -> list[str]:
+        samples = [
+            Sample(
+                ts=t0 + 300 * i,
+                mode="normal",
+                floor=5,
+                door_zone=False,
+                direction="up",
+                speed=1.5,
+                door="closed",
+                occupied=True,
+                safety_circuit=True,
+            )
+            for i in range(4)
+        ]
+        events, _ = processor.process([TelemetryRecord("E9", seq, 0, samples)], flush=True)
+        return [f"{e.code}:{e.transition}" for e in events]
+
+    assert fast(0, 0) == ["unregistered_terminal:raised"]
+    processor.set_registry({"E9": TerminalInfo("31000000000000000009", 1.0, 0, 9)})
+    assert fast(100_000, 1) == ["overspeed:raised"]
+    processor.set_registry({"E9": TerminalInfo("31000000000000000009", 2.0, 0, 9)})  # re-rated elevator
+    assert fast(200_000, 2) == []
+    assert fast(210_000, 3) == ["overspeed:cleared"], "false for 10 s under the new rated speed"
