@@ -70,8 +70,19 @@ def read_state(conn: psycopg.Connection[Any], month: dt.date) -> MonthState | No
     return MonthState(*values)
 
 
-def refresh_month(conn: psycopg.Connection[Any], month: dt.date, timezone: str, now: dt.datetime) -> MonthState:
-    """Recompute the rollup of ``month`` (site-local) in one transaction."""
+def refresh_month(
+    conn: psycopg.Connection[Any],
+    month: dt.date,
+    timezone: str,
+    now: dt.datetime,
+    *,
+    unless_refreshed_since: dt.datetime | None = None,
+) -> MonthState:
+    """Recompute the rollup of ``month`` (site-local) in one transaction.
+
+    With ``unless_refreshed_since``, a refresh that another process finished meanwhile (since that
+    time) is taken as is: concurrent requests for a stale month compute it once.
+    """
     start, end = stats.month_bounds(month, timezone)
     observed = stats.days_observed(month, now, timezone)
     params: dict[str, Any] = {
@@ -89,6 +100,10 @@ def refresh_month(conn: psycopg.Connection[Any], month: dt.date, timezone: str, 
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NAMESPACE, month.year * 12 + month.month))
         # A city month groups a few hundred thousand rows: let them hash in memory instead of spilling.
         conn.execute("SET LOCAL work_mem = '256MB'")
+        if unless_refreshed_since is not None:
+            done = read_state(conn, month)
+            if done is not None and done.site_timezone == timezone and done.refreshed_at >= unless_refreshed_since:
+                return done
         for table in (
             "report_months",
             "report_fleet",
@@ -209,7 +224,7 @@ def ensure_month(
     state = read_state(conn, month)
     if state is not None and state.site_timezone == timezone and (state.complete or now - state.refreshed_at < max_age):
         return state
-    return refresh_month(conn, month, timezone, now)
+    return refresh_month(conn, month, timezone, now, unless_refreshed_since=now - max_age)
 
 
 def refresh_due(
