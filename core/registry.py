@@ -8,6 +8,7 @@ row changes nothing. Decisions the contract leaves open are in ``docs/registry.m
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import enum
@@ -315,6 +316,10 @@ _COLUMNS: dict[str, _Column] = {
 }
 _UNIQUE_COLUMNS = ("registration_code", "rescue_code", "terminal_id")
 _PROGRESS_EVERY = 5000
+_CHUNK_ROWS = 20_000
+_DECODE_STEP = 1 << 20
+# Text columns whose values repeat across rows (one string object kept per distinct value).
+_REPEATED_TEXT = ("kind", "address", "district", "use_unit", "maintainer", "manufacturer", "model")
 _BAD = object()
 """Marks a cell that failed to parse (already reported), so cross-cell checks skip it."""
 
@@ -322,15 +327,25 @@ Progress = Callable[[str, int, int], None]
 """Called with (phase, done, total) during long imports; total 0 means unknown."""
 
 
-def _decode(data: bytes | str) -> tuple[str, RowError | None]:
+def _open(data: bytes | str) -> tuple[TextIO, int, RowError | None]:
+    """A text stream over the file (decoded as read, not copied), its line count, or why not."""
     if isinstance(data, str):
-        return data.removeprefix("\ufeff"), None
+        return io.StringIO(data.removeprefix("\ufeff")), data.count("\n"), None
+    # Check the whole file is UTF-8 first, a megabyte at a time (no second copy of the file).
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        reason = f"not UTF-8 (byte 0x{data[error.start]:02x}); save the file as CSV UTF-8"
-        return "", RowError(line, "", reason)
+        for offset in range(0, len(data), _DECODE_STEP):
+            decoder.decode(data[offset : offset + _DECODE_STEP])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = data.count(b"\n", 0, error.start) + 1
+            reason = f"not UTF-8 (byte 0x{data[error.start]:02x}); save the file as CSV UTF-8"
+            return io.StringIO(), 0, RowError(line, "", reason)
+    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+    return stream, data.count(b"\n"), None
 
 
 def _check_header(header: list[str], line: int) -> tuple[dict[str, int], list[RowError]]:
@@ -377,29 +392,37 @@ def parse_registry(data: bytes | str, *, progress: Progress | None = None) -> Pa
 
 
 def _parse(data: bytes | str, progress: Progress | None) -> ParsedRegistry:
-    text, decode_error = _decode(data)
+    stream, total, decode_error = _open(data)
     if decode_error is not None:
         return _failed([decode_error])
-    reader = csv.reader(io.StringIO(text), strict=True)
-    header: list[str] = []
-    try:
-        for header in reader:
-            if header:
-                break
-    except csv.Error as error:
-        return _failed([RowError(reader.line_num, "", f"unreadable CSV: {error}")])
-    if not header:
-        return _failed([RowError(1, "", "empty file: a header row is required")])
-    positions, errors = _check_header(header, reader.line_num)
-    lines, records = _read_records(reader, len(header), errors, progress, text.count("\n"))
-    # Column-wise from here: one list per column, in file order.
-    by_column = list(zip(*records, strict=True)) if records else [() for _ in header]
-    values: list[list[Any]] = []
+    with stream:
+        reader = csv.reader(stream, strict=True)
+        header: list[str] = []
+        try:
+            for header in reader:
+                if header:
+                    break
+        except csv.Error as error:
+            return _failed([RowError(reader.line_num, "", f"unreadable CSV: {error}")])
+        if not header:
+            return _failed([RowError(1, "", "empty file: a header row is required")])
+        positions, errors = _check_header(header, reader.line_num)
+        # Column-wise, a chunk of rows at a time: the raw cells of one chunk at most are alive.
+        values: list[list[Any]] = [[] for _ in REGISTRY_COLUMNS]
+        lines: list[int] = []
+        shared: dict[str, dict[Any, Any]] = {name: {} for name in _REPEATED_TEXT}
+        for chunk_lines, records in _read_chunks(reader, len(header), errors, progress, total):
+            by_column = list(zip(*records, strict=True))
+            for name, position in positions.items():
+                column = _read_column(name, by_column[position], chunk_lines, errors)
+                if name in shared:
+                    # Many rows repeat a firm, owner or address: keep one string object of each.
+                    column = list(map(shared[name].setdefault, column, column))
+                values[_INDEX[name]].extend(column)
+            lines.extend(chunk_lines)
     for name in REGISTRY_COLUMNS:
-        if name in positions:
-            values.append(_read_column(name, by_column[positions[name]], lines, errors))
-        else:
-            values.append([None] * len(lines))
+        if name not in positions:
+            values[_INDEX[name]] = [None] * len(lines)
     _check_rows(values, lines, errors)
     if errors:
         errors.sort(key=_error_order)
@@ -408,27 +431,31 @@ def _parse(data: bytes | str, progress: Progress | None) -> ParsedRegistry:
     return ParsedRegistry(rows, tuple(lines), frozenset(positions), ())
 
 
-def _read_records(
+def _read_chunks(
     reader: Any, width: int, errors: list[RowError], progress: Progress | None, total: int
-) -> tuple[list[int], list[list[str]]]:
-    """The rows with the header's width and the line each starts on; other rows are errors."""
+) -> Iterator[tuple[list[int], list[list[str]]]]:
+    """Chunks of rows with the header's width and the line each starts on; other rows are errors."""
     lines: list[int] = []
     records: list[list[str]] = []
     line = reader.line_num
     try:
         for count, cells in enumerate(reader):
             start, line = line + 1, reader.line_num
-            if progress is not None and count % _PROGRESS_EVERY == 0:
-                progress("parsing", line, total)
             if len(cells) == width:
                 lines.append(start)
                 records.append(cells)
             elif cells and (len(cells) > 1 or cells[0].strip()):
                 errors.append(RowError(start, "", f"{len(cells)} cells but the header has {width} columns"))
             # else: a blank line, skipped
+            if len(records) == _CHUNK_ROWS:
+                yield lines, records
+                lines, records = [], []
+            if progress is not None and count % _PROGRESS_EVERY == 0:
+                progress("parsing", line, total)
     except csv.Error as error:
         errors.append(RowError(reader.line_num, "", f"unreadable CSV, stopped reading here: {error}"))
-    return lines, records
+    if records:
+        yield lines, records
 
 
 def _read_column(name: str, raw: tuple[str, ...], lines: list[int], errors: list[RowError]) -> list[Any]:

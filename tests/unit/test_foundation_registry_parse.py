@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from liftwatch import registry
 from liftwatch.registry import REGISTRY_COLUMNS, RegistryRow, RowError, parse_registry, registry_csv_text, row_cells
 from liftwatch.simulators.registry import generate_registry
 
@@ -223,12 +225,17 @@ _BAD_CELLS = {
 
 
 @settings(max_examples=40, deadline=None)
-@given(damage=st.lists(st.tuples(st.integers(0, 59), st.sampled_from(sorted(_BAD_CELLS))), max_size=12, unique=True))
-def test_exactly_the_damaged_cells_are_reported(damage: list[tuple[int, str]]) -> None:
+@given(
+    chunk=st.integers(1, 70),
+    damage=st.lists(st.tuples(st.integers(0, 59), st.sampled_from(sorted(_BAD_CELLS))), max_size=12, unique=True),
+)
+def test_exactly_the_damaged_cells_are_reported(chunk: int, damage: list[tuple[int, str]]) -> None:
     rows = [row_cells(row) for row in _ROWS]
     for index, column in damage:
         rows[index][REGISTRY_COLUMNS.index(column)] = _BAD_CELLS[column]
-    parsed = parse_registry(_csv(rows))
+    # Whatever the chunk size of the column-wise reading, the same errors come out.
+    with mock.patch.object(registry, "_CHUNK_ROWS", chunk):
+        parsed = parse_registry(_csv(rows).encode())
     reported = [(error.line, error.column) for error in parsed.errors]
     expected = sorted((index + 2, column) for index, column in damage)
     assert sorted(reported) == expected
