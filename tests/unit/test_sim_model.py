@@ -6,6 +6,8 @@ import itertools
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from liftwatch.contract import Accepted, decode_telemetry
 from liftwatch.schema import FaultCode
 from liftwatch.simulators.faults import FaultInjection, timing
@@ -200,3 +202,29 @@ def test_a_single_landing_car_just_reports_heartbeats() -> None:
     samples = samples_by_terminal(simulate_fleet([spec], start_ms=START_MS, duration_s=1800, seed=1))["ONE"]
     assert len(samples) >= 60
     assert all(s.speed == 0 and s.door == "closed" and not s.occupied and s.floor == 1 for s in samples)
+
+
+@settings(max_examples=4, deadline=None)
+@given(
+    cars=st.lists(
+        st.tuples(st.sampled_from([0.5, 0.63, 1.0, 1.6, 2.5, 4.0, 6.0]), st.integers(-3, 2), st.integers(1, 60)),
+        min_size=1,
+        max_size=4,
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_building_moves_like_an_elevator(cars: list[tuple[float, int, int]], seed: int) -> None:
+    """Whatever the speed and height, the invariants of normal traffic hold."""
+    specs = [
+        ElevatorSpec(f"P{i}", f"3101{i:016d}", speed, bottom, bottom + floors)
+        for i, (speed, bottom, floors) in enumerate(cars)
+    ]
+    by_terminal = samples_by_terminal(simulate_fleet(specs, start_ms=START_MS, duration_s=600, seed=seed))
+    for spec in specs:
+        samples = by_terminal[spec.terminal_id]
+        for s in samples:
+            assert spec.bottom_floor <= s.floor <= spec.top_floor
+            assert s.speed <= spec.rated_speed
+            assert s.door == "closed" or (s.speed == 0 and s.door_zone)
+            assert s.speed >= 0.05 or s.door_zone
+        assert catalog_episodes(samples, spec) == []
