@@ -146,7 +146,7 @@ def test_terminals_move_and_codes_swap_between_elevators_of_one_file(database_ur
             c.terminal_id: None,
             "T-REPLACED": c.registration_code,
         }
-        rescue = dict(conn.execute("SELECT registration_code, rescue_code FROM elevators").fetchall())
+        rescue: dict[str, str] = dict(conn.execute("SELECT registration_code, rescue_code FROM elevators").fetchall())
         assert (rescue[a.registration_code], rescue[b.registration_code]) == (b.rescue_code, a.rescue_code)
         # An empty terminal cell removes the terminal; the terminal itself stays known.
         assert import_registry(conn, [_replace(c, terminal_id=None)]).terminals_detached == 1
