@@ -157,3 +157,30 @@ def test_replay_prints_events_and_counts_and_takes_overrides(
     bad = runner.invoke(app, ["replay", "--from", start, "--to", end, "--set", "trapped_passenger.hold=3"])
     assert bad.exit_code != 0
     assert "hold" in bad.output
+
+
+async def test_rebalance_moves_terminal_state_between_engines(rules_settings: RulesSettings, database_url: str) -> None:
+    from tests.fixtures.rules import register_elevator
+
+    terminals = [f"RB{i}" for i in range(8)]  # keys spread over the 8 telemetry partitions
+    for i, terminal in enumerate(terminals):
+        register_elevator(database_url, terminal, f"311000000000000001{i:02d}")
+
+    def round_(start: int, stop: int) -> list[TelemetryRecord]:
+        return [record(i, trapped(T0 + 1000 * i), terminal=t) for i in range(start, stop) for t in terminals]
+
+    async with engine_in_process(rules_settings):
+        await send_telemetry(rules_settings, round_(0, 11))
+        await wait_checkpoint(database_url, rules_settings.rules_group, 11 * len(terminals))
+        # A second engine joins the group: partitions (and their terminals' timers) move to it.
+        async with engine_in_process(rules_settings) as second:
+
+            async def assigned() -> bool:
+                return (second.get_sample_value("liftwatch_rules_terminals") or 0) > 0
+
+            await send_telemetry(rules_settings, round_(11, 31))
+            await wait_until(assigned, timeout=60, every=0.1)
+            await wait_checkpoint(database_url, rules_settings.rules_group, 31 * len(terminals))
+            events = await read_faults(rules_settings, until=len(terminals), settle=1.0)
+    raised = sorted((e.terminal, e.since_ms, e.at_ms) for e in events if e.code == "trapped_passenger")
+    assert raised == [(t, T0, T0 + 20_000) for t in terminals]
