@@ -312,9 +312,31 @@ def print_result(result: LevelResult) -> None:
         f" -> achieved {result.achieved_msgs:>7.0f} msg/s = {result.achieved_samples:>7.0f} samples/s"
         f" (drain {result.drain_s:4.1f} s)  loss {loss}  gateway p50/p99 {result.gateway_p50_ms:.0f}/"
         f"{result.gateway_p99_ms:.0f} ms  row p50/p99 {result.e2e_p50_ms:.0f}/{result.e2e_p99_ms:.0f} ms\n"
-        f"             cpu: {cpu}",
+        f"             cpu: {cpu}\n"
+        f"             cost per message (CPU us, robust to a busy machine): {cost_line(result)}",
         flush=True,
     )
+
+
+PLATFORM = ("gateway", "writer", "pg-writer", "mosquitto", "tansu")
+
+
+def cost_us(result: LevelResult) -> dict[str, float]:
+    """CPU microseconds each process spent per message at this level."""
+    messages = max(1.0, result.achieved_msgs)
+    return {name: share * 1e6 / messages for name, share in result.cpu.items()}
+
+
+def projected_capacity(result: LevelResult) -> float:
+    """Messages/s the platform processes could sustain with every core of this machine to themselves."""
+    total = sum(cost for name, cost in cost_us(result).items() if name in PLATFORM)
+    return (os.cpu_count() or 1) * 1e6 / total if total else 0.0
+
+
+def cost_line(result: LevelResult) -> str:
+    costs = cost_us(result)
+    parts = " ".join(f"{name}={costs[name]:.0f}" for name in (*PLATFORM, "publisher") if name in costs)
+    return f"{parts}; platform total -> {projected_capacity(result):.0f} msg/s on {os.cpu_count()} idle cores"
 
 
 async def measure(
@@ -447,8 +469,18 @@ def summarize(ours: list[LevelResult], base: list[LevelResult]) -> None:
             f"  {per_message:>2} samples/message: sustained {sustained(ours, per_message):>7.0f} {unit},"
             f" peak {mine:>7.0f} {unit} (target {target}); baseline peak {theirs:>6.0f} {unit}; ratio {ratio}"
         )
+    for per_message in (10, 1):
+        levels = [r for r in ours if r.per_message == per_message]
+        if levels:
+            top = max(levels, key=lambda r: r.achieved_msgs)
+            capacity = projected_capacity(top)
+            print(
+                f"  {per_message:>2} samples/message, projected from CPU cost at the peak level (platform processes"
+                f" alone on {os.cpu_count()} cores): {capacity:.0f} msg/s = {capacity * per_message:.0f} samples/s"
+            )
     total_loss = sum(r.published_samples - r.rows for r in ours + base)
     print(f"  loss over the whole run: {total_loss} samples (must be 0)")
+    print(f"  machine load average at the end: {os.getloadavg()[0]:.1f} (other work competes when above ~1)")
 
 
 def main() -> None:
