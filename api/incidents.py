@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from liftwatch import i18n
 from liftwatch.api.app import language, state
 from liftwatch.api.auth import Principal, current_principal, require_roles
@@ -84,7 +84,7 @@ async def list_incidents(
     until: Annotated[datetime | None, Query(description="Detected before.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
-) -> IncidentPage:
+) -> Response:
     """Incidents, newest first, with filters and keyset pagination."""
     where: list[str] = ["TRUE"]
     params: list[object] = []
@@ -128,11 +128,13 @@ async def list_incidents(
         )
         rows = await cur.fetchall()
     items = [_incident(row, api.settings) for row in rows[:limit]]
-    return IncidentPage(
+    page = IncidentPage(
         items=items,
         next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None,
         last_change_id=last["last"] if last else 0,
     )
+    # Serialised here once: FastAPI would validate the page again against response_model.
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 async def _replay(request: Request, principal: Principal, after: int, limit: int) -> list[FeedItem]:
