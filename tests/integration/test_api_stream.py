@@ -56,6 +56,17 @@ async def _collect(
     return got
 
 
+async def _subscribed(api: RunningApi, count: int) -> None:
+    """Wait until ``count`` stream clients are registered with the feed (no sleeping on a guess)."""
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as client:
+        for _ in range(400):
+            text = (await client.get("/metrics")).text
+            if f"liftwatch_api_sse_clients {float(count)}" in text:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} stream clients never subscribed")
+
+
 def _new_incident(world: World, firm: str, number: int) -> int:
     with psycopg.connect(world.database_url) as conn:
         district = "浦东新区" if firm == "a" else "黄浦区"
@@ -69,7 +80,7 @@ async def test_changes_reach_each_role_filtered_and_a_reconnect_replays(
     operator = asyncio.create_task(_collect(api_server, api_world.tokens["operator"], 2))
     firm_a = asyncio.create_task(_collect(api_server, api_world.tokens["maintainer"], 1))
     firm_b = asyncio.create_task(_collect(api_server, api_world.tokens["maintainer_b"], 1))
-    await asyncio.sleep(0.5)  # subscribed
+    await _subscribed(api_server, 3)
     b_incident = await asyncio.to_thread(_new_incident, api_world, "b", 11)
     a_incident = await asyncio.to_thread(_new_incident, api_world, "a", 12)
     seen_by_operator, seen_by_a, seen_by_b = await asyncio.wait_for(asyncio.gather(operator, firm_a, firm_b), 30)
@@ -94,7 +105,7 @@ async def test_an_operator_action_is_delivered_live(
     api_server: RunningApi, api_world: World, outbox_relay: None
 ) -> None:
     listener = asyncio.create_task(_collect(api_server, api_world.tokens["maintainer"], 1))
-    await asyncio.sleep(0.5)
+    await _subscribed(api_server, 1)
     async with httpx.AsyncClient(base_url=api_server.url, timeout=30) as client:
         answer = await client.post(
             f"/api/v1/incidents/{api_world.incidents['a']}/acknowledge",
