@@ -31,6 +31,9 @@ class Outcome(enum.StrEnum):
     """A clear with no open incident (already closed by a person): nothing to change."""
     DUPLICATE = "duplicate"
     """The event id was seen before (replay after a restart or rebalance)."""
+    STALE = "stale"
+    """Older than the last event applied to the open incident: a redelivery of an event that
+    changed nothing the first time (a clear with nothing open), so it changes nothing now."""
 
 
 class EventKind(enum.StrEnum):
@@ -55,6 +58,8 @@ class OpenIncident:
     chattering: bool
     condition_cleared: bool
     toggles_ms: tuple[int, ...]
+    last_event_ms: int | None = None
+    """Event time of the last fault event applied (None: not recorded)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,8 @@ def fold(
     toggles: int = CHATTERING_TOGGLES,
 ) -> Fold:
     """The effect of ``event`` on the open incident of its (terminal, code), if any."""
+    if incident is not None and incident.last_event_ms is not None and event.at_ms < incident.last_event_ms:
+        return Fold(Outcome.STALE, None)
     if event.transition == "raised":
         if incident is None:
             return Fold(Outcome.OPENED, EventKind.OPENED, toggles_ms=(event.at_ms,), seen_ms=event.at_ms)

@@ -14,7 +14,7 @@ class AlertsMetrics:
         )
         self.events = Counter(
             "liftwatch_alerts_fault_events",
-            "Fault events consumed, by outcome (opened, repeated, cleared, orphan_clear, duplicate).",
+            "Fault events consumed, by outcome (opened, repeated, cleared, orphan_clear, duplicate, stale).",
             ["outcome"],
             registry=registry,
         )

@@ -173,7 +173,7 @@ _REGISTRY_BY_CODE = """
 SELECT registration_code, maintainer_id, district, use_unit_id FROM elevators WHERE registration_code = %s
 """
 _OPEN_INCIDENT = """
-SELECT id, occurrences, chattering, condition_cleared_at IS NOT NULL AS cleared, toggles_ms
+SELECT id, occurrences, chattering, condition_cleared_at IS NOT NULL AS cleared, toggles_ms, last_event_ms
 FROM incidents
 WHERE terminal_id = %s AND code = %s AND status NOT IN ('closed', 'false_alarm', 'auto_cleared')
 FOR UPDATE
@@ -204,6 +204,7 @@ async def _open_incident(conn: psycopg.AsyncConnection[Any], event: FaultEvent) 
         chattering=row["chattering"],
         condition_cleared=row["cleared"],
         toggles_ms=tuple(row["toggles_ms"]),
+        last_event_ms=row["last_event_ms"],
     )
 
 
@@ -278,7 +279,8 @@ async def _insert_incident(
             await cur.execute(
                 "INSERT INTO incidents (registration_code, terminal_id, code, severity, status, maintainer_id,"
                 " district, use_unit_id, detected_at, opened_at, last_seen_at, evidence, toggles_ms,"
-                " last_notified_at) VALUES (%s, %s, %s, %s, 'detected', %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " last_notified_at, last_event_ms)"
+                " VALUES (%s, %s, %s, %s, 'detected', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " RETURNING id",
                 (
                     snapshot["registration_code"],
@@ -294,6 +296,7 @@ async def _insert_incident(
                     _evidence(event),
                     list(result.toggles_ms),
                     now,
+                    event.at_ms,
                 ),
             )
     except UniqueViolation:
@@ -312,7 +315,8 @@ async def _update_incident(
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "UPDATE incidents SET occurrences = %s, chattering = %s, condition_cleared_at = %s, toggles_ms = %s,"
-        " last_seen_at = COALESCE(%s, last_seen_at), evidence = CASE WHEN %s THEN %s ELSE evidence END"
+        " last_seen_at = COALESCE(%s, last_seen_at), evidence = CASE WHEN %s THEN %s ELSE evidence END,"
+        " last_event_ms = GREATEST(last_event_ms, %s)"
         " WHERE id = %s RETURNING status",
         (
             result.occurrences,
@@ -322,6 +326,7 @@ async def _update_incident(
             seen_at,
             seen_at is not None,
             _evidence(event),
+            event.at_ms,
             incident_id,
         ),
     )

@@ -32,9 +32,9 @@ def event(transition: str, at_s: float, *, code: FaultCode = FaultCode.DOOR_HELD
     )
 
 
-def apply(incident: OpenIncident | None, result: Fold) -> OpenIncident | None:
+def apply(incident: OpenIncident | None, result: Fold, at_ms: int) -> OpenIncident | None:
     """What the store does with a fold (for sequences)."""
-    if result.outcome is Outcome.ORPHAN_CLEAR:
+    if result.outcome in (Outcome.ORPHAN_CLEAR, Outcome.STALE):
         return incident
     return OpenIncident(
         id=1,
@@ -42,6 +42,7 @@ def apply(incident: OpenIncident | None, result: Fold) -> OpenIncident | None:
         chattering=result.chattering,
         condition_cleared=result.condition_cleared_ms is not None,
         toggles_ms=result.toggles_ms,
+        last_event_ms=max(at_ms, incident.last_event_ms or 0) if incident else at_ms,
     )
 
 
@@ -49,8 +50,9 @@ def run(transitions: list[tuple[str, float]]) -> list[Fold]:
     incident: OpenIncident | None = None
     results = []
     for transition, at_s in transitions:
-        result = fold(incident, event(transition, at_s))
-        incident = apply(incident, result)
+        fault_event = event(transition, at_s)
+        result = fold(incident, fault_event)
+        incident = apply(incident, result, fault_event.at_ms)
         results.append(result)
     return results
 
@@ -73,6 +75,8 @@ def run(transitions: list[tuple[str, float]]) -> list[Fold]:
             ["opened", "condition_cleared", "updated", "condition_cleared"],
             False,
         ),
+        # A redelivered clear older than the incident (it found nothing open the first time).
+        ([("cleared", 5), ("raised", 10), ("cleared", 5)], ["orphan_clear", "opened", "stale"], None, False),
         # A repeated raise without a clear in between is not a toggle.
         ([("raised", 0), ("raised", 1), ("raised", 2), ("raised", 3)], ["opened", *["repeated"] * 3], None, False),
         (
@@ -90,7 +94,7 @@ def test_fold_sequences(
     assert [r.outcome for r in results] == outcomes
     if kinds is not None:
         assert [r.kind for r in results] == kinds
-    assert results[-1].chattering is chattering or results[-1].outcome is Outcome.ORPHAN_CLEAR
+    assert results[-1].chattering is chattering or results[-1].outcome in (Outcome.ORPHAN_CLEAR, Outcome.STALE)
 
 
 def test_fold_counts_and_clear_time() -> None:
@@ -106,7 +110,7 @@ def test_fold_opens_at_most_once_and_never_unflags(steps: list[tuple[str, int]])
     steps = sorted(steps, key=lambda s: s[1])
     results = run([(t, float(at)) for t, at in steps])
     assert sum(r.outcome is Outcome.OPENED for r in results) <= 1
-    flags = [r.chattering for r in results if r.outcome is not Outcome.ORPHAN_CLEAR]
+    flags = [r.chattering for r in results if r.outcome not in (Outcome.ORPHAN_CLEAR, Outcome.STALE)]
     assert flags == sorted(flags)
     assert sum(r.kind is EventKind.CHATTERING for r in results) == (1 if any(flags) else 0)
 
