@@ -84,7 +84,7 @@ def test_same_seed_same_stream_other_seed_other_stream() -> None:
     faults = [FaultInjection(FaultCode.TRAPPED_PASSENGER, 60, 2, 60.0)]
 
     def stream(seed: int) -> bytes:
-        run = simulate_fleet(specs, start_ms=START_MS, duration_s=600, seed=seed, faults=faults)
+        run = simulate_fleet(specs, start_ms=START_MS, duration_s=300, seed=seed, faults=faults)
         return b"".join(msgspec.json.encode(m) for m in run) + msgspec.json.encode(run.truth)
 
     assert stream(11) == stream(11)

@@ -197,12 +197,13 @@ def test_demo_fleet_keeps_the_console_busy() -> None:
     from liftwatch.simulators.demo import ENTRAPMENT_EVERY_S, DemoFaults
     from liftwatch.simulators.stream import FleetSimulator
 
-    simulator = FleetSimulator(small_fleet(20), start_ms=START_MS, seed=2)
+    minutes = 15
+    simulator = FleetSimulator(small_fleet(12), start_ms=START_MS, seed=2)
     faults = DemoFaults(simulator, seed=2)
-    for _ in simulator.run_until(20 * 60 * 1000):
+    for _ in simulator.run_until(minutes * 60 * 1000):
         faults(simulator)
     trapped = [r for r in simulator.truth if r.code is FaultCode.TRAPPED_PASSENGER]
-    assert len(trapped) >= (20 * 60 - 60) // ENTRAPMENT_EVERY_S - 1
+    assert len(trapped) >= (minutes * 60 - 60) // ENTRAPMENT_EVERY_S - 1
     assert len({r.code for r in simulator.truth}) >= 4
 
 
