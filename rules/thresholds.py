@@ -133,12 +133,6 @@ class Thresholds:
             return self.default
         return self.models.get(model, self.default)
 
-    @property
-    def max_reversals(self) -> int:
-        return max(
-            [self.default.door_reopen_loop.reversals] + [m.door_reopen_loop.reversals for m in self.models.values()]
-        )
-
 
 def _merge(base: RuleSet, patch: dict[str, dict[str, Any]], where: str) -> RuleSet:
     data = base.model_dump()

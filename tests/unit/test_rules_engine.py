@@ -120,8 +120,8 @@ def test_results_do_not_depend_on_batches_or_restarts(
 
 def test_large_random_stream_matches_reference() -> None:
     rng = np.random.default_rng(7)
-    terminals = [f"T{i % 4}" if i < 4 else f"X{i}" for i in range(40)]
-    stream = random_stream(rng, terminals, 1500)
+    terminals = [f"T{i % 4}" if i < 4 else f"X{i}" for i in range(24)]
+    stream = random_stream(rng, terminals, 1200)
     cuts = sorted(rng.integers(0, len(stream), 30).tolist())
     events = assert_same(fast_thresholds(), stream, cuts, {5, 17}, 5_000)
     codes = {e[1] for e in events}
