@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
+import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from liftwatch import db
 from liftwatch.badinput import BadInputPolicy
@@ -42,9 +43,12 @@ from liftwatch.schema import (
     encode_record,
 )
 from prometheus_client import CollectorRegistry
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 log = logging.getLogger(__name__)
+
+# Checkpoint retries while PostgreSQL is unreachable: quick first retry, then at most every 5 s.
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
 
 UPSERT_CHECKPOINT = """
 INSERT INTO rules_checkpoints (consumer_group, topic, kafka_partition, next_offset, terminals, state, updated_at)
@@ -274,11 +278,20 @@ class RulesService:
         for p in due:
             terminals = sorted(self.owned.get(p, ()))
             rows.append((p, self.next_offset[p], len(terminals), self.processor.snapshot(terminals)))
-        async with self.pool.connection() as conn, conn.transaction():
-            for p, offset, count, blob in rows:
-                await conn.execute(
-                    UPSERT_CHECKPOINT, (self.settings.rules_group, self.telemetry_topic, p, offset, count, blob)
-                )
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                async with self.pool.connection() as conn, conn.transaction():
+                    for p, offset, count, blob in rows:
+                        await conn.execute(
+                            UPSERT_CHECKPOINT, (self.settings.rules_group, self.telemetry_topic, p, offset, count, blob)
+                        )
+                break
+            except (psycopg.OperationalError, PoolTimeout):
+                # The database is away: hold the batch (back-pressure on Kafka) rather than lose the checkpoint.
+                log.warning("checkpoint failed; retrying in %.1f s", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_S, delay * 2)
         for p, offset, _, _ in rows:
             self.saved_at[p] = now
             self.saved_offset[p] = offset
