@@ -100,6 +100,9 @@ class IncidentFeed:
         self._subscribers: set[Subscription] = set()
         self.connected = False
         self.ready = asyncio.Event()
+        # Next offset per partition: after a Kafka outage the feed resumes where it stopped, so
+        # connected clients miss nothing (only the very first start begins at the end).
+        self._positions: dict[int, int] = {}
 
     @contextlib.contextmanager
     def subscribe(self, principal: Principal) -> Iterator[Subscription]:
@@ -156,7 +159,10 @@ class IncidentFeed:
             while not consumer.assignment() and not stop.is_set():
                 self._deliver_batches(await consumer.getmany(timeout_ms=100))
             for partition in consumer.assignment():
-                await consumer.position(partition)
+                if partition.partition in self._positions:
+                    consumer.seek(partition, self._positions[partition.partition])
+                else:
+                    self._positions[partition.partition] = await consumer.position(partition)
             self.connected = True
             self.ready.set()
             while not stop.is_set():
@@ -166,9 +172,10 @@ class IncidentFeed:
             await consumer.stop()
 
     def _deliver_batches(self, batches: dict[Any, list[Any]]) -> None:
-        for records in batches.values():
+        for partition, records in batches.items():
             for record in records:
                 self._deliver(record.value)
+                self._positions[partition.partition] = record.offset + 1
 
     def _deliver(self, value: bytes | None) -> None:
         try:

@@ -217,7 +217,14 @@ function connectFeed() {
   const source = new EventSource(`/api/v1/incidents/stream?after=${state.lastChange}`);
   state.source = source;
   source.onopen = renderChrome;
-  source.onerror = renderChrome;
+  source.onerror = () => {
+    renderChrome();
+    // EventSource retries by itself, except after an HTTP error (expired session, server gone):
+    // then reload the board, which shows the login screen if the session has ended.
+    if (source.readyState === EventSource.CLOSED) {
+      setTimeout(() => { if (state.source === source && state.me) loadBoard().catch(() => {}); }, 5000);
+    }
+  };
   source.addEventListener("incident", (event) => onChange(JSON.parse(event.data)));
   source.addEventListener("reset", () => { source.close(); loadBoard(); });
 }

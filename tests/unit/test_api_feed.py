@@ -79,3 +79,27 @@ def test_tokens_come_from_header_then_cookie_then_query_and_are_stored_hashed() 
     assert token_from_request(_request({"Cookie": f"liftwatch_token={token}"})) == token
     assert token_from_request(_request({}, f"access_token={token}")) == token
     assert token_from_request(_request({})) is None
+
+
+def test_the_feed_remembers_where_it_is_to_resume_after_an_outage(
+    hub: tuple[feed.IncidentFeed, CollectorRegistry],
+) -> None:
+    from types import SimpleNamespace
+
+    from aiokafka.structs import TopicPartition
+    from liftwatch.schema import encode_record
+
+    hub_, registry = hub
+    change = IncidentChange(
+        change_id=5, incident_id=7, kind="opened", status="detected", code=FaultCode.OVERSPEED,
+        severity=Severity.CRITICAL, registration_code=None, terminal="T1", maintainer=None, district=None,
+        at_ms=1, actor="system",
+    )  # fmt: skip
+    partition = TopicPartition("incidents", 0)
+    records = [SimpleNamespace(offset=41, value=encode_record(change)), SimpleNamespace(offset=42, value=b"\xff")]
+    with hub_.subscribe(OPERATOR) as sub:
+        hub_._deliver_batches({partition: records})
+        assert sub.queue.get_nowait().change_id == 5  # type: ignore[union-attr]
+        assert sub.queue.empty()  # the undecodable record is skipped and counted
+    assert hub_._positions == {0: 43}
+    assert registry.get_sample_value("liftwatch_api_feed_rejected_total", {"reason": "undecodable"}) == 1
