@@ -1,0 +1,109 @@
+"""Alert-service benchmark: folding fault events into incidents on PostgreSQL.
+
+A fault storm (a city-wide power cut: every terminal raises ``power_failure``, repeats it and
+clears it) is folded with ``store.record_fault`` the way the service does it, ``--batch`` events
+per transaction under the outbox lock, and then replayed (every event a duplicate, as after a
+crash before the offset commit). The baseline, in the same run on a fresh schema, is one
+transaction per event. Prints events/s for each and the ratio.
+
+    .venv/bin/python bench/alerts.py                 # 3,000 terminals
+    .venv/bin/python bench/alerts.py --terminals 300 # a short smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import time
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+import psycopg
+from liftwatch import db, services
+from liftwatch.alerts import store
+from liftwatch.schema import FaultCode, FaultEvent, Severity, fault_event_id
+
+T0_MS = 1_772_438_400_000
+
+
+def storm(terminals: int) -> list[FaultEvent]:
+    """raise, repeat, clear per terminal, interleaved across terminals as a partition would be."""
+    events: list[FaultEvent] = []
+    for step, (transition, offset_ms) in enumerate((("raised", 0), ("raised", 90_000), ("cleared", 200_000))):
+        for i in range(terminals):
+            terminal = f"bench-{i}"
+            since = T0_MS + offset_ms + i + step
+            events.append(
+                FaultEvent(
+                    event_id=fault_event_id(terminal, FaultCode.POWER_FAILURE, transition, since),
+                    transition=transition,  # type: ignore[arg-type]
+                    code=FaultCode.POWER_FAILURE,
+                    severity=Severity.MAJOR,
+                    terminal=terminal,
+                    registration_code=None,
+                    since_ms=since,
+                    at_ms=since + 5_000,
+                    evidence={"power": False},
+                )
+            )
+    return events
+
+
+async def fold_all(url: str, events: list[FaultEvent], batch: int) -> float:
+    """Seconds to fold ``events``, ``batch`` per transaction."""
+    now = datetime.now(UTC)
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        started = time.perf_counter()
+        for start in range(0, len(events), batch):
+            async with conn.transaction():
+                await store.lock_outbox(conn)
+                for event in events[start : start + batch]:
+                    await store.record_fault(conn, event, now=now)
+        return time.perf_counter() - started
+
+
+def fresh_schema(base: str) -> tuple[str, str]:
+    schema = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{base}?options={quote(f'-csearch_path={schema}')}"
+    with psycopg.connect(url) as conn:
+        db.migrate(conn)
+    return schema, url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--terminals", type=int, default=3_000)
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+    if not services.debian_postgres_start():
+        raise SystemExit("needs PostgreSQL on 127.0.0.1:5432")
+    base = services.local_postgres_url()
+    assert base is not None
+    events = storm(args.terminals)
+    schemas: list[str] = []
+    try:
+        schema, url = fresh_schema(base)
+        schemas.append(schema)
+        batched = asyncio.run(fold_all(url, events, args.batch))
+        replay = asyncio.run(fold_all(url, events, args.batch))
+        schema, url = fresh_schema(base)
+        schemas.append(schema)
+        single = asyncio.run(fold_all(url, events, 1))
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    n = len(events)
+    print(
+        f"fault storm, {args.terminals:,} terminals, {n:,} events (raise, repeat, clear):"
+        f" batched {args.batch}/transaction {n / batched:,.0f} events/s;"
+        f" replay (all duplicates) {n / replay:,.0f} events/s;"
+        f" baseline 1 event/transaction {n / single:,.0f} events/s; ratio {single / batched:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
