@@ -106,7 +106,9 @@ class GatewaySettings(CommonSettings):
     gateway_group: str = Field(default="liftwatch", description="Shared-subscription group ($share/<group>/...).")
     gateway_client_id: str = Field(
         default="",
-        description="MQTT client id (the persistent session); empty = liftwatch-gateway-<hostname>, stable across restarts.",
+        description=(
+            "MQTT client id (the persistent session); empty = liftwatch-gateway-<hostname>, stable across restarts."
+        ),
     )
     max_payload_bytes: int = Field(default=256 * 1024, gt=0)
     max_future_skew_s: int = Field(default=24 * 3600, gt=0)
@@ -129,7 +131,9 @@ class WriterSettings(CommonSettings):
     writer_session_timeout_ms: int = Field(
         default=10_000,
         ge=1000,
-        description="Consumer-group session timeout: a dead writer's partitions move after this (tansu: joins take half).",
+        description=(
+            "Consumer-group session timeout: a dead writer's partitions move after this (tansu: joins take half)."
+        ),
     )
 
 
