@@ -58,10 +58,10 @@ RAW_FIELDS: dict[str, type[np.generic]] = {
 
 def pack(**fields: Any) -> npt.NDArray[np.uint16]:
     """The ``code`` column of flags, mode and door arrays."""
-    code = np.asarray(fields["mode"], np.uint16) << _MODE_SHIFT
-    code |= np.asarray(fields["door"], np.uint16) << _DOOR_SHIFT
+    code = np.asarray(fields["mode"], np.uint16) << np.uint16(_MODE_SHIFT)
+    code |= np.asarray(fields["door"], np.uint16) << np.uint16(_DOOR_SHIFT)
     for name, bit in _FLAG_BITS.items():
-        code |= np.asarray(fields[name], np.uint16) << bit
+        code |= np.asarray(fields[name], np.uint16) << np.uint16(bit)
     return code
 
 

@@ -261,16 +261,16 @@ class State:
             raise AttributeError(name) from None
 
     def cond(self, j: int) -> B:
-        return self.arrays[f"cond{j}"]  # type: ignore[no-any-return]
+        return self.arrays[f"cond{j}"]
 
     def since(self, j: int) -> I64:
-        return self.arrays[f"since{j}"]  # type: ignore[no-any-return]
+        return self.arrays[f"since{j}"]
 
     def count(self, j: int) -> I64:
-        return self.arrays[f"count{j}"]  # type: ignore[no-any-return]
+        return self.arrays[f"count{j}"]
 
     def active(self, rule: int) -> B:
-        return self.arrays[f"active{rule}"]  # type: ignore[no-any-return]
+        return self.arrays[f"active{rule}"]
 
     def grow(self, capacity: int) -> None:
         if capacity <= self.capacity:

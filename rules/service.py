@@ -43,6 +43,7 @@ from liftwatch.schema import (
     encode_record,
 )
 from prometheus_client import CollectorRegistry
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 log = logging.getLogger(__name__)
@@ -304,8 +305,8 @@ class RulesService:
             for tp in partitions:
                 if tp.topic != self.telemetry_topic or tp.partition in self.owned:
                     continue
-                async with self.pool.connection() as conn:
-                    cursor = await conn.execute(
+                async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+                    await cursor.execute(
                         SELECT_CHECKPOINT, (self.settings.rules_group, self.telemetry_topic, tp.partition)
                     )
                     row = await cursor.fetchone()
@@ -313,16 +314,14 @@ class RulesService:
                     self.owned[tp.partition] = set()
                     log.info("partition %d: no checkpoint, starting from the committed/earliest offset", tp.partition)
                     continue
+                offset = int(row["next_offset"])
                 terminals = self.processor.restore(bytes(row["state"]))
                 self.owned[tp.partition] = set(terminals)
-                self.next_offset[tp.partition] = self.saved_offset[tp.partition] = int(row["next_offset"])
+                self.next_offset[tp.partition] = self.saved_offset[tp.partition] = offset
                 self.saved_at[tp.partition] = time.monotonic()
-                self.consumer.seek(tp, int(row["next_offset"]))
+                self.consumer.seek(tp, offset)
                 log.info(
-                    "partition %d: restored %d terminals, resuming at offset %d",
-                    tp.partition,
-                    len(terminals),
-                    row["next_offset"],
+                    "partition %d: restored %d terminals, resuming at offset %d", tp.partition, len(terminals), offset
                 )
 
     async def revoked(self, partitions: list[TopicPartition]) -> None:
