@@ -176,6 +176,9 @@ class AlertsSettings(CommonSettings):
         default={},
         description='Per-code [dispatch_s, arrival_s] overriding the above, e.g. {"overspeed": [600, null]}.',
     )
+    auto_escalation_limit: int = Field(
+        default=2, ge=1, le=3, description="Highest escalation level a missed deadline reaches by itself (3 = 119)."
+    )
     chattering_window_s: int = Field(default=60, gt=0)
     chattering_toggles: int = Field(default=3, ge=2, description="Toggles within the window that flag chattering.")
     emergency_severities: list[Literal["critical", "major", "minor"]] = Field(
