@@ -3,8 +3,10 @@
 Migrations are the ``migrations/NNN_name.sql`` files of this package, applied in order, each in
 its own transaction, and recorded in ``schema_migrations`` of the current schema (so a test can
 migrate a private schema). A migration may come in two variants, ``NNN_name.timescale.sql`` and
-``NNN_name.plain.sql``: the first is used when the ``timescaledb`` extension is available, the
-second otherwise. Nobody sets a flag; the database says what it can do.
+``NNN_name.plain.sql``: the first is used when the database can run TimescaleDB, the second
+otherwise. Nobody sets a flag; the database says what it can do. The choice is made once, when
+the first variant migration is applied, and later migrations follow the recorded one (installing
+TimescaleDB later does not mix a hypertable migration into a partitioned schema).
 """
 
 from __future__ import annotations
@@ -51,9 +53,30 @@ def _migration_files() -> dict[str, dict[str, str]]:
 
 
 def timescaledb_available(conn: psycopg.Connection[Any]) -> bool:
-    """True when the timescaledb extension can be created in this database."""
-    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    return row is not None
+    """True when this database can use TimescaleDB: the extension is created, or installed and preloaded.
+
+    An installed but not preloaded extension is not enough: ``CREATE EXTENSION timescaledb`` then
+    fails ("must be preloaded"), so such a server gets the plain variant.
+    """
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),"
+        " EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+        " current_setting('shared_preload_libraries')"
+    ).fetchone()
+    assert row is not None
+    created, installed, preload = row
+    preloaded = "timescaledb" in (name.strip().strip("'\"") for name in preload.split(","))
+    return bool(created or (installed and preloaded))
+
+
+def recorded_storage_mode(conn: psycopg.Connection[Any]) -> bool | None:
+    """The variant earlier migrations used (True = timescale), None before the first variant migration."""
+    for (name,) in conn.execute("SELECT name FROM schema_migrations ORDER BY version"):
+        if name.endswith(".timescale.sql"):
+            return True
+        if name.endswith(".plain.sql"):
+            return False
+    return None
 
 
 def planned_migrations(use_timescale: bool) -> list[Migration]:
@@ -76,8 +99,12 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
             " version text PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        use_timescale = recorded_storage_mode(conn)
+        if use_timescale is None:
+            use_timescale = timescaledb_available(conn)
+            log.info("telemetry storage: %s", "TimescaleDB hypertable" if use_timescale else "plain partitions")
         applied: list[str] = []
-        for migration in planned_migrations(timescaledb_available(conn)):
+        for migration in planned_migrations(use_timescale):
             if migration.version in done:
                 continue
             with conn.transaction():
