@@ -31,6 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger(__name__)
 
 _STATIC = resources.files("liftwatch.api").joinpath("static")
+# Largest request body accepted: the biggest legitimate one (an elevator record) is under 2 KiB.
+MAX_BODY_BYTES = 64 * 1024
 
 
 @dataclass
@@ -65,6 +67,8 @@ def _error(request: Request, http_status: int, code: str, /, details: Any = None
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        if error.status in (400, 422):
+            request.app.state.api.metrics.rejected.labels(reason=error.reason).inc()
         return _error(request, error.status, error.reason, **error.params)
 
     @app.exception_handler(RequestValidationError)
@@ -97,6 +101,35 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def internal(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(request, 500, "internal")
+
+
+class _BodyLimitMiddleware:
+    """Refuses request bodies over ``MAX_BODY_BYTES`` (413), declared or streamed, before they are parsed."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"content-length", b"")
+        declared = int(header) if header.isdigit() else 0
+        received = 0
+
+        async def guarded() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            if max(declared, received) > MAX_BODY_BYTES:
+                self.metrics.rejected.labels(reason="too_large").inc()
+                # FastAPI re-raises HTTPExceptions from body reading: answered by the error handler.
+                raise StarletteHTTPException(413)
+            return message
+
+        await self.app(scope, guarded, send)
 
 
 class _MetricsMiddleware:
@@ -161,6 +194,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
         redoc_url=None,
     )
     _install_error_handlers(app)
+    app.add_middleware(_BodyLimitMiddleware, metrics=metrics)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
     from liftwatch.api import incidents, ops

@@ -110,6 +110,8 @@ async def list_incidents(
     for moment in (since, until):
         if moment is not None and moment.tzinfo is None:
             raise ApiError("validation_error", 422, detail="times need a UTC offset")
+    if since is not None and until is not None and since >= until:
+        raise ApiError("validation_error", 422, detail="since must be before until")
     if since is not None:
         where.append("i.detected_at >= %s")
         params.append(since)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import ssl
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -16,6 +17,7 @@ from liftwatch.api.auth import Principal, current_principal, require_roles
 from liftwatch.api.errors import unauthenticated
 from liftwatch.api.models import DeadLetter, DeadLetterPage, Health, Me
 from liftwatch.api.pagination import decode_cursor, encode_cursor
+from liftwatch.mqtt import BrokerAddress
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 router = APIRouter()
@@ -23,21 +25,62 @@ router = APIRouter()
 _CHECK_TIMEOUT_S = 2.0
 
 
-async def _tcp_reachable(host: str, port: int) -> bool:
+def _connect_packet(address: BrokerAddress) -> bytes:
+    """An MQTT 3.1.1 CONNECT (clean session, keep-alive 10 s) with the URL's credentials."""
+
+    def text(value: str) -> bytes:
+        data = value.encode()
+        return len(data).to_bytes(2, "big") + data
+
+    flags = 0x02
+    payload = text(f"liftwatch-health-{secrets.token_hex(4)}")
+    if address.username is not None:
+        flags |= 0x80
+        payload += text(address.username)
+        if address.password is not None:
+            flags |= 0x40
+            payload += text(address.password)
+    body = text("MQTT") + bytes([4, flags]) + (10).to_bytes(2, "big") + payload
+    length = bytearray()
+    remaining = len(body)
+    while True:
+        byte, remaining = remaining % 128, remaining // 128
+        length.append(byte | (0x80 if remaining else 0))
+        if not remaining:
+            break
+    return bytes([0x10]) + bytes(length) + body
+
+
+async def _mqtt_answers(url: str) -> bool:
+    """True when the broker answers an MQTT CONNECT with a CONNACK (an open port alone is not enough)."""
+    address = BrokerAddress.parse(url)
+    writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
-            _, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError):
+            context = ssl.create_default_context() if address.tls else None
+            reader, writer = await asyncio.open_connection(address.host, address.port, ssl=context)
+            writer.write(_connect_packet(address))
+            await writer.drain()
+            connack = await reader.readexactly(4)
+            if connack[0] != 0x20 or connack[1] != 0x02:
+                return False
+            if connack[3] == 0:
+                writer.write(b"\xe0\x00")  # DISCONNECT: leave without a last-will or an error in the broker log
+                await writer.drain()
+            # Any CONNACK means the broker is up; a refusal (bad credentials) is the gateway's concern.
+            return True
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError):
         return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
 
 
 @router.get("/healthz", response_model=Health, tags=["operations"], responses={503: {"model": Health}})
 async def healthz(request: Request) -> JSONResponse:
-    """Database, Kafka (the live feed's consumer) and MQTT broker reachability; 503 when degraded."""
+    """Database (a query), Kafka (the live feed's consumer) and the MQTT broker (a CONNACK); 503 when degraded."""
     api = state(request)
     checks: dict[str, str] = {}
     try:
@@ -53,9 +96,7 @@ async def healthz(request: Request) -> JSONResponse:
     if api.settings.mqtt_url is None:
         checks["mqtt"] = "not configured"
     else:
-        parts = urlsplit(api.settings.mqtt_url)
-        reachable = await _tcp_reachable(parts.hostname or "127.0.0.1", parts.port or 1883)
-        checks["mqtt"] = "ok" if reachable else "down"
+        checks["mqtt"] = "ok" if await _mqtt_answers(api.settings.mqtt_url) else "down"
     degraded = any(value == "down" for value in checks.values())
     body = Health(status="degraded" if degraded else "ok", checks=checks)
     return JSONResponse(body.model_dump(), status_code=503 if degraded else 200)

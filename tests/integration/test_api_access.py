@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -49,6 +50,22 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
      {"*": 409, "regulator": 403, "maintainer": 404, "anonymous": 401}),
     ("POST", "/api/v1/incidents/{inc_a}/escalate", None,
      {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{inc_a}/dispatch", {"note": "已通知维保"},
+     {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
+    # A firm marks arrival and release on its own dispatched incident, not on another firm's.
+    ("POST", "/api/v1/incidents/{disp_a}/arrive", {"note": "到场"}, {"*": 200, "regulator": 403, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{disp_b}/arrive", None,
+     {"*": 200, "regulator": 403, "maintainer": 404, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{disp_a}/release", {"note": "已恢复"}, {"*": 200, "regulator": 403, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{disp_b}/release", None,
+     {"*": 200, "regulator": 403, "maintainer": 404, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{disp_a}/close", {"cause": "external_power", "note": "市电恢复"},
+     {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{inc_b}/false-alarm", {"note": "误触"},
+     {"*": 200, "regulator": 403, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/incidents/stream", None, {"*": 200, "anonymous": 401}),
+    ("POST", "/api/v1/session", None, {"*": 204, "anonymous": 401}),
+    ("DELETE", "/api/v1/session", None, {"*": 204}),
     ("GET", "/api/v1/elevators", None, {"*": 200, "anonymous": 401}),
     ("GET", "/api/v1/elevators/{el_a}", None, {"*": 200, "anonymous": 401}),
     ("GET", "/api/v1/elevators/{el_b}", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
@@ -77,6 +94,8 @@ def _path(template: str, world: World) -> str:
     return template.format(
         inc_a=world.incidents["a"],
         inc_b=world.incidents["b"],
+        disp_a=world.dispatched["a"],
+        disp_b=world.dispatched["b"],
         el_a=world.elevators["a"],
         el_b=world.elevators["b"],
         rc_a=world.rescue_codes["a"],
@@ -100,12 +119,19 @@ def test_every_endpoint_answers_each_role_as_its_rights_say(role: str, module_ap
         want = expected.get(role, expected["*"])
         if body is NEW_ELEVATOR:
             body = {**body, "maintainer": f"{FIRM_A} {base}"}
-        response = api_http.client.request(method, _path(template, api_world), json=body, headers=headers)
-        if response.status_code != want:
-            wrong.append(f"{method} {template}: {response.status_code} != {want} ({response.text[:200]})")
-        if response.status_code >= 400 and template not in ("/healthz",):
-            error = response.json()["error"]
-            assert error["code"] and error["message"], response.text
+        client = api_http.client
+        # The stream never ends: its status and first bytes are enough here.
+        with client.stream(method, _path(template, api_world), json=body, headers=headers) as response:
+            status = response.status_code
+            text = next(response.iter_text(), "") if template.endswith("/stream") else response.read().decode()
+        client.cookies.clear()  # a session cookie must not carry over to the next row
+        if status != want:
+            wrong.append(f"{method} {template}: {status} != {want} ({text[:200]})")
+        if status >= 400 and template not in ("/healthz",):
+            error = json.loads(text)["error"]
+            assert error["code"] and error["message"], text
+        elif template.endswith("/stream"):
+            assert text.startswith(": liftwatch incident feed"), text
     assert not wrong, "\n".join(wrong)
 
 
@@ -122,17 +148,46 @@ def test_every_api_route_is_in_the_table(module_api: RunningApi) -> None:
         "/api/v1/terminals/{terminal_id}": "/api/v1/terminals/{t_a}",
         "/api/v1/i18n/{lang}": "/api/v1/i18n/zh",
     }
-    # Walked elsewhere: the stream (test_api_stream.py), the session cookie (test_api_http.py),
-    # the statistics router (reports' own tests).
-    elsewhere = {"/api/v1/incidents/stream", "/api/v1/session"}
+    # The statistics router (liftwatch.reports.api) is walked by the reports' own tests.
     app = create_app(ApiSettings(database_url=module_api.settings.database_url))
     paths = app.openapi()["paths"]
     assert len(paths) > 15
     missing = []
     for path, operations in paths.items():
-        if path in elsewhere or path.startswith("/api/v1/stats"):
+        if path.startswith("/api/v1/stats"):
             continue
         for method in operations:
             if (method.upper(), templates.get(path, path)) not in covered:
                 missing.append(f"{method.upper()} {path}")
     assert not missing, missing
+
+
+def test_a_firm_lists_only_its_own_objects(module_api: RunningApi) -> None:
+    """Lists, searches and the feed's replay never show another firm's objects (other worlds share the schema)."""
+    seed_world(module_api.settings.require_database_url(), base=900)  # another firm's data beside ours
+    world = seed_world(module_api.settings.require_database_url(), base=950)
+    client, headers, own = module_api.client, world.headers("maintainer"), world.firms["a"]
+
+    def items(path: str) -> list[dict[str, Any]]:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return body["items"] if isinstance(body, dict) else body
+
+    assert {i["id"] for i in items("/api/v1/incidents?limit=500")} == {world.incidents["a"], world.dispatched["a"]}
+    assert {e["registration_code"] for e in items("/api/v1/elevators?limit=500")} == {world.elevators["a"]}
+    assert items("/api/v1/elevators?q=世纪大道") == items("/api/v1/elevators")
+    assert [f["id"] for f in items("/api/v1/maintainers")] == [own]
+    assert [t["terminal_id"] for t in items("/api/v1/terminals")] == [world.terminals["a"]]
+    # Filtering on another firm's id or elevator finds nothing rather than an error.
+    assert items(f"/api/v1/incidents?maintainer_id={world.firms['b']}") == []
+    assert items(f"/api/v1/incidents?registration_code={world.elevators['b']}") == []
+    # The other worlds' changes come first in the audit trail: a leak would be among the first two.
+    with client.stream("GET", "/api/v1/incidents/stream?after=0", headers=headers) as stream:
+        replayed = []
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                replayed.append(json.loads(line[5:])["incident_id"])
+            if len(replayed) == 2:
+                break
+    assert set(replayed) == {world.incidents["a"], world.dispatched["a"]}

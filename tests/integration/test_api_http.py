@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import psycopg
 import pytest
-from liftwatch import services
+from liftwatch import i18n, services
+from liftwatch.api import ops
 from liftwatch.config import ApiSettings
 from pydantic import SecretStr
 
-from tests.fixtures.api import RunningApi, World, add_elevator, open_incident, running_api
+from tests.fixtures.api import FIRM_A, RunningApi, World, add_elevator, open_incident, running_api
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +92,7 @@ def test_list_filters_and_keyset_pagination(api_http: RunningApi, api_world: Wor
     assert ids_of("status=closed") == [ids[0]]
     assert ids_of("severity=minor&severity=major&district=徐汇区") == [ids[2], ids[1]]
     assert ids_of("code=trapped_passenger") == [api_world.incidents["b"], api_world.incidents["a"]]
-    assert ids_of(f"maintainer_id={api_world.firms['b']}") == [api_world.incidents["b"]]
+    assert ids_of(f"maintainer_id={api_world.firms['b']}") == [api_world.dispatched["b"], api_world.incidents["b"]]
     window = f"since={(start - timedelta(hours=1)).isoformat()}&until={(start + timedelta(seconds=90)).isoformat()}"
     assert ids_of(window.replace("+", "%2B")) == [ids[1], ids[0]]
 
@@ -101,8 +105,11 @@ def test_list_filters_and_keyset_pagination(api_http: RunningApi, api_world: Wor
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert seen == sorted(seen, reverse=True) and len(seen) == 5
+    assert seen == sorted(seen, reverse=True) and len(seen) == 7
     assert client.get("/api/v1/incidents?cursor=%%%", headers=headers).json()["error"]["code"] == "invalid_cursor"
+    late, early = (start + timedelta(seconds=90)).isoformat(), (start - timedelta(hours=1)).isoformat()
+    backwards = client.get("/api/v1/incidents", params={"since": late, "until": early}, headers=headers)
+    assert (backwards.status_code, backwards.json()["error"]["code"]) == (422, "validation_error")
 
 
 def test_registry_writes_and_rescue_code_lookup(api_http: RunningApi, api_world: World) -> None:
@@ -194,10 +201,14 @@ def test_bootstrap_admin_health_and_metrics(api_world: World) -> None:
         mqtt_url=f"mqtt://127.0.0.1:{services.free_port()}",  # nobody listens: MQTT is down
         admin_token=SecretStr("bootstrap-admin-token-0123456789"),
         api_port=services.free_port(),
+        default_language="en",
     )
     with running_api(settings) as api:
         me = api.client.get("/api/v1/me", headers={"Authorization": "Bearer bootstrap-admin-token-0123456789"})
         assert me.json()["role"] == "admin"
+        # The site's default language answers a caller that states no preference, and seeds the console.
+        assert api.client.get("/api/v1/me").json()["error"]["message"].startswith("Authentication required")
+        assert 'data-default-lang="en"' in api.client.get("/").text
         health = api.client.get("/healthz")
         assert health.status_code == 503
         assert health.json() == {
@@ -233,3 +244,100 @@ def test_token_cli_prints_once_and_stores_only_the_hash(api_world: World) -> Non
     ).exit_code
     unknown = runner.invoke(token_app, ["create", "--role", "maintainer", "--name", "x", "--maintainer", "y"], env=env)
     assert unknown.exit_code == 2
+
+
+def test_an_entrapment_is_worked_through_its_lifecycle_with_notes(api_http: RunningApi, api_world: World) -> None:
+    client, incident = api_http.client, api_world.incidents["a"]
+    operator, zh = api_world.headers("operator"), api_world.headers("operator", "zh-CN")
+    with psycopg.connect(api_world.database_url) as conn, conn.cursor() as cur:
+        now = datetime.now(UTC)
+        cur.executemany(
+            "INSERT INTO telemetry (terminal_id, ts, seq, idx, mode, floor, door_zone, direction, speed, door,"
+            " occupied, safety_circuit, alarm_button, power, limit_up, limit_down, received_at) VALUES"
+            " (%s, %s, %s, 0, 'normal', %s, false, 'stop', 0, 'closed', true, true, false, true, false, false, now())",
+            [(api_world.terminals["a"], now - timedelta(seconds=s), 100 - s, 7 - s) for s in (3, 2, 1)],
+        )
+
+    def act(action: str, body: dict[str, str], headers: dict[str, str] = operator) -> httpx.Response:
+        return client.post(f"/api/v1/incidents/{incident}/{action}", json=body, headers=headers)
+
+    # A retried click (same Idempotency-Key) acknowledges once.
+    retry = {**operator, "Idempotency-Key": "click-1"}
+    assert act("acknowledge", {"note": "已接警，正在联系"}, retry).json()["status"] == "acknowledged"
+    assert act("acknowledge", {"note": "已接警，正在联系"}, retry).status_code == 200
+    assert act("dispatch", {"note": "已通知维保"}).json()["status"] == "dispatched"
+    arrived = act("arrive", {"note": "技术员到场"}, api_world.headers("maintainer"))
+    assert arrived.json()["status"] == "arrived" and arrived.json()["arrived_at"]
+    assert act("release", {"note": "乘客已安全离开"}, api_world.headers("maintainer")).status_code == 200
+    missing = act("close", {"note": "结案"}, zh)
+    assert missing.status_code == 422
+    assert missing.json()["error"] == {"code": "cause_required", "message": i18n.t("errors.cause_required", "zh")}
+    closed = act("close", {"note": "门锁故障已修复", "cause": "equipment_fault"})
+    assert (closed.json()["status"], closed.json()["close_cause"]) == ("closed", "equipment_fault")
+    again = act("acknowledge", {}, zh)
+    assert again.status_code == 409
+    assert again.json()["error"] == {"code": "illegal_transition", "message": "当前状态（已关闭）不允许此操作"}
+
+    detail = client.get(f"/api/v1/incidents/{incident}", headers=operator).json()
+    trail = [(e["kind"], e["actor"], e["note"]) for e in detail["events"]]
+    assert trail == [
+        ("opened", "system", ""),
+        ("acknowledged", "operator-olivia", "已接警，正在联系"),
+        ("dispatched", "operator-olivia", "已通知维保"),
+        ("arrived", "tech-ma", "技术员到场"),
+        ("released", "tech-ma", "乘客已安全离开"),
+        ("closed", "operator-olivia", "门锁故障已修复"),
+    ]
+    assert detail["latest_telemetry"]["floor"] == 6  # the newest sample of the elevator's terminal
+    assert detail["latest_telemetry"]["occupied"] is True
+    shown = detail["incident"]
+    detected = datetime.fromisoformat(shown["detected_at"])
+    assert datetime.fromisoformat(shown["dispatch_deadline_at"]) - detected == timedelta(minutes=5)
+    assert datetime.fromisoformat(shown["arrival_deadline_at"]) - detected == timedelta(minutes=30)
+    assert (shown["rescue_code"], shown["maintainer"]) == (api_world.rescue_codes["a"], FIRM_A)
+
+
+def test_dead_letters_newest_first_with_filters(api_http: RunningApi, api_world: World) -> None:
+    with psycopg.connect(api_world.database_url) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO dead_letters (received_at, source, topic, reason, detail, terminal_id, payload)"
+            " VALUES (now(), 'mqtt', 'lift/v1/T-1/telemetry', %s, 'bad', %s, %s)",
+            [("schema", "T-1", b'{"speed": "fast"}'), ("json", None, b"\xff" * 2000), ("schema", "T-2", b"{}")],
+        )
+    client, admin = api_http.client, api_world.headers("admin")
+    page = client.get("/api/v1/dead-letters?limit=2", headers=admin).json()
+    assert [d["terminal_id"] for d in page["items"]] == ["T-2", None]
+    assert page["items"][1]["payload_bytes"] == 2000 and len(page["items"][1]["payload_preview"]) == 512
+    rest = client.get(f"/api/v1/dead-letters?cursor={page['next_cursor']}", headers=admin).json()
+    assert [d["payload_preview"] for d in rest["items"]] == ['{"speed": "fast"}'] and rest["next_cursor"] is None
+    by_reason = client.get("/api/v1/dead-letters?reason=schema&terminal_id=T-1", headers=admin).json()
+    assert [d["reason"] for d in by_reason["items"]] == ["schema"]
+
+
+def test_oversized_bodies_are_refused_before_parsing(api_http: RunningApi, api_world: World) -> None:
+    client, headers = api_http.client, api_world.headers("admin")
+    big = client.post("/api/v1/maintainers", content=b'{"name": "' + b"x" * 100_000 + b'"}', headers=headers)
+    assert (big.status_code, big.json()["error"]["code"]) == (413, "payload_too_large")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        yield b'{"name": "'
+        for _ in range(100):
+            yield b"y" * 1000
+        yield b'"}'
+
+    streamed = client.post("/api/v1/maintainers", content=chunks(), headers=headers)
+    assert (streamed.status_code, streamed.json()["error"]["code"]) == (413, "payload_too_large")
+    text = client.get("/metrics").text
+    assert 'liftwatch_api_rejected_requests_total{reason="too_large"} 2.0' in text
+
+
+def test_health_checks_that_the_broker_speaks_mqtt(api_world: World, mqtt_url: str) -> None:
+    settings = ApiSettings(
+        database_url=api_world.database_url, kafka_bootstrap=None, mqtt_url=mqtt_url, api_port=services.free_port()
+    )
+    with running_api(settings) as api:
+        health = api.client.get("/healthz")
+        assert health.status_code == 200, health.text
+        assert health.json()["checks"] == {"database": "ok", "kafka": "not configured", "mqtt": "ok"}
+        # An open port that is not an MQTT broker (here: the API itself) is not a healthy broker.
+        assert not asyncio.run(ops._mqtt_answers(f"mqtt://127.0.0.1:{settings.api_port}"))
