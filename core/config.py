@@ -8,20 +8,59 @@ only the API keeps a module-level instance.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from liftwatch.errors import InvalidSettings
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_ENV = SettingsConfigDict(env_prefix="LIFTWATCH_", env_file=".env", extra="ignore", frozen=True)
+_PREFIX = "LIFTWATCH_"
+_ENV = SettingsConfigDict(env_prefix=_PREFIX, env_file=".env", extra="ignore", frozen=True)
+_URL_PASSWORD = re.compile(r"(//[^:/@]*:)[^@]*@")
+
+
+def _describe(settings_class: type[BaseSettings], error: ValidationError) -> InvalidSettings:
+    """One line per wrong variable: its name, the value given (secrets hidden) and why it is refused."""
+    problems: dict[str, str] = {}
+    lines = [f"invalid configuration ({settings_class.__name__}), the process does not start:"]
+    for item in error.errors(include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        variable = f"{_PREFIX}{field.upper()}"
+        reason = str(item["msg"]).removeprefix("Value error, ")
+        annotation = str(settings_class.model_fields[field].annotation) if field in settings_class.model_fields else ""
+        given = item.get("input")
+        if "Secret" in annotation or given is None or isinstance(given, dict):
+            shown = ""
+        else:
+            shown = "=" + repr(_URL_PASSWORD.sub(r"\1***@", str(given))[:200])
+        problems[variable] = reason
+        lines.append(f"  {variable}{shown}: {reason}")
+    return InvalidSettings("\n".join(lines), problems)
+
+
+def _port_ok(netloc: str) -> bool:
+    """A URL's port, when given, is a number 1-65535 (libpq URLs may list several hosts)."""
+    for host in netloc.rpartition("@")[2].split(","):
+        _, colon, port = host.rpartition(":")
+        if colon and not host.endswith("]") and not (port.isdigit() and 0 < int(port) < 65536):
+            return False
+    return True
 
 
 class CommonSettings(BaseSettings):
     """Settings every process shares: where the broker, Kafka and the database are, topic names."""
 
     model_config = _ENV
+
+    def __init__(self, **values: Any) -> None:
+        """Read and validate the settings; a wrong value raises :class:`InvalidSettings` naming its variable."""
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _describe(type(self), error) from None
 
     mqtt_url: str | None = Field(
         default=None,
@@ -52,7 +91,7 @@ class CommonSettings(BaseSettings):
         if value is None:
             return None
         parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp") or not parts.hostname:
+        if parts.scheme not in ("mqtt", "mqtts", "tcp") or not parts.hostname or not _port_ok(parts.netloc):
             raise ValueError("must look like mqtt://host:1883")
         return value
 
@@ -61,8 +100,9 @@ class CommonSettings(BaseSettings):
     def _check_database_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if urlsplit(value).scheme not in ("postgresql", "postgres"):
-            raise ValueError("must be a postgresql:// URL")
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres") or not _port_ok(parts.netloc):
+            raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:password@host:5432/liftwatch")
         return value
 
     @field_validator("kafka_bootstrap")
@@ -72,7 +112,7 @@ class CommonSettings(BaseSettings):
             return None
         for server in value.split(","):
             host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit():
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError("must be host:port[,host:port]")
         return value
 

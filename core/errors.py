@@ -32,3 +32,12 @@ class ServiceUnavailable(LiftwatchError):
 
     reason = "unavailable"
     retriable = True
+
+
+class InvalidSettings(ConfigError, ValueError):
+    """``LIFTWATCH_*`` settings that fail validation; the message names each variable and why."""
+
+    def __init__(self, message: str, problems: dict[str, str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+        """Environment variable -> what is wrong with its value."""

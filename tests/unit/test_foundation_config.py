@@ -1,4 +1,4 @@
-"""Configuration: a wrong LIFTWATCH_* value fails at construction, naming the field."""
+"""Configuration: a wrong LIFTWATCH_* value fails at construction, naming the variable and why."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from liftwatch.config import (
     RulesSettings,
     WriterSettings,
 )
-from pydantic import ValidationError
+from liftwatch.errors import ConfigError, InvalidSettings
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +32,10 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     [
         (CommonSettings, "MQTT_URL", "http://broker:1883", "mqtt_url"),
         (CommonSettings, "MQTT_URL", "mqtt://", "mqtt_url"),
+        (CommonSettings, "MQTT_URL", "mqtt://broker:70000", "mqtt_url"),
+        (CommonSettings, "MQTT_URL", "mqtt://broker:port", "mqtt_url"),
+        (CommonSettings, "DATABASE_URL", "postgresql://db:54x/liftwatch", "database_url"),
+        (CommonSettings, "KAFKA_BOOTSTRAP", "kafka:0", "kafka_bootstrap"),
         (CommonSettings, "DATABASE_URL", "mysql://db/x", "database_url"),
         (CommonSettings, "KAFKA_BOOTSTRAP", "kafka", "kafka_bootstrap"),
         (CommonSettings, "KAFKA_BOOTSTRAP", "kafka:9092,other:port", "kafka_bootstrap"),
@@ -57,10 +61,52 @@ def test_wrong_value_fails_at_construction_naming_the_field(
     monkeypatch: pytest.MonkeyPatch, settings_class: type[CommonSettings], variable: str, value: str, field: str
 ) -> None:
     monkeypatch.setenv(f"LIFTWATCH_{variable}", value)
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(InvalidSettings) as caught:
         settings_class()
-    assert [error["loc"] for error in caught.value.errors()] == [(field,)]
-    assert field in str(caught.value)
+    assert list(caught.value.problems) == [f"LIFTWATCH_{variable}"]
+    assert f"LIFTWATCH_{variable}" in str(caught.value)
+    assert field == variable.lower()
+
+
+def test_the_message_says_every_wrong_variable_and_why_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIFTWATCH_DATABASE_URL", "mysql://admin:hunter2@db/x")
+    monkeypatch.setenv("LIFTWATCH_METRICS_PORT", "nine")
+    monkeypatch.setenv("LIFTWATCH_ADMIN_TOKEN", "hunter2")
+    with pytest.raises(ConfigError) as caught:
+        PlatformSettings()
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "invalid configuration (PlatformSettings), the process does not start:"
+    assert lines[1:] == [
+        "  LIFTWATCH_DATABASE_URL='mysql://admin:***@db/x': must be a postgresql:// URL, "
+        "e.g. postgresql://user:password@host:5432/liftwatch",
+        "  LIFTWATCH_METRICS_PORT='nine': Input should be a valid integer, unable to parse string as an integer",
+        "  LIFTWATCH_ADMIN_TOKEN: must be at least 16 characters",
+    ]
+    assert "hunter2" not in str(caught.value)
+    assert caught.value.reason == "config" and not caught.value.retriable
+    assert isinstance(caught.value, ValueError)  # as pydantic's ValidationError was
+
+
+def test_a_wrong_value_in_the_dotenv_file_fails_the_same_way(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LIFTWATCH_LOG_LEVEL=LOUD\n", encoding="utf-8")
+    with pytest.raises(InvalidSettings) as caught:
+        CommonSettings()
+    assert list(caught.value.problems) == ["LIFTWATCH_LOG_LEVEL"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MQTT_URL", "mqtts://user:pw@broker.example:8883"),
+        ("MQTT_URL", "mqtt://[::1]:1883"),
+        ("DATABASE_URL", "postgresql:///liftwatch?host=/run/postgresql"),
+        ("DATABASE_URL", "postgresql://u:p@db1:5432,db2:5433/liftwatch"),
+        ("KAFKA_BOOTSTRAP", "kafka-0.kafka:9092,kafka-1.kafka:9092"),
+    ],
+)
+def test_valid_urls_are_accepted(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(f"LIFTWATCH_{variable}", value)
+    assert getattr(CommonSettings(), variable.lower()) == value
 
 
 def test_valid_environment_is_read_and_secrets_stay_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
