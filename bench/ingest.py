@@ -359,8 +359,8 @@ async def measure(
         "LIFTWATCH_GATEWAY_CLIENT_ID": f"gw-{token}",
         "LIFTWATCH_WRITER_GROUP": f"w{token}",
     }
-    settings = GatewaySettings(
-        **{k.removeprefix("LIFTWATCH_").lower(): v for k, v in env.items() if k.startswith("LIFTWATCH_")}
+    settings = GatewaySettings.model_validate(
+        {k.removeprefix("LIFTWATCH_").lower(): v for k, v in env.items() if k.startswith("LIFTWATCH_")}
     )
     await ensure_topics(settings)
     application = f"bench-writer-{token}"

@@ -84,8 +84,8 @@ class Gateway:
         self._partitions: dict[tuple[str, bytes], int] = {}
         self._mqtt: MqttClient | None = None
         self._stopping = False
-        self._last: asyncio.Task[None] | None = None
-        self._pending: set[asyncio.Task[None]] = set()
+        self._last: asyncio.Task[bool] | None = None
+        self._pending: set[asyncio.Task[bool]] = set()
 
     # --- start-up, retried until the services answer --------------------------------------------
 
@@ -230,26 +230,33 @@ class Gateway:
         await asyncio.gather(*futures)
 
     async def _deliver(
-        self, records: list[OutRecord], messages: Sequence[InboundMessage], previous: asyncio.Task[None] | None
-    ) -> None:
+        self, records: list[OutRecord], messages: Sequence[InboundMessage], previous: asyncio.Task[bool] | None
+    ) -> bool:
+        """Produce a batch, then PUBACK its messages after the previous batch's; True once acknowledged."""
         started = time.perf_counter()
         delay = RETRY_MIN_S
         while records:
             try:
                 await self._produce(records)
                 break
-            except KafkaError as error:
+            except Exception as error:  # KafkaError, or a bug: either way nothing is acknowledged
                 self.metrics.produce_failures.inc()
+                if not isinstance(error, KafkaError):
+                    log.exception("producing %d records failed", len(records))
                 if self._stopping:
                     log.warning("stopping with %d messages not in Kafka; the broker re-delivers them", len(messages))
-                    return
+                    return False
                 log.warning("Kafka did not acknowledge %d records (%r); retrying in %.1f s", len(records), error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
         self.metrics.produce_latency.observe(time.perf_counter() - started)
         if previous is not None:
-            # PUBACKs go out in receive order, as MQTT asks of a receiver.
-            await asyncio.shield(previous)
+            # PUBACKs go out in receive order, as MQTT asks of a receiver. If an earlier batch was
+            # given up (stopping), later ones are not acknowledged either: a message this batch
+            # dropped as a duplicate may be the re-delivered copy of one in the abandoned batch.
+            await asyncio.wait((previous,))
+            if previous.cancelled() or previous.exception() is not None or not previous.result():
+                return False
         assert self._mqtt is not None
         self._mqtt.ack_many(messages)
         self.metrics.in_flight.dec(len(messages))
@@ -258,6 +265,7 @@ class Gateway:
             self.metrics.records_out.labels(topic=record.topic).inc()
             samples += record.samples
         self.metrics.samples_out.inc(samples)
+        return True
 
     async def _drain(self) -> None:
         """Give pending batches a bounded time to reach Kafka and be acknowledged."""

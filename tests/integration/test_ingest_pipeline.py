@@ -43,7 +43,7 @@ async def test_n_samples_in_n_rows_out(
             await pub.wait_below(1)
 
         async def all_stored() -> bool:
-            return await scalar(database_url, "SELECT count(*) FROM telemetry") == expected
+            return bool(await scalar(database_url, "SELECT count(*) FROM telemetry") == expected)
 
         await wait_until(all_stored)
     assert registry.get_sample_value("liftwatch_gateway_samples_out_total") == expected

@@ -58,3 +58,15 @@ def test_fast_publish_decoding_matches_paho(
 def test_malformed_publish_is_left_to_paho() -> None:
     with pytest.raises(Exception):  # noqa: B017 - whatever paho raises, we do not swallow it
         receive(_Client, 0x32, bytearray(b"\x00"))
+
+
+@settings(max_examples=50, deadline=None)
+@given(mids=st.lists(st.integers(1, 65535), max_size=40))
+def test_coalesced_pubacks_are_the_bytes_paho_sends_one_by_one(mids: list[int]) -> None:
+    ours = _Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    theirs = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    ours.puback_many(mids)  # no socket: the packets stay queued
+    for mid in mids:
+        theirs.ack(mid, 1)
+    assert b"".join(p["packet"] for p in ours._out_packet) == b"".join(p["packet"] for p in theirs._out_packet)
+    assert len(ours._out_packet) == (1 if mids else 0)
