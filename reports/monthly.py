@@ -120,12 +120,37 @@ class MonthlyReport:
 
 
 def _where(scope: stats.Scope, prefix: str = "") -> tuple[sql.Composable, dict[str, Any]]:
+    """Filter of the per-row tables (entrapments, elevators) on the scope's column."""
     column = scope.column
     if column is None:
         return sql.SQL(""), {}
     return sql.SQL(" AND {} = %(scope_value)s").format(sql.Identifier(*([prefix, column] if prefix else [column]))), {
         "scope_value": scope.value
     }
+
+
+def _sources(scope: stats.Scope, months: sql.Composable) -> tuple[sql.Composable, sql.Composable, dict[str, Any]]:
+    """``FROM ... WHERE ...`` of the fleet and the incident counts of ``scope`` over ``months``.
+
+    City and district scopes read their pre-summed rows (migration 052), a firm the city rows of
+    that firm, a use unit the base rollup through its index: a few thousand rows at most.
+    """
+    if scope.kind == "use_unit":
+        where = sql.SQL(" WHERE {} AND use_unit_id = %(scope_value)s").format(months)
+        return (
+            sql.SQL("report_fleet") + where,
+            sql.SQL("report_incident_counts") + where,
+            {"scope_value": scope.value},
+        )
+    params: dict[str, Any] = {"scope_key": scope.text if scope.kind == "district" else "city"}
+    where = sql.SQL(" WHERE {} AND scope = %(scope_key)s").format(months)
+    if scope.kind == "maintainer":
+        where += sql.SQL(" AND maintainer_id = %(scope_value)s")
+        params["scope_value"] = scope.value
+    return sql.SQL("report_scope_fleet") + where, sql.SQL("report_scope_counts") + where, params
+
+
+_ONE_MONTH = sql.SQL("month = %(month)s")
 
 
 def _rows(conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -159,14 +184,16 @@ def monthly_report(
     state = rollup.ensure_month(conn, month, timezone, now, max_age)
     where, extra = _where(scope)
     params = {"month": month, **extra}
+    fleet_from, counts_from, source_params = _sources(scope, _ONE_MONTH)
+    totals = {"month": month, **source_params}
 
     fleet = _rows(
         conn,
         sql.SQL(
             "SELECT coalesce(sum(elevators), 0)::bigint AS elevators, coalesce(sum(covered), 0)::bigint AS covered,"
-            " coalesce(sum(active_days), 0)::bigint AS active_days FROM report_fleet WHERE month = %(month)s{}"
-        ).format(where),
-        params,
+            " coalesce(sum(active_days), 0)::bigint AS active_days FROM {}"
+        ).format(fleet_from),
+        totals,
     )[0]
     elevators = int(fleet["elevators"])
 
@@ -174,10 +201,9 @@ def monthly_report(
         conn,
         sql.SQL(
             "SELECT code, sum(incidents)::bigint AS incidents, sum(entrapments)::bigint AS entrapments,"
-            " sum(false_alarms)::bigint AS false_alarms FROM report_incident_counts WHERE month = %(month)s{}"
-            " GROUP BY code ORDER BY incidents DESC, code"
-        ).format(where),
-        params,
+            " sum(false_alarms)::bigint AS false_alarms FROM {} GROUP BY code ORDER BY incidents DESC, code"
+        ).format(counts_from),
+        totals,
     )
     codes = [
         CodeRow(
@@ -243,10 +269,8 @@ def monthly_report(
         r["age_band"]: int(r["n"])
         for r in _rows(
             conn,
-            sql.SQL(
-                "SELECT age_band, sum(elevators)::bigint AS n FROM report_fleet WHERE month = %(month)s{} GROUP BY 1"
-            ).format(where),
-            params,
+            sql.SQL("SELECT age_band, sum(elevators)::bigint AS n FROM {} GROUP BY 1").format(fleet_from),
+            totals,
         )
     }
     age_incidents = {
@@ -255,9 +279,9 @@ def monthly_report(
             conn,
             sql.SQL(
                 "SELECT age_band, sum(incidents)::bigint AS incidents, sum(entrapments)::bigint AS entrapments"
-                " FROM report_incident_counts WHERE month = %(month)s AND age_band IS NOT NULL{} GROUP BY 1"
-            ).format(where),
-            params,
+                " FROM {} AND age_band IS NOT NULL GROUP BY 1"
+            ).format(counts_from),
+            totals,
         )
     }
     ages = []
@@ -268,7 +292,7 @@ def monthly_report(
             AgeRow(band.key, n, int(row["incidents"]), stats.per_10k(int(row["incidents"]), n), int(row["entrapments"]))
         )
 
-    firms = _firms(conn, params, where)
+    firms = _firms(conn, totals, fleet_from, counts_from)
     trend = _trend(conn, month, scope, timezone, now, trend_months, max_age) if trend_months else []
     return MonthlyReport(
         month=f"{month:%Y-%m}",
@@ -291,19 +315,20 @@ def monthly_report(
     )
 
 
-def _firms(conn: psycopg.Connection[Any], params: dict[str, Any], where: sql.Composable) -> list[FirmRow]:
+def _firms(
+    conn: psycopg.Connection[Any], params: dict[str, Any], fleet_from: sql.Composable, counts_from: sql.Composable
+) -> list[FirmRow]:
     rows = _rows(
         conn,
         sql.SQL(
             """
             WITH fleet AS (
-                SELECT maintainer_id, sum(elevators)::bigint AS elevators FROM report_fleet
-                WHERE month = %(month)s{where} GROUP BY 1
+                SELECT maintainer_id, sum(elevators)::bigint AS elevators FROM {fleet_from} GROUP BY 1
             ), counts AS (
                 SELECT maintainer_id, sum(incidents)::bigint AS incidents, sum(entrapments)::bigint AS entrapments,
                        sum(dispatch_missed)::bigint AS dispatch_missed, sum(arrival_missed)::bigint AS arrival_missed,
                        sum(repeats)::bigint AS repeats, sum(false_alarms)::bigint AS false_alarms
-                FROM report_incident_counts WHERE month = %(month)s AND maintainer_id IS NOT NULL{where} GROUP BY 1
+                FROM {counts_from} AND maintainer_id IS NOT NULL GROUP BY 1
             )
             SELECT f.id AS maintainer_id, f.name, coalesce(fl.elevators, 0) AS elevators,
                    coalesce(c.incidents, 0) AS incidents, coalesce(c.entrapments, 0) AS entrapments,
@@ -311,7 +336,7 @@ def _firms(conn: psycopg.Connection[Any], params: dict[str, Any], where: sql.Com
                    coalesce(c.repeats, 0) AS repeats, coalesce(c.false_alarms, 0) AS false_alarms
             FROM fleet fl FULL JOIN counts c USING (maintainer_id)
             JOIN maintenance_firms f ON f.id = coalesce(fl.maintainer_id, c.maintainer_id)"""
-        ).format(where=where),
+        ).format(fleet_from=fleet_from, counts_from=counts_from),
         params,
     )
     firms = [
@@ -343,35 +368,39 @@ def _trend(
     months: int,
     max_age: dt.timedelta,
 ) -> list[TrendPoint]:
-    where, extra = _where(scope)
+    first = stats.previous_month(month, months - 1)
+    for back in range(months - 1, 0, -1):
+        rollup.ensure_month(conn, stats.previous_month(month, back), timezone, now, max_age)
+    span = sql.SQL("month BETWEEN %(first)s AND %(month)s")
+    fleet_from, counts_from, source_params = _sources(scope, span)
+    params = {"first": first, "month": month, **source_params}
+    counts = {
+        r["month"]: r
+        for r in _rows(
+            conn,
+            sql.SQL(
+                "SELECT month, sum(incidents)::bigint AS incidents, sum(entrapments)::bigint AS entrapments"
+                " FROM {} GROUP BY month"
+            ).format(counts_from),
+            params,
+        )
+    }
+    fleet = {
+        r["month"]: int(r["n"])
+        for r in _rows(
+            conn, sql.SQL("SELECT month, sum(elevators)::bigint AS n FROM {} GROUP BY month").format(fleet_from), params
+        )
+    }
     points = []
     for back in range(months - 1, -1, -1):
         current = stats.previous_month(month, back)
-        if back:
-            rollup.ensure_month(conn, current, timezone, now, max_age)
-        params = {"month": current, **extra}
-        counts = _rows(
-            conn,
-            sql.SQL(
-                "SELECT coalesce(sum(incidents), 0)::bigint AS incidents,"
-                " coalesce(sum(entrapments), 0)::bigint AS entrapments"
-                " FROM report_incident_counts WHERE month = %(month)s{}"
-            ).format(where),
-            params,
-        )[0]
-        fleet = _rows(
-            conn,
-            sql.SQL(
-                "SELECT coalesce(sum(elevators), 0)::bigint AS n FROM report_fleet WHERE month = %(month)s{}"
-            ).format(where),
-            params,
-        )[0]
+        row = counts.get(current, {"incidents": 0, "entrapments": 0})
         points.append(
             TrendPoint(
                 f"{current:%Y-%m}",
-                int(counts["incidents"]),
-                int(counts["entrapments"]),
-                stats.per_10k(int(counts["incidents"]), int(fleet["n"])),
+                int(row["incidents"]),
+                int(row["entrapments"]),
+                stats.per_10k(int(row["incidents"]), fleet.get(current, 0)),
             )
         )
     return points

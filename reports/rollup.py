@@ -29,6 +29,16 @@ DEFAULT_MAX_AGE = dt.timedelta(minutes=30)
 # Serialises refreshes of one month across processes (CLI, API workers).
 _LOCK_NAMESPACE = 0x52505254
 
+# The rollup tables of a month (migrations 050, 052), besides its row of ``report_months``.
+_TABLES = (
+    "report_fleet",
+    "report_incident_counts",
+    "report_entrapments",
+    "report_elevator_incidents",
+    "report_scope_fleet",
+    "report_scope_counts",
+)
+
 # Days with data come from ``terminal_activity`` (migration 010): one row per terminal and site-local
 # day, kept by the ingest writer, so coverage never scans raw telemetry.
 _ACTIVITY = """
@@ -104,13 +114,7 @@ def refresh_month(
             done = read_state(conn, month)
             if done is not None and done.site_timezone == timezone and done.refreshed_at >= unless_refreshed_since:
                 return done
-        for table in (
-            "report_months",
-            "report_fleet",
-            "report_incident_counts",
-            "report_entrapments",
-            "report_elevator_incidents",
-        ):
+        for table in ("report_months", *_TABLES):
             conn.execute(sql.SQL("DELETE FROM {} WHERE month = %s").format(sql.Identifier(table)), (month,))
         conn.execute(
             "INSERT INTO report_months (month, site_timezone, refreshed_at, days_in_month, days_observed, complete)"
@@ -119,6 +123,11 @@ def refresh_month(
         )
         _refresh_fleet(conn, params, observed)
         _refresh_incidents(conn, params)
+        _refresh_scopes(conn, params)
+        # The month's rows were just replaced wholesale: without fresh statistics the planner
+        # reads a city month with plans made for an empty table (a fraction of the refresh time).
+        for table in _TABLES:
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     state = read_state(conn, month)
     assert state is not None
     log.info("refreshed report month %s (%d days observed)", month, observed)
@@ -210,6 +219,39 @@ def _refresh_incidents(conn: psycopg.Connection[Any], params: dict[str, Any]) ->
     )
     # ON COMMIT DROP does not fire when the caller's transaction wraps ours (a savepoint).
     conn.execute("DROP TABLE report_facts")
+
+
+# One row per scope of the city and of each district, and firm (and age band, code): what every
+# report of a city, district or firm scope sums (migration 052). A NULL district (incidents of
+# unregistered terminals) belongs to the city only.
+_SCOPE = """CASE WHEN GROUPING(district) = 1 THEN 'city' ELSE 'district:' || district END"""
+_SCOPE_SETS = "GROUPING SETS ((), (district))"
+_NOT_A_SCOPE = "GROUPING(district) = 0 AND district IS NULL"
+
+
+def _refresh_scopes(conn: psycopg.Connection[Any], params: dict[str, Any]) -> None:
+    conn.execute(
+        sql.SQL(f"""
+        INSERT INTO report_scope_fleet
+            (month, scope, maintainer_id, age_band, elevators, covered, active_days)
+        SELECT %(month)s, {_SCOPE}, maintainer_id, age_band, sum(elevators), sum(covered), sum(active_days)
+        FROM report_fleet WHERE month = %(month)s
+        GROUP BY maintainer_id, age_band, {_SCOPE_SETS}
+        HAVING NOT ({_NOT_A_SCOPE})"""),
+        params,
+    )
+    conn.execute(
+        sql.SQL(f"""
+        INSERT INTO report_scope_counts
+            (month, scope, maintainer_id, age_band, code, incidents, entrapments, false_alarms,
+             dispatch_missed, arrival_missed, repeats)
+        SELECT %(month)s, {_SCOPE}, maintainer_id, age_band, code, sum(incidents), sum(entrapments),
+               sum(false_alarms), sum(dispatch_missed), sum(arrival_missed), sum(repeats)
+        FROM report_incident_counts WHERE month = %(month)s
+        GROUP BY maintainer_id, age_band, code, {_SCOPE_SETS}
+        HAVING NOT ({_NOT_A_SCOPE})"""),
+        params,
+    )
 
 
 def ensure_month(

@@ -1,7 +1,8 @@
 """Pure statistics for the regulators' monthly report: months, scopes, rates, percentiles, age bands.
 
-No database and no clock here: the SQL in :mod:`liftwatch.reports.queries` produces the raw
-numbers, these functions give them their meaning, and the unit tests pin the definitions.
+No database and no clock here: the SQL in :mod:`liftwatch.reports.rollup` and
+:mod:`liftwatch.reports.monthly` produces the raw numbers, these functions give them their meaning,
+and the unit tests pin the definitions.
 """
 
 from __future__ import annotations

@@ -108,3 +108,62 @@ def test_refresh_due_computes_open_months_once_they_are_final(reports_fleet: Fle
     assert [f"{s.month:%Y-%m}" for s in first] == ["2026-02", "2026-03", "2026-04", "2026-05"]
     assert [f"{s.month:%Y-%m}" for s in again] == ["2026-04", "2026-05"]
     assert [s.complete for s in first] == [True, True, False, False]
+
+
+def test_scope_rollup_sums_the_base_rollup_per_city_and_district(reports_fleet: Fleet) -> None:
+    """The pre-summed scope rows (migration 052) equal the base rows summed per scope, both ways."""
+    with psycopg.connect(reports_fleet.url, autocommit=True) as conn:
+        rollup.refresh_month(conn, MONTH, TZ, AFTER)
+        scopes = "CASE WHEN s.d IS NULL THEN 'city' ELSE 'district:' || s.d END"
+        checks = {
+            "report_scope_fleet": (
+                "maintainer_id, age_band, sum(elevators), sum(covered), sum(active_days)",
+                "maintainer_id, age_band, elevators, covered, active_days",
+                "report_fleet",
+                "maintainer_id, age_band",
+            ),
+            "report_scope_counts": (
+                "maintainer_id, age_band, code, sum(incidents), sum(entrapments), sum(false_alarms),"
+                " sum(dispatch_missed), sum(arrival_missed), sum(repeats)",
+                "maintainer_id, age_band, code, incidents, entrapments, false_alarms, dispatch_missed,"
+                " arrival_missed, repeats",
+                "report_incident_counts",
+                "maintainer_id, age_band, code",
+            ),
+        }
+        for table, (sums, columns, base, keys) in checks.items():
+            expected = (
+                f"SELECT {scopes} AS scope, {sums} FROM {base} b"
+                f" JOIN (SELECT DISTINCT district AS d FROM {base} WHERE district IS NOT NULL"
+                f"       UNION ALL SELECT NULL) s ON s.d IS NULL OR s.d = b.district"
+                f" WHERE month = %(m)s GROUP BY 1, {keys}"
+            )
+            actual = f"SELECT scope, {columns} FROM {table} WHERE month = %(m)s"
+            for left, right in ((expected, actual), (actual, expected)):
+                missing = conn.execute(f"{left} EXCEPT ALL {right}".encode(), {"m": MONTH}).fetchall()
+                assert missing == [], (table, missing)
+        scope_names = {r[0] for r in conn.execute("SELECT DISTINCT scope FROM report_scope_counts").fetchall()}
+    assert scope_names == {"city", "district:Xuhui", "district:Pudong"}
+
+
+def test_every_scope_kind_reads_consistent_totals(reports_fleet: Fleet) -> None:
+    """City = sum of districts = sum of firms = sum of use units (the unregistered terminal aside)."""
+    city = _report(reports_fleet)
+    parts = {
+        "district": [_report(reports_fleet, f"district:{d}") for d in ("Xuhui", "Pudong")],
+        "maintainer": [_report(reports_fleet, f"maintainer:{f}") for f in (reports_fleet.firm_a, reports_fleet.firm_b)],
+        "use_unit": [_report(reports_fleet, f"use_unit:{u}") for u in (reports_fleet.unit_1, reports_fleet.unit_2)],
+    }
+    for kind, reports in parts.items():
+        assert sum(r.elevators for r in reports) == city.elevators, kind
+        assert sum(r.incidents for r in reports) == city.incidents - 1, kind  # unregistered_terminal
+        assert sum(r.entrapments for r in reports) == city.entrapments, kind
+        assert sum(r.coverage.covered for r in reports) == city.coverage.covered, kind
+        for band in range(3):
+            assert sum(r.age_bands[band].incidents for r in reports) == city.age_bands[band].incidents, kind
+        firm_incidents = {f.name: f.incidents for f in city.firms}
+        for report in reports:
+            for firm in report.firms:
+                assert firm.incidents <= firm_incidents[firm.name]
+    firm_b = parts["maintainer"][1]
+    assert [(f.name, f.dispatch_missed, f.arrival_missed, f.repeats) for f in firm_b.firms] == [("Firm B", 1, 0, 1)]
