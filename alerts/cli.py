@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
+from liftwatch.alerts.errors import AlertsConfigError
 from liftwatch.alerts.routing import Target
 from liftwatch.config import AlertsSettings
 from liftwatch.runtime import configure_logging, run_services
@@ -36,6 +37,12 @@ def alerts(ctx: typer.Context) -> None:
 
     settings = AlertsSettings()
     configure_logging(settings.log_level)
+    try:  # fail fast, before any connection, on a fault code or change kind that does not exist
+        service.deadline_policy(settings)
+        service.routing_policy(settings)
+    except AlertsConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
 
     async def run(stop: asyncio.Event) -> None:
         await service.serve(settings, stop)

@@ -5,9 +5,11 @@ already recorded) and a clock reading, and says what must happen now. Nothing li
 so a restarted service finds exactly the same work; applying an item records it on the
 incident, so it is not due again.
 
-Decisions (see docs/alerts.md): deadlines run from ``detected_at`` (the event time the rule
-raised the fault); a missed deadline raises the escalation level by one up to level 2 (district
-rescue team); level 3 (fire brigade, 119) is an operator's decision (``Action.ESCALATE``).
+Decisions (see docs/alerts.md): deadlines run from detection, the event time the rule raised
+the fault (``detected_at``), or from ``opened_at`` if that is earlier (a terminal clock running
+ahead must not buy the firm time); a missed deadline raises the escalation level by one up to
+``DeadlinePolicy.auto_escalation_limit`` (default 2, the district rescue team): level 3 (fire
+brigade, 119) is an operator's decision (``Action.ESCALATE``) unless configured otherwise.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class DeadlinePolicy:
     codes: Mapping[str, CodeDeadlines] = field(
         default_factory=lambda: {"trapped_passenger": CodeDeadlines(dispatch_s=300, arrival_s=1800)}
     )
+    auto_escalation_limit: int = AUTO_ESCALATION_LIMIT
+    """Highest level a missed deadline raises an incident to (1 = never escalate by itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,7 @@ def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> l
     if incident.status not in OPEN_STATUSES:
         return []
     found: list[Due] = []
+    detected = min(incident.detected_at, incident.opened_at)
     level = incident.escalation_level
     if incident.severity == "critical" and incident.status == Status.DETECTED:
         deadline = (incident.last_notified_at or incident.opened_at) + timedelta(seconds=policy.renotify_s)
@@ -104,9 +109,9 @@ def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> l
         ):
             if seconds is None or recorded:
                 continue
-            deadline = incident.detected_at + timedelta(seconds=seconds)
+            deadline = detected + timedelta(seconds=seconds)
             if _missed(deadline, done_at, now):
-                escalate_to = level + 1 if level < AUTO_ESCALATION_LIMIT else None
+                escalate_to = level + 1 if level < policy.auto_escalation_limit else None
                 if escalate_to is not None:
                     level = escalate_to
                 found.append(Due(incident.id, kind, deadline, escalate_to))
@@ -115,7 +120,7 @@ def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> l
         and incident.status == Status.DETECTED
         and incident.condition_cleared_at is not None
     ):
-        deadline = incident.detected_at + timedelta(seconds=policy.auto_clear_s)
+        deadline = detected + timedelta(seconds=policy.auto_clear_s)
         if now >= deadline:
             found.append(Due(incident.id, DueKind.AUTO_CLEAR, deadline))
     return found

@@ -7,13 +7,19 @@ The API maps them to HTTP answers by ``reason`` (never by message text):
 
 from __future__ import annotations
 
-from liftwatch.errors import LiftwatchError
+from liftwatch.errors import ConfigError, LiftwatchError
 
 
 class AlertsError(LiftwatchError):
     """Root of the alert service's errors."""
 
     reason = "alerts"
+
+
+class AlertsConfigError(ConfigError):
+    """A setting of the alert service names something that does not exist (a fault code, a change kind)."""
+
+    reason = "alerts_config"
 
 
 class IncidentNotFound(AlertsError):

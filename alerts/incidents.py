@@ -12,13 +12,23 @@ is closed) instead of opening new incidents.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from liftwatch.schema import FaultEvent
+from liftwatch.alerts.lifecycle import Status
+from liftwatch.schema import FAULT_SEVERITY, DeadLetterReason, FaultEvent, fault_event_id
 
 CHATTERING_WINDOW_MS = 60_000
 CHATTERING_TOGGLES = 3
+
+# Plausible event times: anything outside cannot come from a terminal of this platform, and
+# values far outside overflow datetime/timestamptz (a poison pill that would stall the batch).
+EARLIEST_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_FUTURE_MS = 24 * 3600 * 1000
+"""How far ahead of the service clock an event time may be (the gateway's default skew bound)."""
+# The terminal id of the contract (core/schema.py TerminalId); FaultEvent.terminal is a plain str.
+_TERMINAL = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Outcome(enum.StrEnum):
@@ -49,6 +59,11 @@ class EventKind(enum.StrEnum):
     AUTO_CLEARED = "auto_cleared"
 
 
+# Operator actions record the status they lead to; an escalation records "escalated".
+CHANGE_KINDS: frozenset[str] = frozenset({*EventKind, *Status})
+"""Every ``incident_events.kind`` (the ``kind`` of an incident change)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OpenIncident:
     """The fields of an open incident the fold reads."""
@@ -76,6 +91,28 @@ class Fold:
     toggles_ms: tuple[int, ...] = ()
     seen_ms: int | None = None
     """Event time of the detection (opening or repeat); None for a clear."""
+
+
+def check_event(event: FaultEvent, *, now_ms: int) -> tuple[DeadLetterReason, str] | None:
+    """Why ``event`` breaks the ``faults`` contract (reason, detail), or None when it is sound.
+
+    The rule engine derives the id and the severity from the other fields; a record that does
+    not is refused rather than trusted, because its id is an idempotency key (a forged one could
+    shadow an operator action or a deadline) and its severity decides who is paged.
+    """
+    if _TERMINAL.fullmatch(event.terminal) is None:
+        return DeadLetterReason.SCHEMA, f"terminal {event.terminal[:80]!r} is not a terminal id ([A-Za-z0-9_-]{{1,64}})"
+    for name, ms in (("since_ms", event.since_ms), ("at_ms", event.at_ms)):
+        if ms < EARLIEST_EVENT_MS:
+            return DeadLetterReason.STALE_TIMESTAMP, f"{name} {ms} is before 2000-01-01"
+        if ms > now_ms + MAX_FUTURE_MS:
+            return DeadLetterReason.FUTURE_TIMESTAMP, f"{name} {ms} is more than 24 h ahead of the service clock"
+    expected_id = fault_event_id(event.terminal, event.code.value, event.transition, event.since_ms)
+    if event.event_id != expected_id:
+        return DeadLetterReason.SCHEMA, f"event_id {event.event_id[:200]!r} is not {expected_id[:200]!r}"
+    if event.severity != FAULT_SEVERITY[event.code]:
+        return DeadLetterReason.SCHEMA, f"severity {event.severity} is not the catalog's for {event.code}"
+    return None
 
 
 def ms_to_datetime(ms: int) -> datetime:

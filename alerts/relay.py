@@ -33,11 +33,13 @@ NOTIFY_RELAY = "notify"
 _CHANGES = """
 SELECT ev.id AS change_id, ev.incident_id, ev.kind, ev.status_after, ev.at, ev.actor, ev.note, ev.data,
        i.code, i.severity, i.registration_code, i.terminal_id, i.district, i.escalation_level, i.maintainer_id,
-       i.detected_at, i.occurrences, i.chattering, f.name AS maintainer, e.rescue_code, e.address
+       i.detected_at, i.occurrences, i.chattering, f.name AS maintainer, e.rescue_code, e.address,
+       u.name AS use_unit
 FROM incident_events ev
 JOIN incidents i ON i.id = ev.incident_id
 LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id
 LEFT JOIN elevators e ON e.registration_code = i.registration_code
+LEFT JOIN use_units u ON u.id = i.use_unit_id
 WHERE ev.id > %s
 ORDER BY ev.id
 LIMIT %s
@@ -109,6 +111,7 @@ def notification_body(row: dict[str, Any]) -> bytes:
         "rescue_code": row["rescue_code"],
         "address": row["address"],
         "district": row["district"],
+        "use_unit": row["use_unit"],
         "terminal": row["terminal_id"],
         "maintainer": row["maintainer"],
         "detected_at": row["detected_at"].isoformat(),

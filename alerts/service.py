@@ -33,15 +33,15 @@ from liftwatch import db
 from liftwatch.alerts import relay, store
 from liftwatch.alerts.channels import KafkaChannel, WebhookCall, WebhookChannel, backoff_s
 from liftwatch.alerts.deadlines import CodeDeadlines, DeadlinePolicy, DueKind, due
-from liftwatch.alerts.errors import Backpressure, NotificationError
-from liftwatch.alerts.incidents import Outcome
+from liftwatch.alerts.errors import AlertsConfigError, Backpressure, NotificationError
+from liftwatch.alerts.incidents import CHANGE_KINDS, Outcome, check_event
 from liftwatch.alerts.metrics import AlertsMetrics
 from liftwatch.alerts.routing import RoutingPolicy
 from liftwatch.badinput import BadInputPolicy
 from liftwatch.config import AlertsSettings
 from liftwatch.kafka import ensure_topics, make_consumer, make_producer
 from liftwatch.runtime import start_metrics
-from liftwatch.schema import DeadLetter, DeadLetterReason, FaultEvent, decode_fault_event, encode_record
+from liftwatch.schema import DeadLetter, DeadLetterReason, FaultCode, FaultEvent, decode_fault_event, encode_record
 from prometheus_client import CollectorRegistry
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
@@ -59,7 +59,15 @@ def utc_now() -> datetime:
 
 
 def deadline_policy(settings: AlertsSettings) -> DeadlinePolicy:
-    """Deadlines per code from the settings."""
+    """Deadlines per code from the settings; raises :class:`AlertsConfigError` for an unknown code."""
+    unknown = sorted({*settings.deadline_codes, *settings.code_deadlines_s} - set(FaultCode))
+    if unknown:
+        raise AlertsConfigError(
+            f"LIFTWATCH_DEADLINE_CODES / LIFTWATCH_CODE_DEADLINES_S: unknown fault code(s) {', '.join(unknown)}"
+        )
+    for code, pair in settings.code_deadlines_s.items():
+        if any(seconds is not None and seconds <= 0 for seconds in pair):
+            raise AlertsConfigError(f"LIFTWATCH_CODE_DEADLINES_S: {code}: deadlines must be > 0 s or null")
     codes = {
         code: CodeDeadlines(dispatch_s=settings.dispatch_deadline_s, arrival_s=settings.arrival_deadline_s)
         for code in settings.deadline_codes
@@ -67,12 +75,21 @@ def deadline_policy(settings: AlertsSettings) -> DeadlinePolicy:
     for code, (dispatch_s, arrival_s) in settings.code_deadlines_s.items():
         codes[code] = CodeDeadlines(dispatch_s=dispatch_s, arrival_s=arrival_s)
     return DeadlinePolicy(
-        renotify_s=settings.renotify_interval_s, auto_clear_s=settings.auto_close_after_s, codes=codes
+        renotify_s=settings.renotify_interval_s,
+        auto_clear_s=settings.auto_close_after_s,
+        codes=codes,
+        auto_escalation_limit=settings.auto_escalation_limit,
     )
 
 
 def routing_policy(settings: AlertsSettings) -> RoutingPolicy:
-    """Who gets what, from the settings."""
+    """Who gets what, from the settings; raises :class:`AlertsConfigError` for an unknown change kind."""
+    unknown = sorted(set(settings.quiet_kinds) - CHANGE_KINDS)
+    if unknown:
+        raise AlertsConfigError(
+            f"LIFTWATCH_QUIET_KINDS: unknown change kind(s) {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(CHANGE_KINDS))})"
+        )
     return RoutingPolicy(
         emergency_severities=frozenset(settings.emergency_severities),
         firm_severities=frozenset(settings.firm_severities),
@@ -223,11 +240,16 @@ class AlertService:
 
     def _decode(self, message: Any) -> FaultEvent | None:
         try:
-            return decode_fault_event(message.value)
+            event = decode_fault_event(message.value)
         except msgspec.ValidationError as error:
             reason, detail = DeadLetterReason.SCHEMA, str(error)
         except (msgspec.DecodeError, TypeError) as error:
             reason, detail = DeadLetterReason.UNDECODABLE, str(error)
+        else:
+            refused = check_event(event, now_ms=int(self.clock().timestamp() * 1000))
+            if refused is None:
+                return event
+            reason, detail = refused
         self.bad_input.refuse(
             source=f"kafka:{self.faults_topic}",
             topic=self.faults_topic,
@@ -256,8 +278,8 @@ class AlertService:
                             toggles=settings.chattering_toggles,
                         )
                     )
-                except psycopg.OperationalError:
-                    raise
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise  # the connection, not the event: re-read the batch
                 except psycopg.Error as error:
                     # The database refuses this one event (bad data): dead-letter it, keep the rest.
                     self.bad_input.refuse(
@@ -382,7 +404,7 @@ class AlertService:
         assert self.pool is not None
         now = self.clock()
         async with self.pool.connection() as conn:
-            candidates = await store.deadline_candidates(conn, self.deadlines)
+            candidates = await store.deadline_candidates(conn, self.deadlines, now)
             await conn.commit()
             for item in due(candidates, now, self.deadlines):
                 if not await store.apply_due(conn, item, now=now, policy=self.deadlines):

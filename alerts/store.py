@@ -11,7 +11,7 @@ wakes the relay at once instead of at its next poll.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -172,12 +172,17 @@ WHERE t.terminal_id = %s
 _REGISTRY_BY_CODE = """
 SELECT registration_code, maintainer_id, district, use_unit_id FROM elevators WHERE registration_code = %s
 """
-_OPEN_INCIDENT = """
+_OPEN_COLUMNS = """
 SELECT id, occurrences, chattering, condition_cleared_at IS NOT NULL AS cleared, toggles_ms, last_event_ms
 FROM incidents
-WHERE terminal_id = %s AND code = %s AND status NOT IN ('closed', 'false_alarm', 'auto_cleared')
-FOR UPDATE
 """
+_OPEN = "status NOT IN ('closed', 'false_alarm', 'auto_cleared')"
+# One open incident per (elevator, code): keyed by the elevator when the registry knows it (so a
+# replaced or swapped terminal keeps feeding the elevator's incident), else by the terminal.
+_OPEN_BY_ELEVATOR = f"{_OPEN_COLUMNS} WHERE registration_code = %s AND code = %s AND {_OPEN} FOR UPDATE"
+_OPEN_BY_TERMINAL = (
+    f"{_OPEN_COLUMNS} WHERE registration_code IS NULL AND terminal_id = %s AND code = %s AND {_OPEN} FOR UPDATE"
+)
 
 
 async def _registry_snapshot(conn: psycopg.AsyncConnection[Any], event: FaultEvent) -> dict[str, Any]:
@@ -192,9 +197,14 @@ async def _registry_snapshot(conn: psycopg.AsyncConnection[Any], event: FaultEve
     return row or {"registration_code": None, "maintainer_id": None, "district": None, "use_unit_id": None}
 
 
-async def _open_incident(conn: psycopg.AsyncConnection[Any], event: FaultEvent) -> OpenIncident | None:
+async def _open_incident(
+    conn: psycopg.AsyncConnection[Any], event: FaultEvent, registration_code: str | None
+) -> OpenIncident | None:
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(_OPEN_INCIDENT, (event.terminal, event.code.value))
+    if registration_code is not None:
+        await cur.execute(_OPEN_BY_ELEVATOR, (registration_code, event.code.value))
+    else:
+        await cur.execute(_OPEN_BY_TERMINAL, (event.terminal, event.code.value))
     row = await cur.fetchone()
     if row is None:
         return None
@@ -230,15 +240,16 @@ async def record_fault(
         await cur.execute("SELECT 1 AS seen FROM incident_events WHERE idempotency_key = %s", (event.event_id,))
         if await cur.fetchone() is not None:
             return Outcome.DUPLICATE
-        incident = await _open_incident(conn, event)
+        snapshot = await _registry_snapshot(conn, event)
+        incident = await _open_incident(conn, event, snapshot["registration_code"])
         result = fold(incident, event, window_ms=window_ms, toggles=toggles)
         if result.kind is None:
             return result.outcome
         if incident is None:
-            opened = await _insert_incident(conn, event, result, now)
+            opened = await _insert_incident(conn, event, snapshot, result, now)
             if opened is None:
                 # Another writer opened it between our read and insert: fold onto theirs.
-                incident = await _open_incident(conn, event)
+                incident = await _open_incident(conn, event, snapshot["registration_code"])
                 if incident is None:
                     raise RuntimeError(f"open incident of {event.terminal}/{event.code} vanished")
                 result = fold(incident, event, window_ms=window_ms, toggles=toggles)
@@ -268,10 +279,9 @@ async def record_fault(
 
 
 async def _insert_incident(
-    conn: psycopg.AsyncConnection[Any], event: FaultEvent, result: Fold, now: datetime
+    conn: psycopg.AsyncConnection[Any], event: FaultEvent, snapshot: dict[str, Any], result: Fold, now: datetime
 ) -> int | None:
-    """Open the incident; None when the one-open-incident index says another is open."""
-    snapshot = await _registry_snapshot(conn, event)
+    """Open the incident; None when a one-open-incident index says another is open."""
     seen = ms_to_datetime(event.at_ms)
     cur = conn.cursor(row_factory=dict_row)
     try:
@@ -341,12 +351,16 @@ _TIMES_COLUMNS = (
     "id, code, severity, status, detected_at, opened_at, escalation_level, dispatched_at, arrived_at,"
     " condition_cleared_at, last_notified_at, dispatch_deadline_missed, arrival_deadline_missed"
 )
+# Necessary conditions of deadlines.due_for, so a tick reads only incidents with something due
+# (not every open incident of a storm, every second).
 _CANDIDATES = f"""
 SELECT {_TIMES_COLUMNS} FROM incidents
 WHERE status IN ('detected', 'acknowledged', 'dispatched', 'arrived', 'released')
-  AND ((severity = 'critical' AND status = 'detected')
-       OR (code = ANY(%s) AND NOT (dispatch_deadline_missed AND arrival_deadline_missed))
-       OR (severity <> 'critical' AND status = 'detected' AND condition_cleared_at IS NOT NULL))
+  AND ((severity = 'critical' AND status = 'detected' AND COALESCE(last_notified_at, opened_at) <= %(renotify)s)
+       OR (code = ANY(%(codes)s) AND NOT (dispatch_deadline_missed AND arrival_deadline_missed)
+           AND LEAST(detected_at, opened_at) < %(deadline)s)
+       OR (severity <> 'critical' AND status = 'detected' AND condition_cleared_at IS NOT NULL
+           AND LEAST(detected_at, opened_at) <= %(auto_clear)s))
 """
 
 
@@ -354,10 +368,21 @@ def _times(row: dict[str, Any]) -> IncidentTimes:
     return IncidentTimes(**row)
 
 
-async def deadline_candidates(conn: psycopg.AsyncConnection[Any], policy: DeadlinePolicy) -> list[IncidentTimes]:
-    """Open incidents on which something may be due (the filter is loose; :func:`due` decides)."""
+async def deadline_candidates(
+    conn: psycopg.AsyncConnection[Any], policy: DeadlinePolicy, now: datetime
+) -> list[IncidentTimes]:
+    """Open incidents on which something may be due at ``now`` (:func:`due` decides)."""
+    seconds = [s for rule in policy.codes.values() for s in (rule.dispatch_s, rule.arrival_s) if s is not None]
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(_CANDIDATES, (list(policy.codes),))
+    await cur.execute(
+        _CANDIDATES,
+        {
+            "renotify": now - timedelta(seconds=policy.renotify_s),
+            "codes": list(policy.codes) if seconds else [],
+            "deadline": now - timedelta(seconds=min(seconds, default=0)),
+            "auto_clear": now - timedelta(seconds=policy.auto_clear_s),
+        },
+    )
     return [_times(row) for row in await cur.fetchall()]
 
 

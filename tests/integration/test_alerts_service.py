@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import msgspec
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer
 from liftwatch.alerts.lifecycle import Action
 from liftwatch.alerts.store import apply_action
 from liftwatch.config import AlertsSettings
-from liftwatch.schema import FaultCode, FaultEvent, decode_dead_letter
+from liftwatch.schema import DeadLetter, FaultCode, FaultEvent, decode_dead_letter, encode_record
 
 from tests.fixtures.alerts import (
     Lift,
@@ -39,7 +40,12 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
     assert firm_a
     t = int(time.time() * 1000) - 120_000
     events: list[FaultEvent | bytes] = [
-        b"\xc1not msgpack at all",  # hostile input: dead-lettered, the rest goes on
+        # Hostile input: each dead-lettered with its reason, and the rest goes on.
+        b"\xc1not msgpack at all",
+        b"\x81\xa1a\x01",  # msgpack, but not a fault record
+        encode_record(msgspec.structs.replace(fault(lifts[3], F.ALARM_BUTTON, since_ms=t), event_id="action:op1:x")),
+        encode_record(fault(lifts[3], F.ALARM_BUTTON, since_ms=t, at_ms=2**62)),  # used to stall the batch
+        encode_record(msgspec.structs.replace(fault(lifts[3], F.ALARM_BUTTON, since_ms=t), evidence={"x": "\x00"})),
         fault(lifts[0], F.TRAPPED_PASSENGER, since_ms=t),
         fault(lifts[0], F.TRAPPED_PASSENGER, since_ms=t),  # the same event again (producer retry)
         fault(lifts[0], F.TRAPPED_PASSENGER, "cleared", since_ms=t + 30_000),  # never closes a critical one
@@ -64,8 +70,10 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
         await eventually(lambda: _async(len(receiver.bodies("/centre")) >= 3), what="acknowledgement webhook")
         assert registry.get_sample_value("liftwatch_alerts_fault_events_total", {"outcome": "duplicate"}) == 1
         assert registry.get_sample_value("liftwatch_alerts_fault_events_total", {"outcome": "orphan_clear"}) == 1
-        refused = {"source": f"kafka:{alerts_settings.topic('faults')}", "reason": "undecodable"}
-        assert registry.get_sample_value("liftwatch_dead_letters_total", refused) == 1
+        source = f"kafka:{alerts_settings.topic('faults')}"
+        for reason, count in (("undecodable", 1), ("schema", 3), ("future_timestamp", 1)):
+            refused = {"source": source, "reason": reason}
+            assert registry.get_sample_value("liftwatch_dead_letters_total", refused) == count, reason
         assert registry.get_sample_value("liftwatch_alerts_open_incidents", {"severity": "critical"}) == 1
 
     incidents = await query(database_url, "SELECT * FROM incidents ORDER BY id")
@@ -88,6 +96,7 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
         ("trapped_passenger", "acknowledged"),
     ]
     assert centre[0]["rescue_code"] == lifts[0].rescue_code and centre[0]["address"]
+    assert centre[0]["use_unit"] == "Unit 1" and centre[0]["maintainer"] == lifts[0].firm
     assert {b["code"] for b in receiver.bodies("/firm-b")} == {"door_held_open"}
     assert receiver.verify("hook-secret", "/firm-a")
     assert receiver.verify("fallback-secret", "/centre")
@@ -110,18 +119,28 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
     assert changes[-1].kind == "acknowledged" and changes[-1].actor == "op1" and changes[-1].note == "on it"
     assert {c.maintainer for c in changes if c.code == "trapped_passenger"} == {lifts[0].firm}
     assert sorted(r["headers"]["x-liftwatch-delivery"] for r in receiver.requests) == sent_before
-    # The undecodable record went to the dead-letter topic with its reason, once per reading.
+    # The refused records went to the dead-letter topic with their reasons, once per reading.
     consumer = AIOKafkaConsumer(
         alerts_settings.topic("deadletter"), bootstrap_servers=alerts_settings.kafka_bootstrap,
         auto_offset_reset="earliest",
     )  # fmt: skip
     await consumer.start()
+    letters: list[DeadLetter] = []
     try:
-        letters = await eventually(lambda: consumer.getmany(timeout_ms=200), what="dead letter")
+
+        async def read() -> bool:
+            batch = await consumer.getmany(timeout_ms=200)
+            letters.extend(decode_dead_letter(m.value) for messages in batch.values() for m in messages)
+            return len(letters) >= 10
+
+        await eventually(read, what="dead letters")
     finally:
         await consumer.stop()
-    letter = decode_dead_letter(next(iter(letters.values()))[0].value)
-    assert letter.reason == "undecodable" and letter.payload.startswith(b"\xc1not")
+    assert len(letters) == 10
+    assert sorted(letter.reason for letter in letters) == sorted(["undecodable", "schema", "schema", "schema",
+        "future_timestamp"] * 2)  # fmt: skip
+    assert any(letter.payload.startswith(b"\xc1not") for letter in letters)
+    assert any("UntranslatableCharacter" in letter.detail for letter in letters)
 
 
 def _now() -> datetime:

@@ -173,6 +173,22 @@ def test_level_three_is_never_reached_by_deadlines() -> None:
     assert all(d.escalate_to is None for d in due([incident], at(60), POLICY))
 
 
+def test_deadlines_run_from_the_earlier_of_detection_and_opening() -> None:
+    """A terminal clock running 10 minutes ahead does not buy the firm 10 minutes."""
+    ahead = trapped(status="acknowledged", detected_at=at(10), opened_at=at(0), last_notified_at=at(6))
+    assert [(d.kind, d.deadline) for d in due([ahead], at(5.01), POLICY)] == [(DueKind.DISPATCH_MISSED, at(5))]
+    # A replayed old stream (detected long before the service saw it) is due at once.
+    late = trapped(status="acknowledged", detected_at=at(0), opened_at=at(40), last_notified_at=at(40))
+    assert [d.kind for d in due([late], at(40), POLICY)] == [DueKind.DISPATCH_MISSED, DueKind.ARRIVAL_MISSED]
+
+
+@pytest.mark.parametrize(("limit", "levels"), [(1, [None, None]), (2, [2, None]), (3, [2, 3])])
+def test_automatic_escalation_limit_is_configurable(limit: int, levels: list[int | None]) -> None:
+    policy = DeadlinePolicy(auto_escalation_limit=limit)
+    incident = trapped(status="acknowledged", last_notified_at=at(40))
+    assert [d.escalate_to for d in due([incident], at(31), policy)] == levels
+
+
 def test_codes_without_deadlines_and_auto_clear() -> None:
     minor = IncidentTimes(
         id=1, code="door_held_open", severity="minor", status="detected", detected_at=T0, opened_at=T0
