@@ -162,7 +162,7 @@ def history(conn: psycopg.Connection[object], months: int = 11) -> None:
     """Copy the month's rollup into the ``months`` before it (final months of the same size)."""
     for table in ("report_months", *rollup._TABLES):
         columns = [
-            row[0]
+            str(row[0])  # type: ignore[index]
             for row in conn.execute(
                 "SELECT column_name FROM information_schema.columns"
                 " WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",

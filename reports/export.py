@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -35,12 +36,15 @@ class Table:
     rows: list[list[Cell]]
 
 
-def _minutes(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds / 60, 1)
-
-
 def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
+    """Rounded half up, as people (and PostgreSQL's numeric round in the dashboards) do: 1.25 -> 1.3."""
+    if value is None:
+        return None
+    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def _minutes(seconds: float | None) -> float | None:
+    return None if seconds is None else _round(seconds / 60, 1)
 
 
 def _percent(value: float | None) -> str:

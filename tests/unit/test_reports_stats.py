@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch.reports import stats
+from liftwatch.reports import export, stats
 from liftwatch.reports.errors import BadMonth, BadScope
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,3 +95,10 @@ def test_report_catalogs_have_the_same_keys_in_both_languages() -> None:
     assert set(zh) == set(en)
     assert all(len(title) <= 31 for k, title in en.items() if k.startswith("section."))  # XLSX sheet names
     assert all(len(title) <= 31 for k, title in zh.items() if k.startswith("section."))
+
+
+def test_report_numbers_are_rounded_half_up() -> None:
+    """Files and dashboards (PostgreSQL numeric round) show the same figure: 75 s is 1.3 min, not 1.2."""
+    assert export._minutes(75) == 1.3
+    assert export._round(0.125) == 0.13 and export._round(400 / 7) == 57.14
+    assert export._round(None) is None and export._minutes(1800) == 30.0
