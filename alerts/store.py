@@ -63,9 +63,11 @@ async def append_event(
 ) -> int:
     """Append one audit/outbox row (caller holds :func:`lock_outbox`); returns its id (the change id)."""
     cur = conn.cursor(row_factory=dict_row)
+    # One round trip: the row and its NOTIFY (delivered at commit, so never before the row is visible).
     await cur.execute(
-        "INSERT INTO incident_events (incident_id, at, kind, status_after, actor, note, data, idempotency_key)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        "WITH ev AS (INSERT INTO incident_events (incident_id, at, kind, status_after, actor, note, data,"
+        " idempotency_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
+        " SELECT id, pg_notify(%s, id::text) FROM ev",
         (
             incident_id,
             at,
@@ -75,11 +77,11 @@ async def append_event(
             note,
             json.dumps(data or {}, ensure_ascii=False),
             idempotency_key,
+            NOTIFY_CHANNEL,
         ),
     )
     row = await cur.fetchone()
     assert row is not None
-    await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(row["id"])))
     return int(row["id"])
 
 
@@ -164,13 +166,11 @@ async def apply_action(
 
 # --- fault events -----------------------------------------------------------------------------
 
-_REGISTRY_BY_TERMINAL = """
-SELECT e.registration_code, e.maintainer_id, e.district, e.use_unit_id
-FROM terminals t JOIN elevators e ON e.registration_code = t.registration_code
-WHERE t.terminal_id = %s
-"""
-_REGISTRY_BY_CODE = """
-SELECT registration_code, maintainer_id, district, use_unit_id FROM elevators WHERE registration_code = %s
+# The elevator the terminal is fitted to, else the one the event names (a terminal not in the
+# registry, or unfitted, whose rule engine still knew the elevator).
+_REGISTRY = """
+SELECT registration_code, maintainer_id, district, use_unit_id FROM elevators
+WHERE registration_code = COALESCE((SELECT registration_code FROM terminals WHERE terminal_id = %s), %s)
 """
 _OPEN_COLUMNS = """
 SELECT id, occurrences, chattering, condition_cleared_at IS NOT NULL AS cleared, toggles_ms, last_event_ms
@@ -187,11 +187,8 @@ _OPEN_BY_TERMINAL = (
 
 async def _registry_snapshot(conn: psycopg.AsyncConnection[Any], event: FaultEvent) -> dict[str, Any]:
     cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(_REGISTRY_BY_TERMINAL, (event.terminal,))
+    await cur.execute(_REGISTRY, (event.terminal, event.registration_code))
     row = await cur.fetchone()
-    if row is None and event.registration_code is not None:
-        await cur.execute(_REGISTRY_BY_CODE, (event.registration_code,))
-        row = await cur.fetchone()
     # Unknown to the registry (unregistered terminal, or a code the registry no longer has):
     # the incident is still opened, keyed by terminal, with no routing data.
     return row or {"registration_code": None, "maintainer_id": None, "district": None, "use_unit_id": None}

@@ -86,9 +86,16 @@ async def test_one_open_incident_per_elevator_linked_to_the_registry(database_ur
             )
 
 
-async def test_audit_trail_is_append_only(database_url: str, lifts: list[Lift]) -> None:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+async def test_audit_trail_is_append_only_and_wakes_the_relays(database_url: str, lifts: list[Lift]) -> None:
+    async with (
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener,
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn,
+    ):
+        await listener.execute(f"LISTEN {store.NOTIFY_CHANNEL}")
         await record(conn, fault(lifts[0], DOOR, since_ms=T0_MS))
+        cur = await conn.execute("SELECT id FROM incident_events")
+        (change_id,) = await cur.fetchone() or (None,)
+        assert [n.payload async for n in listener.notifies(timeout=5, stop_after=1)] == [str(change_id)]
         for statement in ("UPDATE incident_events SET note = 'edited'", "DELETE FROM incident_events"):
             with pytest.raises(RestrictViolation, match="append-only"):
                 await conn.execute(statement)
