@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from liftwatch.schema import DeadLetterReason, Sample, TelemetryMessage, TerminalStatus
 
 TELEMETRY_TOPIC_FILTER = "lift/v1/+/telemetry"
 STATUS_TOPIC_FILTER = "lift/v1/+/status"
-_TERMINAL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TERMINAL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # used with fullmatch: no newline may trail
 _PATH_RE = re.compile(r"`(\$[^`]*)`")
 _FIELD_RE = re.compile(r"Object (?:missing required|contains unknown) field `([^`]*)`")
 
@@ -68,7 +69,7 @@ def parse_topic(topic: str, root: str = "") -> tuple[str, str] | None:
     parts = topic[len(root) :].split("/")
     if len(parts) != 4 or parts[0] != "lift" or parts[1] != "v1" or parts[3] not in ("telemetry", "status"):
         return None
-    if not _TERMINAL_RE.match(parts[2]):
+    if not _TERMINAL_RE.fullmatch(parts[2]):
         return None
     return parts[2], parts[3]
 
@@ -82,8 +83,49 @@ def _schema_rejection(error: msgspec.ValidationError) -> Rejection:
     if field is not None:
         path = f"{path or '$'}.{field.group(1)}"
     # Only a well-typed version other than 1 is "unsupported"; a mistyped one is a schema error.
-    unsupported = path == "$.v" and text.startswith("Invalid enum value")
-    return Rejection(DeadLetterReason.UNSUPPORTED_VERSION if unsupported else DeadLetterReason.SCHEMA, text, path)
+    if path == "$.v" and text.startswith("Invalid enum value"):
+        version = text.removeprefix("Invalid enum value ").partition(" - ")[0]
+        return Rejection(
+            DeadLetterReason.UNSUPPORTED_VERSION, f"contract version {version} is not supported (1 is)", path
+        )
+    return Rejection(DeadLetterReason.SCHEMA, text, path)
+
+
+def _integral_to_int(fields: dict[str, Any], names: tuple[str, ...]) -> bool:
+    changed = False
+    for name in names:
+        value = fields.get(name)
+        if type(value) is float and value.is_integer():
+            fields[name] = int(value)
+            changed = True
+    return changed
+
+
+def _with_integral_floats(payload: bytes) -> TelemetryMessage | msgspec.ValidationError | None:
+    """Decode again with integer fields written as integral floats (``7.0``, ``1.79e12``) made ints.
+
+    JSON Schema's ``integer`` is any number with a zero fractional part, so the contract allows
+    them; the fast typed decoder does not. Only refused payloads take this path. Returns None when
+    no such field was found (the first refusal stands), else the message or the remaining error.
+    """
+    try:
+        document = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    changed = _integral_to_int(document, ("v", "seq"))
+    samples = document.get("samples")
+    if isinstance(samples, list):
+        for sample in samples:
+            if isinstance(sample, dict):
+                changed = _integral_to_int(sample, ("ts", "floor")) or changed
+    if not changed:
+        return None
+    try:
+        return msgspec.convert(document, TelemetryMessage)
+    except msgspec.ValidationError as error:
+        return error
 
 
 def _null_sample_field(payload: bytes) -> Rejection | None:
@@ -122,7 +164,12 @@ def decode_telemetry(
     try:
         message = _telemetry_decoder.decode(payload)
     except msgspec.ValidationError as error:
-        return _schema_rejection(error)
+        retried = _with_integral_floats(payload)
+        if retried is None:
+            return _schema_rejection(error)
+        if isinstance(retried, msgspec.ValidationError):
+            return _schema_rejection(retried)
+        message = retried
     except msgspec.DecodeError as error:
         return Rejection(DeadLetterReason.UNDECODABLE, f"not valid JSON: {error}")
     null_field = _null_sample_field(payload)

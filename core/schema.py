@@ -20,7 +20,9 @@ from msgspec import Meta, Struct
 
 # --- terminal -> platform (MQTT) --------------------------------------------------------------
 
-TerminalId: TypeAlias = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# The contract's pattern ends in `$`, which in its regex dialect (ECMA-262) is the end of the text;
+# Python's `$` would also match before a final newline, so `\Z` here.
+TerminalId: TypeAlias = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
 Mode: TypeAlias = Literal["normal", "inspection", "maintenance", "fire", "emergency_power", "out_of_service"]
 Direction: TypeAlias = Literal["up", "down", "stop"]
 DoorState: TypeAlias = Literal["open", "opening", "closing", "closed"]

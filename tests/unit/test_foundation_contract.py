@@ -68,42 +68,69 @@ def test_valid_message_with_every_optional_field() -> None:
 _REQUIRED_SAMPLE = ("ts", "mode", "floor", "door_zone", "direction", "speed", "door", "occupied", "safety_circuit")
 _BOOLEANS = ("door_zone", "occupied", "safety_circuit", "door_lock", "alarm_button", "power", "limit_up", "limit_down")
 
-_SAMPLE_CASES: list[tuple[str, Any]] = [
-    *[(name, DELETE) for name in _REQUIRED_SAMPLE],
-    *[(name, value) for name in _BOOLEANS for value in (0, 1, "true", None)],
-    ("ts", "1790000000000"),
-    ("ts", 1.5e12 + 0.5),
-    ("ts", None),
-    ("mode", "idle"),
-    ("mode", "NORMAL"),
-    ("mode", 1),
-    ("floor", -11),
-    ("floor", 201),
-    ("floor", 2.5),
-    ("floor", "3"),
-    ("direction", "sideways"),
-    ("direction", None),
-    ("speed", -0.1),
-    ("speed", 25.01),
-    ("speed", "1.0"),
-    ("speed", True),
-    ("door", "ajar"),
-    ("door", False),
-    ("load_pct", -1),
-    ("load_pct", 200.5),
-    ("load_pct", "50"),
-    ("load_pct", None),
-    ("colour", "red"),
+_JSON_TYPE = {int: "int", str: "str", type(None): "null", float: "float", bool: "bool"}
+
+# (field, value, what the detail must say: why the value is refused)
+_SAMPLE_CASES: list[tuple[str, Any, str]] = [
+    *[(name, DELETE, f"Object missing required field `{name}`") for name in _REQUIRED_SAMPLE],
+    *[(name, value, f"got `{_JSON_TYPE[type(value)]}`") for name in _BOOLEANS for value in (0, 1, "true")],
+    *[(name, None, "got `null`") for name in _BOOLEANS],
+    ("ts", "1790000000000", "Expected `int`, got `str`"),
+    ("ts", 1.5e12 + 0.5, "Expected `int`, got `float`"),
+    ("ts", None, "Expected `int`, got `null`"),
+    ("ts", True, "Expected `int`, got `bool`"),
+    ("mode", "idle", "Invalid enum value 'idle'"),
+    ("mode", "NORMAL", "Invalid enum value 'NORMAL'"),
+    ("mode", 1, "Expected `str`, got `int`"),
+    ("floor", -11, "Expected `int` >= -10"),
+    ("floor", 201, "Expected `int` <= 200"),
+    ("floor", 2.5, "Expected `int`, got `float`"),
+    ("floor", "3", "Expected `int`, got `str`"),
+    ("floor", True, "Expected `int`, got `bool`"),
+    ("direction", "sideways", "Invalid enum value 'sideways'"),
+    ("direction", None, "Expected `str`, got `null`"),
+    ("speed", -0.1, "Expected `float` >= 0.0"),
+    ("speed", 25.01, "Expected `float` <= 25.0"),
+    ("speed", "1.0", "Expected `float`, got `str`"),
+    ("speed", True, "Expected `float`, got `bool`"),
+    ("door", "ajar", "Invalid enum value 'ajar'"),
+    ("door", False, "Expected `str`, got `bool`"),
+    ("load_pct", -1, "Expected `float` >= 0.0"),
+    ("load_pct", 200.5, "Expected `float` <= 200.0"),
+    ("load_pct", "50", "got `str`"),
+    ("load_pct", None, "got `null`"),
+    ("colour", "red", "Object contains unknown field `colour`"),
 ]
 
 
-@pytest.mark.parametrize(("name", "value"), _SAMPLE_CASES)
-def test_each_invalid_sample_field_is_refused_with_its_path(name: str, value: Any) -> None:
+@pytest.mark.parametrize(("name", "value", "why"), _SAMPLE_CASES)
+def test_each_invalid_sample_field_is_refused_with_its_path_and_why(name: str, value: Any, why: str) -> None:
     # The bad sample is the second one: the path must say which.
     result = decode(message([sample(), sample(**{name: value})]))
     assert isinstance(result, Rejection)
     assert result.reason is SCHEMA
     assert result.field == f"$.samples[1].{name}"
+    assert why in result.detail and "$.samples[1]" in result.detail
+
+
+def test_integer_fields_accept_integral_floats_as_json_schema_does() -> None:
+    # JSON Schema's "integer" is any number with a zero fractional part (1.0, 1.79e12).
+    result = decode(message([sample(ts=float(NOW - 1000), floor=3.0)], v=1.0, seq=7.0))
+    assert isinstance(result, Accepted)
+    assert (result.message.v, result.message.seq, result.message.samples[0].ts) == (1, 7, NOW - 1000)
+    assert type(result.message.samples[0].floor) is int
+    # ... and the fractional ones stay refused, and a refusal names the field that is really wrong.
+    result = decode(message([sample(floor=3.0, speed=30)], seq=7.0))
+    assert isinstance(result, Rejection)
+    assert (result.field, result.detail) == ("$.samples[0].speed", "Expected `float` <= 25.0 - at `$.samples[0].speed`")
+
+
+def test_a_terminal_id_with_a_trailing_newline_is_refused() -> None:
+    # The contract's `$` is the end of the text (ECMA-262), not "before a final newline" (Python).
+    result = decode(message(terminal="T000001\n"), terminal="T000001\n")
+    assert isinstance(result, Rejection)
+    assert result.field == "$.terminal"
+    assert parse_topic("lift/v1/T000001\n/telemetry") is None
 
 
 @pytest.mark.parametrize(
@@ -133,6 +160,25 @@ def test_each_invalid_envelope_field_is_refused(changes: dict[str, Any], reason:
     result = decode(message(**changes))
     assert isinstance(result, Rejection)
     assert (result.reason, result.field) == (reason, path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"v": 2}, "contract version 2 is not supported (1 is)"),
+        ({"v": "1"}, "Expected `int`, got `str` - at `$.v`"),
+        ({"terminal": "T/1"}, "Expected `str` matching regex"),
+        ({"seq": -1}, "Expected `int` >= 0 - at `$.seq`"),
+        ({"seq": 1.5}, "Expected `int`, got `float` - at `$.seq`"),
+        ({"samples": {}}, "Expected `array`, got `object` - at `$.samples`"),
+        ({"extra": True}, "Object contains unknown field `extra`"),
+        ({"seq": DELETE}, "Object missing required field `seq`"),
+    ],
+)
+def test_envelope_refusals_say_why(changes: dict[str, Any], why: str) -> None:
+    result = decode(message(**changes))
+    assert isinstance(result, Rejection)
+    assert why in result.detail
 
 
 def test_zero_and_too_many_samples_are_refused() -> None:
