@@ -20,6 +20,7 @@ from liftwatch.reports.monthly import MonthlyReport
 from reportlab.graphics.charts.barcharts import HorizontalBarChart, VerticalBarChart
 from reportlab.graphics.shapes import Drawing, String
 from reportlab.lib import colors
+from reportlab.lib.enums import TA_LEFT, TA_RIGHT
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
@@ -70,32 +71,71 @@ def _styles(font: str) -> dict[str, ParagraphStyle]:
     }
 
 
-def _table(table: Table, font: str, lang: str) -> PdfTable:
-    """A table that fits the page width: headers wrap, the first column gets the most room."""
-    header_style = ParagraphStyle(
-        "th", fontName=font, fontSize=7.5, leading=9, textColor=INK, wordWrap="CJK" if lang == "zh" else None
+def _numeric(values: list[object]) -> bool:
+    """A column of numbers (or percentages): right-aligned, header included, so digits line up."""
+    present = [v for v in values if v not in (None, "")]
+    return bool(present) and all(
+        isinstance(v, int | float) or (isinstance(v, str) and v.endswith("%") and v[:-1].replace(".", "").isdigit())
+        for v in present
     )
-    headers = [Paragraph(text, header_style) for text in table.headers]
-    data = [headers] + [["" if v is None else str(v) for v in row] for row in table.rows]
-    columns = len(table.headers)
-    total = CONTENT_WIDTH if columns > 4 else CONTENT_WIDTH * 0.65
-    first = total * (0.2 if columns > 6 else 0.28 if columns > 4 else 0.4)
-    widths = [first] + [(total - first) / (columns - 1)] * (columns - 1)
-    pdf = PdfTable(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
-    pdf.setStyle(
-        TableStyle(
-            [
-                ("FONTNAME", (0, 0), (-1, -1), font),
-                ("FONTSIZE", (0, 0), (-1, -1), 8),
-                ("TEXTCOLOR", (0, 0), (-1, -1), INK),
-                ("LINEBELOW", (0, 0), (-1, 0), 0.8, INK),
-                ("LINEBELOW", (0, -1), (-1, -1), 0.4, GRID),
-                ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f0f0f0")]),
-                ("ALIGN", (1, 1), (-1, -1), "RIGHT"),
-                ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-            ]
+
+
+def _column_widths(table: Table, font: str, header_size: float, body_size: float) -> list[float]:
+    """Each column as wide as its longest cell and its longest header word (headers wrap between
+    words; Chinese between characters), the spare width shared out; shrunk to the page if needed."""
+    padding = 8.0
+    minimums = []
+    for index, header in enumerate(table.headers):
+        words = header.split() or [header]
+        if any("\u4e00" <= ch <= "\u9fff" for ch in header):
+            words = [header[i : i + 4] for i in range(0, len(header), 4)]  # up to 4 characters a line
+        widest_word = max(pdfmetrics.stringWidth(w, font, header_size) for w in words)
+        widest_cell = max(
+            [pdfmetrics.stringWidth("" if r[index] is None else str(r[index]), font, body_size) for r in table.rows]
+            or [0.0]
         )
-    )
+        minimums.append(max(widest_word, widest_cell) + padding)
+    total = sum(minimums)
+    if total >= CONTENT_WIDTH:
+        return [w * CONTENT_WIDTH / total for w in minimums]
+    # Narrow tables stay narrow (a two-column summary need not span the page).
+    target = max(total, min(CONTENT_WIDTH, total * 1.6, 75 * mm * len(minimums)))
+    spare = (target - total) / len(minimums)
+    return [w + spare for w in minimums]
+
+
+def _table(table: Table, font: str, lang: str) -> PdfTable:
+    """A table that fits the page width: text columns left, number columns (and their headers)
+    right, headers wrapped between words so a word is never cut."""
+    header_size, body_size = 7.5, 8.0
+    numeric = [_numeric([row[i] for row in table.rows]) for i in range(len(table.headers))]
+    header_styles = [
+        ParagraphStyle(
+            f"th{int(right)}",
+            fontName=font,
+            fontSize=header_size,
+            leading=9,
+            textColor=INK,
+            wordWrap="CJK" if lang == "zh" else None,
+            alignment=TA_RIGHT if right else TA_LEFT,
+        )
+        for right in (False, True)
+    ]
+    headers = [Paragraph(text, header_styles[numeric[i]]) for i, text in enumerate(table.headers)]
+    data = [headers] + [["" if v is None else str(v) for v in row] for row in table.rows]
+    widths = _column_widths(table, font, header_size, body_size)
+    pdf = PdfTable(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
+    style = [
+        ("FONTNAME", (0, 0), (-1, -1), font),
+        ("FONTSIZE", (0, 0), (-1, -1), body_size),
+        ("TEXTCOLOR", (0, 0), (-1, -1), INK),
+        ("LINEBELOW", (0, 0), (-1, 0), 0.8, INK),
+        ("LINEBELOW", (0, -1), (-1, -1), 0.4, GRID),
+        ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f0f0f0")]),
+        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+    ]
+    style += [("ALIGN", (i, 1), (i, -1), "RIGHT") for i, right in enumerate(numeric) if right]
+    pdf.setStyle(TableStyle(style))
     return pdf
 
 
@@ -209,6 +249,7 @@ def to_pdf(report: MonthlyReport, lang: str, now: dt.datetime) -> bytes:
     if report.trend:
         section("trend")
 
+    scope = scope_label(report, lang, {f.maintainer_id: f.name for f in report.firms})
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(
         buffer,
@@ -227,7 +268,7 @@ def to_pdf(report: MonthlyReport, lang: str, now: dt.datetime) -> bytes:
         canvas.drawRightString(  # type: ignore[attr-defined]
             A4[0] - 18 * mm,
             10 * mm,
-            f"{report.month} · {report.scope} · {document.page}",  # type: ignore[attr-defined]
+            f"{report.month} · {scope} · {document.page}",  # type: ignore[attr-defined]
         )
         canvas.restoreState()  # type: ignore[attr-defined]
 

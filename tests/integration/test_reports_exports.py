@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import openpyxl
 import pypdf
 import pytest
+import reportlab
 from liftwatch.cli import app
 from liftwatch.reports.pdf import CJK_FONT_CANDIDATES
-from reportlab.pdfbase.ttfonts import TTFontFile
+from numpy.typing import NDArray
+from PIL import Image
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont, TTFontFile
+from reportlab.pdfgen import canvas
 from typer.testing import CliRunner
 
 from tests.fixtures.reports import Fleet
@@ -57,6 +66,82 @@ def _csv_tables(path: Path) -> dict[str, list[list[str]]]:
     return blocks
 
 
+TITLE_ZH = "电梯安全运行月度报告"
+DPI = 144
+
+
+def _render_glyphs(
+    pdf: Path, text: str, tmp_path: Path, box: tuple[float, float, float, float] | None = None
+) -> tuple[float, list[NDArray[np.bool_]]]:
+    """Render page 1 with poppler (pdftoppm) and cut ``text`` into one ink bitmap per character.
+
+    The characters' box comes from poppler's own text layer (pdftotext -bbox) unless given (in
+    points from the top left); full-width characters share it equally. Returns the page's ink share.
+    """
+    assert shutil.which("pdftoppm"), "install the Debian package poppler-utils (python3 dev.py test does)"
+    if box is None:
+        layer = subprocess.run(
+            ["pdftotext", "-f", "1", "-l", "1", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True
+        ).stdout
+        found = re.search(r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">' + text + "<", layer)
+        assert found, f"{text} is not in the text layer poppler reads back"
+        box = tuple(float(v) for v in found.groups())  # type: ignore[assignment]
+    assert box is not None
+    subprocess.run(
+        [
+            "pdftoppm",
+            "-f",
+            "1",
+            "-l",
+            "1",
+            "-r",
+            str(DPI),
+            "-gray",
+            "-singlefile",
+            "-png",
+            str(pdf),
+            str(tmp_path / "page"),
+        ],
+        check=True,
+    )
+    ink = np.asarray(Image.open(tmp_path / "page.png").convert("L")) < 128
+    x0, y0, x1, y1 = (v * DPI / 72 for v in box)
+    step = (x1 - x0) / len(text)
+    glyphs = []
+    for i in range(len(text)):
+        cell = ink[int(y0) - 2 : int(y1) + 2, int(x0 + i * step) : int(x0 + (i + 1) * step)]
+        rows, cols = np.nonzero(cell)
+        glyphs.append(cell[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] if rows.size else cell[:0, :0])
+    return float(ink.mean()), glyphs
+
+
+def _least_difference(glyphs: list[NDArray[np.bool_]]) -> float:
+    """Smallest share of differing ink between two characters' bitmaps: 0 when two look the same
+    (tofu boxes all do), or when a character drew nothing."""
+    least = 1.0
+    for i, a in enumerate(glyphs):
+        if a.size == 0:
+            return 0.0
+        for b in glyphs[i + 1 :]:
+            if b.size == 0 or (abs(a.shape[0] - b.shape[0]) <= 2 and abs(a.shape[1] - b.shape[1]) <= 2):
+                h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+                a_, b_ = a[:h, :w], b[:h, :w]
+                least = min(least, float((a_ ^ b_).sum() / max((a_ | b_).sum(), 1)))
+    return least
+
+
+def test_the_glyph_check_sees_tofu(tmp_path: Path) -> None:
+    """Control: Chinese drawn with a Latin-only font (reportlab's Vera) renders as boxes or nothing."""
+    pdfmetrics.registerFont(TTFont("VeraControl", str(Path(reportlab.__file__).parent / "fonts" / "Vera.ttf")))
+    pdf = tmp_path / "tofu.pdf"
+    page = canvas.Canvas(str(pdf))
+    page.setFont("VeraControl", 18)
+    page.drawString(57, 760, TITLE_ZH)
+    page.save()
+    _, glyphs = _render_glyphs(pdf, TITLE_ZH, tmp_path, box=(57, 842 - 760 - 18, 57 + 18 * len(TITLE_ZH), 842 - 755))
+    assert _least_difference(glyphs) == 0.0
+
+
 def test_csv_headers_and_labels_follow_the_language(reports_fleet: Fleet, tmp_path: Path) -> None:
     zh = _csv_tables(_run(reports_fleet, tmp_path, "csv", "zh"))
     en = _csv_tables(_run(reports_fleet, tmp_path, "csv", "en"))
@@ -78,14 +163,15 @@ def test_xlsx_has_one_sheet_per_table(reports_fleet: Fleet, tmp_path: Path) -> N
 
 
 def test_chinese_pdf_embeds_a_font_that_renders_the_text(reports_fleet: Fleet, tmp_path: Path) -> None:
-    pdf = pypdf.PdfReader(_run(reports_fleet, tmp_path, "pdf", "zh"))
+    path_zh = _run(reports_fleet, tmp_path, "pdf", "zh")
+    pdf = pypdf.PdfReader(path_zh)
     text = "".join(page.extract_text() for page in pdf.pages)
-    for expected in ("电梯安全运行月度报告", "困人", "维保单位", "30分钟内到场率", "Firm B"):
+    for expected in (TITLE_ZH, "困人", "维保单位", "30分钟内到场率", "Firm B"):
         assert expected in text
     fonts = {
         font["/BaseFont"]: font
         for page in pdf.pages
-        for font in (page["/Resources"]["/Font"].get_object()).values()
+        for font in page["/Resources"]["/Font"].get_object().values()  # type: ignore[index]
         if "/FontDescriptor" in font.get_object() or "/DescendantFonts" in font.get_object()
     }
     embedded = [
@@ -100,6 +186,12 @@ def test_chinese_pdf_embeds_a_font_that_renders_the_text(reports_fleet: Fleet, t
     chinese = {ch for ch in text if "\u4e00" <= ch <= "\u9fff"}
     assert len(chinese) > 30
     assert all(cmap.get(ord(ch), 0) != 0 for ch in chinese)
+    # Rendered by poppler: the page has ink, the title reads back from the text layer, and its ten
+    # characters are ten different shapes (tofu boxes would all be the same shape).
+    ink, glyphs = _render_glyphs(path_zh, TITLE_ZH, tmp_path)
+    assert 0.005 < ink < 0.5
+    assert len(glyphs) == len(TITLE_ZH) and all(g.shape[0] > 20 and g.shape[1] > 20 for g in glyphs)
+    assert _least_difference(glyphs) > 0.3
 
 
 def test_english_pdf_and_unknown_scope(reports_fleet: Fleet, tmp_path: Path) -> None:
