@@ -62,7 +62,11 @@ class NotificationError(AlertsError):
 
 
 class Backpressure(NotificationError):
-    """The channel is saturated (too many in flight, HTTP 429): try again later, do not count a failure."""
+    """The channel is saturated (too many in flight, HTTP 429): try again, not before ``retry_after_s``.
+
+    The delivery worker counts it as an attempt (a receiver that rate-limits for ever is
+    dead-lettered like one that is down) but waits at least ``Retry-After``.
+    """
 
     reason = "backpressure"
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from liftwatch.alerts.channels import WebhookCall, WebhookChannel
 from liftwatch.alerts.cli import app
+from liftwatch.alerts.errors import Backpressure, DeliveryFailed, DeliveryRejected, NotificationError
 from liftwatch.config import AlertsSettings
 from liftwatch.schema import FaultCode
 from typer.testing import CliRunner
@@ -82,3 +84,48 @@ async def test_retries_dead_letters_and_redelivery(
 async def _statuses(url: str, expected: list[str]) -> bool:
     rows = await query(url, "SELECT status FROM alerts_deliveries ORDER BY status")
     return [row["status"] for row in rows] == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "retry_after_s"),
+    [
+        ("/ok", None, None),
+        ("/created", None, None),
+        ("/busy", Backpressure, 7.0),  # 429 Retry-After: 7
+        ("/slow-answer", DeliveryFailed, None),  # 408
+        ("/down", DeliveryFailed, None),  # 503
+        ("/gone", DeliveryRejected, None),  # 410: dead at once
+        ("/moved", DeliveryRejected, None),  # redirects are not followed (the body is signed for this URL)
+        ("/hangs", DeliveryFailed, None),  # no answer within the timeout
+    ],
+)
+async def test_channel_maps_answers_to_retry_or_dead_letter(
+    receiver: Receiver, path: str, error: type[NotificationError] | None, retry_after_s: float | None
+) -> None:
+    receiver.always.update({"/created": 201, "/busy": 429, "/slow-answer": 408, "/down": 503, "/gone": 410})
+    receiver.always["/moved"] = 301
+    receiver.headers.update({"/busy": {"Retry-After": "7"}, "/moved": {"Location": "http://127.0.0.1:1/x"}})
+    receiver.delay_s["/hangs"] = 1.0
+    channel = WebhookChannel(timeout_s=0.3)
+    call = WebhookCall(url=f"{receiver.url}{path}", secret="s", body=b'{"a":1}', idempotency_key="1:webhook:1")
+    try:
+        if error is None:
+            await channel.send(call)
+            assert receiver.attempts == [path] and (path != "/ok" or receiver.verify("s", path))
+            return
+        with pytest.raises(error) as caught:
+            await channel.send(call)
+        assert caught.value.retriable is (error is not DeliveryRejected)
+        if retry_after_s is not None:
+            assert isinstance(caught.value, Backpressure) and caught.value.retry_after_s == retry_after_s
+    finally:
+        await channel.close()
+
+
+async def test_unreachable_receiver_is_retried() -> None:
+    channel = WebhookChannel(timeout_s=0.5)
+    try:
+        with pytest.raises(DeliveryFailed, match="ConnectError"):
+            await channel.send(WebhookCall(url="http://127.0.0.1:1/x", secret="s", body=b"{}", idempotency_key="k"))
+    finally:
+        await channel.close()
