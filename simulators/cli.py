@@ -35,7 +35,7 @@ from liftwatch.simulators.stream import FleetSimulator, SimulationConfig
 
 log = logging.getLogger(__name__)
 
-app = typer.Typer(help="Simulated elevator fleet: telemetry over MQTT, fault injection, load.", no_args_is_help=True)
+app = typer.Typer(help="Simulated elevator fleet: telemetry over MQTT, fault injection, load.")
 
 
 def _start_ms(start: str | None, speedup: float, duration_s: float | None) -> int:
@@ -92,32 +92,65 @@ class _TruthWriter:
         self.file.flush()
 
 
+# The options of a fleet run, shared by `liftwatch simulate` itself and `liftwatch simulate run`.
+RegistryOption = Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Registry CSV of the fleet.")]
+ElevatorsOption = Annotated[int, typer.Option(min=1, max=300_000, help="Generated fleet size (without --registry).")]
+SeedOption = Annotated[int, typer.Option(help="Seed of the fleet, its traffic and random faults.")]
+SpeedupOption = Annotated[float, typer.Option(min=0.01, help="Event time runs this many times faster than real time.")]
+DurationOption = Annotated[float | None, typer.Option(min=1, help="Event seconds to simulate; default: until Ctrl-C.")]
+StartOption = Annotated[str | None, typer.Option(help="ISO time of the first sample (default: see docs).")]
+ScenarioOption = Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="YAML/JSON fault timeline.")]
+RandomFaultsOption = Annotated[float, typer.Option(min=0, help="Extra random faults per event hour.")]
+TruthOption = Annotated[Path | None, typer.Option(dir_okay=False, help="Write the ground-truth log (JSON lines).")]
+BatchOption = Annotated[int, typer.Option(min=1, max=100, help="Most samples per message.")]
+RateOption = Annotated[float, typer.Option(min=0.1, max=50, help="Samples per second of a moving car.")]
+LingerOption = Annotated[float, typer.Option(min=0, help="Longest a sample waits for its message, s.")]
+AnnounceOption = Annotated[bool, typer.Option(help="Publish a retained 'online' for every terminal first.")]
+ShardOption = Annotated[str, typer.Option(help="I/N: simulate every N-th car from the I-th (run N processes).")]
+
+
+@app.callback(invoke_without_command=True)
+def simulate(
+    ctx: typer.Context,
+    registry: RegistryOption = None,
+    elevators: ElevatorsOption = 100,
+    seed: SeedOption = 1,
+    speedup: SpeedupOption = 1.0,
+    duration: DurationOption = None,
+    start: StartOption = None,
+    scenario: ScenarioOption = None,
+    random_faults_per_hour: RandomFaultsOption = 0.0,
+    truth: TruthOption = None,
+    batch: BatchOption = 10,
+    rate: RateOption = 2.0,
+    linger: LingerOption = 1.0,
+    announce: AnnounceOption = True,
+    shard: ShardOption = "0/1",
+) -> None:
+    """Simulated elevator fleet: without a command, run one (the options of `run`)."""
+    if ctx.invoked_subcommand is None:
+        run(
+            registry, elevators, seed, speedup, duration, start, scenario, random_faults_per_hour, truth, batch,
+            rate, linger, announce, shard,
+        )  # fmt: skip
+
+
 @app.command()
 def run(
-    registry: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="Registry CSV of the fleet.")
-    ] = None,
-    elevators: Annotated[
-        int, typer.Option(min=1, max=300_000, help="Generated fleet size (without --registry).")
-    ] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the fleet, its traffic and random faults.")] = 1,
-    speedup: Annotated[
-        float, typer.Option(min=0.01, help="Event time runs this many times faster than real time.")
-    ] = 1.0,
-    duration: Annotated[
-        float | None, typer.Option(min=1, help="Event seconds to simulate; default: until Ctrl-C.")
-    ] = None,
-    start: Annotated[str | None, typer.Option(help="ISO time of the first sample (default: see docs).")] = None,
-    scenario: Annotated[
-        Path | None, typer.Option(exists=True, dir_okay=False, help="YAML/JSON fault timeline.")
-    ] = None,
-    random_faults_per_hour: Annotated[float, typer.Option(min=0, help="Extra random faults per event hour.")] = 0.0,
-    truth: Annotated[Path | None, typer.Option(dir_okay=False, help="Write the ground-truth log (JSON lines).")] = None,
-    batch: Annotated[int, typer.Option(min=1, max=100, help="Most samples per message.")] = 10,
-    rate: Annotated[float, typer.Option(min=0.1, max=50, help="Samples per second of a moving car.")] = 2.0,
-    linger: Annotated[float, typer.Option(min=0, help="Longest a sample waits for its message, s.")] = 1.0,
-    announce: Annotated[bool, typer.Option(help="Publish a retained 'online' for every terminal first.")] = True,
-    shard: Annotated[str, typer.Option(help="I/N: simulate every N-th car from the I-th (run N processes).")] = "0/1",
+    registry: RegistryOption = None,
+    elevators: ElevatorsOption = 100,
+    seed: SeedOption = 1,
+    speedup: SpeedupOption = 1.0,
+    duration: DurationOption = None,
+    start: StartOption = None,
+    scenario: ScenarioOption = None,
+    random_faults_per_hour: RandomFaultsOption = 0.0,
+    truth: TruthOption = None,
+    batch: BatchOption = 10,
+    rate: RateOption = 2.0,
+    linger: LingerOption = 1.0,
+    announce: AnnounceOption = True,
+    shard: ShardOption = "0/1",
 ) -> None:
     """Run a simulated fleet, publishing its telemetry over MQTT (LIFTWATCH_MQTT_URL)."""
     settings = CommonSettings()

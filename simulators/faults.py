@@ -137,7 +137,7 @@ def truth_line(record: TruthRecord) -> bytes:
 
 
 def read_truth(path: Path) -> list[TruthRecord]:
-    """Read a ground-truth log written by ``liftwatch simulate run --truth``."""
+    """Read a ground-truth log written by ``liftwatch simulate --truth``."""
     decoder = msgspec.json.Decoder(TruthRecord)
     return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from liftwatch.contract import Accepted, Rejection, decode_status, decode_telemetry, parse_topic
-from liftwatch.mqtt import MqttClient
+from liftwatch.mqtt import InboundMessage, MqttClient
 from liftwatch.schema import DeadLetterReason, FaultCode
 from liftwatch.simulators.cli import app
 from liftwatch.simulators.faults import BadInputInjection, FaultInjection, read_truth
@@ -44,7 +44,7 @@ async def test_fleet_over_mqtt_arrives_valid_and_complete(mqtt_url: str, isolati
         stats = await run_fleet(simulator, publisher, asyncio.Event(), speedup=1200, duration_s=600)
         assert await publisher.flush(10)
         expected = stats.messages + stats.statuses + stats.bad_inputs + len(specs)
-        received = []
+        received: list[InboundMessage] = []
         while len(received) < expected:
             received.append(await asyncio.wait_for(subscriber.receive(), 10))
     finally:
@@ -77,7 +77,10 @@ async def test_fleet_over_mqtt_arrives_valid_and_complete(mqtt_url: str, isolati
     assert [s for t, s in statuses if t == offline_terminal] == ["online", "offline", "online"]
 
 
-def test_cli_runs_a_scenario_and_writes_the_truth(mqtt_url: str, isolation: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [[], ["run"]], ids=["simulate", "simulate-run"])
+def test_cli_runs_a_scenario_and_writes_the_truth(
+    mqtt_url: str, isolation: dict[str, str], tmp_path: Path, command: list[str]
+) -> None:
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(
         "faults:\n  - {code: power_failure, elevator: 0, at_s: 5}\n  - {code: alarm_button, elevator: 1, at_s: 5}\n"
@@ -94,7 +97,7 @@ def test_cli_runs_a_scenario_and_writes_the_truth(mqtt_url: str, isolation: dict
     result = CliRunner().invoke(
         app,
         [
-            "run",
+            *command,
             "--registry",
             str(registry),
             "--duration",

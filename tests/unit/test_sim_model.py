@@ -130,6 +130,14 @@ def test_each_injected_fault_shows_exactly_its_catalog_condition() -> None:
             # The condition shows from the first sample after its start, until its end.
             assert record.start_ms - 100 <= episode.start_ms <= record.start_ms + 600, (record, episode)
             assert episode.end_ms <= record.end_ms + 600
+        # The motion invariants hold on every sample but those the injected fault is about.
+        for s in by_terminal[spec.terminal_id]:
+            if code is not FaultCode.OVERSPEED:
+                assert s.speed <= spec.rated_speed + 1e-9, (code, s)
+            if code is not FaultCode.DOOR_OPEN_WHILE_MOVING and s.door != "closed":
+                assert s.speed == 0 and s.door_zone, (code, s)
+            if code not in (FaultCode.OVERTRAVEL_TOP, FaultCode.OVERTRAVEL_BOTTOM):
+                assert spec.bottom_floor <= s.floor <= spec.top_floor and not (s.limit_up or s.limit_down), (code, s)
     for spec in specs[len(ALL_FAULTS) :]:
         assert catalog_episodes(by_terminal[spec.terminal_id], spec) == []
 

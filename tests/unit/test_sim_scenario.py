@@ -162,6 +162,7 @@ def test_duplicates_repeat_a_message_and_out_of_order_swaps_two() -> None:
     run = simulate_fleet(specs, start_ms=START_MS, duration_s=600, seed=1, bad_inputs=bad)
     seqs = [m.seq for m in run]
     dup, ooo = run.bad_inputs
+    assert dup.seq is not None and ooo.seq is not None
     assert seqs.count(dup.seq) == 2 and seqs.index(dup.seq) + 1 == len(seqs) - seqs[::-1].index(dup.seq) - 1
     position = seqs.index(ooo.seq)
     assert seqs[position - 1] == ooo.seq + 1, "the held message follows the next one"
