@@ -18,7 +18,8 @@ const CAUSES = ["equipment_fault", "external_power", "misuse", "vandalism", "mai
 
 const state = {
   lang: "zh", texts: {}, me: null, incidents: new Map(), lastChange: 0, source: null,
-  sound: true, audio: null, fresh: new Set(), pending: null,
+  sound: true, audio: null, beeps: 0, fresh: new Set(), pending: null,
+  panel: null, // what the side panel shows: { kind: "incident", id } or { kind: "elevator", code }
 };
 
 const $ = (id) => document.getElementById(id);
@@ -176,9 +177,12 @@ function row(incident) {
     : el("span", { class: "code" }, incident.terminal_id);
   return el("tr", { class: classes.join(" "), "data-incident": incident.id, "data-code": incident.code },
     el("td", {}, el("span", { class: `sev ${incident.severity}` }, tr(`common.severity.${incident.severity}`))),
-    el("td", { class: "fault" }, tr(`common.fault.${incident.code}`)),
+    el("td", { class: "fault" }, el("a", {
+      href: "#", class: "incident-link", "data-testid": "open-incident",
+      onclick: (e) => { e.preventDefault(); showIncident(incident.id); },
+    }, tr(`common.fault.${incident.code}`))),
     el("td", {}, elevator),
-    el("td", {}, incident.address || "", el("br"), el("span", { class: "code" }, incident.district || "")),
+    el("td", { class: "addr" }, incident.address || "", el("br"), el("span", { class: "code" }, incident.district || "")),
     el("td", {}, incident.maintainer || ""),
     el("td", { "data-testid": "status" }, tr(`common.status.${incident.status}`)),
     el("td", {}, formatTime(incident.detected_at)),
@@ -191,12 +195,24 @@ function renderBoard() {
   const open = [...state.incidents.values()].filter((i) => OPEN.has(i.status)).sort(compare);
   $("rows").replaceChildren(...open.map(row));
   $("empty").hidden = open.length > 0;
-  $("count").textContent = `(${open.length})`;
+  const bySeverity = { critical: 0, major: 0, minor: 0 };
+  let trapped = 0;
+  for (const incident of open) {
+    bySeverity[incident.severity] = (bySeverity[incident.severity] || 0) + 1;
+    if (incident.code === "trapped_passenger") trapped += 1;
+  }
+  $("count").replaceChildren(
+    el("span", { class: "chip total" }, String(open.length)),
+    el("span", { class: "chip trapped" + (trapped ? " on" : ""), "data-testid": "trapped-count" },
+      tr("console.board.trapped_open", { count: trapped })),
+    ...Object.entries(bySeverity).map(([severity, n]) =>
+      el("span", { class: `chip sev-${severity}` }, `${tr(`common.severity.${severity}`)} ${n}`)));
 }
 
 function renderChrome() {
   if (!state.me) return;
-  $("user").textContent = tr("console.user", { name: state.me.name, role: tr(`common.role.${state.me.role}`) });
+  const who = { name: state.me.name, role: tr(`common.role.${state.me.role}`), firm: state.me.maintainer };
+  $("user").textContent = $("user").title = tr(state.me.maintainer ? "console.user.firm" : "console.user", who);
   $("sound").textContent = tr(state.sound ? "console.board.sound_on" : "console.board.sound_off");
   const live = state.source && state.source.readyState === EventSource.OPEN;
   $("feed-state").textContent = tr(live ? "console.board.live" : "console.board.offline");
@@ -204,9 +220,19 @@ function renderChrome() {
 }
 
 async function loadBoard() {
-  const page = await api("GET", "/api/v1/incidents?open=true&limit=500");
-  state.incidents = new Map(page.items.map((i) => [i.id, i]));
-  state.lastChange = page.last_change_id;
+  // Every open incident, page by page; the feed resumes after the first page's newest change,
+  // so a change made while the later pages load is replayed (and applied idempotently).
+  const items = [];
+  let cursor = null, lastChange = null;
+  do {
+    const query = "open=true&limit=500" + (cursor ? `&cursor=${encodeURIComponent(cursor)}` : "");
+    const page = await api("GET", `/api/v1/incidents?${query}`);
+    if (lastChange === null) lastChange = page.last_change_id;
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  state.incidents = new Map(items.map((i) => [i.id, i]));
+  state.lastChange = lastChange;
   renderBoard();
   connectFeed();
 }
@@ -232,6 +258,9 @@ function connectFeed() {
 async function onChange(change) {
   state.lastChange = Math.max(state.lastChange, change.change_id);
   const known = state.incidents.has(change.incident_id);
+  if (state.panel && state.panel.kind === "incident" && state.panel.id === change.incident_id) {
+    showIncident(change.incident_id).catch(() => {});
+  }
   if (!OPEN.has(change.status)) {
     state.incidents.delete(change.incident_id);
     renderBoard();
@@ -268,6 +297,8 @@ function beep() {
       osc.start(ctx.currentTime + i * 0.35);
       osc.stop(ctx.currentTime + i * 0.35 + 0.2);
     }
+    state.beeps += 1;
+    document.body.dataset.beeps = String(state.beeps); // lets the browser test see the cue
   } catch (_) { /* audio blocked until the first click; the banner still shows */ }
 }
 
@@ -297,6 +328,7 @@ async function submitAction(event) {
     else state.incidents.delete(updated.id);
     $("action-dialog").close();
     renderBoard();
+    if (state.panel && state.panel.kind === "incident" && state.panel.id === updated.id) showIncident(updated.id);
   } catch (error) {
     $("action-error").textContent = tr("console.action.failed", { message: error.message });
     $("action-error").hidden = false;
@@ -305,28 +337,61 @@ async function submitAction(event) {
 
 // --- elevator detail --------------------------------------------------------------------------
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgNode(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function clockTime(iso) {
+  return formatTime(iso).slice(11, 16);
+}
+
+// Speed (left axis, blue) and floor (right axis, orange) over the bucketed hour, with its time span.
 function chart(points) {
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", "0 0 400 160");
-  svg.setAttribute("preserveAspectRatio", "none");
+  const W = 400, H = 170, left = 30, right = 26, top = 8, bottom = 20;
+  const svg = svgNode("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
   svg.dataset.testid = "telemetry-chart";
   if (!points.length) return svg;
   const t0 = Date.parse(points[0].t), t1 = Date.parse(points[points.length - 1].t) || t0 + 1;
   const maxSpeed = Math.max(0.5, ...points.map((p) => p.speed_max));
   const floors = points.map((p) => p.floor), fMin = Math.min(...floors), fMax = Math.max(fMin + 1, ...floors);
-  const x = (p) => ((Date.parse(p.t) - t0) / Math.max(1, t1 - t0)) * 396 + 2;
-  const line = (values, color) => {
-    const path = document.createElementNS(ns, "polyline");
-    path.setAttribute("points", values.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "));
-    path.setAttribute("fill", "none");
-    path.setAttribute("stroke", color);
-    path.setAttribute("stroke-width", "1.5");
-    svg.append(path);
-  };
-  line(points.map((p) => [x(p), 156 - (p.speed_avg / maxSpeed) * 150]), "#1d4ed8");
-  line(points.map((p) => [x(p), 156 - ((p.floor - fMin) / (fMax - fMin)) * 150]), "#d9780f");
+  const plotW = W - left - right, plotH = H - top - bottom;
+  const x = (p) => left + ((Date.parse(p.t) - t0) / Math.max(1, t1 - t0)) * plotW;
+  const ySpeed = (v) => top + plotH - (v / maxSpeed) * plotH;
+  const yFloor = (f) => top + plotH - ((f - fMin) / (fMax - fMin)) * plotH;
+  for (let i = 0; i <= 4; i++) {
+    const y = top + (plotH * i) / 4;
+    svg.append(svgNode("line", { x1: left, x2: W - right, y1: y, y2: y, class: "grid" }));
+  }
+  const label = (px, py, text, anchor, cls) =>
+    svg.append(svgNode("text", { x: px, y: py, "text-anchor": anchor, class: cls }, text));
+  label(left - 4, top + 8, maxSpeed.toFixed(1), "end", "axis speed");
+  label(left - 4, top + plotH, "0", "end", "axis speed");
+  label(W - right + 4, top + 8, String(fMax), "start", "axis floor");
+  label(W - right + 4, top + plotH, String(fMin), "start", "axis floor");
+  label(left, H - 5, clockTime(points[0].t), "start", "axis");
+  label(W - right, H - 5, clockTime(points[points.length - 1].t), "end", "axis");
+  const line = (values, cls) => svg.append(svgNode("polyline", {
+    points: values.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "), class: `series ${cls}`,
+  }));
+  line(points.map((p) => [x(p), ySpeed(p.speed_avg)]), "speed");
+  line(points.map((p) => [x(p), yFloor(p.floor)]), "floor");
   return svg;
+}
+
+function field(key, value) {
+  return [el("dt", {}, tr(key)), el("dd", {}, value === null || value === undefined || value === "" ? "—" : value)];
+}
+
+function closeButton() {
+  return el("button", {
+    type: "button", class: "ghost close", "data-testid": "close-detail",
+    onclick: () => { $("detail").hidden = true; state.panel = null; },
+  }, tr("console.detail.close"));
 }
 
 async function showElevator(registrationCode, preloaded) {
@@ -336,10 +401,9 @@ async function showElevator(registrationCode, preloaded) {
     api("GET", `/api/v1/elevators/${elevator.registration_code}/telemetry?points=120`),
     api("GET", `/api/v1/incidents?registration_code=${elevator.registration_code}&limit=20`),
   ]);
-  const field = (key, value) => [el("dt", {}, tr(key)), el("dd", {}, value ?? "—")];
+  state.panel = { kind: "elevator", code: elevator.registration_code };
   panel.replaceChildren(
-    el("button", { type: "button", class: "ghost", style: "float:right;color:inherit", onclick: () => { panel.hidden = true; } },
-      tr("console.detail.close")),
+    closeButton(),
     el("h2", {}, tr("console.detail.title")),
     el("dl", {},
       field("console.detail.rescue_code", elevator.rescue_code),
@@ -355,11 +419,68 @@ async function showElevator(registrationCode, preloaded) {
       field("console.detail.terminal", elevator.terminal_id)),
     el("h3", {}, tr("console.detail.telemetry")),
     series.points.length ? chart(series.points) : el("p", { class: "empty" }, tr("console.detail.no_telemetry")),
-    el("p", { class: "code" }, el("span", { style: "color:#1d4ed8" }, "— " + tr("console.detail.speed")), "  ",
-      el("span", { style: "color:#d9780f" }, "— " + tr("console.detail.floor"))),
+    el("p", { class: "legend" }, el("span", { class: "speed" }, "— " + tr("console.detail.speed")), " ",
+      el("span", { class: "floor" }, "— " + tr("console.detail.floor"))),
     el("h3", {}, tr("console.detail.history")),
-    el("ul", {}, history.items.map((i) => el("li", {},
-      `${formatTime(i.detected_at)} ${tr(`common.fault.${i.code}`)} · ${tr(`common.status.${i.status}`)}`))));
+    el("ul", { class: "history" }, history.items.map((i) => el("li", {},
+      el("a", { href: "#", onclick: (e) => { e.preventDefault(); showIncident(i.id); } },
+        `${formatTime(i.detected_at)} ${tr(`common.fault.${i.code}`)}`),
+      ` · ${tr(`common.status.${i.status}`)}`))));
+  panel.hidden = false;
+}
+
+async function showIncident(id) {
+  const panel = $("detail");
+  const { incident, events, latest_telemetry: latest } = await api("GET", `/api/v1/incidents/${id}`);
+  state.panel = { kind: "incident", id };
+  const deadlines = [];
+  if (incident.dispatch_deadline_at) {
+    deadlines.push(clock("common.deadline.dispatch", incident.dispatch_deadline_at, incident.dispatched_at));
+  }
+  if (incident.arrival_deadline_at) {
+    deadlines.push(clock("common.deadline.arrival", incident.arrival_deadline_at, incident.arrived_at));
+  }
+  const actions = OPEN.has(incident.status) ? allowedActions(incident).map((action) =>
+    el("button", { type: "button", "data-action": action, onclick: () => openAction(incident, action) },
+      tr(`common.action.${action}`))) : [];
+  const elevator = incident.registration_code
+    ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); showElevator(incident.registration_code); } },
+      `${incident.rescue_code || ""} · ${tr("console.incident.open_elevator")}`)
+    : incident.terminal_id;
+  const yesNo = (value) => value === null || value === undefined ? null : tr(value ? "console.yes" : "console.no");
+  panel.replaceChildren(
+    closeButton(),
+    el("h2", {}, el("span", { class: `sev ${incident.severity}` }, tr(`common.severity.${incident.severity}`)), " ",
+      tr(`common.fault.${incident.code}`), el("span", { class: "code" }, ` #${incident.id}`)),
+    el("dl", {},
+      field("console.col.status", tr(`common.status.${incident.status}`)),
+      field("console.col.elevator", elevator),
+      field("console.col.address", `${incident.address || ""} (${incident.district || ""})`),
+      field("console.col.maintainer", incident.maintainer),
+      field("console.col.detected", formatTime(incident.detected_at)),
+      field("console.incident.occurrences",
+        incident.occurrences + (incident.chattering ? ` (${tr("console.incident.chattering")})` : "")),
+      field("console.incident.escalation", incident.escalation_level),
+      incident.close_cause ? field("console.incident.cause", tr(`common.cause.${incident.close_cause}`)) : []),
+    deadlines.length ? el("div", { class: "deadlines" }, deadlines) : [],
+    actions.length ? el("div", { class: "actions" }, actions) : [],
+    el("h3", {}, tr("console.detail.trail")),
+    events.length ? el("table", { class: "trail", "data-testid": "trail" },
+      el("thead", {}, el("tr", {}, el("th", {}, tr("console.incident.time")), el("th", {}, tr("console.col.status")),
+        el("th", {}, tr("console.incident.actor")), el("th", {}, tr("console.incident.note")))),
+      el("tbody", {}, events.map((e) => el("tr", {},
+        el("td", { class: "when" }, formatTime(e.at)), el("td", {}, tr(`common.kind.${e.kind}`)),
+        el("td", {}, e.actor), el("td", {}, e.note)))))
+      : el("p", { class: "empty" }, tr("console.incident.no_events")),
+    el("h3", {}, tr("console.incident.latest")),
+    latest ? el("dl", {},
+      field("console.incident.sampled_at", formatTime(latest.ts)),
+      field("console.detail.mode", tr(`console.mode.${latest.mode}`)),
+      field("console.detail.floor", latest.floor),
+      field("console.detail.speed", Number(latest.speed).toFixed(2)),
+      field("console.detail.door", tr(`console.door.${latest.door}`)),
+      field("console.detail.occupied", yesNo(latest.occupied)))
+      : el("p", { class: "empty" }, tr("console.detail.no_telemetry")));
   panel.hidden = false;
 }
 

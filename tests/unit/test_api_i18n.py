@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from liftwatch import i18n
@@ -52,17 +54,49 @@ def test_every_fault_severity_and_status_has_a_name() -> None:
             assert i18n.t(f"common.severity.{severity}", lang) != f"common.severity.{severity}"
 
 
-@pytest.mark.parametrize(
-    ("code", "zh"),
-    [
-        ("trapped_passenger", "困人"),
-        ("overspeed", "超速"),
-        ("door_open_while_moving", "运行中开门"),
-        ("overtravel_top", "冲顶"),
-    ],
-)
-def test_fault_names_use_the_catalog_terms(code: str, zh: str) -> None:
-    assert i18n.t(f"common.fault.{code}", "zh") == zh
+def _fault_catalog_terms() -> dict[str, str]:
+    """code -> first Chinese name in the table of docs/protocol/faults.md (运行中开门 of "运行中开门 / 开门走车")."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol" / "faults.md").read_text(encoding="utf-8")
+    terms: dict[str, str] = {}
+    for match in re.finditer(r"^\| `([a-z_]+)` \| ([^|]+?) \|", text, re.MULTILINE):
+        terms.setdefault(match[1], re.split(r" \(| / ", match[2].strip())[0])
+    return terms
+
+
+def test_fault_names_use_the_catalog_terms() -> None:
+    terms = _fault_catalog_terms()
+    assert terms["trapped_passenger"] == "困人" and terms["door_open_while_moving"] == "运行中开门"
+    assert set(terms) == {code.value for code in FaultCode} - {"unregistered_terminal"}
+    for code, zh in terms.items():
+        assert i18n.t(f"common.fault.{code}", "zh") == zh, code
+
+
+def test_every_value_a_person_sees_has_a_name_in_both_languages() -> None:
+    from liftwatch.alerts.incidents import CHANGE_KINDS
+    from liftwatch.alerts.lifecycle import Action, CloseCause, Status
+    from liftwatch.api.auth import ROLES
+    from liftwatch.schema import DOOR_STATES, MODES
+
+    wanted = [f"common.status.{s}" for s in Status] + [f"common.kind.{k}" for k in CHANGE_KINDS]
+    wanted += [f"common.action.{a.value.replace('_', '-')}" for a in Action]
+    wanted += [f"common.cause.{c}" for c in CloseCause] + [f"common.role.{r}" for r in ROLES]
+    wanted += [f"console.door.{d}" for d in DOOR_STATES] + [f"console.mode.{m}" for m in MODES]
+    for lang in i18n.LANGUAGES:
+        missing = [key for key in wanted if i18n.t(key, lang) == key]
+        assert not missing, (lang, missing)
+
+
+def test_the_console_uses_only_keys_that_exist() -> None:
+    """Literal keys in the page and the script (data-t="..." and tr("...")) are all in the catalogs."""
+    static = resources.files("liftwatch.api").joinpath("static")
+    source = static.joinpath("index.html").read_text(encoding="utf-8") + static.joinpath("console.js").read_text(
+        encoding="utf-8"
+    )
+    used = set(re.findall(r'data-t="([a-z_.]+)"', source)) | set(re.findall(r'tr\("([a-z_.-]+)"', source))
+    used |= set(re.findall(r'clock\("([a-z_.]+)"', source)) | set(re.findall(r'field\("([a-z_.]+)"', source))
+    assert len(used) > 40
+    known = i18n.labels("en")
+    assert not sorted(used - set(known))
 
 
 def test_parameters_are_filled_and_missing_ones_kept() -> None:
