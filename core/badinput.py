@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 
 from liftwatch.schema import DeadLetter, DeadLetterReason
@@ -21,17 +22,26 @@ MAX_DEAD_LETTER_PAYLOAD = 4096
 
 DeadLetterSink = Callable[[DeadLetter], None]
 
+# One counter per registry: `liftwatch up` runs every process on one registry, so the gateway,
+# writer, rules and alerts policies share the counter (told apart by ``source``).
+_COUNTERS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def _dead_letter_counter(registry: CollectorRegistry) -> Counter:
+    counter = _COUNTERS.get(registry)
+    if counter is None:
+        counter = Counter(
+            "liftwatch_dead_letters", "Inputs refused, by source and reason.", ["source", "reason"], registry=registry
+        )
+        _COUNTERS[registry] = counter
+    return counter
+
 
 class BadInputPolicy:
     """Counts and dead-letters refused input for one process."""
 
     def __init__(self, registry: CollectorRegistry, sink: DeadLetterSink | None = None) -> None:
-        self.counter = Counter(
-            "liftwatch_dead_letters",
-            "Inputs refused, by source and reason.",
-            ["source", "reason"],
-            registry=registry,
-        )
+        self.counter = _dead_letter_counter(registry)
         self._sink = sink
 
     def refuse(

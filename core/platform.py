@@ -18,9 +18,12 @@ from typing import Annotated, Any
 
 import typer
 from liftwatch import db, services
+from liftwatch.api.auth import hash_token, new_token
 from liftwatch.config import PlatformSettings
 from liftwatch.kafka import ensure_topics
 from liftwatch.runtime import Service, configure_logging, serve_until_signal
+from liftwatch.simulators.demo import fleet_service, prepare_demo
+from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +48,12 @@ def provision_infrastructure(settings: PlatformSettings) -> tuple[PlatformSettin
     state.mkdir(parents=True, exist_ok=True)
     try:
         if settings.database_url is None:
-            local = services.local_postgres_url()
-            if local is None:
+            if services.local_postgres_url() is not None:
+                updates["database_url"] = services.ensure_local_database("liftwatch")
+            else:
                 svc = services.start_pgserver(state / "pgdata")
                 started.append(svc)
-                local = svc.url
-            updates["database_url"] = local
+                updates["database_url"] = svc.url
         if settings.kafka_bootstrap is None:
             svc = services.start_tansu(log_file=state / "tansu.log")
             started.append(svc)
@@ -68,23 +71,17 @@ def provision_infrastructure(settings: PlatformSettings) -> tuple[PlatformSettin
     return settings.model_copy(update=updates), started
 
 
-def available_processes(settings: PlatformSettings) -> dict[str, Service]:
-    """Every process whose package provides ``serve``, bound to the settings."""
+def platform_processes(settings: PlatformSettings, registry: CollectorRegistry) -> dict[str, Service]:
+    """Every liftwatch process bound to the settings, all counting on one metrics ``registry``.
+
+    The API's ``/metrics`` serves that registry, so one scrape sees the whole platform.
+    """
     found: dict[str, Service] = {}
     for name, module_name in PROCESSES.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name and module_name.startswith(error.name):
-                log.warning("process %s is not available in this build", name)
-                continue
-            raise
-        serve: Callable[[Any, asyncio.Event], Awaitable[None]] = module.serve
+        serve: Callable[..., Awaitable[None]] = importlib.import_module(module_name).serve
 
-        def bound(
-            stop: asyncio.Event, serve: Callable[[Any, asyncio.Event], Awaitable[None]] = serve
-        ) -> Awaitable[None]:
-            return serve(settings, stop)
+        def bound(stop: asyncio.Event, serve: Callable[..., Awaitable[None]] = serve) -> Awaitable[None]:
+            return serve(settings, stop, registry=registry)
 
         found[name] = bound
     return found
@@ -108,9 +105,52 @@ def run_platform(
         asyncio.run(prepare(settings))
         if after_prepare is not None:
             after_prepare(settings)
-        processes = available_processes(settings)
-        log.info("running %s", ", ".join(processes) or "no process")
+        processes = platform_processes(settings, CollectorRegistry())
+        log.info("running %s", ", ".join(processes))
         asyncio.run(serve_until_signal(*processes.values(), *(extra(settings) if extra else [])))
+
+
+def create_demo_tokens(settings: PlatformSettings) -> dict[str, tuple[str, str]]:
+    """Fresh sign-in tokens for the demo, one per role (the previous demo's are revoked).
+
+    Returns role -> (holder name, token); the maintainer token belongs to the firm with the most elevators.
+    """
+    with db.connect(settings.require_database_url()) as conn:
+        conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE name LIKE 'demo %%' AND revoked_at IS NULL")
+        firm = conn.execute(
+            "SELECT f.id, f.name FROM maintenance_firms f JOIN elevators e ON e.maintainer_id = f.id"
+            " GROUP BY f.id, f.name ORDER BY count(*) DESC, f.name LIMIT 1"
+        ).fetchone()
+        holders: dict[str, tuple[str, int | None]] = {"operator": ("demo operator", None)}
+        if firm is not None:
+            holders["maintainer"] = (f"demo maintainer ({firm[1]})", firm[0])
+        holders |= {"regulator": ("demo regulator", None), "admin": ("demo admin", None)}
+        tokens: dict[str, tuple[str, str]] = {}
+        for role, (holder, firm_id) in holders.items():
+            token = new_token()
+            conn.execute(
+                "INSERT INTO api_tokens (name, role, maintainer_id, token_hash) VALUES (%s, %s, %s, %s)",
+                (holder, role, firm_id, hash_token(token)),
+            )
+            tokens[role] = (holder, token)
+    return tokens
+
+
+def demo_banner(settings: PlatformSettings, tokens: dict[str, tuple[str, str]], elevators: int) -> str:
+    """What the newcomer needs: where the console is and how to sign in."""
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host  # noqa: S104
+    base = f"http://{host}:{settings.api_port}"
+    lines = [
+        "",
+        f"liftwatch demo: {elevators} simulated elevators, an entrapment every few minutes.",
+        f"  operator console   {base}/   (paste a token below to sign in)",
+        f"  API docs           {base}/docs",
+        f"  metrics            {base}/metrics",
+        *(f"  {role:<10} token  {token}   ({holder})" for role, (holder, token) in tokens.items()),
+        "  Ctrl+C stops everything (embedded brokers included).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 @up_app.callback(invoke_without_command=True)
@@ -131,18 +171,16 @@ def demo(
     speedup: Annotated[float, typer.Option(min=1.0, help="Event-time acceleration of the simulator.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 1,
 ) -> None:
-    """Run the platform with a simulated fleet and print the console URL."""
+    """Run the platform with a simulated fleet and print the console URL and sign-in tokens."""
     settings = PlatformSettings()
     configure_logging(settings.log_level)
-    try:
-        demo_setup = importlib.import_module("liftwatch.simulators.demo")
-    except ModuleNotFoundError:
-        demo_setup = None
-    if demo_setup is None:
-        run_platform(settings)
-        return
+
+    def after_prepare(prepared: PlatformSettings) -> None:
+        prepare_demo(prepared, elevators=elevators, seed=seed)
+        typer.echo(demo_banner(prepared, create_demo_tokens(prepared), elevators))
+
     run_platform(
         settings,
-        extra=lambda s: [demo_setup.fleet_service(s, elevators=elevators, speedup=speedup, seed=seed)],
-        after_prepare=lambda s: demo_setup.prepare_demo(s, elevators=elevators, seed=seed),
+        extra=lambda s: [fleet_service(s, elevators=elevators, speedup=speedup, seed=seed)],
+        after_prepare=after_prepare,
     )

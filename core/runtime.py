@@ -17,6 +17,8 @@ Service = Callable[[asyncio.Event], Awaitable[None]]
 def configure_logging(level: str) -> None:
     """One log format for every process."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiokafka narrates every group join and metadata change at INFO; its warnings still show.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 
 async def serve_until_signal(*services: Service) -> None:

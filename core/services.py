@@ -101,7 +101,7 @@ def start_tansu(port: int | None = None, log_file: Path | None = None) -> Starte
     """Start a memory-only tansu broker on 127.0.0.1; returns its bootstrap address."""
     port = port or free_port()
     address = f"tcp://127.0.0.1:{port}"
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [
             tansu_binary(),
@@ -119,6 +119,8 @@ def start_tansu(port: int | None = None, log_file: Path | None = None) -> Starte
         stderr=out,
         start_new_session=True,
     )
+    if not isinstance(out, int):
+        out.close()  # the broker holds its own descriptor
     wait_for_port("127.0.0.1", port, proc=proc)
     return StartedService("kafka (tansu)", f"127.0.0.1:{port}", proc)
 
@@ -226,6 +228,21 @@ def local_postgres_url() -> str | None:
     if port_open("127.0.0.1", 5432):
         return "postgresql://postgres@127.0.0.1:5432/postgres"
     return None
+
+
+def ensure_local_database(name: str = "liftwatch") -> str:
+    """A database of our own on the local server (created when missing): never the shared ``postgres``."""
+    import psycopg
+    from psycopg import sql
+
+    server = local_postgres_url()
+    if server is None:
+        raise ServiceUnavailable("no PostgreSQL on 127.0.0.1:5432")
+    with psycopg.connect(server, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process was first
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
 @contextlib.contextmanager
