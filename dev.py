@@ -44,28 +44,35 @@ def install(extras: str) -> None:
     STAMP.write_text(digest)
 
 
-# Debian packages the test suite drives for real: the console runs in chromium (with a CJK
-# font so Chinese renders), and promtool validates the production Prometheus config.
+# Debian packages liftwatch runs with when no broker is configured: the embedded MQTT broker is
+# mosquitto (MQTT 5 is required: receive-maximum back-pressure, shared subscriptions; no
+# pure-Python broker on PyPI implements it with QoS 1, see docs/operations.md).
+RUNTIME_SYSTEM_PACKAGES = {"mosquitto": "/usr/sbin/mosquitto"}
+# ... and the test suite drives these for real too: the console runs in chromium (with a CJK font
+# so Chinese renders), promtool validates the production Prometheus config.
 TEST_SYSTEM_PACKAGES = {
+    **RUNTIME_SYSTEM_PACKAGES,
     "chromium": "/usr/bin/chromium",
     "fonts-noto-cjk": "/usr/share/fonts/opentype/noto",
     "prometheus": "/usr/bin/promtool",
     "fonts-wqy-microhei": "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",  # TrueType CJK for PDF reports
-    "poppler-utils": "/usr/bin/pdftoppm",  # renders a Chinese report page to check it is not tofu
 }
 
 
-def ensure_system_packages() -> None:
-    """Install the missing test packages when we may (root with apt-get), else say what is missing."""
-    missing = [name for name, path in TEST_SYSTEM_PACKAGES.items() if not Path(path).exists()]
+def ensure_system_packages(packages: dict[str, str]) -> None:
+    """Install the missing Debian packages when we may (root with apt-get), else say what is missing."""
+    missing = [name for name, path in packages.items() if not Path(path).exists() and not shutil.which(name)]
     if not missing:
         return
     if os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        run("apt-get", "update", "-qq", env=env)
-        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
-    else:
-        print(f"missing Debian packages for some tests: {' '.join(missing)}", flush=True)
+        try:
+            run("apt-get", "update", "-qq", env=env)
+            run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
+            return
+        except subprocess.CalledProcessError:
+            pass
+    print(f"missing Debian packages (install them, or configure external services): {' '.join(missing)}", flush=True)
 
 
 PACKAGE_DIRS = {"ingest", "rules", "alerts", "api", "simulators", "dashboards", "reports"}
@@ -95,10 +102,11 @@ def main() -> None:
     rest = sys.argv[2:]
     if command == "demo":
         install("")
+        ensure_system_packages(RUNTIME_SYSTEM_PACKAGES)
         os.execv(BIN / "liftwatch", [str(BIN / "liftwatch"), "demo", *rest])
     elif command == "test":
         install("dev")
-        ensure_system_packages()
+        ensure_system_packages(TEST_SYSTEM_PACKAGES)
         os.execv(BIN / "python", [str(BIN / "python"), "-m", "pytest", "-q", *rest])
     elif command == "typecheck":
         install("dev")

