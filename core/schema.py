@@ -3,8 +3,9 @@
 * MQTT payloads from terminals (``lift/v1/{terminal}/telemetry`` and ``.../status``), per
   ``docs/protocol/telemetry.schema.json`` (version 1).
 * Kafka records between processes: ``telemetry``, ``status``, ``deadletter``, ``faults``,
-  ``incidents``. Kafka records are msgpack-encoded structs carrying a version field ``v``; a
-  consumer rejects a version it does not know instead of guessing.
+  ``incidents``. Kafka records are msgpack-encoded structs tagged with their type and version
+  (``"type": "fault.v1"``); a consumer rejects a version it does not know instead of guessing.
+  Documented in ``docs/protocol/kafka.md`` (a test keeps the page and these structs in step).
 
 All structs are frozen and slotted. Decoding is strict: unknown fields, wrong types and
 out-of-range values are rejected with the JSON path of the offending field.
