@@ -2,7 +2,8 @@
 
 The API package mounts :func:`build_router` with its authentication dependency. Regulators,
 admins and operators read any scope; a maintenance firm only its own (another scope answers 404,
-so a firm cannot probe which firms or districts exist).
+so a firm cannot probe which firms or districts exist). Errors are the API's: a stable code
+(``bad_month``, ``bad_scope``, ``not_found``) and a message in the caller's Accept-Language.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the Depends() built in build_router.
@@ -10,12 +11,13 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from liftwatch import db
+from liftwatch.api.errors import ApiError
 from liftwatch.config import CommonSettings
 from liftwatch.reports import stats
-from liftwatch.reports.errors import ReportError
+from liftwatch.reports.errors import BadMonth, BadScope
 from liftwatch.reports.monthly import monthly_report, scope_exists
 
 READ_ANY_SCOPE = frozenset({"admin", "operator", "regulator"})
@@ -80,13 +82,15 @@ def build_router(
         try:
             first = stats.parse_month(month)
             chosen = stats.parse_scope(scope)
-        except ReportError as error:
-            raise HTTPException(status_code=422, detail={"code": error.reason, "message": str(error)}) from error
+        except BadMonth as error:
+            raise ApiError(error.reason, 422, value=month) from error
+        except BadScope as error:
+            raise ApiError(error.reason, 422, value=scope) from error
         if not allowed(principal, chosen):
-            raise HTTPException(status_code=404, detail={"code": "not_found", "message": "no such scope"})
+            raise ApiError("not_found", 404)
         result = await run_in_threadpool(compute, settings_of(request), first, chosen, trend)
         if result is None:
-            raise HTTPException(status_code=404, detail={"code": "not_found", "message": "no such scope"})
+            raise ApiError("not_found", 404)
         return result
 
     return router

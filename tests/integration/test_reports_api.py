@@ -1,83 +1,84 @@
-"""GET /api/v1/stats/monthly: numbers, validation and who may read which scope."""
+"""GET /api/v1/stats/monthly on the real API: numbers, who may read which scope, error bodies."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from types import SimpleNamespace
+from typing import Any
 
-import httpx
+import psycopg
 import pytest
-from fastapi import FastAPI, Header
-from liftwatch.config import CommonSettings
-from liftwatch.reports.api import build_router
+from liftwatch import services
+from liftwatch.config import ApiSettings
 
+from tests.fixtures.api import RunningApi, add_token, running_api
 from tests.fixtures.reports import Fleet
 
 pytestmark = pytest.mark.integration
 
 
 @dataclass(frozen=True)
-class StandIn:
-    role: str
-    maintainer_id: int | None = None
+class StatsApi:
+    api: RunningApi
+    fleet: Fleet
+    tokens: dict[str, str]
 
-
-def _principal(x_role: str = Header(), x_firm: int | None = Header(default=None)) -> StandIn:
-    return StandIn(x_role, x_firm)
-
-
-def _client(fleet: Fleet) -> httpx.AsyncClient:
-    """A small app mounting the router like the API does: settings found on app.state.api."""
-    app = FastAPI()
-    app.state.api = SimpleNamespace(settings=CommonSettings(database_url=fleet.url, site_timezone="Asia/Shanghai"))
-    app.include_router(build_router(_principal))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
-
-
-async def test_regulator_reads_city_and_district(reports_fleet: Fleet) -> None:
-    async with _client(reports_fleet) as client:
-        city = await client.get(
-            "/api/v1/stats/monthly", params={"month": "2026-03", "trend": 3}, headers={"x-role": "regulator"}
-        )
-        district = await client.get(
+    def get(self, role: str, lang: str = "en", **params: str | int) -> tuple[int, Any]:
+        answer = self.api.client.get(
             "/api/v1/stats/monthly",
-            params={"month": "2026-03", "scope": "district:Pudong"},
-            headers={"x-role": "operator"},
+            params={"month": "2026-03", **params},
+            headers={"Authorization": f"Bearer {self.tokens[role]}", "Accept-Language": lang},
         )
-    assert city.status_code == 200, city.text
-    body = city.json()
-    assert (body["incidents"], body["entrapments"], body["elevators"]) == (8, 4, 10)
-    assert body["rescue"]["arrived_within_30min_share"] == 0.5
-    assert [p["month"] for p in body["trend"]] == ["2026-01", "2026-02", "2026-03"]
-    assert district.json()["elevators"] == 4
+        return answer.status_code, answer.json()
 
 
-async def test_maintainer_sees_only_its_own_firm(reports_fleet: Fleet) -> None:
-    own = {"x-role": "maintainer", "x-firm": str(reports_fleet.firm_b)}
-    async with _client(reports_fleet) as client:
-        mine = await client.get(
-            "/api/v1/stats/monthly",
-            params={"month": "2026-03", "scope": f"maintainer:{reports_fleet.firm_b}"},
-            headers=own,
-        )
-        foreign = await client.get(
-            "/api/v1/stats/monthly",
-            params={"month": "2026-03", "scope": f"maintainer:{reports_fleet.firm_a}"},
-            headers=own,
-        )
-        city = await client.get("/api/v1/stats/monthly", params={"month": "2026-03"}, headers=own)
-    assert mine.status_code == 200 and mine.json()["incidents"] == 3
-    assert foreign.status_code == 404 and city.status_code == 404
+@pytest.fixture
+def stats_api(reports_fleet: Fleet) -> Iterator[StatsApi]:
+    """The API process over the ground-truth month, a token per role (maintainer = firm B)."""
+    with psycopg.connect(reports_fleet.url, autocommit=True) as conn:
+        tokens = {
+            role: add_token(conn, role, f"{role} token", reports_fleet.firm_b if role == "maintainer" else None)
+            for role in ("admin", "operator", "regulator", "maintainer")
+        }
+    settings = ApiSettings(
+        database_url=reports_fleet.url,
+        kafka_bootstrap=None,
+        mqtt_url=None,
+        api_port=services.free_port(),
+        site_timezone="Asia/Shanghai",
+    )
+    with running_api(settings) as api:
+        yield StatsApi(api, reports_fleet, tokens)
 
 
-async def test_bad_parameters_and_unknown_scopes(reports_fleet: Fleet) -> None:
-    admin = {"x-role": "admin"}
-    async with _client(reports_fleet) as client:
-        month = await client.get("/api/v1/stats/monthly", params={"month": "2026-13"}, headers=admin)
-        scope = await client.get("/api/v1/stats/monthly", params={"month": "2026-03", "scope": "x:1"}, headers=admin)
-        unknown = await client.get(
-            "/api/v1/stats/monthly", params={"month": "2026-03", "scope": "use_unit:999"}, headers=admin
-        )
-    assert month.status_code == 422 and month.json()["detail"]["code"] == "bad_month"
-    assert scope.status_code == 422 and scope.json()["detail"]["code"] == "bad_scope"
-    assert unknown.status_code == 404
+def test_roles_read_the_ground_truth_and_a_firm_only_its_own(stats_api: StatsApi) -> None:
+    status, city = stats_api.get("regulator", trend=3)
+    assert status == 200, city
+    assert (city["incidents"], city["entrapments"], city["elevators"]) == (8, 4, 10)
+    assert city["rescue"]["arrived_within_30min_share"] == 0.5
+    assert [p["month"] for p in city["trend"]] == ["2026-01", "2026-02", "2026-03"]
+    status, district = stats_api.get("operator", scope="district:Pudong")
+    assert status == 200 and district["elevators"] == 4
+    status, unit = stats_api.get("admin", scope=f"use_unit:{stats_api.fleet.unit_2}")
+    assert status == 200 and (unit["elevators"], unit["incidents"]) == (5, 4)
+
+    own = f"maintainer:{stats_api.fleet.firm_b}"
+    status, mine = stats_api.get("maintainer", scope=own)
+    assert status == 200 and mine["incidents"] == 3
+    # Another firm, the city, a district: 404 as if they did not exist (no probing).
+    for scope in (f"maintainer:{stats_api.fleet.firm_a}", "city", "district:Pudong"):
+        status, body = stats_api.get("maintainer", scope=scope)
+        assert (status, body["error"]["code"]) == (404, "not_found"), scope
+
+
+def test_errors_carry_a_stable_code_and_a_message_in_the_callers_language(stats_api: StatsApi) -> None:
+    status, body = stats_api.get("admin", lang="zh-CN,zh;q=0.9", month="2026-13")
+    assert status == 422 and body["error"]["code"] == "bad_month"
+    assert "月份" in body["error"]["message"] and "2026-13" in body["error"]["message"]
+    status, body = stats_api.get("admin", lang="en", scope="x:1")
+    assert status == 422 and body["error"]["code"] == "bad_scope"
+    assert body["error"]["message"].startswith("Scope must be")
+    status, body = stats_api.get("admin", scope="use_unit:999")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    answer = stats_api.api.client.get("/api/v1/stats/monthly", params={"month": "2026-03"})
+    assert answer.status_code == 401
