@@ -72,6 +72,7 @@ class IncidentTimes:
     last_notified_at: datetime | None = None
     dispatch_deadline_missed: bool = False
     arrival_deadline_missed: bool = False
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +92,15 @@ def _missed(deadline: datetime, done_at: datetime | None, now: datetime) -> bool
 
 
 def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> list[Due]:
-    """What is due on one incident at ``now``."""
-    if incident.status not in OPEN_STATUSES:
-        return []
+    """What is due on one incident at ``now``.
+
+    A closed incident is judged as it stood when it closed: a deadline it missed while the
+    service was down is still recorded (it counts against the firm), without escalation.
+    """
+    closed = incident.status not in OPEN_STATUSES
+    if closed and incident.closed_at is None:
+        return []  # closed without a stamp (imported history): nothing to judge by
+    horizon = incident.closed_at if closed and incident.closed_at is not None else now
     found: list[Due] = []
     detected = min(incident.detected_at, incident.opened_at)
     level = incident.escalation_level
@@ -110,8 +117,8 @@ def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> l
             if seconds is None or recorded:
                 continue
             deadline = detected + timedelta(seconds=seconds)
-            if _missed(deadline, done_at, now):
-                escalate_to = level + 1 if level < policy.auto_escalation_limit else None
+            if _missed(deadline, done_at, horizon):
+                escalate_to = level + 1 if level < policy.auto_escalation_limit and not closed else None
                 if escalate_to is not None:
                     level = escalate_to
                 found.append(Due(incident.id, kind, deadline, escalate_to))

@@ -35,6 +35,7 @@ from liftwatch.alerts.channels import KafkaChannel, WebhookCall, WebhookChannel,
 from liftwatch.alerts.deadlines import CodeDeadlines, DeadlinePolicy, DueKind, due
 from liftwatch.alerts.errors import AlertsConfigError, Backpressure, NotificationError
 from liftwatch.alerts.incidents import CHANGE_KINDS, Outcome, check_event
+from liftwatch.alerts.lifecycle import is_open
 from liftwatch.alerts.metrics import AlertsMetrics
 from liftwatch.alerts.routing import RoutingPolicy
 from liftwatch.badinput import BadInputPolicy
@@ -417,6 +418,10 @@ class AlertService:
                     deadline = "dispatch" if item.kind is DueKind.DISPATCH_MISSED else "arrival"
                     self.metrics.deadline_misses.labels(deadline=deadline).inc()
                 self._wake_relays()
+            closed = [c.id for c in candidates if not is_open(c.status)]
+            if closed:
+                await store.settle_closed(conn, closed)
+                await conn.commit()
             counts = await store.open_incident_counts(conn)
         for severity in ("critical", "major", "minor"):
             self.metrics.open_incidents.labels(severity=severity).set(counts.get(severity, 0))

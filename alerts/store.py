@@ -346,11 +346,14 @@ async def _update_incident(
 
 _TIMES_COLUMNS = (
     "id, code, severity, status, detected_at, opened_at, escalation_level, dispatched_at, arrived_at,"
-    " condition_cleared_at, last_notified_at, dispatch_deadline_missed, arrival_deadline_missed"
+    " condition_cleared_at, last_notified_at, dispatch_deadline_missed, arrival_deadline_missed, closed_at"
 )
 # Necessary conditions of deadlines.due_for, so a tick reads only incidents with something due
-# (not every open incident of a storm, every second).
+# (not every open incident of a storm, every second), plus closed incidents not judged yet.
 _CANDIDATES = f"""
+SELECT {_TIMES_COLUMNS} FROM incidents
+WHERE status IN ('closed', 'false_alarm', 'auto_cleared') AND NOT deadlines_settled
+UNION ALL
 SELECT {_TIMES_COLUMNS} FROM incidents
 WHERE status IN ('detected', 'acknowledged', 'dispatched', 'arrived', 'released')
   AND ((severity = 'critical' AND status = 'detected' AND COALESCE(last_notified_at, opened_at) <= %(renotify)s)
@@ -383,6 +386,16 @@ async def deadline_candidates(
     return [_times(row) for row in await cur.fetchall()]
 
 
+async def settle_closed(conn: psycopg.AsyncConnection[Any], incident_ids: list[int]) -> None:
+    """Mark closed incidents as judged (their missed deadlines, if any, are recorded)."""
+    if incident_ids:
+        await conn.execute(
+            "UPDATE incidents SET deadlines_settled = true"
+            " WHERE id = ANY(%s) AND status IN ('closed', 'false_alarm', 'auto_cleared')",
+            (incident_ids,),
+        )
+
+
 async def apply_due(conn: psycopg.AsyncConnection[Any], item: Due, *, now: datetime, policy: DeadlinePolicy) -> bool:
     """Record one due item, re-checked under the incident's lock; False if no longer due."""
     async with conn.transaction():
@@ -398,6 +411,7 @@ async def apply_due(conn: psycopg.AsyncConnection[Any], item: Due, *, now: datet
         item = current[0]
         key = f"due:{item.incident_id}:{item.kind.value}:{int(item.deadline.timestamp() * 1000)}"
         status = row["status"]
+        data: dict[str, Any]
         if item.kind is DueKind.RENOTIFY:
             await conn.execute("UPDATE incidents SET last_notified_at = %s WHERE id = %s", (now, item.incident_id))
             kind, data = EventKind.RENOTIFIED, {"due_at": item.deadline.isoformat()}
@@ -416,6 +430,8 @@ async def apply_due(conn: psycopg.AsyncConnection[Any], item: Due, *, now: datet
                 (item.escalate_to or 1, item.incident_id),
             )
             kind, data = EventKind.DEADLINE_MISSED, {"deadline": deadline, "due_at": item.deadline.isoformat()}
+            if not lifecycle.is_open(status):
+                data["after_close"] = True  # found after a restart: recorded, nobody to escalate to
         await append_event(
             conn,
             item.incident_id,

@@ -14,12 +14,14 @@ from liftwatch.config import AlertsSettings
 from liftwatch.schema import FaultCode
 
 from tests.fixtures.alerts import (
+    T0,
     FakeClock,
     Lift,
     Receiver,
     add_webhook,
     eventually,
     fault,
+    insert_incident,
     produce_faults,
     query,
     running_service,
@@ -28,9 +30,12 @@ from tests.fixtures.alerts import (
 pytestmark = pytest.mark.integration
 
 
-async def _kinds(url: str) -> list[tuple[str, str]]:
+async def _kinds(url: str, skip: int = 0) -> list[tuple[str, str]]:
     rows = await query(
-        url, "SELECT i.code, ev.kind FROM incident_events ev JOIN incidents i ON i.id = ev.incident_id ORDER BY ev.id"
+        url,
+        "SELECT i.code, ev.kind FROM incident_events ev JOIN incidents i ON i.id = ev.incident_id"
+        " WHERE i.id <> %s ORDER BY ev.id",
+        (skip,),
     )
     return [(row["code"], row["kind"]) for row in rows]
 
@@ -104,17 +109,36 @@ async def test_deadlines_escalate_and_survive_a_restart(
     assert _by_code(await _kinds(database_url)) == _by_code(expected)
 
     # The district rescue team hears from level 2 on, the fire brigade from level 3, others never.
-    rescue = [b["kind"] for b in receiver.bodies("/rescue")]
+    # (Deliveries run concurrently: the arrival order is not the change order.)
+    rescue = [b["kind"] for b in sorted(receiver.bodies("/rescue"), key=lambda b: b["change_id"])]
     assert rescue[:2] == ["deadline_missed", "escalated"] and "opened" not in rescue
     assert [(b["kind"], b["escalation_level"]) for b in receiver.bodies("/119")] == [("escalated", 3)]
     assert receiver.bodies("/elsewhere") == []
     assert [b["kind"] for b in receiver.bodies("/firm")].count("deadline_missed") == 2
 
-    # A restart at the same clock finds nothing new to do: deadlines come from stored state.
+    # While the service is down, an entrapment is handled late and closed: the restarted service
+    # still records the missed dispatch (it counts against the firm), without escalating.
+    late = insert_incident(database_url, lifts[2])
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        for minutes, action in enumerate((Action.ACKNOWLEDGE, Action.DISPATCH, Action.ARRIVE, Action.RELEASE)):
+            await apply_action(conn, late, action, actor="op", now=T0 + timedelta(minutes=4 + 3 * minutes))
+        await apply_action(conn, late, Action.CLOSE, actor="op", cause="equipment_fault", now=T0 + timedelta(hours=1))
+        await conn.commit()
+
+    # A restart at the same clock finds nothing new to do on the others: deadlines come from stored state.
     async with running_service(alerts_settings, clock=clock):
         clock.offset += timedelta(seconds=5)
+        await eventually(lambda: _settled(database_url, late), what="closed incident judged")
         await eventually(lambda: _relayed(database_url), what="relays caught up")
-    assert _by_code(await _kinds(database_url)) == _by_code(expected)
+    assert _by_code(await _kinds(database_url, skip=late)) == _by_code(expected)
+    row = (await query(database_url, "SELECT * FROM incidents WHERE id = %s", (late,)))[0]
+    assert row["dispatch_deadline_missed"] and not row["arrival_deadline_missed"]
+    assert row["escalation_level"] == 1 and row["status"] == "closed"
+    trail = await query(
+        database_url, "SELECT kind, data FROM incident_events WHERE incident_id = %s ORDER BY id", (late,)
+    )
+    assert trail[-1]["kind"] == "deadline_missed" and trail[-1]["data"]["after_close"] is True
+    assert trail[-1]["data"]["deadline"] == "dispatch"
 
 
 def _by_code(kinds: list[tuple[str, str]]) -> dict[str, list[str]]:
@@ -132,6 +156,11 @@ async def _async(value: object) -> object:
 async def _has(url: str, kind: str, count: int) -> bool:
     rows = await query(url, "SELECT count(*) AS n FROM incident_events WHERE kind = %s", (kind,))
     return bool(rows[0]["n"] >= count)
+
+
+async def _settled(url: str, incident_id: int) -> bool:
+    rows = await query(url, "SELECT deadlines_settled FROM incidents WHERE id = %s", (incident_id,))
+    return bool(rows[0]["deadlines_settled"])
 
 
 async def _relayed(url: str) -> bool:

@@ -159,6 +159,14 @@ def at(minutes: float) -> datetime:
         ),
         (trapped(status="arrived", dispatched_at=at(2), arrived_at=at(20)), at(90), []),
         (trapped(status="closed", dispatched_at=None), at(90), []),
+        # Closed while the service was down: judged as it stood at closing, never escalated.
+        (trapped(status="false_alarm", closed_at=at(3)), at(90), []),
+        (trapped(status="false_alarm", closed_at=at(10)), at(90), [(DueKind.DISPATCH_MISSED, at(5), None)]),
+        (
+            trapped(status="closed", dispatched_at=at(6), arrived_at=at(20), closed_at=at(40)),
+            at(90),
+            [(DueKind.DISPATCH_MISSED, at(5), None)],
+        ),
         (trapped(dispatch_deadline_missed=True, arrival_deadline_missed=True, last_notified_at=at(89.5)), at(90), []),
     ],
 )
