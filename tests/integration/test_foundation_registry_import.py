@@ -10,9 +10,11 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+from liftwatch import registry
 from liftwatch.cli import app
 from liftwatch.registry import REGISTRY_COLUMNS, RegistryRow, import_registry, registry_csv_text, row_cells
 from liftwatch.simulators.registry import generate_registry
+from rich.console import Console
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.integration
@@ -218,3 +220,23 @@ def test_cli_says_when_the_database_is_unreachable(tmp_path: Path, monkeypatch: 
     done = CliRunner().invoke(app, ["registry", "import", str(path)])
     assert done.exit_code == 2
     assert "cannot reach the database, nothing was imported" in done.output
+
+
+def test_progress_is_reported_phase_by_phase_and_shown_as_a_bar(database_url: str) -> None:
+    data = registry_csv_text(generate_registry(6_000, 26)).encode()
+    seen: list[tuple[str, int, int]] = []
+    with psycopg.connect(database_url) as conn, conn.transaction(force_rollback=True):
+        assert import_registry(conn, data, progress=lambda *step: seen.append(step)).ok
+    phases = list(dict.fromkeys(phase for phase, _, _ in seen))
+    assert phases == ["parsing", "copying", "applying"]
+    for phase in ("parsing", "copying"):
+        done = [d for p, d, _ in seen if p == phase]
+        assert done == sorted(done) and len(done) >= 2, (phase, done)
+    assert ("copying", 6_000, 6_000) in seen
+    # The command shows it as a bar on a terminal (for files over 1 MB).
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    with psycopg.connect(database_url) as conn, conn.transaction(force_rollback=True):
+        result = registry._import_with_progress_bar(console, conn, data[: data.index(b"\n", 50_000) + 1])
+    assert result.ok and result.inserted > 100
+    assert "applying" in screen.getvalue()
