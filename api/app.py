@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from liftwatch import db, i18n
@@ -190,7 +191,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
         version="1",
         summary="Elevator remote monitoring: registry, incidents, live feed, telemetry.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below from local files: FastAPI's default page loads Swagger UI from a CDN
         redoc_url=None,
     )
     _install_error_handlers(app)
@@ -207,6 +208,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
 
     static_dir = str(_STATIC)
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
+    _install_offline_docs(app)
 
     # The page is static but for the site's default language (used when the browser prefers neither).
     page = (
@@ -220,6 +222,22 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def _install_offline_docs(app: FastAPI) -> None:
+    """``/docs`` with Swagger UI from the ``fastapi-offline`` package: works on a site without internet."""
+    assets = str(resources.files("fastapi_offline").joinpath("static"))
+    app.mount("/static-docs", StaticFiles(directory=assets), name="static-docs")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="liftwatch API",
+            swagger_js_url="/static-docs/swagger-ui-bundle.js",
+            swagger_css_url="/static-docs/swagger-ui.css",
+            swagger_favicon_url="/static-docs/favicon.png",
+        )
 
 
 def _include_reports(app: FastAPI) -> None:

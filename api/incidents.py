@@ -272,7 +272,8 @@ async def act(
                 note=body.note,
                 cause=body.cause,
                 now=datetime.now(UTC),
-                idempotency_key=f"api:{principal.name}:{idempotency_key}" if idempotency_key else None,
+                # Per caller and incident: a key reused on another incident is another click.
+                idempotency_key=f"api:{principal.name}:{incident_id}:{idempotency_key}" if idempotency_key else None,
             )
     except IncidentNotFound as error:
         raise not_found("incident_not_found") from error

@@ -36,6 +36,8 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/metrics", None, {"*": 200}),
     ("GET", "/api/v1/i18n/zh", None, {"*": 200}),
     ("GET", "/", None, {"*": 200}),
+    ("GET", "/docs", None, {"*": 200}),
+    ("GET", "/openapi.json", None, {"*": 200}),
     ("GET", "/api/v1/me", None, {"*": 200, "anonymous": 401}),
     ("GET", "/api/v1/incidents", None, {"*": 200, "anonymous": 401}),
     ("GET", "/api/v1/incidents/{inc_a}", None, {"*": 200, "anonymous": 401}),

@@ -61,6 +61,22 @@ def _telemetry(database_url: str, terminal: str) -> None:
         )
 
 
+def _offline(context: object, base_url: str) -> list[str]:
+    """Refuse every request that does not go to the API itself; returns the refused URLs (no CDN)."""
+    refused: list[str] = []
+
+    def handle(route: object) -> None:
+        url = route.request.url  # type: ignore[attr-defined]
+        if url.startswith(base_url):
+            route.continue_()  # type: ignore[attr-defined]
+        else:
+            refused.append(url)
+            route.abort()  # type: ignore[attr-defined]
+
+    context.route("**/*", handle)  # type: ignore[attr-defined]
+    return refused
+
+
 def _login(page: object, url: str, token: str) -> None:
     page.goto(url)  # type: ignore[attr-defined]
     page.get_by_test_id("login-token").fill(token)  # type: ignore[attr-defined]
@@ -105,6 +121,7 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     operator = browser.new_context(  # type: ignore[attr-defined]
         locale="zh-CN", timezone_id="Europe/London", viewport={"width": 1500, "height": 820}
     )
+    refused = _offline(operator, api_server.url)
     page = operator.new_page()
     _login(page, api_server.url, api_world.tokens["operator"])
     board = page.get_by_test_id("board")
@@ -173,6 +190,11 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     page.get_by_test_id("lang-en").click()
     expect(page.locator("h1")).to_have_text("Elevator emergency console")
     expect(board).to_contain_text("Trapped passenger")
+    # The API's own documentation page renders from local files too.
+    page.goto(f"{api_server.url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("liftwatch")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert not refused, f"requests outside the API (a CDN?): {refused}"
     operator.close()
 
     # A maintenance firm (English browser): only its elevators, and only the arrive/release buttons.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -202,6 +203,7 @@ def test_bootstrap_admin_health_and_metrics(api_world: World) -> None:
         admin_token=SecretStr("bootstrap-admin-token-0123456789"),
         api_port=services.free_port(),
         default_language="en",
+        sse_replay_limit=1,
     )
     with running_api(settings) as api:
         me = api.client.get("/api/v1/me", headers={"Authorization": "Bearer bootstrap-admin-token-0123456789"})
@@ -209,6 +211,11 @@ def test_bootstrap_admin_health_and_metrics(api_world: World) -> None:
         # The site's default language answers a caller that states no preference, and seeds the console.
         assert api.client.get("/api/v1/me").json()["error"]["message"].startswith("Authentication required")
         assert 'data-default-lang="en"' in api.client.get("/").text
+        # More missed changes than the replay limit: the client is told to reload instead.
+        admin = {"Authorization": "Bearer bootstrap-admin-token-0123456789"}
+        with api.client.stream("GET", "/api/v1/incidents/stream?after=0", headers=admin) as stream:
+            events = [line for line in itertools.islice(stream.iter_lines(), 8) if line.startswith("event:")]
+        assert events == ["event: reset"]
         health = api.client.get("/healthz")
         assert health.status_code == 503
         assert health.json() == {
@@ -265,6 +272,8 @@ def test_an_entrapment_is_worked_through_its_lifecycle_with_notes(api_http: Runn
     retry = {**operator, "Idempotency-Key": "click-1"}
     assert act("acknowledge", {"note": "已接警，正在联系"}, retry).json()["status"] == "acknowledged"
     assert act("acknowledge", {"note": "已接警，正在联系"}, retry).status_code == 200
+    elsewhere = client.post(f"/api/v1/incidents/{api_world.dispatched['b']}/arrive", json={}, headers=retry)
+    assert elsewhere.json()["status"] == "arrived"  # the same key on another incident is another click
     assert act("dispatch", {"note": "已通知维保"}).json()["status"] == "dispatched"
     arrived = act("arrive", {"note": "技术员到场"}, api_world.headers("maintainer"))
     assert arrived.json()["status"] == "arrived" and arrived.json()["arrived_at"]
