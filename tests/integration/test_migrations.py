@@ -193,3 +193,24 @@ def test_timescaledb_variant_is_sane_sql(empty_database_url: str) -> None:
         assert conn.execute("SELECT mode FROM storage_mode").fetchone() == ("timescaledb",)
         assert conn.execute("SELECT liftwatch_ensure_telemetry_partitions(2, 7)").fetchone() == (0,)
         conn.rollback()
+
+
+def test_db_migrate_command_applies_then_reports_nothing_to_do(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liftwatch.cli import app
+    from liftwatch.errors import InvalidSettings
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    monkeypatch.setenv("LIFTWATCH_DATABASE_URL", empty_database_url)
+    first = runner.invoke(app, ["db", "migrate"])
+    assert first.exit_code == 0, first.output
+    count = len(db.planned_migrations(use_timescale=False))
+    assert f"applied {count} migration(s): 001_registry.sql, 002_telemetry.plain.sql" in first.output
+    again = runner.invoke(app, ["db", "migrate"])
+    assert (again.exit_code, again.output.strip()) == (0, "applied 0 migration(s)")
+    monkeypatch.setenv("LIFTWATCH_DATABASE_URL", "mysql://localhost/liftwatch")
+    wrong = runner.invoke(app, ["db", "migrate"])
+    assert wrong.exit_code != 0 and isinstance(wrong.exception, InvalidSettings)
+    assert "LIFTWATCH_DATABASE_URL='mysql://localhost/liftwatch': must be a postgresql:// URL" in str(wrong.exception)
