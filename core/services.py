@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,10 +207,12 @@ def debian_postgres_start() -> bool:
 
 def start_pgserver(data_dir: Path) -> StartedService:
     """Start PostgreSQL from the pgserver wheel, data under ``data_dir``."""
-    import pgserver
-
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
+    with warnings.catch_warnings():  # platformdirs warns on machines without a login session
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver
+
+        server = pgserver.get_server(str(data_dir), cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     return StartedService("postgresql (pgserver)", uri, None, [server])
 

@@ -75,3 +75,18 @@ def test_demo_starts_missing_brokers_serves_the_console_and_stops_cleanly(
     for started in (kafka, mqtt):
         assert not services.port_open("127.0.0.1", int(started.group(1))), "an embedded broker outlived the demo"
     assert "Traceback" not in log.read_text()
+
+
+def test_without_a_local_server_the_pgserver_wheel_provides_postgresql(tmp_path: Path) -> None:
+    """The fresh-machine path of `up`: no PostgreSQL anywhere -> the pgserver wheel, migrated like any other."""
+    import psycopg
+    from liftwatch import db
+
+    started = services.start_pgserver(tmp_path / "pgdata")
+    try:
+        with psycopg.connect(started.url) as conn:
+            applied = db.migrate(conn)
+            assert applied == [m.name for m in db.planned_migrations(use_timescale=False)]
+            assert conn.execute("SELECT count(*) FROM elevators").fetchone() == (0,)
+    finally:
+        started.stop()
