@@ -106,6 +106,13 @@ def test_every_referenced_file_exists(compose: dict[str, Any]) -> None:
 def test_grafana_provisioning_matches_the_dashboards(compose: dict[str, Any]) -> None:
     sources = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/liftwatch.yaml").read_text())
     assert {d["uid"] for d in sources["datasources"]} == {POSTGRES_UID, PROMETHEUS_UID}
+    # Grafana reads PostgreSQL as the read-only role the database hook creates, not as the owner.
+    postgres = next(d for d in sources["datasources"] if d["uid"] == POSTGRES_UID)
+    owner = compose["services"]["timescaledb"]["environment"]["POSTGRES_USER"]
+    assert postgres["user"] == "grafana" != owner
+    hooks = " ".join(compose["services"]["timescaledb"]["volumes"])
+    assert "deploy/grafana/postgres/reader.sh:/docker-entrypoint-initdb.d/" in hooks
+    assert "GRAFANA_DB_PASSWORD" in compose["services"]["grafana"]["environment"]
     provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/liftwatch.yaml").read_text())
     path = provider["providers"][0]["options"]["path"]
     assert f"./dashboards:{path}:ro" in compose["services"]["grafana"]["volumes"]
