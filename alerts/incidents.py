@@ -60,7 +60,7 @@ class EventKind(enum.StrEnum):
 
 
 # Operator actions record the status they lead to; an escalation records "escalated".
-CHANGE_KINDS: frozenset[str] = frozenset({*EventKind, *Status})
+CHANGE_KINDS: frozenset[str] = frozenset({*EventKind, *Status} - {Status.DETECTED})
 """Every ``incident_events.kind`` (the ``kind`` of an incident change)."""
 
 

@@ -74,6 +74,15 @@ def test_settings_naming_unknown_codes_or_kinds_are_refused() -> None:
     with pytest.raises(AlertsConfigError, match="renotify"):
         service.routing_policy(AlertsSettings(quiet_kinds=["updated", "renotify"]))
     assert {"updated", "renotified", "escalated", "acknowledged", "false_alarm"} <= CHANGE_KINDS
+    assert "detected" not in CHANGE_KINDS  # a status nothing leads to
+
+
+def test_the_service_refuses_to_start_on_such_settings() -> None:
+    from liftwatch.alerts.cli import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [], env={"LIFTWATCH_DEADLINE_CODES": '["trapped_pasenger"]'})
+    assert result.exit_code == 2 and "trapped_pasenger" in result.output
 
 
 def test_deadline_settings_map_onto_the_policy() -> None:
