@@ -15,11 +15,15 @@ from urllib.parse import urlsplit
 
 from liftwatch.errors import InvalidSettings
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 _PREFIX = "LIFTWATCH_"
 _ENV = SettingsConfigDict(env_prefix=_PREFIX, env_file=".env", extra="ignore", frozen=True)
 _URL_PASSWORD = re.compile(r"(//[^:/@]*:)[^@]*@")
+_KAFKA_NAME = re.compile(r"[A-Za-z0-9._-]*")  # the characters Kafka allows in a topic name
+
+KAFKA_TOPICS: tuple[str, ...] = ("telemetry", "status", "deadletter", "faults", "incidents")
+"""The logical Kafka topics (``docs/protocol/kafka.md``); ``CommonSettings.topic`` names them."""
 
 
 def _describe(settings_class: type[BaseSettings], error: ValidationError) -> InvalidSettings:
@@ -61,6 +65,14 @@ class CommonSettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as error:
             raise _describe(type(self), error) from None
+        except SettingsError as error:  # a list or dict variable that is not JSON
+            field = re.search(r'field "([^"]+)"', str(error))
+            variable = f"{_PREFIX}{field.group(1).upper() if field else '?'}"
+            reason = "not valid JSON (this variable takes a JSON list or object)"
+            raise InvalidSettings(
+                f"invalid configuration ({type(self).__name__}), the process does not start:\n  {variable}: {reason}",
+                {variable: reason},
+            ) from None
 
     mqtt_url: str | None = Field(
         default=None,
@@ -79,7 +91,13 @@ class CommonSettings(BaseSettings):
     )
     state_dir: Path = Field(default=Path(".state"), description="Data folders of embedded services.")
     topic_prefix: str = Field(default="", description="Prefix of every Kafka topic name (tests, multi-tenant).")
-    mqtt_topic_root: str = Field(default="", description="Prefix before lift/v1/... (tests isolate with it).")
+    topics: dict[str, str] = Field(
+        default={},
+        description='Kafka topic names other than the logical ones, after the prefix, e.g. {"telemetry": "lift.tm"}.',
+    )
+    mqtt_topic_root: str = Field(
+        default="", description="Prefix before lift/v1/..., ending in / (tests isolate with it)."
+    )
     site_timezone: str = "Asia/Shanghai"
     default_language: Literal["zh", "en"] = "zh"
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus port; 0 = no listener.")
@@ -116,9 +134,35 @@ class CommonSettings(BaseSettings):
                 raise ValueError("must be host:port[,host:port]")
         return value
 
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_topic_prefix(cls, value: str) -> str:
+        if not _KAFKA_NAME.fullmatch(value) or len(value) > 200:
+            raise ValueError("may only contain A-Z a-z 0-9 . _ - (Kafka topic name characters)")
+        return value
+
+    @field_validator("topics")
+    @classmethod
+    def _check_topics(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, topic in value.items():
+            if name not in KAFKA_TOPICS:
+                raise ValueError(f"unknown topic {name!r}: the topics are {', '.join(KAFKA_TOPICS)}")
+            if not topic or not _KAFKA_NAME.fullmatch(topic) or len(topic) > 200:
+                raise ValueError(f"{name}: {topic!r} is not a Kafka topic name (1-200 of A-Z a-z 0-9 . _ -)")
+        if len({value.get(name, name) for name in KAFKA_TOPICS}) < len(KAFKA_TOPICS):
+            raise ValueError("two topics would have the same name")
+        return value
+
+    @field_validator("mqtt_topic_root")
+    @classmethod
+    def _check_mqtt_topic_root(cls, value: str) -> str:
+        if value and (not value.endswith("/") or value.startswith("$") or any(c in value for c in "+#\x00")):
+            raise ValueError("must be empty or a topic prefix ending in / without + # or a leading $, e.g. city1/")
+        return value
+
     def topic(self, name: str) -> str:
         """Full Kafka topic name for a logical topic (``telemetry``, ``faults``, ...)."""
-        return f"{self.topic_prefix}{name}"
+        return f"{self.topic_prefix}{self.topics.get(name, name)}"
 
     def mqtt_topic(self, suffix: str) -> str:
         """Full MQTT topic for ``lift/v1/...`` under the configured root."""

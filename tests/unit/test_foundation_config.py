@@ -40,6 +40,14 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         (CommonSettings, "KAFKA_BOOTSTRAP", "kafka", "kafka_bootstrap"),
         (CommonSettings, "KAFKA_BOOTSTRAP", "kafka:9092,other:port", "kafka_bootstrap"),
         (CommonSettings, "KAFKA_IDEMPOTENT", "perhaps", "kafka_idempotent"),
+        (CommonSettings, "TOPIC_PREFIX", "city/", "topic_prefix"),
+        (CommonSettings, "TOPICS", '{"telemetri": "x"}', "topics"),
+        (CommonSettings, "TOPICS", '{"telemetry": "lift telemetry"}', "topics"),
+        (CommonSettings, "TOPICS", '{"status": "faults"}', "topics"),
+        (CommonSettings, "TOPICS", "telemetry=x", "topics"),
+        (CommonSettings, "MQTT_TOPIC_ROOT", "city1", "mqtt_topic_root"),
+        (CommonSettings, "MQTT_TOPIC_ROOT", "city/+/", "mqtt_topic_root"),
+        (CommonSettings, "MQTT_TOPIC_ROOT", "$share/", "mqtt_topic_root"),
         (CommonSettings, "KAFKA_COMPRESSION", "zstd", "kafka_compression"),
         (CommonSettings, "METRICS_PORT", "70000", "metrics_port"),
         (CommonSettings, "METRICS_PORT", "nine", "metrics_port"),
@@ -51,6 +59,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         (WriterSettings, "WRITER_SESSION_TIMEOUT_MS", "10", "writer_session_timeout_ms"),
         (RulesSettings, "ALLOWED_LATENESS_MS", "-1", "allowed_lateness_ms"),
         (AlertsSettings, "ARRIVAL_DEADLINE_S", "0", "arrival_deadline_s"),
+        (AlertsSettings, "CODE_DEADLINES_S", "overspeed: 600", "code_deadlines_s"),
         (ApiSettings, "API_PORT", "99999", "api_port"),
         (ApiSettings, "ADMIN_TOKEN", "short", "admin_token"),
         (PlatformSettings, "DATABASE_URL", "sqlite:///x.db", "database_url"),
@@ -126,3 +135,16 @@ def test_valid_environment_is_read_and_secrets_stay_hidden(monkeypatch: pytest.M
 def test_missing_database_url_stops_with_a_message_naming_the_variable() -> None:
     with pytest.raises(SystemExit, match="LIFTWATCH_DATABASE_URL"):
         CommonSettings().require_database_url()
+
+
+def test_topic_names_take_the_prefix_and_the_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    from liftwatch.config import KAFKA_TOPICS
+    from liftwatch.kafka import TOPIC_PARTITIONS
+
+    assert set(KAFKA_TOPICS) == set(TOPIC_PARTITIONS)
+    monkeypatch.setenv("LIFTWATCH_TOPIC_PREFIX", "city1.")
+    monkeypatch.setenv("LIFTWATCH_TOPICS", '{"telemetry": "lift.telemetry.v1"}')
+    monkeypatch.setenv("LIFTWATCH_MQTT_TOPIC_ROOT", "city1/")
+    settings = CommonSettings()
+    assert [settings.topic(name) for name in ("telemetry", "faults")] == ["city1.lift.telemetry.v1", "city1.faults"]
+    assert settings.mqtt_topic("lift/v1/T1/telemetry") == "city1/lift/v1/T1/telemetry"
