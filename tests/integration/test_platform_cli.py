@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,12 +79,16 @@ def test_demo_starts_missing_brokers_serves_the_console_and_stops_cleanly(
     assert "Traceback" not in log.read_text()
 
 
-def test_without_a_local_server_the_pgserver_wheel_provides_postgresql(tmp_path: Path) -> None:
+def test_without_a_local_server_the_pgserver_wheel_provides_postgresql() -> None:
     """The fresh-machine path of `up`: no PostgreSQL anywhere -> the pgserver wheel, migrated like any other."""
     import psycopg
     from liftwatch import db
 
-    started = services.start_pgserver(tmp_path / "pgdata")
+    # As root, pgserver runs PostgreSQL as its own user, which must be able to reach the folder
+    # (pytest's tmp_path lives under a 0700 directory).
+    state = Path(tempfile.mkdtemp(prefix="liftwatch-pgserver-"))
+    state.chmod(0o755)
+    started = services.start_pgserver(state / "pgdata")
     try:
         with psycopg.connect(started.url) as conn:
             applied = db.migrate(conn)
@@ -90,3 +96,4 @@ def test_without_a_local_server_the_pgserver_wheel_provides_postgresql(tmp_path:
             assert conn.execute("SELECT count(*) FROM elevators").fetchone() == (0,)
     finally:
         started.stop()
+        shutil.rmtree(state, ignore_errors=True)
