@@ -70,6 +70,8 @@ def webhook_add(
         raise typer.BadParameter("must start with http:// or https://", param_hint="--url")
     if (target is Target.MAINTENANCE_FIRM) != (firm is not None):
         raise typer.BadParameter("--firm is required for, and only for, --target maintenance_firm")
+    if secret is not None and len(secret) < 16:
+        raise typer.BadParameter("at least 16 characters (or leave it out for a random one)", param_hint="--secret")
     key = secret or secrets.token_urlsafe(32)
     with _connect() as conn:
         firm_id = None

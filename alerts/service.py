@@ -386,9 +386,18 @@ class AlertService:
     async def _send(self, row: dict[str, Any]) -> NotificationError | None:
         if not row["enabled"]:
             return NotificationError("webhook disabled", reason="webhook_disabled", retriable=False)
+        secret = row["secret"] or self.settings.webhook_secret.get_secret_value()
+        if not secret:
+            # Unsigned, a receiver could not tell us from anyone: dead-letter with the reason
+            # (`deliveries dead` shows it; `deliveries retry` once a secret is configured).
+            return NotificationError(
+                "no HMAC secret: set one with `webhook add --secret` or LIFTWATCH_WEBHOOK_SECRET",
+                reason="no_secret",
+                retriable=False,
+            )
         call = WebhookCall(
             url=row["url"],
-            secret=row["secret"] or self.settings.webhook_secret.get_secret_value(),
+            secret=secret,
             body=bytes(row["body"]),
             idempotency_key=row["idempotency_key"],
             attempt=row["attempts"],

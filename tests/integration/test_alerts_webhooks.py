@@ -10,11 +10,13 @@ from liftwatch.alerts.cli import app
 from liftwatch.alerts.errors import Backpressure, DeliveryFailed, DeliveryRejected, NotificationError
 from liftwatch.config import AlertsSettings
 from liftwatch.schema import FaultCode
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from tests.fixtures.alerts import (
     Lift,
     Receiver,
+    add_webhook,
     eventually,
     fault,
     produce_faults,
@@ -35,13 +37,17 @@ async def test_retries_dead_letters_and_redelivery(
     alerts_settings: AlertsSettings, database_url: str, lifts: list[Lift], receiver: Receiver
 ) -> None:
     out = cli(database_url, "webhook", "add", "firm A", "--target", "maintenance_firm", "--firm", "Firm A",
-              "--url", f"{receiver.url}/firm-a", "--secret", "a-secret")  # fmt: skip
+              "--url", f"{receiver.url}/firm-a", "--secret", "firm-a-secret-0123")  # fmt: skip
     assert "added" in out and "secret:" not in out
     out = cli(database_url, "webhook", "add", "centre", "--target", "emergency_centre", "--url", f"{receiver.url}/c")
     centre_secret = out.split("secret:")[1].strip()
     cli(database_url, "webhook", "add", "firm B", "--target", "maintenance_firm", "--firm", "Firm B",
         "--url", f"{receiver.url}/firm-b")  # fmt: skip
-    assert "firm A" in cli(database_url, "webhook", "list") and "a-secret" not in cli(database_url, "webhook", "list")
+    short = CliRunner().invoke(app, ["webhook", "add", "x", "--target", "fire_brigade", "--url", receiver.url,
+        "--secret", "short"], env={"LIFTWATCH_DATABASE_URL": database_url})  # fmt: skip
+    assert short.exit_code == 2 and "16 characters" in short.output
+    listing = cli(database_url, "webhook", "list")
+    assert "firm A" in listing and "firm-a-secret-0123" not in listing
     receiver.script["/firm-a"] = [503, 503]  # down twice, then up: delivered on the third attempt
     receiver.always["/c"] = 500  # down for good: dead after webhook_max_attempts (3)
     receiver.always["/firm-b"] = 410  # refuses for good: dead at once
@@ -60,7 +66,7 @@ async def test_retries_dead_letters_and_redelivery(
         assert receiver.attempts.count("/c") == 3
         assert receiver.attempts.count("/firm-b") == 1
         assert receiver.requests[0]["headers"]["x-liftwatch-attempt"] == "3"
-        assert receiver.verify("a-secret", "/firm-a")
+        assert receiver.verify("firm-a-secret-0123", "/firm-a")
         failed = "liftwatch_alerts_notifications_failed_total"
         assert registry.get_sample_value(failed, {"channel": "webhook", "reason": "delivery_failed"}) == 5
         assert registry.get_sample_value(failed, {"channel": "webhook", "reason": "delivery_rejected"}) == 1
@@ -129,3 +135,17 @@ async def test_unreachable_receiver_is_retried() -> None:
             await channel.send(WebhookCall(url="http://127.0.0.1:1/x", secret="s", body=b"{}", idempotency_key="k"))
     finally:
         await channel.close()
+
+
+async def test_a_receiver_without_a_secret_gets_nothing_unsigned(
+    alerts_settings: AlertsSettings, database_url: str, lifts: list[Lift], receiver: Receiver
+) -> None:
+    add_webhook(database_url, "centre", "emergency_centre", f"{receiver.url}/centre", secret=None)
+    settings = alerts_settings.model_copy(update={"webhook_secret": SecretStr("")})
+    await produce_faults(settings, [fault(lifts[0], FaultCode.TRAPPED_PASSENGER, since_ms=int(time.time() * 1000))])
+    async with running_service(settings) as registry:
+        await eventually(lambda: _statuses(database_url, ["dead"]), what="dead-lettered")
+        failed = {"channel": "webhook", "reason": "no_secret"}
+        assert registry.get_sample_value("liftwatch_alerts_notifications_failed_total", failed) == 1
+    assert receiver.attempts == []
+    assert "no HMAC secret" in cli(database_url, "deliveries", "dead")
