@@ -125,7 +125,7 @@ def _reference_paths(document: Any) -> set[str]:
     return paths
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(document=_documents())
 @example(document={"v": 1.0, "terminal": "T1", "seq": 7.0, "samples": [_VALID_SAMPLE | {"ts": 1.79e12, "floor": 3.0}]})
 @example(document={"v": 1, "terminal": "T1\n", "seq": 7, "samples": [_VALID_SAMPLE]})
