@@ -33,6 +33,10 @@ def rules(ctx: typer.Context) -> None:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
 
+    from liftwatch.rules.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a dedicated engine process: batch-sized temporaries are reused, not re-faulted
+
     async def run(stop: asyncio.Event) -> None:
         await service.serve(settings, stop)
 

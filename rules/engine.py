@@ -246,6 +246,7 @@ class State:
     hist_width: int
     arrays: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
     pending: Columns = field(default_factory=Columns.empty)
+    """Samples waiting for their terminal's watermark, sorted by (slot, ts, arrival)."""
     capacity: int = 0
 
     def __post_init__(self) -> None:
@@ -297,6 +298,12 @@ class State:
             array[slots] = fill
         if len(self.pending):
             self.pending = self.pending.take(~np.isin(self.pending.slot, slots))
+
+    def hold(self, samples: Columns) -> None:
+        """Add held-back samples of terminals that have none (a restored checkpoint), keeping them sorted."""
+        if len(samples):
+            ordered = samples.take(np.lexsort((samples.ts, samples.slot)))
+            self.pending = _merge(self.pending, ordered)
 
     def load_rows(self, slots: IP, rows: dict[str, np.ndarray[Any, Any]]) -> None:
         """Write checkpointed rows back into some slots (hist is re-fitted to the current width)."""
@@ -356,19 +363,17 @@ class _Ctx:
     """Groups whose terminal has no carried state yet."""
     row_group: IP
     """Group index of every row."""
-    key_group: I64
-    """Group number used in ``key`` for every group."""
 
     def gid(self, pos: IP) -> IP:
         return self.row_group[pos]
 
     def search(self, gid: IP, ts: I64) -> IP:
         """First position in group ``gid`` with a ts >= the given one (may be past the group)."""
-        target = self.key_group[gid] * self.span + np.clip(ts - self.tmin, -1, self.span)
+        target = gid * self.span + np.clip(ts - self.tmin, -1, self.span)
         return np.searchsorted(self.key, target, "left")
 
 
-def _groups(slot: np.ndarray[Any, Any]) -> tuple[IP, IP, I64]:
+def _groups(slot: np.ndarray[Any, Any]) -> tuple[IP, IP, IP]:
     """Start and end of each run of equal slots, and the run index of every row."""
     n = slot.shape[0]
     new_group = np.empty(n, np.bool_)
@@ -376,12 +381,11 @@ def _groups(slot: np.ndarray[Any, Any]) -> tuple[IP, IP, I64]:
     np.not_equal(slot[1:], slot[:-1], out=new_group[1:])
     gstart = np.flatnonzero(new_group)
     gend = np.append(gstart[1:], n)
-    gid = np.cumsum(new_group, dtype=np.int64)
-    gid -= 1
+    gid = np.repeat(np.arange(gstart.shape[0], dtype=np.intp), gend - gstart)
     return gstart, gend, gid
 
 
-def _group_key(gid: I64, ts: I64) -> tuple[I64, int, int]:
+def _group_key(gid: IP, ts: I64) -> tuple[I64, int, int]:
     """A key increasing with (group, ts), for searchsorted."""
     tmin = int(ts.min())
     span = int(ts.max()) - tmin + 2
@@ -391,11 +395,21 @@ def _group_key(gid: I64, ts: I64) -> tuple[I64, int, int]:
     return key, tmin, span
 
 
-def _prev_index(sorted_pos: IP, pos: IP) -> IP:
-    """For each position, the largest element of ``sorted_pos`` strictly below it (-1 if none)."""
-    i = np.searchsorted(sorted_pos, pos, "left") - 1
+def _prev_index(sorted_pos: IP, pos: IP, n: int = 0) -> IP:
+    """For each position, the largest element of ``sorted_pos`` strictly below it (-1 if none).
+
+    ``n`` (the batch length) allows one running maximum over the batch instead of a binary search
+    per position, which is cheaper when there are many positions (e.g. one per terminal).
+    """
     if sorted_pos.shape[0] == 0:
         return np.full(pos.shape[0], -1, np.intp)
+    if n and pos.shape[0] * 16 > n:
+        mark = np.full(n + 1, -1, np.intp)
+        mark[sorted_pos + 1] = sorted_pos
+        np.maximum.accumulate(mark, out=mark)
+        found: IP = mark[pos]
+        return found
+    i = np.searchsorted(sorted_pos, pos, "left") - 1
     return np.where(i >= 0, sorted_pos[np.maximum(i, 0)], -1)
 
 
@@ -612,55 +626,109 @@ def _table(column: np.ndarray[Any, Any], params: SlotParams, slots: np.ndarray[A
 # --- evaluation -------------------------------------------------------------------------------
 
 
-def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[Columns, I64, I64, int, int, int]:
-    """Merge the batch with the held-back samples; return the samples now past the watermark, sorted."""
-    held = st.pending
-    allc = Columns.concat([held, batch]) if len(held) else batch
-    n = len(allc)
-    if n == 0:
-        return allc, np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 1, 0
-    order = np.argsort(allc.slot, kind="stable")  # by terminal, arrival order kept
-    s = allc.slot[order]
-    t = allc.ts[order]
-    gstart, gend, gid = _groups(s)
-    key, tmin, span = _group_key(gid, t)
-    gslot = s[gstart]
-    carry_max = st.max_ts[gslot]
-    in_order = bool(np.all(key[1:] >= key[:-1]))
-    if in_order:
-        # Each terminal's samples arrived in time order: only the carried watermark can make one late.
-        late = t < (carry_max - lateness_ms)[gid]
-        newmax = np.maximum(carry_max, t[gend - 1])
-    else:
-        cm = np.maximum.accumulate(key)
-        prev = np.empty(n, np.int64)
-        prev[1:] = cm[:-1] - gid[1:] * span + tmin
-        prev[gstart] = NONE
-        prev = np.maximum(prev, carry_max[gid])
-        late = t < prev - lateness_ms
-        newmax = np.maximum(carry_max, cm[gend - 1] - np.arange(gstart.shape[0]) * span + tmin)
-    if len(held):
-        late &= order >= len(held)
-    st.max_ts[gslot] = newmax
-    n_late = int(np.count_nonzero(late))
-    keep = ~late if n_late else None
-    if flush:
-        released = keep
-        st.pending = Columns.empty()
-    else:
-        released = t < (newmax - lateness_ms)[gid]
-        if keep is not None:
-            released &= keep
-            st.pending = allc.take(order[keep & ~released])
+def _slot_order(slot: np.ndarray[Any, Any]) -> IP:
+    """A stable ordering by slot (arrival order kept within a terminal).
+
+    Timsort is fast on the usual layouts (long ascending runs: a round of the fleet, a partition's
+    records); a batch of short runs (shuffled terminals) is sorted by two 16-bit radix passes instead.
+    """
+    n = slot.shape[0]
+    if n < 65_536 or int(np.count_nonzero(slot[1:] < slot[:-1])) < n // 256:
+        return np.argsort(slot, kind="stable")
+    low = np.argsort((slot & 0xFFFF).astype(np.uint16), kind="stable")
+    high = np.argsort((slot[low] >> 16).astype(np.uint16), kind="stable")
+    ordered: IP = low[high]
+    return ordered
+
+
+def _merge(first: Columns, second: Columns) -> Columns:
+    """Two batches sorted by (slot, ts) merged into one; on a tie ``first`` (the earlier arrival) comes first."""
+    if len(first) == 0:
+        return second
+    if len(second) == 0:
+        return first
+    both = Columns.concat([first, second])
+    tmin = min(int(first.ts.min()), int(second.ts.min()))
+    span = max(int(first.ts.max()), int(second.ts.max())) - tmin + 1
+    top = max(int(first.slot[-1]), int(second.slot[-1])) + 1
+    if top * span < 2**62:
+        key = both.slot.astype(np.int64)
+        key *= span
+        key += both.ts
+        key -= tmin
+        order = np.argsort(key, kind="stable")  # two sorted runs: one linear merge
+    else:  # a key would overflow (timestamps decades apart): sort by the two columns
+        order = np.lexsort((both.ts, both.slot))
+    return both.take(order)
+
+
+def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[Columns, int]:
+    """The samples now past their terminal's watermark, sorted by (slot, ts); the late ones are dropped.
+
+    ``st.pending`` (the held-back samples) is kept sorted by (slot, ts, arrival), so only the new
+    batch is sorted here: the held samples are split by the new watermarks and merged, not re-sorted.
+    """
+    n_late = 0
+    fresh = batch
+    if len(batch):
+        order = _slot_order(batch.slot)
+        s = batch.slot[order]
+        t = batch.ts[order]
+        gstart, gend, gid = _groups(s)
+        gslot = s[gstart]
+        carry_max = st.max_ts[gslot]
+        step_ok = t[1:] >= t[:-1]
+        step_ok[gstart[1:] - 1] = True  # a new terminal starts: no order to keep
+        in_order = bool(step_ok.all())
+        if in_order:
+            # Each terminal's samples arrived in time order: only the carried watermark can make one late.
+            late = t < (carry_max - lateness_ms)[gid]
+            newmax = np.maximum(carry_max, t[gend - 1])
         else:
-            st.pending = allc.take(order[~released])
-    rel = order if released is None else order[released]
-    rkey = key if released is None else key[released]
-    rgid = gid if released is None else gid[released]
-    if not in_order and rkey.shape[0] > 1 and not bool(np.all(rkey[1:] >= rkey[:-1])):
-        resort = np.argsort(rkey, kind="stable")
-        rel, rkey, rgid = rel[resort], rkey[resort], rgid[resort]
-    return allc.take(rel), rgid, rkey, tmin, span, n_late
+            key, tmin, span = _group_key(gid, t)
+            cm = np.maximum.accumulate(key)
+            prev = np.empty(s.shape[0], np.int64)
+            prev[1:] = cm[:-1] - gid[1:] * span + tmin
+            prev[gstart] = NONE
+            prev = np.maximum(prev, carry_max[gid])
+            late = t < prev - lateness_ms
+            newmax = np.maximum(carry_max, cm[gend - 1] - np.arange(gstart.shape[0]) * span + tmin)
+        st.max_ts[gslot] = newmax
+        n_late = int(np.count_nonzero(late))
+        if n_late:
+            keep = ~late
+            order, gid, t = order[keep], gid[keep], t[keep]
+        if not in_order:
+            resort = np.argsort(_group_key(gid, t)[0], kind="stable")
+            order, gid, t = order[resort], gid[resort], t[resort]
+        fresh = batch.take(order)
+        fresh_out = t < (newmax - lateness_ms)[gid]
+    held = st.pending
+    if flush:
+        st.pending = Columns.empty()
+        return _merge(held, fresh), n_late
+    if len(held):
+        held_out, held_in = _split(held, held.ts < st.max_ts[held.slot] - lateness_ms)
+        if len(fresh):
+            fresh_out_c, fresh_in = _split(fresh, fresh_out)
+            st.pending = _merge(held_in, fresh_in)
+            return _merge(held_out, fresh_out_c), n_late
+        st.pending = held_in
+        return held_out, n_late
+    if len(fresh):
+        released, st.pending = _split(fresh, fresh_out)
+        return released, n_late
+    return fresh, n_late
+
+
+def _split(samples: Columns, mask: B) -> tuple[Columns, Columns]:
+    """The rows where ``mask`` holds and the others (without copying when one side is empty)."""
+    count = int(np.count_nonzero(mask))
+    if count == 0:
+        return Columns.empty(), samples
+    if count == len(samples):
+        return samples, Columns.empty()
+    return samples.take(mask), samples.take(~mask)
 
 
 def evaluate(
@@ -677,20 +745,16 @@ def evaluate(
     ``flush`` evaluates the held-back samples too (end of a replay); never use it on a live stream.
     """
     st.grow(params.capacity)
-    ev, key_gid, key, tmin, span, late = _release(batch, st, lateness_ms, flush)
+    ev, late = _release(batch, st, lateness_ms, flush)
     empty_i = np.zeros(0, np.intp)
     if len(ev) == 0:
         return Detections(
             ev, np.zeros(0, np.int64), np.zeros(0, np.bool_), empty_i, np.zeros(0, np.int64), empty_i, late
         )
-    new_group = np.empty(len(ev), np.bool_)
-    new_group[0] = True
-    np.not_equal(key_gid[1:], key_gid[:-1], out=new_group[1:])
-    gstart = np.flatnonzero(new_group)
-    gend = np.append(gstart[1:], len(ev))
-    row_group = np.cumsum(new_group, dtype=np.intp) - 1
+    gstart, gend, row_group = _groups(ev.slot)
+    key, tmin, span = _group_key(row_group, ev.ts)
     gslot = ev.slot[gstart].astype(np.intp)
-    ctx = _Ctx(ev.slot, ev.ts, gstart, gend, gslot, key, tmin, span, ~st.valid[gslot], row_group, key_gid[gstart])
+    ctx = _Ctx(ev.slot, ev.ts, gstart, gend, gslot, key, tmin, span, ~st.valid[gslot], row_group)
     out = _Out()
     enabled_rs = params.enabled  # (rule sets, rules)
     registered = params.registered
@@ -775,8 +839,9 @@ def evaluate(
 def _opened_since_stop(pos: IP, ctx: _Ctx, not_stopped: IP, opened: IP, st: State, *, inclusive: bool) -> B:
     """Whether the door was not closed at some sample of the current stop, up to ``pos``."""
     gs = ctx.gstart[ctx.gid(pos)]
-    last_move = _prev_index(not_stopped, pos + 1 if inclusive else pos)
-    last_open = _prev_index(opened, pos + 1 if inclusive else pos)
+    n = ctx.ts.shape[0]
+    last_move = _prev_index(not_stopped, pos + 1 if inclusive else pos, n)
+    last_open = _prev_index(opened, pos + 1 if inclusive else pos, n)
     slots = ctx.slot[pos]
     in_batch = (last_open > last_move) & (last_open >= gs)
     carried = (last_move < gs) & (last_open < gs) & st.valid[slots] & st.ons[slots]
@@ -818,7 +883,7 @@ def _reopen_condition(ev: Columns, ctx: _Ctx, st: State, params: SlotParams, mov
         rev = opening
     slots_all = ctx.gslot
     hist_n = st.hist_n[slots_all]
-    hist = st.hist[slots_all]
+    hist = st.hist
     k_g = _table(params.reversals, params, slots_all)
     k_g = np.broadcast_to(np.asarray(k_g, np.int64), slots_all.shape)
     g_count = ctx.gstart.shape[0]
@@ -840,7 +905,7 @@ def _reopen_condition(ev: Columns, ctx: _Ctx, st: State, params: SlotParams, mov
         w[inb] = ctx.ts[rev[(t - k + 1)[inb]]]
         need = k - m
         from_carry = ~inb & ~moved & st.valid[ctx.slot[rev]] & (hist_n[rg] >= need)
-        w[from_carry] = hist[rg[from_carry], width - need[from_carry]]
+        w[from_carry] = hist[slots_all[rg[from_carry]], width - need[from_carry]]
         has = w != NONE
         s_r = rev[has]
         g_r = rg[has]
@@ -854,14 +919,14 @@ def _reopen_condition(ev: Columns, ctx: _Ctx, st: State, params: SlotParams, mov
     pg = np.flatnonzero(st.valid[slots_all] & (hist_n >= k_g))
     if pg.shape[0]:
         s_p = ctx.gstart[pg]
-        w_p = hist[pg, width - k_g[pg]]
+        w_p = hist[slots_all[pg], width - k_g[pg]]
         e = np.minimum(ctx.gend[pg], _next_index(rev, s_p, "left", ctx.gend[pg]))
         e = np.minimum(e, _next_index(moves, s_p, "left", ctx.gend[pg]))
         e = np.minimum(e, ctx.search(pg, w_p + _arr(params.window_ms, params, ctx.gslot[pg])))
         starts.append(s_p)
         wts.append(w_p)
         ends.append(e)
-    _carry_reversals(rev, moves, ctx, st, hist, hist_n, g_count)
+    _carry_reversals(rev, moves, ctx, st, hist_n, g_count)
     cond = np.zeros(n, np.bool_)
     if starts:
         s_all = np.concatenate(starts)
@@ -877,11 +942,11 @@ def _arr(column: np.ndarray[Any, Any], params: SlotParams, slots: np.ndarray[Any
     return column[0] if params.uniform else column[params.model_idx[slots]]
 
 
-def _carry_reversals(rev: IP, moves: IP, ctx: _Ctx, st: State, hist: I64, hist_n: I64, g_count: int) -> None:
+def _carry_reversals(rev: IP, moves: IP, ctx: _Ctx, st: State, hist_n: I64, g_count: int) -> None:
     """Keep, per terminal, the last reversal times since the car last moved (right-aligned)."""
     width = st.hist_width
     gend = ctx.gend
-    last_move = _prev_index(moves, gend)
+    last_move = _prev_index(moves, gend, ctx.ts.shape[0])
     moved = last_move >= ctx.gstart
     if rev.shape[0]:
         rg = ctx.gid(rev)
@@ -891,26 +956,26 @@ def _carry_reversals(rev: IP, moves: IP, ctx: _Ctx, st: State, hist: I64, hist_n
     else:
         tr = rev
         tg = rev
-    tail_n = np.bincount(tg, minlength=g_count).astype(np.int64)
+    tail_n = np.bincount(tg, minlength=g_count)
     old_n = np.where(moved | ~st.valid[ctx.gslot], 0, hist_n)
     new_n = np.minimum(width, old_n + tail_n)
     changed = np.flatnonzero(moved | (tail_n > 0))
     if changed.shape[0] == 0:
         return
+    slots = ctx.gslot[changed]
     if tr.shape[0]:
         last_of_group = np.searchsorted(tg, tg, "right") - 1
         rank = last_of_group - np.arange(tr.shape[0])
         keep = rank < width
-        shift = np.minimum(tail_n, width)
+        tg, tr, rank = tg[keep], tr[keep], rank[keep]
+        shift = np.minimum(tail_n[changed], width)
+        row = np.searchsorted(changed, tg)
         # tails left-aligned after the old right-aligned rows: old + new are contiguous in ``ext``
-        tail_mat = np.full((g_count, width), NONE, np.int64)
-        tail_mat[tg[keep], shift[tg[keep]] - 1 - rank[keep]] = ctx.ts[tr[keep]]
-        ext = np.concatenate([hist, tail_mat], axis=1)
-        rows = ext[changed[:, None], np.arange(width)[None, :] + shift[changed][:, None]]
-    else:
-        rows = hist[changed]
-    st.hist[ctx.gslot[changed]] = rows
-    st.hist_n[ctx.gslot[changed]] = new_n[changed]
+        tail_mat = np.full((changed.shape[0], width), NONE, np.int64)
+        tail_mat[row, shift[row] - 1 - rank] = ctx.ts[tr]
+        ext = np.concatenate([st.hist[slots], tail_mat], axis=1)
+        st.hist[slots] = ext[np.arange(changed.shape[0])[:, None], np.arange(width)[None, :] + shift[:, None]]
+    st.hist_n[slots] = new_n[changed]
 
 
 def _unregistered(ctx: _Ctx, st: State, registered: B, day_offset_ms: int) -> IP:

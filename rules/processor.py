@@ -281,8 +281,7 @@ class RuleProcessor:
         self.state.reset(slots)
         self.state.load_rows(slots, rows)
         if held_index.shape[0]:
-            restored = Columns.from_raw(slot=slots[held_index], **held)
-            self.state.pending = Columns.concat([self.state.pending, restored])
+            self.state.hold(Columns.from_raw(slot=slots[held_index], **held))
         return terminals
 
     def forget(self, terminals: Sequence[str]) -> None:
