@@ -5,7 +5,8 @@ Migrates a fresh PostgreSQL schema, bulk-inserts 100,000 closed and 1,000 open i
 Then, over HTTP from this process:
 
 * p50/p99 of ``GET /api/v1/incidents`` (open board, newest page, firm-scoped, filtered by code),
-  ``GET /api/v1/incidents/{id}`` and ``POST /api/v1/incidents/{id}/acknowledge``; the baseline is
+  ``GET /api/v1/incidents/{id}`` and ``POST /api/v1/incidents/{id}/acknowledge`` then ``/dispatch``
+  (on the same open incidents, so each is a real transition); the baseline is
   ``GET /api/v1/me`` (same authentication and framework, no query) and the ratio is each p50
   against it.
 * SSE fan-out: 500 clients connected to ``/api/v1/incidents/stream``; an incident change is
@@ -127,15 +128,17 @@ async def http_latency(url: str, tokens: dict[str, str], database_url: str, n: i
             ("GET incidents/{id} (closed)", f"/api/v1/incidents/{closed_id}", operator, n),
         ]
         rows = [(name, await timed(client, "GET", path, headers, count)) for name, path, headers, count in cases]
-        transitions = []
-        for incident in open_ids[: min(n, len(open_ids))]:
-            started = time.perf_counter()
-            response = await client.post(
-                f"/api/v1/incidents/{incident}/acknowledge", json={"note": "b"}, headers=operator
-            )
-            transitions.append((time.perf_counter() - started) * 1000)
-            assert response.status_code == 200, response.text
-        rows.append(("POST incidents/{id}/acknowledge", transitions))
+        chosen = open_ids[: min(n, len(open_ids))]
+        for action, body in (("acknowledge", {"note": "b"}), ("dispatch", {"note": "firm called"})):
+            transitions = []
+            for incident in chosen:
+                started = time.perf_counter()
+                response = await client.post(f"/api/v1/incidents/{incident}/{action}", json=body, headers=operator)
+                transitions.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, response.text
+            rows.append((f"POST incidents/{{id}}/{action}", transitions))
+        detail = await timed(client, "GET", f"/api/v1/incidents/{chosen[0]}", operator, n)
+        rows.append(("GET incidents/{id} (open, 3 trail rows)", detail))
     base = statistics.median(rows[0][1])
     print(f"\n{'endpoint':42} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'p50/baseline':>13}")
     for name, samples in rows:

@@ -315,6 +315,7 @@ function openAction(incident, action) {
   $("action-note").value = "";
   $("action-error").hidden = true;
   $("action-dialog").showModal();
+  $("action-note").focus();
 }
 
 async function submitAction(event) {
@@ -546,6 +547,13 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("search").addEventListener("submit", searchRescueCode);
   $("action-form").addEventListener("submit", submitAction);
   $("action-cancel").addEventListener("click", () => $("action-dialog").close());
+  // Enter confirms (the note is optional): click, type, Enter. Shift+Enter starts a new line.
+  $("action-note").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("action-form").requestSubmit();
+    }
+  });
   $("logout").addEventListener("click", logout);
   $("sound").addEventListener("click", () => { state.sound = !state.sound; if (state.sound) beep(); renderChrome(); });
   for (const button of document.querySelectorAll("[data-lang]")) {

@@ -84,12 +84,16 @@ def _login(page: object, url: str, token: str) -> None:
     page.get_by_test_id("board").wait_for()  # type: ignore[attr-defined]
 
 
-def _act(page: object, incident: int, action: str, cause: str | None = None) -> None:
+def _act(page: object, incident: int, action: str, cause: str | None = None, *, enter: bool = False) -> None:
+    """Click the row's button, write a note, confirm (with the button, or Enter in the note)."""
     page.locator(f'tr[data-incident="{incident}"] button[data-action="{action}"]').click()  # type: ignore[attr-defined]
     if cause is not None:
         page.get_by_test_id("cause").select_option(cause)  # type: ignore[attr-defined]
     page.get_by_test_id("note").fill(f"{action} by the console test")  # type: ignore[attr-defined]
-    page.get_by_test_id("confirm").click()  # type: ignore[attr-defined]
+    if enter:
+        page.get_by_test_id("note").press("Enter")  # type: ignore[attr-defined]
+    else:
+        page.get_by_test_id("confirm").click()  # type: ignore[attr-defined]
 
 
 def _codes_in_board_order(page: object) -> list[str]:
@@ -167,7 +171,8 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     for action in ("dispatch", "arrive", "release"):
-        _act(page, new, action)
+        _act(page, new, action, enter=action == "dispatch")
+        expect(page.locator("#action-dialog")).not_to_be_visible()
     expect(row.get_by_test_id("status")).to_have_text("已解救")
     # The incident's own panel: its trail with each note, and the close button.
     row.get_by_test_id("open-incident").click()
