@@ -74,6 +74,11 @@ WITH inserted AS (
 SELECT count(*) FROM inserted
 """
 
+# The same, for a batch expected to hold only new rows: a duplicate raises UniqueViolation.
+_MERGE_NEW = _MERGE.replace("    ON CONFLICT DO NOTHING\n", "")
+if _MERGE_NEW == _MERGE:  # pragma: no cover - guards the text replacement above
+    raise RuntimeError("writer: the fast insert statement could not be derived")
+
 _INSERT_DEAD_LETTER = """
 INSERT INTO dead_letters (received_at, source, topic, reason, detail, terminal_id, payload, kafka_partition,
                           kafka_offset)
@@ -93,7 +98,15 @@ async def store_batch(conn: psycopg.AsyncConnection[Any], batch: Batch, site_tim
                     write_row = copy.write_row
                     for row in batch.rows:
                         await write_row(row)
-                await cur.execute(_MERGE, {"tz": site_timezone})
+                params = {"tz": site_timezone}
+                try:
+                    # Nearly every batch is new rows only: without ON CONFLICT the insert costs
+                    # about a quarter less database CPU. A re-delivered row aborts the attempt
+                    # (nothing of it is kept) and the batch goes the idempotent way.
+                    async with conn.transaction():
+                        await cur.execute(_MERGE_NEW, params)
+                except psycopg.errors.UniqueViolation:
+                    await cur.execute(_MERGE, params)
                 result = await cur.fetchone()
                 inserted = int(result[0]) if result else 0
         if batch.dead_letters:
