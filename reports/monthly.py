@@ -254,15 +254,7 @@ def monthly_report(
         ElevatorRow(
             r["registration_code"], r["district"], r["maintainer_id"], r["incidents"], r["entrapments"], r["repeats"]
         )
-        for r in _rows(
-            conn,
-            sql.SQL(
-                "SELECT registration_code, district, maintainer_id, incidents, entrapments, repeats"
-                " FROM report_elevator_incidents WHERE month = %(month)s{}"
-                " ORDER BY incidents DESC, entrapments DESC, registration_code LIMIT %(limit)s"
-            ).format(where),
-            {**params, "limit": TOP_ELEVATORS},
-        )
+        for r in _rows(conn, _top_query(scope, where), {**params, "limit": TOP_ELEVATORS})
     ]
 
     age_fleet = {
@@ -313,6 +305,23 @@ def monthly_report(
         firms=firms,
         trend=trend,
     )
+
+
+def _top_query(scope: stats.Scope, where: sql.Composable) -> sql.Composed:
+    """The elevators with most incidents: the city's in index order, a scope's over its own rows."""
+    if scope.kind == "city":
+        return sql.SQL(
+            "SELECT registration_code, district, maintainer_id, incidents, entrapments, repeats"
+            " FROM report_elevator_incidents WHERE month = %(month)s"
+            " ORDER BY incidents DESC, entrapments DESC, registration_code LIMIT %(limit)s"
+        ).format()
+    # Only the incidents the elevator had in this scope (it may have changed firm during the month).
+    return sql.SQL(
+        "SELECT registration_code, min(district) AS district, min(maintainer_id) AS maintainer_id,"
+        " sum(incidents)::int AS incidents, sum(entrapments)::int AS entrapments, sum(repeats)::int AS repeats"
+        " FROM report_elevator_scope_incidents WHERE month = %(month)s{}"
+        " GROUP BY registration_code ORDER BY 4 DESC, 5 DESC, registration_code LIMIT %(limit)s"
+    ).format(where)
 
 
 def _firms(

@@ -29,7 +29,7 @@ DEFAULT_MAX_AGE = dt.timedelta(minutes=30)
 # Serialises refreshes of one month across processes (CLI, API workers).
 _LOCK_NAMESPACE = 0x52505254
 
-# The rollup tables of a month (migrations 050, 052), besides its row of ``report_months``.
+# The rollup tables of a month (migrations 050, 052, 053), besides its row of ``report_months``.
 _TABLES = (
     "report_fleet",
     "report_incident_counts",
@@ -37,6 +37,7 @@ _TABLES = (
     "report_elevator_incidents",
     "report_scope_fleet",
     "report_scope_counts",
+    "report_elevator_scope_incidents",
 )
 
 # Days with data come from ``terminal_activity`` (migration 010): one row per terminal and site-local
@@ -62,9 +63,12 @@ class MonthState:
     complete: bool
 
 
+# Whole years on the first day of the month (stats.age_band). Not `age(...) < interval '10 years'`:
+# interval comparison counts a month as 30 days, so 9 years 11 months 30 days compares equal to
+# 10 years and an elevator installed on March 2nd ten years ago fell into the 10-15 band.
 _AGE_BAND = """CASE WHEN {installed} IS NULL THEN NULL
-         WHEN age(%(month)s::date, {installed}) < interval '10 years' THEN 0
-         WHEN age(%(month)s::date, {installed}) < interval '15 years' THEN 1
+         WHEN {installed} > %(month)s::date - interval '10 years' THEN 0
+         WHEN {installed} > %(month)s::date - interval '15 years' THEN 1
          ELSE 2 END"""
 
 
@@ -215,6 +219,16 @@ def _refresh_incidents(conn: psycopg.Connection[Any], params: dict[str, Any]) ->
                count(*), count(*) FILTER (WHERE entrapment), count(*) FILTER (WHERE repeat)
         FROM report_facts WHERE registration_code IS NOT NULL AND NOT false_alarm
         GROUP BY registration_code""",
+        params,
+    )
+    conn.execute(
+        """
+        INSERT INTO report_elevator_scope_incidents
+            (month, registration_code, district, maintainer_id, use_unit_id, incidents, entrapments, repeats)
+        SELECT %(month)s, registration_code, district, maintainer_id, use_unit_id,
+               count(*), count(*) FILTER (WHERE entrapment), count(*) FILTER (WHERE repeat)
+        FROM report_facts WHERE registration_code IS NOT NULL AND NOT false_alarm
+        GROUP BY registration_code, district, maintainer_id, use_unit_id""",
         params,
     )
     # ON COMMIT DROP does not fire when the caller's transaction wraps ours (a savepoint).
