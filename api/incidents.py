@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from liftwatch import i18n
 from liftwatch.api.app import language, state
-from liftwatch.api.auth import Principal, current_principal, require_roles
+from liftwatch.api.auth import Principal, TokenStore, current_principal, require_roles, token_from_request
 from liftwatch.api.errors import ApiError, forbidden, not_found
 from liftwatch.api.feed import FeedItem, item_from_row
 from liftwatch.api.models import (
@@ -47,7 +48,8 @@ _SELECT = (
     " LEFT JOIN elevators e ON e.registration_code = i.registration_code"
 )
 _RETRY_MS = 2_000
-# A comment line this often keeps proxies from closing an idle stream.
+# A comment line this often keeps proxies from closing an idle stream; the caller's token is
+# checked again as often, so a revoked token also ends the streams it opened.
 _KEEPALIVE_S = 15.0
 
 
@@ -177,6 +179,11 @@ async def stream(
     api = state(request)
     start = last_event_id if last_event_id is not None else after
     limit = api.settings.sse_replay_limit
+    token = token_from_request(request) or ""
+    tokens: TokenStore = request.app.state.tokens
+
+    async def still_valid() -> bool:
+        return await tokens.resolve(token) is not None
 
     async def frames() -> AsyncIterator[bytes]:
         # Subscribe before reading the replay: a change committed meanwhile comes live (duplicates skipped).
@@ -189,7 +196,12 @@ async def stream(
             replayed = {item.change_id for item in items}
             for item in items:
                 yield item.frame
+            recheck = time.monotonic() + _KEEPALIVE_S
             while True:
+                if time.monotonic() >= recheck:
+                    if not await still_valid():
+                        return  # revoked: the client's reconnection gets 401
+                    recheck = time.monotonic() + _KEEPALIVE_S
                 try:
                     async with asyncio.timeout(_KEEPALIVE_S):
                         if sub is None:

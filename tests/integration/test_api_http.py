@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 from liftwatch import i18n, services
-from liftwatch.api import ops
+from liftwatch.api import auth, incidents, ops
 from liftwatch.config import ApiSettings
 from pydantic import SecretStr
 
@@ -350,3 +350,20 @@ def test_health_checks_that_the_broker_speaks_mqtt(api_world: World, mqtt_url: s
         assert health.json()["checks"] == {"database": "ok", "kafka": "not configured", "mqtt": "ok"}
         # An open port that is not an MQTT broker (here: the API itself) is not a healthy broker.
         assert not asyncio.run(ops._mqtt_answers(f"mqtt://127.0.0.1:{settings.api_port}"))
+
+
+def test_revoking_a_token_ends_the_streams_it_opened(
+    api_http: RunningApi, api_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API runs in this process: shorten the re-check period and the token cache.
+    monkeypatch.setattr(incidents, "_KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(auth, "_CACHE_TTL_S", 0.05)
+    headers = api_world.headers("maintainer")
+    with api_http.client.stream("GET", "/api/v1/incidents/stream?after=0", headers=headers) as stream:
+        lines = stream.iter_lines()
+        assert any(line.startswith("data:") for line in itertools.islice(lines, 6))
+        with psycopg.connect(api_world.database_url) as conn:
+            conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE name = 'tech-ma'")
+        rest = list(lines)  # returns because the server ends the stream (a hang would time out)
+    assert ": keep-alive" in rest
+    assert api_http.client.get("/api/v1/incidents/stream", headers=headers).status_code == 401
