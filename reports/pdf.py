@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import io
 from pathlib import Path
+from typing import Any
 
 from liftwatch.i18n import format_datetime
 from liftwatch.reports.errors import ReportError
@@ -80,6 +81,27 @@ def _numeric(values: list[object]) -> bool:
     )
 
 
+def _number(value: float) -> str:
+    """A chart's value label: 30,000 and 57.1, never 3e+04."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def _cells(table: Table) -> list[list[str]]:
+    """The rows as text; a column of decimals shows them all with its most decimals (130.00 under
+    154.17, not 130.0)."""
+    decimals = []
+    for index in range(len(table.headers)):
+        floats = [v for row in table.rows if isinstance(v := row[index], float)]
+        decimals.append(max((len(repr(v).partition(".")[2]) for v in floats), default=0))
+    return [
+        [
+            "" if v is None else f"{v:.{min(decimals[i], 2)}f}" if isinstance(v, float) else str(v)
+            for i, v in enumerate(row)
+        ]
+        for row in table.rows
+    ]
+
+
 def _column_widths(table: Table, font: str, header_size: float, body_size: float) -> list[float]:
     """Each column as wide as its longest cell and its longest header word (headers wrap between
     words; Chinese between characters), the spare width shared out; shrunk to the page if needed."""
@@ -122,7 +144,7 @@ def _table(table: Table, font: str, lang: str) -> PdfTable:
         for right in (False, True)
     ]
     headers = [Paragraph(text, header_styles[numeric[i]]) for i, text in enumerate(table.headers)]
-    data = [headers] + [["" if v is None else str(v) for v in row] for row in table.rows]
+    data: list[list[Any]] = [headers, *_cells(table)]
     widths = _column_widths(table, font, header_size, body_size)
     pdf = PdfTable(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
     style = [
@@ -161,7 +183,7 @@ def _bar_chart(title: str, labels: list[str], values: list[float], font: str, *,
     chart.valueAxis.gridStrokeWidth = 0.25
     chart.bars[0].fillColor = BAR
     chart.bars[0].strokeColor = INK
-    chart.barLabelFormat = "%.4g"
+    chart.barLabelFormat = _number
     chart.barLabels.fontName = font
     chart.barLabels.fontSize = 6
     chart.barLabels.nudge = 6
