@@ -85,7 +85,10 @@ class CommonSettings(BaseSettings):
         default=False,
         description="Idempotent Kafka producer (enable with Apache Kafka; tansu does not implement it).",
     )
-    kafka_compression: Literal["none", "gzip"] = "none"
+    kafka_compression: Literal["none", "gzip"] = Field(
+        default="gzip",
+        description="Compression of produced Kafka batches (gzip needs no extra library; none to turn it off).",
+    )
     database_url: str | None = Field(
         default=None, description="postgresql:// URL; unset = start an embedded PostgreSQL (up/demo)."
     )
