@@ -153,12 +153,28 @@ def decode_telemetry(
     max_bytes: int = 256 * 1024,
     limits: TimeLimits = TimeLimits(),
 ) -> Accepted | Rejection:
-    """Decode one telemetry payload received on the topic of ``topic_terminal``.
+    """Decode one telemetry payload received on the topic of ``topic_terminal``; never raises.
 
     A schema violation refuses the whole message (its other fields cannot be trusted); a sample
     whose timestamp is too far in the future or older than the retention is refused alone and
     the rest of the message is kept.
     """
+    try:
+        return _decode_telemetry(payload, topic_terminal, now_ms, max_bytes, limits)
+    except UnicodeDecodeError as error:
+        return _not_utf8(error)
+
+
+def _not_utf8(error: UnicodeDecodeError) -> Rejection:
+    # msgspec checks UTF-8 inside JSON strings as it meets them, and raises UnicodeDecodeError
+    # (not one of its own errors) for a bad byte there.
+    bad = error.object[error.start : error.start + 1].hex()
+    return Rejection(DeadLetterReason.UNDECODABLE, f"not valid UTF-8 inside a string: {error.reason} (byte 0x{bad})")
+
+
+def _decode_telemetry(
+    payload: bytes, topic_terminal: str, now_ms: int, max_bytes: int, limits: TimeLimits
+) -> Accepted | Rejection:
     if len(payload) > max_bytes:
         return Rejection(DeadLetterReason.OVERSIZED, f"payload of {len(payload)} bytes exceeds {max_bytes}")
     try:
@@ -213,7 +229,7 @@ def decode_telemetry(
 
 
 def decode_status(payload: bytes, max_bytes: int = 1024) -> TerminalStatus | Rejection:
-    """Decode a status payload: ``online``/``offline`` as text or ``{"v": 1, "status": ...}``."""
+    """Decode a status payload: ``online``/``offline`` as text or ``{"v": 1, "status": ...}``; never raises."""
     if len(payload) > max_bytes:
         return Rejection(DeadLetterReason.OVERSIZED, f"status payload of {len(payload)} bytes")
     text = payload.strip()
@@ -227,6 +243,8 @@ def decode_status(payload: bytes, max_bytes: int = 1024) -> TerminalStatus | Rej
         return _schema_rejection(error)
     except msgspec.DecodeError:
         return Rejection(DeadLetterReason.UNDECODABLE, "status must be 'online', 'offline' or JSON")
+    except UnicodeDecodeError as error:
+        return _not_utf8(error)
     if status.v != 1:
         return Rejection(DeadLetterReason.UNSUPPORTED_VERSION, f"status version {status.v}", "$.v")
     return status.status

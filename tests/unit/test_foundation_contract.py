@@ -339,3 +339,36 @@ def test_no_input_makes_the_decoder_raise(payload: bytes) -> None:
 @given(payload=_mutated(), cut=st.integers(min_value=0, max_value=400))
 def test_truncated_payloads_are_refused_not_raised(payload: bytes, cut: int) -> None:
     _assert_total(decode(payload[:cut]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    payload=_mutated() | st.just(message()),
+    damage=st.lists(st.tuples(st.integers(min_value=0, max_value=400), st.integers(0, 255)), min_size=1, max_size=3),
+)
+def test_damaged_bytes_are_refused_not_raised(payload: bytes, damage: list[tuple[int, int]]) -> None:
+    # Radio links flip bytes: inside a string that is invalid UTF-8, which msgspec reports with a
+    # UnicodeDecodeError of its own rather than a DecodeError.
+    damaged = bytearray(payload)
+    for position, byte in damage:
+        damaged[position % len(damaged)] = byte
+    _assert_total(decode(bytes(damaged)))
+    status = decode_status(bytes(damaged))
+    assert isinstance(status, Rejection) or status in ("online", "offline")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        message(terminal="T\udcff1").replace(b"\\udcff", b"\xff"),
+        message([sample(mode="normal")]).replace(b'"normal"', b'"norm\xc3"'),
+        message(seq=7.0).replace(b'"T000001"', b'"T\xe4\xb8"'),  # also on the integral-float retry path
+    ],
+)
+def test_invalid_utf8_inside_a_string_is_undecodable(payload: bytes) -> None:
+    result = decode(payload)
+    assert isinstance(result, Rejection)
+    assert result.reason is DeadLetterReason.UNDECODABLE
+    assert result.detail.startswith("not valid UTF-8 inside a string")
+    status = decode_status(b'{"v": 1, "status": "\xff"}')
+    assert isinstance(status, Rejection) and status.reason is DeadLetterReason.UNDECODABLE
