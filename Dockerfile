@@ -2,8 +2,9 @@
 FROM python:3.11-slim-bookworm
 
 # fonts-wqy-microhei: TrueType CJK font embedded in the Chinese PDF reports.
+# tzdata: the site time zone (LIFTWATCH_SITE_TIMEZONE, Asia/Shanghai) for zoneinfo.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+    && apt-get install -y --no-install-recommends fonts-wqy-microhei tzdata \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,15 @@ def test_prometheus_scrapes_every_process_and_promtool_accepts_it() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_has_every_package_and_the_runtime_system_packages() -> None:
+    """The Dockerfile copies every folder pyproject maps into liftwatch, and installs the font the
+    Chinese PDF embeds and the time-zone data the site-local months need."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    folders = set(pyproject["tool"]["setuptools"]["package-dir"].values())
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\S+) \1$", dockerfile, re.M))
+    assert folders <= copied, folders - copied
+    installs = " ".join(re.findall(r"apt-get install [^&]*", dockerfile))
+    assert "fonts-wqy-microhei" in installs and "tzdata" in installs
