@@ -65,6 +65,15 @@ def _error(request: Request, http_status: int, code: str, /, details: Any = None
     return JSONResponse({"error": body}, status_code=http_status)
 
 
+def _problem(item: dict[str, Any], lang: i18n.Language) -> str:
+    """One field's problem in the caller's language (pydantic's English text for rare kinds)."""
+    key = f"errors.validation.{item.get('type')}"
+    if not i18n.has(key, lang):
+        return str(item.get("msg", ""))
+    context = {name: str(value) for name, value in (item.get("ctx") or {}).items()}
+    return i18n.t(key, lang, **context)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -75,11 +84,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         request.app.state.api.metrics.rejected.labels(reason="validation").inc()
+        items = error.errors()[:20]
         details = [
             {"loc": [str(part) for part in item.get("loc", ())], "type": item.get("type"), "msg": item.get("msg")}
-            for item in error.errors()[:20]
+            for item in items
         ]
-        summary = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:3])
+        lang = language(request)
+        summary = "; ".join(
+            f"{'.'.join(detail['loc'])}: {_problem(item, lang)}"
+            for detail, item in zip(details[:3], items[:3], strict=True)
+        )
         return _error(request, 422, "validation_error", details, detail=summary)
 
     @app.exception_handler(StarletteHTTPException)

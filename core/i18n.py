@@ -60,6 +60,12 @@ class _KeepMissing(dict[str, object]):
         return "{" + key + "}"
 
 
+def has(key: str, lang: str = DEFAULT_LANGUAGE) -> bool:
+    """Whether ``<domain>.<key>`` has a text in ``lang``."""
+    domain_name, _, name = key.partition(".")
+    return name in catalogs()[as_language(lang)].get(domain_name, {})
+
+
 def t(key: str, lang: str, /, **params: object) -> str:
     """The text of ``<domain>.<key>`` in ``lang`` (falls back to Chinese, then to the key itself)."""
     domain_name, _, name = key.partition(".")

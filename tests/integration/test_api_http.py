@@ -32,6 +32,15 @@ def test_errors_have_a_stable_code_and_a_message_in_the_callers_language(
     default = client.get("/api/v1/me")
     assert default.json()["error"] == {"code": "unauthenticated", "message": "请先登录（缺少或无效的访问令牌）"}
     assert client.get("/nope", headers={"Accept-Language": "en"}).json()["error"]["code"] == "not_found"
+    # Field problems are told in the caller's language too; `details` keep pydantic's own for programs.
+    bad = "/api/v1/incidents?limit=0&registration_code=x"
+    zh_bad = client.get(bad, headers=api_world.headers("operator", "zh")).json()["error"]
+    en_bad = client.get(bad, headers=api_world.headers("operator", "en")).json()["error"]
+    assert zh_bad["message"] == "请求参数无效：query.registration_code: 格式不正确; query.limit: 不能小于 1"
+    assert (
+        en_bad["message"] == "Invalid request: query.registration_code: wrong format; query.limit: must be at least 1"
+    )
+    assert [d["type"] for d in zh_bad["details"]] == ["string_pattern_mismatch", "greater_than_equal"]
 
 
 INVALID = [

@@ -107,6 +107,7 @@ def test_parameters_are_filled_and_missing_ones_kept() -> None:
 def test_unknown_language_falls_back_to_chinese_and_unknown_key_to_itself() -> None:
     assert i18n.t("common.severity.critical", "fr") == "紧急"
     assert i18n.t("common.no_such_key", "en") == "common.no_such_key"
+    assert i18n.has("common.severity.critical", "en") and not i18n.has("common.no_such_key")
 
 
 @pytest.mark.parametrize(
