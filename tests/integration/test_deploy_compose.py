@@ -25,7 +25,8 @@ LIFTWATCH_PROCESSES = {"gateway", "writer", "rules", "alerts", "api"}
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return loaded
 
 
 def _liftwatch_services(compose: dict[str, Any]) -> dict[str, Any]:
