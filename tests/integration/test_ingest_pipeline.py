@@ -9,11 +9,12 @@ import psycopg
 import pytest
 from liftwatch.config import GatewaySettings, WriterSettings
 from liftwatch.ingest import gateway, writer
-from liftwatch.schema import DeadLetterReason
+from liftwatch.schema import DeadLetterReason, decode_status_record
 
 from tests.fixtures.ingest import (
     gateway_subscribed,
     publisher,
+    read_records,
     read_topic,
     running,
     scalar,
@@ -40,6 +41,8 @@ async def test_n_samples_in_n_rows_out(
                     terminal = f"T{t}"
                     topic = gateway_settings.mqtt_topic(f"lift/v1/{terminal}/telemetry")
                     pub.publish(topic, telemetry_payload(terminal, seq, per_message))
+            pub.publish(gateway_settings.mqtt_topic("lift/v1/T0/status"), b"online")
+            pub.publish(gateway_settings.mqtt_topic("lift/v1/T1/status"), b'{"v": 1, "status": "offline"}')
             await pub.wait_below(1)
 
         async def all_stored() -> bool:
@@ -53,6 +56,8 @@ async def test_n_samples_in_n_rows_out(
     assert activity == expected
     last_seen = await scalar(database_url, "SELECT last_seen_at FROM terminals WHERE terminal_id = 'T0'")
     assert last_seen == await scalar(database_url, "SELECT max(received_at) FROM telemetry WHERE terminal_id = 'T0'")
+    statuses = await read_records(gateway_settings, "status", 2, decode_status_record)
+    assert sorted((s.terminal, s.status) for s in statuses) == [("T0", "online"), ("T1", "offline")]
 
 
 async def test_mixed_good_and_bad_messages(

@@ -9,11 +9,13 @@ import pytest
 from liftwatch.config import GatewaySettings, WriterSettings
 from liftwatch.ingest import gateway, writer
 from liftwatch.mqtt import MqttClient
+from liftwatch.schema import decode_telemetry_record
 
 from tests.fixtures.ingest import (
     Process,
     gateway_subscribed,
     publisher,
+    read_records,
     running,
     scalar,
     telemetry_payload,
@@ -116,3 +118,23 @@ async def test_writer_killed_mid_batch(
         await stream
         await assert_exactly_once(database_url)
     assert wr.terminate() == 0
+
+
+async def test_messages_published_while_the_gateway_is_down_arrive_when_it_returns(
+    gateway_settings: GatewaySettings,
+) -> None:
+    topic = gateway_settings.mqtt_topic("lift/v1/P1/telemetry")
+    async with running(gateway.serve, gateway_settings) as registry:
+        await gateway_subscribed(registry)  # the broker now holds the gateway's persistent session
+    async with publisher(str(gateway_settings.mqtt_url)) as pub:  # no gateway connected
+        for seq in range(20):
+            pub.publish(topic, telemetry_payload("P1", seq, 2))
+        await pub.wait_below(1)
+    async with running(gateway.serve, gateway_settings) as registry:
+
+        async def all_out() -> bool:
+            return registry.get_sample_value("liftwatch_gateway_samples_out_total") == 40
+
+        await wait_until(all_out)
+    records = await read_records(gateway_settings, "telemetry", 20, decode_telemetry_record)
+    assert sorted(r.seq for r in records) == list(range(20))
