@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ def test_every_postgres_panel_runs(reports_fleet: Fleet, district: str) -> None:
     assert panel["Reached within 30 min"] == [(report.rescue.arrived_within_30min_share,)]
     assert [
         (code, incidents, entrapments, false_alarms)
-        for code, incidents, _, entrapments, false_alarms in panel["Incidents by fault type"]
+        for _, code, incidents, _, entrapments, false_alarms in panel["Incidents by fault type"]
     ] == [(c.code, c.incidents, c.entrapments, c.false_alarms) for c in report.codes]
     assert [row[1:3] for row in panel["Incidents by elevator age"]] == [
         (a.elevators, a.incidents) for a in report.age_bands
@@ -140,3 +141,11 @@ def test_prometheus_panels_use_metrics_the_processes_export() -> None:
         for name in re.findall(r"liftwatch_[a-z_]+", expr):
             base = re.sub(r"_(total|bucket|sum|count)$", "", name)
             assert f'"{base}"' in sources or f'"{name}"' in sources, f"{name} is not exported by any process"
+
+
+def test_regulator_fault_names_are_the_catalogs() -> None:
+    """The regulator's fault table names faults in Chinese, from the zh message catalog."""
+    catalog = json.loads((ROOT / "core/locales/zh/common.json").read_text(encoding="utf-8"))
+    expected = {k.removeprefix("fault."): v for k, v in catalog.items() if k.startswith("fault.")}
+    (raw,) = [r for uid, title, r in _queries() if title == "Incidents by fault type"]
+    assert dict(re.findall(r"\('([a-z_]+)', '([^']+)'\)", raw)) == expected
