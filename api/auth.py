@@ -78,10 +78,11 @@ class TokenStore:
         if cached is not None and cached[0] > now:
             return cached[1]
         async with self._pool.connection() as conn:
+            # Stamps the last use (at most once per cache period): `liftwatch token list` shows it.
             cur = await conn.execute(
-                "SELECT t.role, t.name, t.maintainer_id, f.name AS maintainer_name"
-                " FROM api_tokens t LEFT JOIN maintenance_firms f ON f.id = t.maintainer_id"
-                " WHERE t.token_hash = %s AND t.revoked_at IS NULL",
+                "UPDATE api_tokens t SET last_used_at = now() WHERE t.token_hash = %s AND t.revoked_at IS NULL"
+                " RETURNING t.role, t.name, t.maintainer_id,"
+                " (SELECT f.name FROM maintenance_firms f WHERE f.id = t.maintainer_id) AS maintainer_name",
                 (digest,),
             )
             row = await cur.fetchone()

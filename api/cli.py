@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated
 
 import typer
-from liftwatch import db
+from liftwatch import db, i18n
 from liftwatch.api.auth import ROLES, hash_token, new_token
 from liftwatch.config import ApiSettings
 from liftwatch.runtime import configure_logging, run_services
@@ -62,6 +62,26 @@ def create_token(
             (name.strip(), role, firm_id, hash_token(token)),
         )
     typer.echo(token)
+
+
+@token_app.command("list")
+def list_tokens(
+    all_: Annotated[bool, typer.Option("--all", help="Include revoked tokens.")] = False,
+) -> None:
+    """Tokens by holder: role, firm, created, last used, revoked (never the tokens themselves)."""
+    settings = ApiSettings()
+    with db.connect(settings.require_database_url()) as conn:
+        rows = conn.execute(
+            "SELECT t.name, t.role, f.name AS firm, t.created_at, t.last_used_at, t.revoked_at FROM api_tokens t"
+            " LEFT JOIN maintenance_firms f ON f.id = t.maintainer_id"
+            " WHERE %s OR t.revoked_at IS NULL ORDER BY t.name, t.created_at",
+            (all_,),
+        ).fetchall()
+    zone = settings.site_timezone
+    typer.echo("name\trole\tfirm\tcreated\tlast used\trevoked")
+    for name, role, firm, created, used, revoked in rows:
+        times = (i18n.format_datetime(moment, zone) or "-" for moment in (created, used, revoked))
+        typer.echo("\t".join([name, role, firm or "-", *times]))
 
 
 @token_app.command("revoke")

@@ -241,7 +241,7 @@ def test_bootstrap_admin_health_and_metrics(api_world: World) -> None:
         assert 'liftwatch_api_requests_total{method="GET",route="/api/v1/me",status="200"} 1.0' in text
 
 
-def test_token_cli_prints_once_and_stores_only_the_hash(api_world: World) -> None:
+def test_token_cli_prints_once_and_stores_only_the_hash(api_http: RunningApi, api_world: World) -> None:
     from liftwatch.api.cli import token_app
     from typer.testing import CliRunner
 
@@ -255,6 +255,19 @@ def test_token_cli_prints_once_and_stores_only_the_hash(api_world: World) -> Non
     with psycopg.connect(api_world.database_url) as conn:
         stored = conn.execute("SELECT token_hash, role FROM api_tokens WHERE name = 'tech-new'").fetchone()
     assert stored is not None and token not in stored[0] and stored[1] == "maintainer"
+    me = api_http.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()
+    assert (me["name"], me["maintainer"]) == ("tech-new", "Brightlift Maintenance Co.")
+    # The list shows holders, firms and last use (in the site's zone), never a token or its hash.
+    listed = runner.invoke(token_app, ["list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    line = next(row for row in listed.output.splitlines() if row.startswith("tech-new\t"))
+    _, role, firm, created, used, revoked = line.split("\t")
+    assert (role, firm, revoked) == ("maintainer", "Brightlift Maintenance Co.", "-")
+    assert used != "-" and used >= created
+    assert token not in listed.output and stored[0] not in listed.output
+    assert runner.invoke(token_app, ["revoke", "--name", "tech-new"], env=env).output.strip() == "revoked 1 token(s)"
+    assert "tech-new" not in runner.invoke(token_app, ["list"], env=env).output
+    assert "tech-new" in runner.invoke(token_app, ["list", "--all"], env=env).output
     assert runner.invoke(
         token_app, ["create", "--role", "operator", "--name", "x", "--maintainer", "y"], env=env
     ).exit_code
