@@ -41,7 +41,7 @@ class AlertsMetrics:
         self.notifications_failed = Counter(
             "liftwatch_alerts_notifications_failed",
             "Notification attempts that failed, by channel and reason (backpressure, delivery_failed, "
-            "delivery_rejected).",
+            "delivery_rejected, webhook_disabled, no_secret).",
             ["channel", "reason"],
             registry=registry,
         )
@@ -49,6 +49,12 @@ class AlertsMetrics:
             "liftwatch_alerts_notifications_dead_lettered",
             "Notifications given up after their last attempt, by channel.",
             ["channel"],
+            registry=registry,
+        )
+        self.deliveries = Gauge(
+            "liftwatch_alerts_webhook_deliveries",
+            "Webhook deliveries waiting to be sent (pending) and given up (dead, until retried).",
+            ["status"],
             registry=registry,
         )
         self.relay_position = Gauge(

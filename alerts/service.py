@@ -432,8 +432,11 @@ class AlertService:
                 await store.settle_closed(conn, closed)
                 await conn.commit()
             counts = await store.open_incident_counts(conn)
+            deliveries = await store.delivery_counts(conn)
         for severity in ("critical", "major", "minor"):
             self.metrics.open_incidents.labels(severity=severity).set(counts.get(severity, 0))
+        for status, count in deliveries.items():
+            self.metrics.deliveries.labels(status=status).set(count)
         return False
 
 

@@ -456,6 +456,18 @@ async def apply_due(conn: psycopg.AsyncConnection[Any], item: Due, *, now: datet
         return True
 
 
+async def delivery_counts(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+    """Webhook deliveries pending and dead (both read from their partial indexes)."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT (SELECT count(*) FROM alerts_deliveries WHERE status = 'pending') AS pending,"
+        " (SELECT count(*) FROM alerts_deliveries WHERE status = 'dead') AS dead"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return {"pending": int(row["pending"]), "dead": int(row["dead"])}
+
+
 async def open_incident_counts(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
     """Open incidents by severity."""
     cur = conn.cursor(row_factory=dict_row)

@@ -72,6 +72,9 @@ async def test_retries_dead_letters_and_redelivery(
         assert registry.get_sample_value(failed, {"channel": "webhook", "reason": "delivery_rejected"}) == 1
         dead = "liftwatch_alerts_notifications_dead_lettered_total"
         assert registry.get_sample_value(dead, {"channel": "webhook"}) == 2
+        backlog = "liftwatch_alerts_webhook_deliveries"
+        await eventually(lambda: _async(registry.get_sample_value(backlog, {"status": "dead"}) == 2), what="gauge")
+        assert registry.get_sample_value(backlog, {"status": "pending"}) == 0
 
         listing = cli(database_url, "deliveries", "dead")
         assert "webhook" in listing and "delivery_rejected" in listing and "delivery_failed" in listing
@@ -149,3 +152,7 @@ async def test_a_receiver_without_a_secret_gets_nothing_unsigned(
         assert registry.get_sample_value("liftwatch_alerts_notifications_failed_total", failed) == 1
     assert receiver.attempts == []
     assert "no HMAC secret" in cli(database_url, "deliveries", "dead")
+
+
+async def _async(value: object) -> object:
+    return value
