@@ -1,12 +1,12 @@
 """Folding fault events into incidents: open, repeat, clear, chattering. Pure, no I/O.
 
-One open incident per (terminal, code): a ``raised`` event with none open opens one; with one
-open it is a repeat (count, last seen, evidence). ``cleared`` only records that the condition
-stopped: it never closes an incident (a person closes critical ones; non-critical ones that
-nobody acknowledged are auto-cleared after 24 h by the deadlines). Every flip of the condition
-(the opening raise, a clear, a raise after a clear) is a *toggle*; ``chattering_toggles`` toggles
-within ``chattering_window_ms`` of event time flag the incident ``chattering`` (sticky until it
-is closed) instead of opening new incidents.
+One open incident per (elevator, code) (per terminal when no elevator is known): a ``raised``
+event with none open opens one; with one open it is a repeat (count, last seen, evidence).
+``cleared`` only records that the condition stopped: it never closes an incident (a person
+closes critical ones; non-critical ones that nobody acknowledged are auto-cleared after 24 h by
+the deadlines). Every flip of the condition (the opening raise, a clear, a raise after a clear)
+is a *toggle*; ``chattering_toggles`` toggles within ``chattering_window_ms`` of event time flag
+the incident ``chattering`` (sticky until it is closed) instead of opening new incidents.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def fold(
     window_ms: int = CHATTERING_WINDOW_MS,
     toggles: int = CHATTERING_TOGGLES,
 ) -> Fold:
-    """The effect of ``event`` on the open incident of its (terminal, code), if any."""
+    """The effect of ``event`` on the open incident of its (elevator, code), if any."""
     if incident is not None and incident.last_event_ms is not None and event.at_ms < incident.last_event_ms:
         return Fold(Outcome.STALE, None)
     if event.transition == "raised":
