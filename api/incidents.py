@@ -235,7 +235,7 @@ async def _load(request: Request, principal: Principal, incident_id: int) -> dic
 async def get_incident(
     request: Request, principal: Reader, incident_id: Annotated[int, Path(ge=1, le=2**62)]
 ) -> IncidentDetail:
-    """One incident with its event trail and the latest telemetry sample of its terminal."""
+    """One incident with its event trail and the latest telemetry sample of its elevator."""
     row = await _load(request, principal, incident_id)
     async with state(request).pool.connection() as conn:
         cur = await conn.execute(
@@ -244,11 +244,13 @@ async def get_incident(
             (incident_id,),
         )
         events = [IncidentEvent.model_validate(e) for e in await cur.fetchall()]
+        # The elevator's terminal now (it may have been replaced since), else the one that reported.
         cur = await conn.execute(
             "SELECT ts, mode, floor, door_zone, direction, speed, door, occupied, safety_circuit, door_lock,"
-            " alarm_button, power, load_pct, limit_up, limit_down, received_at"
-            " FROM telemetry WHERE terminal_id = %s ORDER BY ts DESC LIMIT 1",
-            (row["terminal_id"],),
+            " alarm_button, power, load_pct, limit_up, limit_down, received_at FROM telemetry"
+            " WHERE terminal_id = coalesce((SELECT terminal_id FROM terminals WHERE registration_code = %s), %s)"
+            " ORDER BY ts DESC LIMIT 1",
+            (row["registration_code"], row["terminal_id"]),
         )
         latest = await cur.fetchone()
     return IncidentDetail(incident=_incident(row, state(request).settings), events=events, latest_telemetry=latest)

@@ -327,6 +327,23 @@ def test_an_entrapment_is_worked_through_its_lifecycle_with_notes(api_http: Runn
     assert datetime.fromisoformat(shown["arrival_deadline_at"]) - detected == timedelta(minutes=30)
     assert (shown["rescue_code"], shown["maintainer"]) == (api_world.rescue_codes["a"], FIRM_A)
 
+    # The terminal is replaced: the detail shows the elevator's state from its new terminal.
+    with psycopg.connect(api_world.database_url) as conn:
+        conn.execute(
+            "UPDATE terminals SET registration_code = NULL WHERE terminal_id = %s", (api_world.terminals["a"],)
+        )
+        conn.execute(
+            "INSERT INTO terminals (terminal_id, registration_code) VALUES ('T-NEW', %s)", (api_world.elevators["a"],)
+        )
+        conn.execute(
+            "INSERT INTO telemetry (terminal_id, ts, seq, idx, mode, floor, door_zone, direction, speed, door,"
+            " occupied, safety_circuit, alarm_button, power, limit_up, limit_down, received_at) VALUES"
+            " ('T-NEW', now() - interval '1 hour', 1, 0, 'normal', 12, true, 'stop', 0, 'open', false, true, false,"
+            " true, false, false, now())"
+        )
+    latest = client.get(f"/api/v1/incidents/{incident}", headers=operator).json()["latest_telemetry"]
+    assert latest["floor"] == 12
+
 
 def test_dead_letters_newest_first_with_filters(api_http: RunningApi, api_world: World) -> None:
     with psycopg.connect(api_world.database_url) as conn, conn.cursor() as cur:
