@@ -7,6 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import typer
 from liftwatch import db
 from liftwatch.config import CommonSettings
@@ -50,13 +51,18 @@ def monthly(
     except ReportError as error:
         raise typer.BadParameter(str(error)) from error
     language = lang.value if lang is not None else settings.default_language
-    with db.connect(settings.require_database_url(), autocommit=True) as conn:
-        if not scope_exists(conn, chosen):
-            typer.echo(f"unknown scope: {scope}", err=True)
-            raise typer.Exit(2)
-        report = monthly_report(
-            conn, first, chosen, settings.site_timezone, dt.datetime.now(dt.UTC), trend_months=TREND_MONTHS
-        )
+    url = settings.require_database_url()
+    try:
+        with db.connect(url, autocommit=True) as conn:
+            if not scope_exists(conn, chosen):
+                typer.echo(f"unknown scope: {scope}", err=True)
+                raise typer.Exit(2)
+            report = monthly_report(
+                conn, first, chosen, settings.site_timezone, dt.datetime.now(dt.UTC), trend_months=TREND_MONTHS
+            )
+    except psycopg.OperationalError as error:
+        typer.echo(f"cannot reach the database, no report written: {error}", err=True)
+        raise typer.Exit(2) from error
     export.write(report, fmt.value, language, output)
     typer.echo(f"wrote {output} ({fmt.value}, {language}, {report.scope}, {report.month})")
 
@@ -69,14 +75,20 @@ def refresh(
     configure_logging("INFO")
     settings = CommonSettings()
     now = dt.datetime.now(dt.UTC)
-    with db.connect(settings.require_database_url(), autocommit=True) as conn:
-        if month is not None:
-            try:
-                states = [rollup.refresh_month(conn, stats.parse_month(month), settings.site_timezone, now)]
-            except ReportError as error:
-                raise typer.BadParameter(str(error)) from error
-        else:
-            states = rollup.refresh_due(conn, settings.site_timezone, now)
+    try:
+        first = stats.parse_month(month) if month is not None else None
+    except ReportError as error:
+        raise typer.BadParameter(str(error)) from error
+    url = settings.require_database_url()
+    try:
+        with db.connect(url, autocommit=True) as conn:
+            if first is not None:
+                states = [rollup.refresh_month(conn, first, settings.site_timezone, now)]
+            else:
+                states = rollup.refresh_due(conn, settings.site_timezone, now)
+    except psycopg.OperationalError as error:
+        typer.echo(f"cannot reach the database, nothing refreshed: {error}", err=True)
+        raise typer.Exit(2) from error
     for state in states:
         final = "final" if state.complete else "provisional"
         typer.echo(f"{state.month:%Y-%m}: refreshed ({state.days_observed}/{state.days_in_month} days, {final})")

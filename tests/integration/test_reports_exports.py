@@ -228,3 +228,21 @@ def test_an_empty_month_still_renders(database_url: str, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     text = "".join(page.extract_text() for page in pypdf.PdfReader(output).pages)
     assert "电梯安全运行月度报告" in text and "无" in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["monthly", "--month", "2026-03", "--format", "csv", "--output", "{out}"],
+        ["refresh"],
+    ],
+)
+def test_cli_says_when_the_database_is_unreachable(argv: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "x.csv"
+    done = CliRunner().invoke(
+        app,
+        ["report", *[a.replace("{out}", str(out)) for a in argv]],
+        env={"LIFTWATCH_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"},
+    )
+    assert done.exit_code == 2 and "cannot reach the database" in done.output
+    assert not out.exists()
