@@ -14,7 +14,7 @@ out-of-range values are rejected with the JSON path of the offending field.
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
@@ -264,29 +264,40 @@ _fault_decoder = msgspec.msgpack.Decoder(FaultEvent)
 _incident_decoder = msgspec.msgpack.Decoder(IncidentChange)
 
 
+_Record = TypeVar("_Record")
+
+
+def _decode(decoder: msgspec.msgpack.Decoder[_Record], data: bytes) -> _Record:
+    try:
+        return decoder.decode(data)
+    except UnicodeDecodeError as error:
+        # msgspec reports a bad byte inside a string as UnicodeDecodeError; callers catch its own errors.
+        raise msgspec.DecodeError(f"not valid UTF-8 inside a string: {error.reason}") from error
+
+
 def decode_telemetry_record(data: bytes) -> TelemetryRecord:
-    """Decode a ``telemetry`` Kafka record; raises msgspec.DecodeError / ValidationError."""
-    return _telemetry_record_decoder.decode(data)
+    """Decode a ``telemetry`` Kafka record; raises only msgspec.DecodeError / ValidationError."""
+    return _decode(_telemetry_record_decoder, data)
 
 
 def decode_status_record(data: bytes) -> StatusRecord:
-    """Decode a ``status`` Kafka record."""
-    return _status_record_decoder.decode(data)
+    """Decode a ``status`` Kafka record (same errors)."""
+    return _decode(_status_record_decoder, data)
 
 
 def decode_dead_letter(data: bytes) -> DeadLetter:
-    """Decode a ``deadletter`` Kafka record."""
-    return _dead_letter_decoder.decode(data)
+    """Decode a ``deadletter`` Kafka record (same errors)."""
+    return _decode(_dead_letter_decoder, data)
 
 
 def decode_fault_event(data: bytes) -> FaultEvent:
-    """Decode a ``faults`` Kafka record."""
-    return _fault_decoder.decode(data)
+    """Decode a ``faults`` Kafka record (same errors)."""
+    return _decode(_fault_decoder, data)
 
 
 def decode_incident_change(data: bytes) -> IncidentChange:
-    """Decode an ``incidents`` Kafka record."""
-    return _incident_decoder.decode(data)
+    """Decode an ``incidents`` Kafka record (same errors)."""
+    return _decode(_incident_decoder, data)
 
 
 def fault_event_id(terminal: str, code: str, transition: str, since_ms: int) -> str:
