@@ -143,3 +143,19 @@ def test_image_has_every_package_and_the_runtime_system_packages() -> None:
     assert folders <= copied, folders - copied
     installs = " ".join(re.findall(r"apt-get install [^&]*", dockerfile))
     assert "fonts-wqy-microhei" in installs and "tzdata" in installs
+
+
+def test_dependencies_exist_and_wait_on_real_health_checks(compose: dict[str, Any]) -> None:
+    """`depends_on` names services of the file; `service_healthy` only on services with a health
+    check (Compose would otherwise refuse the file); the infrastructure all has one."""
+    services = compose["services"]
+    for name, service in services.items():
+        for target, rule in (service.get("depends_on") or {}).items():
+            assert target in services, f"{name} depends on unknown {target}"
+            if rule["condition"] == "service_healthy":
+                check = services[target].get("healthcheck")
+                assert check and not check.get("disable"), f"{name} waits for {target}, which has no health check"
+            elif rule["condition"] == "service_completed_successfully":
+                assert services[target].get("restart") == "no", f"{target} must run once to complete"
+    for name in ("mosquitto", "kafka", "timescaledb", "prometheus", "grafana"):
+        assert "test" in services[name]["healthcheck"], name
