@@ -364,6 +364,10 @@ class _Ctx:
     row_group: IP
     """Group index of every row."""
 
+    def per_row(self, values: np.ndarray[Any, Any]) -> Any:
+        """A per-group value repeated for every row of its group (cheaper than a gather by row)."""
+        return np.repeat(values, self.gend - self.gstart)
+
     def gid(self, pos: IP) -> IP:
         return self.row_group[pos]
 
@@ -648,15 +652,19 @@ def _merge(first: Columns, second: Columns) -> Columns:
     if len(second) == 0:
         return first
     both = Columns.concat([first, second])
-    tmin = min(int(first.ts.min()), int(second.ts.min()))
-    span = max(int(first.ts.max()), int(second.ts.max())) - tmin + 1
-    top = max(int(first.slot[-1]), int(second.slot[-1])) + 1
-    if top * span < 2**62:
+    # Usually a terminal's later arrivals are also later in time: merging by slot alone is enough.
+    merged = both.take(np.argsort(both.slot, kind="stable"))  # two sorted runs: one linear merge
+    ts, slot = merged.ts, merged.slot
+    if not bool(np.any((ts[1:] < ts[:-1]) & (slot[1:] == slot[:-1]))):
+        return merged
+    tmin = int(both.ts.min())
+    span = int(both.ts.max()) - tmin + 1
+    if (int(both.slot.max()) + 1) * span < 2**62:
         key = both.slot.astype(np.int64)
         key *= span
         key += both.ts
         key -= tmin
-        order = np.argsort(key, kind="stable")  # two sorted runs: one linear merge
+        order = np.argsort(key, kind="stable")
     else:  # a key would overflow (timestamps decades apart): sort by the two columns
         order = np.lexsort((both.ts, both.slot))
     return both.take(order)
@@ -682,7 +690,7 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
         in_order = bool(step_ok.all())
         if in_order:
             # Each terminal's samples arrived in time order: only the carried watermark can make one late.
-            late = t < (carry_max - lateness_ms)[gid]
+            late = t < np.repeat(carry_max - lateness_ms, gend - gstart)
             newmax = np.maximum(carry_max, t[gend - 1])
         else:
             key, tmin, span = _group_key(gid, t)
@@ -695,14 +703,17 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
             newmax = np.maximum(carry_max, cm[gend - 1] - np.arange(gstart.shape[0]) * span + tmin)
         st.max_ts[gslot] = newmax
         n_late = int(np.count_nonzero(late))
-        if n_late:
-            keep = ~late
-            order, gid, t = order[keep], gid[keep], t[keep]
-        if not in_order:
-            resort = np.argsort(_group_key(gid, t)[0], kind="stable")
-            order, gid, t = order[resort], gid[resort], t[resort]
-        fresh = batch.take(order)
-        fresh_out = t < (newmax - lateness_ms)[gid]
+        if n_late or not in_order:
+            if n_late:
+                keep = ~late
+                order, gid, s, t = order[keep], gid[keep], s[keep], t[keep]
+            if not in_order:
+                resort = np.argsort(_group_key(gid, t)[0], kind="stable")
+                order, gid, s, t = order[resort], gid[resort], s[resort], t[resort]
+            fresh_out = t < (newmax - lateness_ms)[gid]
+        else:
+            fresh_out = t < np.repeat(newmax - lateness_ms, gend - gstart)
+        fresh = Columns(s, t, batch.speed[order], batch.floor[order], batch.code[order])
     held = st.pending
     if flush:
         st.pending = Columns.empty()
@@ -785,20 +796,26 @@ def evaluate(
     last = gend - 1
     st.ons[ctx.gslot] = stopped[last] & _opened_since_stop(last, ctx, not_stopped, opened, st, inclusive=True)
 
-    os_limit = params.os_limit[ev.slot]
+    os_limit = ctx.per_row(params.os_limit[gslot])
     min_count = _table(params.min_count, params, ev.slot[np.flatnonzero(speed > os_limit)])
     _hold_rule(R_OVERSPEED, speed > os_limit, ctx, st, params, out, enabled(R_OVERSPEED), min_count)
 
-    dowm_speed = params.dowm_speed[0] if params.uniform else params.dowm_speed[ev.slot]
+    dowm_speed = params.dowm_speed[0] if params.uniform else ctx.per_row(params.dowm_speed[gslot])
     cond = ~closed & ((speed >= dowm_speed) | (moving & ~dz)) & (mode != INSPECTION) & (mode != MAINTENANCE)
     _hold_rule(R_DOWM, cond, ctx, st, params, out, enabled(R_DOWM))
 
     _hold_rule(
-        R_OT_TOP, (ev.limit_up | (ev.floor > params.top[ev.slot])) & normal, ctx, st, params, out, enabled(R_OT_TOP)
+        R_OT_TOP,
+        (ev.limit_up | (ev.floor > ctx.per_row(params.top[gslot]))) & normal,
+        ctx,
+        st,
+        params,
+        out,
+        enabled(R_OT_TOP),
     )
     _hold_rule(
         R_OT_BOTTOM,
-        (ev.limit_down | (ev.floor < params.bottom[ev.slot])) & normal,
+        (ev.limit_down | (ev.floor < ctx.per_row(params.bottom[gslot]))) & normal,
         ctx,
         st,
         params,

@@ -141,3 +141,41 @@ def test_large_random_stream_matches_reference() -> None:
         "unregistered_terminal",
     }
     assert {e[2] for e in events} == {"raised", "cleared"}
+
+
+def test_slot_order_and_merge_paths_agree_with_a_plain_sort() -> None:
+    from liftwatch.rules.engine import _merge, _slot_order
+
+    rng = np.random.default_rng(3)
+    shuffled = rng.integers(0, 300_000, 100_000).astype(np.int32)  # many short runs: the radix path
+    tiled = np.tile(np.arange(5_000, dtype=np.int32), 20)  # a few long runs: timsort
+    for slot in (shuffled, tiled):
+        assert np.array_equal(_slot_order(slot), np.argsort(slot, kind="stable"))
+
+    def sorted_cols(slot: list[int], ts: list[int], floor: int) -> Columns:
+        order = np.lexsort((ts, slot))
+        n = len(ts)
+        return Columns.from_arrays(
+            slot=np.asarray(slot)[order],
+            ts=np.asarray(ts)[order],
+            mode=np.zeros(n),
+            floor=np.full(n, floor),
+            door_zone=np.zeros(n, bool),
+            speed=np.zeros(n),
+            door=np.zeros(n),
+            occupied=np.zeros(n, bool),
+            safety=np.ones(n, bool),
+        )
+
+    # in-order arrivals, out-of-order ones (a later arrival older in time), and ts decades apart
+    for ts_a, ts_b in (([1, 2], [3, 4]), ([5, 9], [6, 7]), ([0, 2**40], [2**61, 5])):
+        a = sorted_cols([1, 1], ts_a, floor=1)
+        b = sorted_cols([0, 1], ts_b, floor=2)
+        merged = _merge(a, b)
+        rows = sorted(
+            [(int(s), int(t), 0, int(f)) for s, t, f in zip(a.slot, a.ts, a.floor, strict=True)]
+            + [(int(s), int(t), 1, int(f)) for s, t, f in zip(b.slot, b.ts, b.floor, strict=True)]
+        )
+        assert list(zip(merged.slot.tolist(), merged.ts.tolist(), merged.floor.tolist(), strict=True)) == [
+            (s, t, f) for s, t, _, f in rows
+        ]
