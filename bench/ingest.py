@@ -333,6 +333,23 @@ def projected_capacity(result: LevelResult) -> float:
     return (os.cpu_count() or 1) * 1e6 / total if total else 0.0
 
 
+# Processes that use one core at most: the gateway and writer (one asyncio thread each), the
+# writer's PostgreSQL backend (one connection) and mosquitto (single-threaded). tansu is threaded.
+ONE_CORE = ("gateway", "writer", "pg-writer", "mosquitto")
+
+
+def first_to_saturate(result: LevelResult, with_publisher: bool) -> tuple[str, float, str]:
+    """Which limit is reached first as the rate grows: (what, msg/s at that limit, why)."""
+    costs = cost_us(result)
+    limits = [(name, 1e6 / costs[name], "one core at most") for name in ONE_CORE if costs.get(name)]
+    shared = [name for name in (*PLATFORM, "publisher") if name in costs and (with_publisher or name != "publisher")]
+    total = sum(costs[name] for name in shared)
+    if total:
+        cores = os.cpu_count() or 1
+        limits.append((f"the {cores} cores", cores * 1e6 / total, f"shared by {'+'.join(shared)}"))
+    return min(limits, key=lambda limit: limit[1]) if limits else ("nothing measured", 0.0, "")
+
+
 def cost_line(result: LevelResult) -> str:
     costs = cost_us(result)
     parts = " ".join(f"{name}={costs[name]:.0f}" for name in (*PLATFORM, "publisher") if name in costs)
@@ -478,6 +495,17 @@ def summarize(ours: list[LevelResult], base: list[LevelResult]) -> None:
                 f"  {per_message:>2} samples/message, projected from CPU cost at the peak level (platform processes"
                 f" alone on {os.cpu_count()} cores): {capacity:.0f} msg/s = {capacity * per_message:.0f} samples/s"
             )
+    for per_message in (10, 1):
+        levels = [r for r in ours if r.per_message == per_message]
+        if levels:
+            top = max(levels, key=lambda r: r.achieved_msgs)
+            for with_publisher in (False, True):
+                what, limit, why = first_to_saturate(top, with_publisher)
+                where = "with the publisher on the same cores" if with_publisher else "platform alone"
+                print(
+                    f"  {per_message:>2} samples/message, first to saturate ({where}): {what} at"
+                    f" {limit:.0f} msg/s = {limit * per_message:.0f} samples/s ({why})"
+                )
     total_loss = sum(r.published_samples - r.rows for r in ours + base)
     print(f"  loss over the whole run: {total_loss} samples (must be 0)")
     print(f"  machine load average at the end: {os.getloadavg()[0]:.1f} (other work competes when above ~1)")
