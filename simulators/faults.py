@@ -600,7 +600,10 @@ class BadInputInjection:
 
 def load_scenario(path: Path) -> Scenario:
     """Read a scenario file; a wrong field is a ScenarioError naming it."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ScenarioError(f"{path}: not UTF-8 ({error.reason} at byte {error.start})") from error
     try:
         data = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else msgspec.json.decode(text)
         return msgspec.convert(data or {}, Scenario)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,8 +45,14 @@ def specs_from_rows(rows: Iterable[RegistryRow]) -> list[ElevatorSpec]:
 def read_registry_specs(path: Path) -> list[ElevatorSpec]:
     """The simulated cars of a registry CSV (per docs/protocol/registry.md)."""
     specs = []
-    with path.open(encoding="utf-8", newline="") as file:
-        for line, row in enumerate(csv.DictReader(file), start=2):
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ScenarioError(f"{path}: not UTF-8 ({error.reason} at byte {error.start})") from error
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            line = reader.line_num
             try:
                 spec = _spec(
                     row.get("terminal_id"),
@@ -55,10 +62,12 @@ def read_registry_specs(path: Path) -> list[ElevatorSpec]:
                     int(row["bottom_floor"]),
                     int(row["top_floor"]),
                 )
-            except (KeyError, ValueError) as error:
+            except (KeyError, TypeError, ValueError) as error:
                 raise ScenarioError(f"{path}:{line}: {error}") from error
             if spec is not None:
                 specs.append(spec)
+    except csv.Error as error:
+        raise ScenarioError(f"{path}:{reader.line_num}: {error}") from error
     if not specs:
         raise ScenarioError(f"{path}: no elevator with a terminal")
     return specs

@@ -241,3 +241,23 @@ def test_shards_split_the_fleet_and_its_faults() -> None:
     )
     assert kept == sorted((fleet[f.elevator].terminal_id, f.code, f.at_s) for f in faults if f.elevator is not None)
     assert [len(b) for _, _, b in shards] == [1, 0, 0]
+
+
+def test_files_that_are_not_utf8_or_not_csv_are_refused_with_the_file_named(tmp_path: Path) -> None:
+    from liftwatch.simulators.specs import read_registry_specs
+
+    header = b"registration_code,terminal_id,kind,rated_speed,bottom_floor,top_floor\n"
+    cases = {
+        "gbk.yaml": (b"faults:\n  - code: \xb5\xe7\xcc\xdd\n", load_scenario),
+        "gbk.json": (b'{"faults": [{"code": "\xff"}]}', load_scenario),
+        "gbk.csv": (header + b"\xb5\xe7,T1,traction,1,1,5\n", read_registry_specs),
+        "short.csv": (header + b"31010000000000000001,T1\n", read_registry_specs),
+    }
+    for name, (data, read) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ScenarioError, match=name):
+            read(path)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + header + b"31010000000000000001,T1,traction,1.75,1,5\n")
+    assert [s.terminal_id for s in read_registry_specs(bom)] == ["T1"]
