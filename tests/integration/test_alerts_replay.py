@@ -16,7 +16,7 @@ from liftwatch.alerts import store
 from liftwatch.schema import FaultCode, FaultEvent
 from psycopg.rows import dict_row
 
-from tests.fixtures.alerts import T0, fault
+from tests.fixtures.alerts import T0, Lift, fault
 
 pytestmark = pytest.mark.integration
 
@@ -73,10 +73,28 @@ async def state(
     return incidents, trail
 
 
-async def once_and_noisy(url: str, stream: list[tuple[str, int]], back: list[int], batch: int) -> None:
+async def register(conn: psycopg.AsyncConnection[Any], terminal: str, number: int, lift: Lift) -> None:
+    """Fit ``terminal`` to a new elevator (the incident is then keyed by the elevator)."""
+    code = f"{number:020d}"
+    await conn.execute(
+        "INSERT INTO elevators (registration_code, rescue_code, kind, address, district, use_unit_id, maintainer_id,"
+        " installed_on, rated_speed, bottom_floor, top_floor) SELECT %s, %s, kind, address, district, use_unit_id,"
+        " maintainer_id, installed_on, rated_speed, bottom_floor, top_floor FROM elevators"
+        " WHERE registration_code = %s",
+        (code, str(200_000 + number), lift.registration_code),
+    )
+    await conn.execute("INSERT INTO terminals (terminal_id, registration_code) VALUES (%s, %s)", (terminal, code))
+
+
+async def once_and_noisy(
+    url: str, stream: list[tuple[str, int]], back: list[int], batch: int, lift: Lift | None
+) -> None:
     n = next(_names)
     once, noisy = f"once-{n}", f"noisy-{n}"
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        if lift is not None:
+            await register(conn, once, 2 * n, lift)
+            await register(conn, noisy, 2 * n + 1, lift)
         await feed(conn, build(once, stream), batch)
         await feed(conn, deliveries(build(noisy, stream), back), batch)
         incidents_once, trail_once = await state(conn, once)
@@ -85,8 +103,9 @@ async def once_and_noisy(url: str, stream: list[tuple[str, int]], back: list[int
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(stream=streams, back=replays, batch=st.integers(1, 5))
+@given(stream=streams, back=replays, batch=st.integers(1, 5), registered=st.booleans())
 def test_redelivery_changes_nothing(
-    database_url: str, stream: list[tuple[str, int]], back: list[int], batch: int
+    database_url: str, lifts: list[Lift], stream: list[tuple[str, int]], back: list[int], batch: int, registered: bool
 ) -> None:
-    asyncio.run(once_and_noisy(database_url, stream, back, batch))
+    """Registered terminals (incident keyed by elevator) and unknown ones (keyed by terminal)."""
+    asyncio.run(once_and_noisy(database_url, stream, back, batch, lifts[0] if registered else None))
