@@ -11,8 +11,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from liftwatch import db
 from liftwatch.api.errors import ApiError
 from liftwatch.config import CommonSettings
@@ -21,6 +21,9 @@ from liftwatch.reports.errors import BadMonth, BadScope
 from liftwatch.reports.monthly import monthly_report, scope_exists
 
 READ_ANY_SCOPE = frozenset({"admin", "operator", "regulator"})
+# Reports computed at once per API process, each on its own database connection (outside the
+# API's pool): a burst of requests queues here instead of opening a connection per request.
+REPORT_CONCURRENCY = 4
 
 
 class Principal(Protocol):
@@ -55,6 +58,7 @@ def build_router(
     (``app.state.api.settings``, the API package's), else the environment (LIFTWATCH_*).
     """
     router = APIRouter(prefix="/api/v1/stats", tags=["statistics"])
+    limiter = anyio.CapacityLimiter(REPORT_CONCURRENCY)
 
     def settings_of(request: Request) -> CommonSettings:
         if settings is not None:
@@ -88,7 +92,7 @@ def build_router(
             raise ApiError(error.reason, 422, value=scope) from error
         if not allowed(principal, chosen):
             raise ApiError("not_found", 404)
-        result = await run_in_threadpool(compute, settings_of(request), first, chosen, trend)
+        result = await anyio.to_thread.run_sync(compute, settings_of(request), first, chosen, trend, limiter=limiter)
         if result is None:
             raise ApiError("not_found", 404)
         return result
