@@ -116,6 +116,13 @@ class _Client(paho.Client):
     malformed input) goes through paho's own decoder.
     """
 
+    deliver: Callable[[str, bytes, int, int], None] | None = None
+    """Receives (topic, payload, qos, mid) of fast-path messages instead of ``on_message``.
+
+    Skips paho's ``MQTTMessage`` and its per-message topic matching against filtered callbacks
+    (``message_callback_add``), so it is only for clients that use none (``MqttClient``).
+    """
+
     def _handle_publish(self) -> MQTTErrorCode:
         header = self._in_packet["command"]
         data = self._in_packet["packet"]
@@ -133,6 +140,16 @@ class _Client(paho.Client):
                 return super()._handle_publish()
         except (struct.error, IndexError):
             return super()._handle_publish()
+        deliver = self.deliver
+        if deliver is not None:
+            try:
+                topic = data[2 : 2 + length].decode()
+            except UnicodeDecodeError:  # paho's path reports it through on_message
+                return super()._handle_publish()
+            deliver(topic, bytes(data[offset + 1 :]), qos, mid)
+            if qos == 1 and not self._manual_ack:
+                return self._send_puback(mid)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
         message = paho.MQTTMessage(mid=mid, topic=bytes(data[2 : 2 + length]))
         message.dup = bool(header & 0x08)
         message.qos = qos
@@ -210,6 +227,7 @@ class MqttClient:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.deliver = self._deliver
         self._client.on_subscribe = self._on_subscribe
         self._client.on_publish = self._on_publish
         self._client.on_socket_open = self._on_socket_open
@@ -369,6 +387,12 @@ class MqttClient:
         self._inbox.append(InboundMessage(topic, payload, message.qos, message.mid, self))
         if self._inbox_ready is not None:
             self._inbox_ready.set()
+
+    def _deliver(self, topic: str, payload: bytes, qos: int, mid: int) -> None:
+        self._inbox.append(InboundMessage(topic, payload, qos, mid, self))
+        ready = self._inbox_ready
+        if ready is not None:
+            ready.set()
 
     def _on_publish(
         self, client: paho.Client, userdata: object, mid: int, reason: ReasonCode, properties: object

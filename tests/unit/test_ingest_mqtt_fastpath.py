@@ -70,3 +70,39 @@ def test_coalesced_pubacks_are_the_bytes_paho_sends_one_by_one(mids: list[int]) 
         theirs.ack(mid, 1)
     assert b"".join(p["packet"] for p in ours._out_packet) == b"".join(p["packet"] for p in theirs._out_packet)
     assert len(ours._out_packet) == (1 if mids else 0)
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    topic=st.text(min_size=1, max_size=40).map(str.encode) | st.binary(min_size=1, max_size=10),
+    mid=st.integers(1, 65535),
+    qos=st.sampled_from([0, 1]),
+    properties=st.sampled_from([b"", b"\x01\x01"]),
+    payload=st.binary(max_size=300),
+)
+def test_direct_delivery_matches_paho(topic: bytes, mid: int, qos: int, properties: bytes, payload: bytes) -> None:
+    """With ``deliver`` set (MqttClient), a message reaches it or on_message, the same as paho decodes it."""
+    header, body = publish_packet(topic, mid, qos, properties, payload)
+    theirs = receive(paho.Client, header, bytearray(body))
+    client = _Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    delivered: list[tuple[str, bytes, int, int]] = []
+    fallback: list[paho.MQTTMessage] = []
+    client.deliver = lambda *args: delivered.append(args)
+    client.on_message = lambda c, u, m: fallback.append(m)
+    client._in_packet["command"] = header
+    client._in_packet["packet"] = bytearray(body)
+    client._handle_publish()
+    if delivered:
+        assert not fallback
+        assert delivered == [(theirs.topic, theirs.payload, theirs.qos, theirs.mid)]
+    else:  # properties or a topic that is not UTF-8: paho's own path
+        assert properties or not is_utf8(topic)
+        assert [(m._topic, m.payload, m.mid) for m in fallback] == [(theirs._topic, theirs.payload, theirs.mid)]
