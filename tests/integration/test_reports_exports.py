@@ -160,6 +160,9 @@ def test_xlsx_has_one_sheet_per_table(reports_fleet: Fleet, tmp_path: Path) -> N
     assert [c.value for c in sheet[1]] == ["Age", "Elevators", "Incidents", "Per 10,000 elevators", "Entrapments"]
     assert [c.value for c in sheet[4]] == ["15 years and older", 2, 2, 10000, 1]
     assert len(book["Trend, last 12 months"]["A"]) == 13
+    zh = openpyxl.load_workbook(_run(reports_fleet, tmp_path, "xlsx", "zh"))
+    assert "按故障类型统计" in zh.sheetnames
+    assert [c.value for c in zh["按故障类型统计"][2]] == ["困人", 5, 5000, 4, 1]
 
 
 def test_chinese_pdf_embeds_a_font_that_renders_the_text(reports_fleet: Fleet, tmp_path: Path) -> None:
