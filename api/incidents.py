@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from liftwatch import i18n
-from liftwatch.api.app import language, state
+from liftwatch.api.app import ApiState, language, state
 from liftwatch.api.auth import Principal, TokenStore, current_principal, require_roles, token_from_request
 from liftwatch.api.errors import ApiError, forbidden, not_found
 from liftwatch.api.feed import FeedItem, item_from_row
@@ -51,6 +51,8 @@ _RETRY_MS = 2_000
 # A comment line this often keeps proxies from closing an idle stream; the caller's token is
 # checked again as often, so a revoked token also ends the streams it opened.
 _KEEPALIVE_S = 15.0
+# How often an idle stream looks whether the feed's Kafka consumer is still connected.
+_POLL_S = 2.0
 
 
 def _incident(row: dict[str, Any], settings: ApiSettings) -> Incident:
@@ -173,6 +175,8 @@ async def stream(
 
     Reconnecting with ``Last-Event-ID`` (or ``after``) first replays the missed changes from the
     audit trail, then continues live. ``event: reset`` means too much was missed: reload the list.
+    ``event: feed`` (``{"live": true|false}``) comes first and whenever the server's own feed
+    connects or loses Kafka: while false, changes are not coming through.
     Browsers authenticate with the session cookie, other clients with a bearer header or the
     ``access_token`` query parameter.
     """
@@ -196,20 +200,25 @@ async def stream(
             replayed = {item.change_id for item in items}
             for item in items:
                 yield item.frame
-            recheck = time.monotonic() + _KEEPALIVE_S
+            feed_live = _feed_live(api)
+            yield _feed_frame(feed_live)
+            due = time.monotonic() + _KEEPALIVE_S  # next keep-alive and token check
             while True:
-                if time.monotonic() >= recheck:
+                if _feed_live(api) != feed_live:
+                    feed_live = not feed_live
+                    yield _feed_frame(feed_live)
+                if time.monotonic() >= due:
                     if not await still_valid():
                         return  # revoked: the client's reconnection gets 401
-                    recheck = time.monotonic() + _KEEPALIVE_S
+                    yield b": keep-alive\n\n"
+                    due = time.monotonic() + _KEEPALIVE_S
                 try:
-                    async with asyncio.timeout(_KEEPALIVE_S):
+                    async with asyncio.timeout(min(_POLL_S, _KEEPALIVE_S)):
                         if sub is None:
                             await asyncio.Event().wait()  # no Kafka configured: replay only
                             continue
                         live = await sub.queue.get()
                 except TimeoutError:
-                    yield b": keep-alive\n\n"
                     continue
                 if live is None:
                     return  # fell behind: the client reconnects with Last-Event-ID and replays
@@ -218,6 +227,15 @@ async def stream(
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
+
+
+def _feed_live(api: ApiState) -> bool:
+    return api.feed is not None and api.feed.connected
+
+
+def _feed_frame(live: bool) -> bytes:
+    """``event: feed``: whether live changes flow (false while Kafka is away: the board may be stale)."""
+    return f'event: feed\ndata: {{"live": {"true" if live else "false"}}}\n\n'.encode()
 
 
 async def _load(request: Request, principal: Principal, incident_id: int) -> dict[str, Any]:

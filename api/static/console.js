@@ -19,6 +19,7 @@ const CAUSES = ["equipment_fault", "external_power", "misuse", "vandalism", "mai
 const state = {
   lang: "zh", texts: {}, me: null, incidents: new Map(), lastChange: 0, source: null,
   sound: true, audio: null, beeps: 0, fresh: new Set(), pending: null,
+  feedLive: false, // the server's own feed reaches Kafka (event: feed); false = changes are not coming
   panel: null, // what the side panel shows: { kind: "incident", id } or { kind: "elevator", code }
 };
 
@@ -214,7 +215,7 @@ function renderChrome() {
   const who = { name: state.me.name, role: tr(`common.role.${state.me.role}`), firm: state.me.maintainer };
   $("user").textContent = $("user").title = tr(state.me.maintainer ? "console.user.firm" : "console.user", who);
   $("sound").textContent = tr(state.sound ? "console.board.sound_on" : "console.board.sound_off");
-  const live = state.source && state.source.readyState === EventSource.OPEN;
+  const live = state.source && state.source.readyState === EventSource.OPEN && state.feedLive;
   $("feed-state").textContent = tr(live ? "console.board.live" : "console.board.offline");
   $("feed-state").className = "feed" + (live ? "" : " down");
 }
@@ -253,6 +254,15 @@ function connectFeed() {
   };
   source.addEventListener("incident", (event) => onChange(JSON.parse(event.data)));
   source.addEventListener("reset", () => { source.close(); loadBoard(); });
+  source.addEventListener("feed", (event) => {
+    const live = JSON.parse(event.data).live === true;
+    const recovered = live && !state.feedLive && state.feedWasLive;
+    state.feedLive = live;
+    state.feedWasLive = state.feedWasLive || live;
+    renderChrome();
+    // Back after an outage: reload rather than trust that nothing was missed meanwhile.
+    if (recovered) loadBoard().catch(() => {});
+  });
 }
 
 async function onChange(change) {

@@ -132,6 +132,7 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     expect(board).to_contain_text("困人")  # Chinese by default for a zh browser
     expect(page.locator("h1")).to_have_text("电梯应急处置平台")
     expect(page.locator("tr[data-incident]")).to_have_count(4)
+    expect(page.locator("#feed-state")).to_have_text("实时连接")  # stream open and the server's feed on Kafka
     first = page.locator(f'tr[data-incident="{api_world.incidents["a"]}"]')
     expect(first).to_contain_text(i18n.format_datetime(detected, "Asia/Shanghai"))
 
