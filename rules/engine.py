@@ -361,8 +361,39 @@ class _Ctx:
     span: int
     fresh: B
     """Groups whose terminal has no carried state yet."""
+    any_fresh: bool
     row_group: IP
     """Group index of every row."""
+    marks: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+
+    def prev(self, name: str, mask: B, true_pos: IP, pos: IP) -> IP:
+        """For each position, the last position strictly before it where ``mask`` (true at ``true_pos``) holds, or -1.
+
+        Few positions: a binary search each. Many (e.g. one per terminal): one running maximum over
+        the batch, built once per mask and batch.
+        """
+        n = mask.shape[0]
+        if true_pos.shape[0] == 0:
+            return np.full(pos.shape[0], -1, np.intp)
+        if pos.shape[0] * 16 <= n:
+            return _prev_index(true_pos, pos)
+        mark = self.marks.get(name)
+        if mark is None:
+            dtype = np.int32 if n < 2**31 - 1 else np.intp
+            mark = np.full(n + 1, -1, dtype)
+            mark[true_pos + 1] = true_pos
+            np.maximum.accumulate(mark, out=mark)
+            self.marks[name] = mark
+        found: IP = mark[pos]
+        return found
+
+    def true_pos(self, name: str, mask: B) -> IP:
+        """The positions where a mask holds (computed once per batch)."""
+        key = f"{name}:pos"
+        cached = self.marks.get(key)
+        if cached is None:
+            cached = self.marks[key] = np.flatnonzero(mask)
+        return cached
 
     def per_row(self, values: np.ndarray[Any, Any]) -> Any:
         """A per-group value repeated for every row of its group (cheaper than a gather by row)."""
@@ -399,20 +430,10 @@ def _group_key(gid: IP, ts: I64) -> tuple[I64, int, int]:
     return key, tmin, span
 
 
-def _prev_index(sorted_pos: IP, pos: IP, n: int = 0) -> IP:
-    """For each position, the largest element of ``sorted_pos`` strictly below it (-1 if none).
-
-    ``n`` (the batch length) allows one running maximum over the batch instead of a binary search
-    per position, which is cheaper when there are many positions (e.g. one per terminal).
-    """
+def _prev_index(sorted_pos: IP, pos: IP) -> IP:
+    """For each position, the largest element of ``sorted_pos`` strictly below it (-1 if none)."""
     if sorted_pos.shape[0] == 0:
         return np.full(pos.shape[0], -1, np.intp)
-    if n and pos.shape[0] * 16 > n:
-        mark = np.full(n + 1, -1, np.intp)
-        mark[sorted_pos + 1] = sorted_pos
-        np.maximum.accumulate(mark, out=mark)
-        found: IP = mark[pos]
-        return found
     i = np.searchsorted(sorted_pos, pos, "left") - 1
     return np.where(i >= 0, sorted_pos[np.maximum(i, 0)], -1)
 
@@ -525,7 +546,10 @@ def _carry(c: B, runs: _Runs, ctx: _Ctx, st: State, j: int) -> None:
 
     A terminal whose condition was false before and stayed false throughout keeps its state.
     """
-    touched = st.cond(j)[ctx.gslot] | ctx.fresh
+    carried = st.cond(j)
+    if runs.pos.shape[0] == 0 and not ctx.any_fresh and not carried.any():
+        return  # false before and throughout, everywhere (the usual case for most rules)
+    touched = carried[ctx.gslot] | ctx.fresh
     touched[runs.gid] = True
     upd = np.flatnonzero(touched)
     if upd.shape[0] == 0:
@@ -592,7 +616,10 @@ def _resolve(
 
 def _clear_wanted(rule: int, ctx: _Ctx, st: State, raise_pos: IP) -> B:
     """Groups where a clear may matter: the fault is active, or is raised in this batch."""
-    want = st.active(rule)[ctx.gslot]
+    active = st.active(rule)
+    if raise_pos.shape[0] == 0 and not active.any():
+        return np.zeros(ctx.gstart.shape[0], np.bool_)
+    want = active[ctx.gslot]
     if raise_pos.shape[0]:
         want[ctx.gid(raise_pos)] = True
     return want
@@ -765,7 +792,8 @@ def evaluate(
     gstart, gend, row_group = _groups(ev.slot)
     key, tmin, span = _group_key(row_group, ev.ts)
     gslot = ev.slot[gstart].astype(np.intp)
-    ctx = _Ctx(ev.slot, ev.ts, gstart, gend, gslot, key, tmin, span, ~st.valid[gslot], row_group)
+    fresh = ~st.valid[gslot]
+    ctx = _Ctx(ev.slot, ev.ts, gstart, gend, gslot, key, tmin, span, fresh, bool(fresh.any()), row_group)
     out = _Out()
     enabled_rs = params.enabled  # (rule sets, rules)
     registered = params.registered
@@ -786,15 +814,14 @@ def evaluate(
     base = occ & stopped & closed & normal
     cond_a = base & ~dz
     cond_b = base & dz
-    not_stopped = np.flatnonzero(~stopped)
-    opened = np.flatnonzero(stopped & ~closed)
+    stop_marks = (~stopped, stopped & ~closed)
     pb = np.flatnonzero(cond_b)
     if pb.shape[0]:
-        cond_b[pb[_opened_since_stop(pb, ctx, not_stopped, opened, st, inclusive=False)]] = False
+        cond_b[pb[_opened_since_stop(pb, ctx, stop_marks, st, inclusive=False)]] = False
     _trapped(cond_a, cond_b, ctx, st, params, out, enabled(R_TRAPPED))
     # carry "door opened since the car stopped" to the next batch
     last = gend - 1
-    st.ons[ctx.gslot] = stopped[last] & _opened_since_stop(last, ctx, not_stopped, opened, st, inclusive=True)
+    st.ons[ctx.gslot] = stopped[last] & _opened_since_stop(last, ctx, stop_marks, st, inclusive=True)
 
     os_limit = ctx.per_row(params.os_limit[gslot])
     min_count = _table(params.min_count, params, ev.slot[np.flatnonzero(speed > os_limit)])
@@ -853,12 +880,13 @@ def evaluate(
     )
 
 
-def _opened_since_stop(pos: IP, ctx: _Ctx, not_stopped: IP, opened: IP, st: State, *, inclusive: bool) -> B:
+def _opened_since_stop(pos: IP, ctx: _Ctx, marks: tuple[B, B], st: State, *, inclusive: bool) -> B:
     """Whether the door was not closed at some sample of the current stop, up to ``pos``."""
     gs = ctx.gstart[ctx.gid(pos)]
-    n = ctx.ts.shape[0]
-    last_move = _prev_index(not_stopped, pos + 1 if inclusive else pos, n)
-    last_open = _prev_index(opened, pos + 1 if inclusive else pos, n)
+    not_stopped, opened = marks
+    upto = pos + 1 if inclusive else pos
+    last_move = ctx.prev("not_stopped", not_stopped, ctx.true_pos("not_stopped", not_stopped), upto)
+    last_open = ctx.prev("opened", opened, ctx.true_pos("opened", opened), upto)
     slots = ctx.slot[pos]
     in_batch = (last_open > last_move) & (last_open >= gs)
     carried = (last_move < gs) & (last_open < gs) & st.valid[slots] & st.ons[slots]
@@ -910,7 +938,7 @@ def _reopen_condition(ev: Columns, ctx: _Ctx, st: State, params: SlotParams, mov
     if rev.shape[0]:
         rg = ctx.gid(rev)
         gs = ctx.gstart[rg]
-        last_move = _prev_index(moves, rev)
+        last_move = ctx.prev("moving", moving, moves, rev)
         moved = last_move >= gs
         epoch_start = np.where(moved, last_move + 1, gs)
         t = np.arange(rev.shape[0])
@@ -943,7 +971,7 @@ def _reopen_condition(ev: Columns, ctx: _Ctx, st: State, params: SlotParams, mov
         starts.append(s_p)
         wts.append(w_p)
         ends.append(e)
-    _carry_reversals(rev, moves, ctx, st, hist_n, g_count)
+    _carry_reversals(rev, moves, moving, ctx, st, hist_n, g_count)
     cond = np.zeros(n, np.bool_)
     if starts:
         s_all = np.concatenate(starts)
@@ -959,11 +987,11 @@ def _arr(column: np.ndarray[Any, Any], params: SlotParams, slots: np.ndarray[Any
     return column[0] if params.uniform else column[params.model_idx[slots]]
 
 
-def _carry_reversals(rev: IP, moves: IP, ctx: _Ctx, st: State, hist_n: I64, g_count: int) -> None:
+def _carry_reversals(rev: IP, moves: IP, moving: B, ctx: _Ctx, st: State, hist_n: I64, g_count: int) -> None:
     """Keep, per terminal, the last reversal times since the car last moved (right-aligned)."""
     width = st.hist_width
     gend = ctx.gend
-    last_move = _prev_index(moves, gend, ctx.ts.shape[0])
+    last_move = ctx.prev("moving", moving, moves, gend)
     moved = last_move >= ctx.gstart
     if rev.shape[0]:
         rg = ctx.gid(rev)
