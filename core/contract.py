@@ -163,6 +163,15 @@ def decode_telemetry(
         return _decode_telemetry(payload, topic_terminal, now_ms, max_bytes, limits)
     except UnicodeDecodeError as error:
         return _not_utf8(error)
+    except RecursionError:  # e.g. 100,000 nested brackets: msgspec gives up with Python's error
+        return _TOO_DEEP
+
+
+_TOO_DEEP = Rejection(DeadLetterReason.UNDECODABLE, "not a telemetry message: JSON nested too deeply")
+
+MAX_SEQ = 2**63 - 1
+"""Largest ``seq`` accepted: the contract sets no maximum, but Kafka records (msgpack) and the
+``telemetry.seq`` column (bigint) hold 64-bit integers, and no terminal counts that far."""
 
 
 def _not_utf8(error: UnicodeDecodeError) -> Rejection:
@@ -191,6 +200,8 @@ def _decode_telemetry(
     null_field = _null_sample_field(payload)
     if null_field is not None:
         return null_field
+    if message.seq > MAX_SEQ:
+        return Rejection(DeadLetterReason.SCHEMA, f"seq {message.seq} is larger than 2^63-1 - at `$.seq`", "$.seq")
     if message.terminal != topic_terminal:
         return Rejection(
             DeadLetterReason.TOPIC_MISMATCH,
@@ -245,6 +256,8 @@ def decode_status(payload: bytes, max_bytes: int = 1024) -> TerminalStatus | Rej
         return Rejection(DeadLetterReason.UNDECODABLE, "status must be 'online', 'offline' or JSON")
     except UnicodeDecodeError as error:
         return _not_utf8(error)
+    except RecursionError:
+        return _TOO_DEEP
     if status.v != 1:
         return Rejection(DeadLetterReason.UNSUPPORTED_VERSION, f"status version {status.v}", "$.v")
     return status.status

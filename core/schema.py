@@ -273,6 +273,8 @@ def _decode(decoder: msgspec.msgpack.Decoder[_Record], data: bytes) -> _Record:
     except UnicodeDecodeError as error:
         # msgspec reports a bad byte inside a string as UnicodeDecodeError; callers catch its own errors.
         raise msgspec.DecodeError(f"not valid UTF-8 inside a string: {error.reason}") from error
+    except RecursionError as error:  # deeply nested arrays or maps
+        raise msgspec.DecodeError("nested too deeply") from error
 
 
 def decode_telemetry_record(data: bytes) -> TelemetryRecord:

@@ -9,7 +9,15 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch.contract import Accepted, Rejection, TimeLimits, decode_status, decode_telemetry, parse_topic
+from liftwatch.contract import (
+    MAX_SEQ,
+    Accepted,
+    Rejection,
+    TimeLimits,
+    decode_status,
+    decode_telemetry,
+    parse_topic,
+)
 from liftwatch.schema import DeadLetterReason
 
 NOW = 1_790_000_000_000
@@ -372,3 +380,32 @@ def test_invalid_utf8_inside_a_string_is_undecodable(payload: bytes) -> None:
     assert result.detail.startswith("not valid UTF-8 inside a string")
     status = decode_status(b'{"v": 1, "status": "\xff"}')
     assert isinstance(status, Rejection) and status.reason is DeadLetterReason.UNDECODABLE
+
+
+def test_sequence_numbers_beyond_64_bits_are_refused() -> None:
+    # The schema sets no maximum; Kafka records and the database hold 64-bit integers.
+    assert isinstance(decode(message(seq=MAX_SEQ)), Accepted)
+    for seq in (MAX_SEQ + 1, 2**64, 10**400, 1e300):
+        result = decode(message(seq=seq))
+        assert isinstance(result, Rejection)
+        assert (result.reason, result.field) == (SCHEMA, "$.seq")
+        assert "larger than 2^63-1" in result.detail
+
+
+_NESTED = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"v": 1, "terminal": "T000001", "seq": 7, "samples": ' + _NESTED + b"}",
+        b'{"v": ' + _NESTED + b"}",
+        message().replace(b'{"v": 1', b'{"extra": ' + _NESTED + b', "v": 1'),
+        message(seq=7.0).replace(b'{"v": 1', b'{"extra": ' + _NESTED + b', "v": 1'),
+    ],
+    ids=["samples", "v", "unknown-field", "integral-float-retry"],
+)
+def test_deeply_nested_json_is_refused_not_raised(payload: bytes) -> None:
+    # 200 KB of brackets fits under the size limit; msgspec then gives up with a RecursionError.
+    result = decode_telemetry(payload, "T000001", NOW, max_bytes=len(payload), limits=LIMITS)
+    assert isinstance(result, Rejection) and result.reason in (DeadLetterReason.UNDECODABLE, SCHEMA)

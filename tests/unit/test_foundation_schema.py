@@ -96,3 +96,13 @@ def test_a_bad_utf8_byte_inside_a_string_is_a_decode_error() -> None:
     data = encode_record(StatusRecord("T1", "online", 5)).replace(b"T1", b"\xff1")
     with pytest.raises(msgspec.DecodeError, match="not valid UTF-8"):
         schema.decode_status_record(data)
+
+
+def test_deeply_nested_evidence_is_a_decode_error() -> None:
+    # `evidence` holds any msgpack value: 100,000 nested arrays make msgspec give up with a RecursionError.
+    event, _ = RECORDS[3]
+    placeholder = msgspec.msgpack.encode("NESTED")
+    data = encode_record(msgspec.structs.replace(event, evidence={"x": "NESTED"}))
+    data = data.replace(placeholder, b"\x91" * 100_000 + b"\x90")
+    with pytest.raises(msgspec.DecodeError, match="nested too deeply"):
+        schema.decode_fault_event(data)
