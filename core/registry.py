@@ -750,7 +750,7 @@ def import_registry_file(database_url: str, path: Path) -> int:
     """Import a registry CSV and print a report.
 
     The exit code is 0 when imported, 1 when the file was rejected (nothing changed), 2 when the
-    database could not be reached.
+    database could not be reached or is not migrated.
     """
     console = Console(highlight=False)
     data = path.read_bytes()
@@ -762,6 +762,13 @@ def import_registry_file(database_url: str, path: Path) -> int:
                 result = import_registry(conn, data)
     except psycopg.OperationalError as error:
         console.print(f"cannot reach the database, nothing was imported: {error}", markup=False, soft_wrap=True)
+        return 2
+    except psycopg.errors.UndefinedTable as error:
+        console.print(
+            f"the database has no registry tables (run `liftwatch db migrate` first), nothing was imported: {error}",
+            markup=False,
+            soft_wrap=True,
+        )
         return 2
     _print_report(console, path, result)
     return 0 if result.ok else 1

@@ -240,3 +240,14 @@ def test_progress_is_reported_phase_by_phase_and_shown_as_a_bar(database_url: st
         result = registry._import_with_progress_bar(console, conn, data[: data.index(b"\n", 50_000) + 1])
     assert result.ok and result.inserted > 100
     assert "applying" in screen.getvalue()
+
+
+def test_cli_says_when_the_database_is_not_migrated(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "registry.csv"
+    path.write_text(registry_csv_text(generate_registry(3, 27)), encoding="utf-8")
+    monkeypatch.setenv("LIFTWATCH_DATABASE_URL", empty_database_url)
+    done = CliRunner().invoke(app, ["registry", "import", str(path)])
+    assert done.exit_code == 2
+    assert "run `liftwatch db migrate` first" in done.output
