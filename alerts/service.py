@@ -221,13 +221,8 @@ class AlertService:
         batch = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.alerts_batch_max)
         if not batch:
             return False
-        events: list[FaultEvent] = []
-        for messages in batch.values():
-            for message in messages:
-                event = self._decode(message)
-                if event is not None:
-                    events.append(event)
         try:
+            events = [event for messages in batch.values() for event in map(self._decode, messages) if event]
             if events:
                 await self._record(events)
             await self._flush_dead_letters()
@@ -246,6 +241,8 @@ class AlertService:
             reason, detail = DeadLetterReason.SCHEMA, str(error)
         except (msgspec.DecodeError, TypeError) as error:
             reason, detail = DeadLetterReason.UNDECODABLE, str(error)
+        except Exception as error:  # e.g. RecursionError on deeply nested evidence: still the input's fault
+            reason, detail = DeadLetterReason.UNDECODABLE, f"{type(error).__name__}: {error}"
         else:
             refused = check_event(event, now_ms=int(self.clock().timestamp() * 1000))
             if refused is None:

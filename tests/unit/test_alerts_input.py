@@ -99,3 +99,24 @@ def test_deadline_settings_map_onto_the_policy() -> None:
     assert policy.auto_escalation_limit == 3 and policy.renotify_s == 30
     routing = service.routing_policy(AlertsSettings(emergency_severities=["critical", "major"], quiet_kinds=[]))
     assert routing.emergency_severities == {"critical", "major"} and routing.quiet_kinds == frozenset()
+
+
+async def test_any_decoder_failure_is_a_dead_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the decoder raises on a record, it is that record's fault: refused, counted, never fatal."""
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    def explode(data: bytes) -> FaultEvent:
+        raise RecursionError("maximum recursion depth exceeded while deserializing an object")
+
+    monkeypatch.setattr(service, "decode_fault_event", explode)
+    registry = CollectorRegistry()
+    alerts = service.AlertService(AlertsSettings(topic_prefix="t."), registry)
+    try:
+        assert alerts._decode(SimpleNamespace(value=b"\x91" * 5000, key=b"term-1")) is None
+    finally:
+        await alerts.webhooks.close()
+    labels = {"source": "kafka:t.faults", "reason": "undecodable"}
+    assert registry.get_sample_value("liftwatch_dead_letters_total", labels) == 1
+    assert alerts.dead[0].terminal == "term-1" and "RecursionError" in alerts.dead[0].detail
