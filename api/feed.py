@@ -14,13 +14,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from liftwatch import kafka
 from liftwatch.api.auth import Principal
 from liftwatch.api.metrics import ApiMetrics
@@ -32,6 +34,35 @@ log = logging.getLogger(__name__)
 SUBSCRIBER_QUEUE = 1_000
 # Kafka down or topic missing at start: try again after this long, the API keeps serving.
 _RETRY_S = 2.0
+# aiokafka's consumer retries a lost broker silently (getmany just returns nothing), so the
+# running feed asks the broker this often whether it still answers, and reconnects if not.
+_PROBE_S = 5.0
+_PROBE_TIMEOUT_S = 2.0
+_API_VERSIONS = 18  # Kafka protocol ApiVersions request: every broker answers it, without auth
+
+
+async def broker_answers(bootstrap: str, timeout_s: float = _PROBE_TIMEOUT_S) -> bool:
+    """True when one of the bootstrap servers answers a Kafka ApiVersions request (an open port is not enough)."""
+    client_id = b"liftwatch-api-probe"
+    correlation = 0x4C57
+    request = struct.pack(">hhih", _API_VERSIONS, 0, correlation, len(client_id)) + client_id
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(struct.pack(">i", len(request)) + request)
+                await writer.drain()
+                size, answered = struct.unpack(">ii", await reader.readexactly(8))
+                if answered == correlation and size >= 6:
+                    return True
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if writer is not None:
+                writer.close()
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +196,13 @@ class IncidentFeed:
                     self._positions[partition.partition] = await consumer.position(partition)
             self.connected = True
             self.ready.set()
+            probe_at = time.monotonic() + _PROBE_S
             while not stop.is_set():
                 self._deliver_batches(await consumer.getmany(timeout_ms=200, max_records=1000))
+                if time.monotonic() >= probe_at:
+                    if not await broker_answers(self._settings.require_kafka()):
+                        raise KafkaConnectionError("the broker stopped answering")
+                    probe_at = time.monotonic() + _PROBE_S
         finally:
             self.connected = False
             await consumer.stop()

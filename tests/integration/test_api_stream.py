@@ -10,8 +10,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from liftwatch import services
+from liftwatch.api import feed, incidents
+from liftwatch.config import ApiSettings
 
-from tests.fixtures.api import RunningApi, World, add_elevator, open_incident
+from tests.fixtures.api import RunningApi, World, add_elevator, open_incident, running_api
 
 pytestmark = [
     pytest.mark.integration,
@@ -137,3 +140,42 @@ async def test_stream_needs_a_token_and_accepts_it_as_a_query_parameter(
             async for event, _, data in _events(response):
                 assert event == "incident" and data["kind"] == "opened"  # the replay comes first
                 break
+
+
+async def test_a_kafka_outage_shows_on_the_stream_and_in_health(
+    api_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiokafka retries a lost broker silently: the feed notices, says so on every stream and in
+    /healthz, and comes back by itself when the broker does."""
+    monkeypatch.setattr(feed, "_PROBE_S", 0.3)  # the API runs in this process
+    monkeypatch.setattr(incidents, "_POLL_S", 0.1)
+    port = services.free_port()
+    broker = services.start_tansu(port)
+    settings = ApiSettings(
+        database_url=api_world.database_url, kafka_bootstrap=broker.url, mqtt_url=None,
+        api_port=services.free_port(), topic_prefix="outage.", log_level="ERROR",
+    )  # fmt: skip
+    try:
+        with running_api(settings) as api:
+            async with (
+                httpx.AsyncClient(base_url=api.url, timeout=30) as client,
+                client.stream("GET", "/api/v1/incidents/stream", headers=api_world.headers("regulator")) as stream,
+            ):
+                states = _events(stream)
+
+                async def next_feed_state() -> bool:
+                    async for event, _, data in states:
+                        if event == "feed":
+                            return bool(data["live"])
+                    raise AssertionError("the stream ended")
+
+                assert await asyncio.wait_for(next_feed_state(), 10) is True
+                await asyncio.to_thread(broker.stop)
+                assert await asyncio.wait_for(next_feed_state(), 15) is False
+                health = await client.get("/healthz")
+                assert (health.status_code, health.json()["checks"]["kafka"]) == (503, "down")
+                broker = await asyncio.to_thread(services.start_tansu, port)
+                assert await asyncio.wait_for(next_feed_state(), 20) is True
+                assert (await client.get("/healthz")).json()["checks"]["kafka"] == "ok"
+    finally:
+        broker.stop()
