@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger(__name__)
 
 _STATIC = resources.files("liftwatch.api").joinpath("static")
+DB_WAIT_S = 5.0
 # Largest request body accepted: the biggest legitimate one (an elevator record) is under 2 KiB.
 MAX_BODY_BYTES = 64 * 1024
 
@@ -185,6 +186,9 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
         pool = await db.async_pool(
             settings.require_database_url(), min_size=1, max_size=settings.api_db_pool_size, name="liftwatch-api"
         )
+        # A request waits this long for a connection, then answers 503 (psycopg_pool's default is 30 s:
+        # a console would hang that long while PostgreSQL is away).
+        pool.timeout = DB_WAIT_S
         feed = IncidentFeed(settings, metrics) if settings.kafka_bootstrap else None
         stop = asyncio.Event()
         task = asyncio.create_task(feed.run(stop)) if feed is not None else None

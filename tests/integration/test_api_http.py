@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
 from liftwatch import i18n, services
+from liftwatch.api import app as app_module
 from liftwatch.api import auth, incidents, ops
 from liftwatch.config import ApiSettings
 from pydantic import SecretStr
@@ -406,3 +412,74 @@ def test_revoking_a_token_ends_the_streams_it_opened(
         rest = list(lines)  # returns because the server ends the stream (a hang would time out)
     assert 'data: {"live": false}' in rest  # this API has no Kafka: the feed says changes are not live
     assert api_http.client.get("/api/v1/incidents/stream", headers=headers).status_code == 401
+
+
+class _CuttableProxy:
+    """A TCP relay to PostgreSQL that the test can cut and restore (a database outage, for real)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = services.free_port()
+        self.loop = asyncio.new_event_loop()
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+        threading.Thread(target=self.loop.run_forever, name="pg-proxy", daemon=True).start()
+        self.restore()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        self.writers |= {writer, upstream_writer}
+        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
+
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def restore(self) -> None:
+        async def start() -> None:
+            self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+        self._run(start())
+
+    def cut(self) -> None:
+        async def stop() -> None:
+            assert self.server is not None
+            self.server.close()
+            for writer in self.writers:
+                writer.transport.abort()
+            self.writers.clear()
+
+        self._run(stop())
+
+
+def test_a_database_outage_answers_503_quickly_and_heals(api_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_module, "DB_WAIT_S", 1.0)  # the API runs in this process
+    parts = urlsplit(api_world.database_url)
+    proxy = _CuttableProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    through_proxy = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
+    settings = ApiSettings(
+        database_url=through_proxy, kafka_bootstrap=None, mqtt_url=None, api_port=services.free_port()
+    )
+    with running_api(settings) as api:
+        headers = api_world.headers("operator")
+        assert api.client.get("/api/v1/incidents", headers=headers).status_code == 200
+        proxy.cut()
+        started = time.monotonic()
+        for _ in range(2):  # a broken pooled connection, then no connection at all: both 503
+            down = api.client.get("/api/v1/incidents", headers=headers)
+            assert (down.status_code, down.json()["error"]["code"]) == (503, "unavailable")
+        assert time.monotonic() - started < 10  # not psycopg_pool's 30 s per request
+        health = api.client.get("/healthz")
+        assert (health.status_code, health.json()["checks"]["database"]) == (503, "down")
+        proxy.restore()
+        deadline = time.monotonic() + 15
+        while api.client.get("/api/v1/incidents", headers=headers).status_code != 200:
+            assert time.monotonic() < deadline, "the API did not recover"
+            time.sleep(0.2)
+        assert api.client.get("/healthz").status_code == 200
