@@ -100,7 +100,7 @@ SpeedupOption = Annotated[float, typer.Option(min=0.01, help="Event time runs th
 DurationOption = Annotated[float | None, typer.Option(min=1, help="Event seconds to simulate; default: until Ctrl-C.")]
 StartOption = Annotated[str | None, typer.Option(help="ISO time of the first sample (default: see docs).")]
 ScenarioOption = Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="YAML/JSON fault timeline.")]
-RandomFaultsOption = Annotated[float, typer.Option(min=0, help="Extra random faults per event hour.")]
+RandomFaultsOption = Annotated[float, typer.Option(min=0, max=10_000, help="Extra random faults per event hour.")]
 TruthOption = Annotated[Path | None, typer.Option(dir_okay=False, help="Write the ground-truth log (JSON lines).")]
 BatchOption = Annotated[int, typer.Option(min=1, max=100, help="Most samples per message.")]
 RateOption = Annotated[float, typer.Option(min=0.1, max=50, help="Samples per second of a moving car.")]

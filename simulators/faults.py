@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -546,18 +546,25 @@ class FaultController:
 # --- scenario files -------------------------------------------------------------------------------
 
 
+_MAX_SECONDS = 10 * 365 * 24 * 3600.0
+# Finite event seconds (NaN fails every bound); a scenario spans ten years at most.
+EventSeconds = Annotated[float, msgspec.Meta(ge=0, le=_MAX_SECONDS)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0, le=_MAX_SECONDS)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+
+
 class FaultEntry(msgspec.Struct, forbid_unknown_fields=True):
     """A scenario line: inject ``count`` faults of ``code``."""
 
     code: FaultCode
     elevator: int | str = "random"
     """Slot index, registration code, terminal id, or ``random``."""
-    at_s: float | Literal["random"] = "random"
+    at_s: EventSeconds | Literal["random"] = "random"
     """Event seconds after the start, or ``random`` (uniform over the scenario window)."""
-    duration_s: float | None = None
+    duration_s: PositiveSeconds | None = None
     variant: Variant | None = None
-    count: int = 1
-    reversals: int = DEFAULT_REVERSALS
+    count: Count = 1
+    reversals: Annotated[int, msgspec.Meta(ge=1, le=1000)] = DEFAULT_REVERSALS
 
 
 BadInputKindName = Literal[
@@ -577,8 +584,8 @@ class BadInputEntry(msgspec.Struct, forbid_unknown_fields=True):
     """A scenario line: send ``count`` bad inputs of ``kind``."""
 
     kind: BadInputKindName
-    at_s: float | Literal["random"] = "random"
-    count: int = 1
+    at_s: EventSeconds | Literal["random"] = "random"
+    count: Count = 1
 
 
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
@@ -586,7 +593,7 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
 
     faults: list[FaultEntry] = []
     bad_input: list[BadInputEntry] = []
-    window_s: float | None = None
+    window_s: PositiveSeconds | None = None
     """Span over which ``random`` times are drawn; default: the run's duration."""
 
 

@@ -83,6 +83,16 @@ def test_scenario_json_is_accepted_too(tmp_path: Path) -> None:
         ("faults: [{code: overspeed_xx}]", "overspeed_xx"),
         ("faults: [{code: alarm_button, colour: red}]", "colour"),
         ("faults: [{code: power_failure, variant: at_landing, elevator: 0}]", "variant"),
+        ("faults: [{code: alarm_button, at_s: -5}]", r"\$\.faults\[0\]\.at_s"),
+        ("faults: [{code: alarm_button, at_s: .nan}]", r"\$\.faults\[0\]\.at_s"),
+        ("faults: [{code: alarm_button, at_s: .inf}]", r"\$\.faults\[0\]\.at_s"),
+        ("faults: [{code: alarm_button, duration_s: .nan}]", "duration_s"),
+        ("faults: [{code: alarm_button, count: 0}]", "count"),
+        ("faults: [{code: alarm_button, count: 100000000}]", "count"),
+        ("faults: [{code: door_reopen_loop, reversals: 3}]", "at least 5 reversals"),
+        ("window_s: -10\nfaults: [{code: alarm_button}]", "window_s"),
+        ("bad_input: [{kind: oversized, at_s: -1}]", "bad_input"),
+        ("bad_input: [{kind: gibberish}]", "gibberish"),
     ],
 )
 def test_bad_scenarios_are_refused_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
