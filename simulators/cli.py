@@ -41,7 +41,10 @@ app = typer.Typer(help="Simulated elevator fleet: telemetry over MQTT, fault inj
 def _start_ms(start: str | None, speedup: float, duration_s: float | None) -> int:
     """Event time of the start: given, or chosen so that the simulated period ends about when the run does."""
     if start is not None:
-        parsed = datetime.fromisoformat(start)
+        try:
+            parsed = datetime.fromisoformat(start)
+        except ValueError:
+            raise typer.BadParameter("not an ISO time, e.g. 2026-01-05T08:00:00+08:00", param_hint="--start") from None
         if parsed.tzinfo is None:
             raise typer.BadParameter("give a time zone, e.g. 2026-01-05T08:00:00+08:00", param_hint="--start")
         return int(parsed.timestamp() * 1000)

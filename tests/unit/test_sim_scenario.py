@@ -271,3 +271,13 @@ def test_files_that_are_not_utf8_or_not_csv_are_refused_with_the_file_named(tmp_
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbf" + header + b"31010000000000000001,T1,traction,1.75,1,5\n")
     assert [s.terminal_id for s in read_registry_specs(bom)] == ["T1"]
+
+
+def test_start_time_must_be_an_iso_time_with_a_zone() -> None:
+    import typer
+    from liftwatch.simulators.cli import _start_ms
+
+    assert _start_ms("2026-01-05T08:00:00+08:00", 1.0, None) == 1_767_571_200_000
+    for text, why in (("garbage", "not an ISO time"), ("2026-01-05T08:00:00", "give a time zone")):
+        with pytest.raises(typer.BadParameter, match=why):
+            _start_ms(text, 1.0, None)
