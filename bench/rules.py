@@ -39,6 +39,7 @@ from liftwatch.rules.engine import SlotParams, State, TerminalInfo, evaluate  # 
 from liftwatch.rules.thresholds import build  # noqa: E402
 
 T0 = 1_700_000_000_000
+WARM_UP = 3
 
 
 def fleet_params(fleet: int) -> SlotParams:
@@ -93,14 +94,17 @@ def bench_engine(
     state = State(params.hist_width)
     seconds = max(1, batch // fleet)
     batches = max(3, samples_target // (fleet * seconds))
-    prepared = [fleet_batch(fleet, i * seconds, seconds, rng) for i in range(batches + 2)]
-    # warm-up: first sight of every terminal, then one batch in the steady shape (the heap grows to size)
-    evaluate(prepared[0], state, params, lateness_ms=5_000)
-    evaluate(prepared[1], state, params, lateness_ms=5_000)
+    # The input batches stay outside the heap the engine reuses (as decoded batches come and go in the service).
+    keep_freed_memory(False)
+    prepared = [fleet_batch(fleet, i * seconds, seconds, rng) for i in range(batches + WARM_UP)]
+    keep_freed_memory()  # as the `liftwatch rules` process does
+    # warm-up: first sight of every terminal, then batches in the steady shape (the heap grows to size)
+    for batch in prepared[:WARM_UP]:
+        evaluate(batch, state, params, lateness_ms=5_000)
     events = 0
     samples = 0
     start, cpu = time.perf_counter(), time.process_time()
-    for batch in prepared[2:]:
+    for batch in prepared[WARM_UP:]:
         det = evaluate(batch, state, params, lateness_ms=5_000)
         events += det.rule.shape[0]
         samples += len(batch)
@@ -291,7 +295,6 @@ def main() -> None:
     parser.add_argument("--kafka-terminals", type=int, default=2_000)
     args = parser.parse_args()
     rng = np.random.default_rng(1)
-    keep_freed_memory()  # as the `liftwatch rules` process does
     ref_rate, ref_cpu = bench_reference(args.reference_samples, rng)
     print(f"reference (per-sample Python): {ref_rate:,.0f} samples/s ({ref_cpu:,.0f} per CPU-second)")
     for fleet in (int(f) for f in args.fleets.split(",")):

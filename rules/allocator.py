@@ -20,10 +20,14 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 TRIM_THRESHOLD = 2**31 - 1
 """Free memory at the top of the heap kept up to this size (mallopt takes an int)."""
+DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD = 65_536, 128 * 1024
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc to serve large blocks from the heap and keep freed memory; False where unsupported."""
+def keep_freed_memory(keep: bool = True) -> bool:
+    """Ask glibc to serve large blocks from the heap and keep freed memory; False where unsupported.
+
+    ``keep=False`` goes back to glibc's defaults (the benchmark prepares its input data that way).
+    """
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
@@ -33,4 +37,5 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    mmap_max, trim = (0, TRIM_THRESHOLD) if keep else (DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD)
+    return bool(mallopt(M_MMAP_MAX, mmap_max)) and bool(mallopt(M_TRIM_THRESHOLD, trim))
