@@ -213,10 +213,12 @@ def registry_command(
 
 @app.command()
 def load(
-    rate: Annotated[float, typer.Option(min=1, help="Target samples per second.")] = 100_000,
+    rate: Annotated[float, typer.Option(min=1, max=10_000_000, help="Target samples per second.")] = 100_000,
     duration: Annotated[float, typer.Option(min=1, help="Wall-clock seconds.")] = 10.0,
     batch: Annotated[int, typer.Option(min=1, max=100, help="Samples per message.")] = 100,
-    cars: Annotated[int | None, typer.Option(min=1, help="Simulated cars (default: rate / batch).")] = None,
+    cars: Annotated[
+        int | None, typer.Option(min=1, max=300_000, help="Simulated cars (default: rate / batch, at most 300,000).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Publish fleet telemetry at a target rate and report the achieved rate (acknowledged samples/s)."""

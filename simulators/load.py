@@ -36,6 +36,9 @@ class LoadReport:
     """False if the broker did not acknowledge everything within the flush timeout."""
 
 
+MAX_LOAD_CARS = 300_000
+
+
 def load_fleet(cars: int) -> list[ElevatorSpec]:
     """A synthetic fleet for load runs (no registry needed): mid-rise cars of common speeds."""
     speeds = (1.0, 1.5, 1.75, 2.0, 2.5)
@@ -55,7 +58,8 @@ async def run_load(
 ) -> LoadReport:
     """Publish ``rate`` samples/s for ``duration_s`` wall seconds on one MQTT connection."""
     # About one full message per car per wall second: big batches, bounded tick work.
-    cars = cars or max(10, int(rate / batch))
+    # One car per message in flight per tick, within the simulator's fleet range (1-300,000 cars).
+    cars = cars or min(MAX_LOAD_CARS, max(10, int(rate / batch)))
     speedup = rate / (cars * LOAD_RATE_HZ)
     config = SimulationConfig(
         rate_hz=LOAD_RATE_HZ, fine_rate_hz=LOAD_RATE_HZ * 5, batch=batch, linger_s=batch / LOAD_RATE_HZ, dense=True

@@ -281,3 +281,12 @@ def test_start_time_must_be_an_iso_time_with_a_zone() -> None:
     for text, why in (("garbage", "not an ISO time"), ("2026-01-05T08:00:00", "give a time zone")):
         with pytest.raises(typer.BadParameter, match=why):
             _start_ms(text, 1.0, None)
+
+
+def test_load_options_stay_within_what_one_process_can_simulate() -> None:
+    from liftwatch.simulators.cli import app
+    from typer.testing import CliRunner
+
+    for argv in (["load", "--rate", "1e9"], ["load", "--cars", "1000000"], ["--elevators", "300001"]):
+        result = CliRunner().invoke(app, argv, env={"LIFTWATCH_MQTT_URL": "mqtt://127.0.0.1:1"})
+        assert result.exit_code == 2, (argv, result.output)
