@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -358,6 +359,96 @@ def cost_line(result: LevelResult) -> str:
     return f"{parts}; platform total -> {projected_capacity(result):.0f} msg/s on {os.cpu_count()} idle cores"
 
 
+@dataclass
+class DrainResult:
+    per_message: int
+    messages: int
+    rows: int
+    expected: int
+    seconds: float
+    cpu_us: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+async def drain_backlog(
+    pub: MqttClient,
+    database_url: str,
+    root: str,
+    per_message: int,
+    messages: int,
+    restart_gateway: Callable[[], int],
+    stop_gateway: Callable[[], None],
+    pids: dict[str, int],
+) -> DrainResult:
+    """The gateway's capacity alone: a backlog published while it is down, drained when it returns.
+
+    Every message waits in the gateway's persistent session, so the gateway works in full batches
+    from the first moment: its CPU per message is measured without the publisher competing, and
+    the stored row count checks that the session lost nothing (loss must be 0).
+    """
+    stop_gateway()
+    # What a gateway costs to start (imports, connections) with nothing to do, subtracted below.
+    startup = await settle(restart_gateway())
+    stop_gateway()
+    prefix = f"drain{per_message}-{secrets.token_hex(2)}"
+    now_ms = int(time.time() * 1000)
+    for index in range(messages):
+        terminal = f"{prefix}-{index % TERMINALS}"
+        pub.publish(f"{root}lift/v1/{terminal}/telemetry", payload(terminal, index // TERMINALS, per_message, now_ms))
+        if index % 1000 == 0:
+            await pub.wait_below(PUBLISH_WINDOW)
+    await pub.wait_below(1)
+    gateway_pid = restart_gateway()
+    pids = pids | {"gateway": gateway_pid}
+    expected = messages * per_message
+    like = f"{prefix}-%"
+    rows, first = 0, 0
+    started: dict[str, float] = {}
+    first_at = last_at = time.monotonic()
+    deadline = time.monotonic() + 180
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        while rows < expected and time.monotonic() < deadline:
+            cur = await conn.execute("SELECT count(*) FROM telemetry WHERE terminal_id LIKE %s", (like,))
+            rows = (await cur.fetchone() or (0,))[0]
+            if rows and not started:  # the gateway is up and draining: measure from here
+                first, first_at = rows, time.monotonic()
+                started = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            last_at = time.monotonic()
+            await asyncio.sleep(0.02)
+    drained = max(1, (rows - first) // per_message)
+    cpu_us = {name: (cpu_seconds(pid) - started.get(name, 0.0)) * 1e6 / drained for name, pid in pids.items()}
+    # The gateway may finish before the first row is stored: count all of its work but its start-up.
+    cpu_us["gateway"] = max(0.0, await settle(gateway_pid) - startup) * 1e6 / messages
+    return DrainResult(per_message, messages, rows, expected, last_at - first_at, cpu_us)
+
+
+async def settle(pid: int, quiet_s: float = 0.6, timeout_s: float = 60.0) -> float:
+    """CPU seconds of a process once it has stopped using CPU for ``quiet_s`` (started up, or done)."""
+    deadline = time.monotonic() + timeout_s
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(quiet_s)
+        now = cpu_seconds(pid)
+        if now - last < 0.02:
+            return now
+        last = now
+    return last
+
+
+def print_drain(result: DrainResult) -> None:
+    cost = " ".join(f"{name}={us:.0f}" for name, us in sorted(result.cpu_us.items(), key=lambda x: -x[1]))
+    print(
+        f"  backlog x{result.per_message:<3} {result.messages} messages queued while the gateway was down, drained at"
+        f" {result.rate:.0f} msg/s = {result.rate * result.per_message:.0f} samples/s; loss"
+        f" {result.expected - result.rows}\n             CPU us per message: {cost};"
+        f" gateway alone -> {1e6 / max(1.0, result.cpu_us.get('gateway', 0.0)):.0f} msg/s on one core",
+        flush=True,
+    )
+
+
 async def measure(
     name: str,
     gateway_cmd: list[str],
@@ -367,8 +458,11 @@ async def measure(
     levels: list[tuple[float, int]],
     seconds: float,
     fixed_pids: dict[str, int],
+    backlog: int = 0,
+    drains: list[DrainResult] | None = None,
 ) -> list[LevelResult]:
-    """Start a gateway and a writer, run the levels, stop them."""
+    """Start a gateway and a writer, run the levels (and the backlog drains), stop them."""
+    drains = drains if drains is not None else []
     token = secrets.token_hex(3)
     env = {
         **env,
@@ -409,6 +503,30 @@ async def measure(
             results.append(result)
             if result.achieved_msgs < 0.8 * rate:
                 saturated.add(per_message)  # higher rates of this kind would only queue up
+        if backlog:
+
+            def stop_gateway() -> None:
+                gateway.terminate()
+                gateway.wait(30)
+
+            def restart_gateway() -> int:
+                nonlocal gateway
+                gateway = start_process(gateway_cmd, env, workdir / f"{name}-gateway.log")
+                return gateway.pid
+
+            for per_message in (10, 1):
+                drain = await drain_backlog(
+                    pub,
+                    database_url,
+                    settings.mqtt_topic_root,
+                    per_message,
+                    backlog,
+                    restart_gateway,
+                    stop_gateway,
+                    {k: v for k, v in pids.items() if k != "gateway"},
+                )
+                print_drain(drain)
+                drains.append(drain)
         await pub.disconnect()
     finally:
         for process in (gateway, writer):
@@ -450,8 +568,19 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         print(f"ingest bench: {os.cpu_count()} cores, {TERMINALS} terminals, {seconds:.0f} s per rate", flush=True)
         print("liftwatch gateway (batched per wake-up):", flush=True)
+        drains: list[DrainResult] = []
+        backlog = 10_000 if args.quick else 50_000
         ours = await measure(
-            "gw", ["-m", "liftwatch", "gateway"], env, database_url, workdir, batched + single, seconds, fixed
+            "gw",
+            ["-m", "liftwatch", "gateway"],
+            env,
+            database_url,
+            workdir,
+            batched + single,
+            seconds,
+            fixed,
+            backlog=backlog,
+            drains=drains,
         )
         if os.environ.get("BENCH_SKIP_BASELINE"):
             return
@@ -461,7 +590,7 @@ async def main_async(args: argparse.Namespace) -> None:
         base = await measure(
             "naive", [__file__, "--naive-gateway"], env, database_url, workdir, base_levels, 2.0, fixed
         )
-        summarize(ours, base)
+        summarize(ours, base, drains)
     finally:
         kafka.stop()
         mqtt.stop()
@@ -469,7 +598,7 @@ async def main_async(args: argparse.Namespace) -> None:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def summarize(ours: list[LevelResult], base: list[LevelResult]) -> None:
+def summarize(ours: list[LevelResult], base: list[LevelResult], drains: list[DrainResult]) -> None:
     def rate(result: LevelResult) -> float:
         return result.achieved_samples if result.per_message == 10 else result.achieved_msgs
 
@@ -520,7 +649,14 @@ def summarize(ours: list[LevelResult], base: list[LevelResult]) -> None:
                     f"  {per_message:>2} samples/message, first to saturate ({where}): {what} at"
                     f" {limit:.0f} msg/s = {limit * per_message:.0f} samples/s ({why})"
                 )
-    total_loss = sum(r.published_samples - r.rows for r in ours + base)
+    for drain in drains:
+        gateway_us = drain.cpu_us.get("gateway", 0.0)
+        print(
+            f"  {drain.per_message:>2} samples/message, backlog drained at {drain.rate:.0f} msg/s ="
+            f" {drain.rate * drain.per_message:.0f} samples/s; gateway {gateway_us:.0f} CPU us/message in full batches"
+            f" (one core: {1e6 / max(1.0, gateway_us):.0f} msg/s)"
+        )
+    total_loss = sum(r.published_samples - r.rows for r in ours + base) + sum(d.expected - d.rows for d in drains)
     print(f"  loss over the whole run: {total_loss} samples (must be 0)")
     print(f"  machine load average at the end: {os.getloadavg()[0]:.1f} (other work competes when above ~1)")
 
