@@ -18,7 +18,7 @@ const CAUSES = ["equipment_fault", "external_power", "misuse", "vandalism", "mai
 
 const state = {
   lang: "zh", texts: {}, me: null, incidents: new Map(), lastChange: 0, source: null,
-  sound: true, audio: null, beeps: 0, fresh: new Set(), pending: null,
+  sound: true, audio: null, beeps: 0, fresh: new Set(), pending: null, loaded: false,
   feedLive: false, // the server's own feed reaches Kafka (event: feed); false = changes are not coming
   panel: null, // what the side panel shows: { kind: "incident", id } or { kind: "elevator", code }
 };
@@ -232,8 +232,14 @@ async function loadBoard() {
     items.push(...page.items);
     cursor = page.next_cursor;
   } while (cursor);
+  const known = state.incidents, reload = state.loaded;
   state.incidents = new Map(items.map((i) => [i.id, i]));
   state.lastChange = lastChange;
+  state.loaded = true;
+  // A reload (after an outage or a reset) must not swallow the cue of a critical incident opened meanwhile.
+  if (reload) {
+    for (const incident of items) if (incident.severity === "critical" && !known.has(incident.id)) alarm(incident);
+  }
   renderBoard();
   connectFeed();
 }
@@ -511,6 +517,8 @@ async function searchRescueCode(event) {
 
 function showLogin() {
   state.me = null;
+  state.loaded = false;
+  state.incidents = new Map();
   if (state.source) state.source.close();
   $("login").hidden = false;
   for (const id of ["board", "detail", "search", "feed-state", "sound", "logout"]) $(id).hidden = true;

@@ -189,6 +189,20 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
         status, cause = conn.execute("SELECT status, close_cause FROM incidents WHERE id = %s", (new,)).fetchone()  # type: ignore[misc]
     assert (status, cause) == ("closed", "equipment_fault")
 
+    # A critical incident that came while the feed was away shows up on the reload that follows,
+    # with its cue (simulated: a row without an audit event, so nothing announces it live).
+    with psycopg.connect(api_world.database_url) as conn:
+        conn.execute(
+            "INSERT INTO incidents (registration_code, terminal_id, code, severity, status, maintainer_id, district,"
+            " detected_at, last_seen_at) VALUES (%s, %s, 'overspeed', 'critical', 'detected', %s, '浦东新区',"
+            " now(), now())",
+            (registration, terminal, api_world.firms["a"]),
+        )
+    page.evaluate("loadBoard()")
+    expect(page.locator('tr[data-code="overspeed"]')).to_have_count(1)
+    expect(page.locator("body")).to_have_attribute("data-beeps", "2")
+    expect(page.get_by_role("alert")).to_contain_text("超速")
+
     # Rescue-code lookup, then English.
     page.get_by_test_id("rescue-code").fill(api_world.rescue_codes["b"])
     page.get_by_test_id("rescue-code").press("Enter")
@@ -208,7 +222,7 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     page = firm.new_page()
     _login(page, api_server.url, api_world.tokens["maintainer"])
     expect(page.locator("h1")).to_have_text("Elevator emergency console")
-    expect(page.locator("tr[data-incident]")).to_have_count(2)
+    expect(page.locator("tr[data-incident]")).to_have_count(3)  # its entrapment, power failure, overspeed
     expect(page.locator(f'tr[data-incident="{api_world.incidents["a"]}"]')).to_contain_text(FIRM_A)
     expect(page.get_by_test_id("board")).not_to_contain_text(FIRM_B)
     expect(page.locator("#user")).to_contain_text(FIRM_A)
