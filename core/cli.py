@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from liftwatch import db
 from liftwatch.config import CommonSettings
+from liftwatch.errors import ConfigError, ServiceUnavailable
 from liftwatch.runtime import configure_logging
 
 app = typer.Typer(
@@ -88,6 +89,17 @@ _wire_subcommands()
 
 
 def main() -> None:
-    """Entry point (``python -m liftwatch``)."""
+    """Entry point of the ``liftwatch`` command and ``python -m liftwatch``.
+
+    A wrong setting or a service that cannot be reached is the operator's to fix, not a bug: it
+    is printed as one clear message (exit 2 and 3), without a traceback.
+    """
     logging.captureWarnings(True)
-    app()
+    try:
+        app()
+    except ConfigError as error:
+        typer.echo(f"liftwatch: configuration error:\n{error}", err=True)
+        raise SystemExit(2) from None
+    except ServiceUnavailable as error:
+        typer.echo(f"liftwatch: {error}", err=True)
+        raise SystemExit(3) from None
