@@ -127,6 +127,18 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     )
     refused = _offline(operator, api_server.url)
     page = operator.new_page()
+    # Script errors and content-security-policy refusals (HTTP errors the page expects, e.g. the 401
+    # before login, are logged by the browser as "Failed to load resource" and are not counted).
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text)
+            if message.type == "error" and "Failed to load resource" not in message.text
+            else None
+        ),
+    )
     _login(page, api_server.url, api_world.tokens["operator"])
     board = page.get_by_test_id("board")
     expect(board).to_contain_text("困人")  # Chinese by default for a zh browser
@@ -215,6 +227,7 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("liftwatch")
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
     assert not refused, f"requests outside the API (a CDN?): {refused}"
+    assert not problems, problems
     operator.close()
 
     # A maintenance firm (English browser): only its elevators, and only the arrive/release buttons.

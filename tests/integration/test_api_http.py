@@ -38,6 +38,9 @@ def test_errors_have_a_stable_code_and_a_message_in_the_callers_language(
     default = client.get("/api/v1/me")
     assert default.json()["error"] == {"code": "unauthenticated", "message": "请先登录（缺少或无效的访问令牌）"}
     assert client.get("/nope", headers={"Accept-Language": "en"}).json()["error"]["code"] == "not_found"
+    page = client.get("/")  # the console: its own files only, never framed (the browser test runs under it)
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     # Field problems are told in the caller's language too; `details` keep pydantic's own for programs.
     bad = "/api/v1/incidents?limit=0&registration_code=x"
     zh_bad = client.get(bad, headers=api_world.headers("operator", "zh")).json()["error"]
