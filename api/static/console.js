@@ -215,6 +215,7 @@ function renderChrome() {
   const who = { name: state.me.name, role: tr(`common.role.${state.me.role}`), firm: state.me.maintainer };
   $("user").textContent = $("user").title = tr(state.me.maintainer ? "console.user.firm" : "console.user", who);
   $("sound").textContent = tr(state.sound ? "console.board.sound_on" : "console.board.sound_off");
+  $("zone").textContent = tr("console.timezone", { zone: state.me.timezone });
   const live = state.source && state.source.readyState === EventSource.OPEN && state.feedLive;
   $("feed-state").textContent = tr(live ? "console.board.live" : "console.board.offline");
   $("feed-state").className = "feed" + (live ? "" : " down");

@@ -147,6 +147,7 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     expect(page.locator("#feed-state")).to_have_text("实时连接")  # stream open and the server's feed on Kafka
     first = page.locator(f'tr[data-incident="{api_world.incidents["a"]}"]')
     expect(first).to_contain_text(i18n.format_datetime(detected, "Asia/Shanghai"))
+    expect(page.get_by_test_id("zone")).to_have_text("时区：Asia/Shanghai")
 
     # The alert service's consumer group has just formed: a first (major) fault goes through the
     # whole path before the timed one, so the 2 s below measure the steady state, not the group join.
