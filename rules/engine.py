@@ -852,7 +852,13 @@ def evaluate(
     _hold_rule(R_STOPPED_OUT, stopped & ~dz & ~occ & normal, ctx, st, params, out, enabled(R_STOPPED_OUT))
     _hold_rule(R_SAFETY, ~ev.safety & normal, ctx, st, params, out, enabled(R_SAFETY))
     _hold_rule(
-        R_REOPEN, _reopen_condition(ev, ctx, st, params, moving, normal), ctx, st, params, out, enabled(R_REOPEN)
+        R_REOPEN,
+        _reopen_condition(ev, ctx, st, params, moving | ~normal, normal),
+        ctx,
+        st,
+        params,
+        out,
+        enabled(R_REOPEN),
     )
     _hold_rule(R_HELD, (door == OPEN) & stopped & normal, ctx, st, params, out, enabled(R_HELD))
     _hold_rule(R_POWER, ~ev.power, ctx, st, params, out, enabled(R_POWER))
@@ -912,8 +918,13 @@ def _trapped(cond_a: B, cond_b: B, ctx: _Ctx, st: State, params: SlotParams, out
         _carry(c, r, ctx, st, j)
 
 
-def _reopen_condition(ev: Columns, ctx: _Ctx, st: State, params: SlotParams, moving: B, normal: B) -> B:
-    """True where >= k door reversals (closing -> opening/open) happened within the window, car not departed."""
+def _reopen_condition(ev: Columns, ctx: _Ctx, st: State, params: SlotParams, reset: B, normal: B) -> B:
+    """True where >= k door reversals (closing -> opening/open) happened within the window, car not departed.
+
+    ``reset`` marks the samples that start the count afresh: the car moving (a departure) or a mode
+    other than normal (a technician working the door is not a reopen loop).
+    """
+    moving = reset
     n = len(ev)
     door = ev.door
     width = st.hist_width
@@ -938,7 +949,7 @@ def _reopen_condition(ev: Columns, ctx: _Ctx, st: State, params: SlotParams, mov
     if rev.shape[0]:
         rg = ctx.gid(rev)
         gs = ctx.gstart[rg]
-        last_move = ctx.prev("moving", moving, moves, rev)
+        last_move = ctx.prev("reset", moving, moves, rev)
         moved = last_move >= gs
         epoch_start = np.where(moved, last_move + 1, gs)
         t = np.arange(rev.shape[0])
@@ -991,7 +1002,7 @@ def _carry_reversals(rev: IP, moves: IP, moving: B, ctx: _Ctx, st: State, hist_n
     """Keep, per terminal, the last reversal times since the car last moved (right-aligned)."""
     width = st.hist_width
     gend = ctx.gend
-    last_move = ctx.prev("moving", moving, moves, gend)
+    last_move = ctx.prev("reset", moving, moves, gend)
     moved = last_move >= ctx.gstart
     if rev.shape[0]:
         rg = ctx.gid(rev)

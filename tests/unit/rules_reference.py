@@ -233,9 +233,9 @@ class Reference:
         )
 
         loop = rs.door_reopen_loop
-        if moving:
+        if moving or not normal:  # a departure or a technician at work starts the count afresh
             t.reversals.clear()
-        if t.prev_door == "closing" and door in ("opening", "open") and not moving:
+        if t.prev_door == "closing" and door in ("opening", "open") and not moving and normal:
             t.reversals.append(ts)
         t.prev_door = door
         k = loop.reversals

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import numpy as np
@@ -17,7 +18,10 @@ from liftwatch.simulators.stream import simulate_fleet
 from tests.unit.rules_reference import Reference
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-HOURS = 3
+HOURS = float(os.environ.get("LIFTWATCH_TEST_FLEET_HOURS", "3"))
+"""Simulated event time. 3 h keeps the suite fast (every fault is injected twice in it); the simulator
+has no time-of-day profile, so a whole day only repeats the traffic: LIFTWATCH_TEST_FLEET_HOURS=24
+runs the fleet-day of the issue (about a minute)."""
 INJECTED: list[tuple[FaultCode, str | None]] = [
     (FaultCode.TRAPPED_PASSENGER, "between_floors"),
     (FaultCode.TRAPPED_PASSENGER, "at_landing"),

@@ -176,6 +176,58 @@ SCENARIOS.update(
 )
 
 
+SCENARIOS.update(
+    {
+        # the catalog's notation: stopped = speed < 0.05, moving = speed >= 0.1
+        "trapped at 0.049 m/s is stopped": (
+            held({**TRAPPED, "speed": 0.049}, 20),
+            [("trapped_passenger", "raised", 0, 20)],
+        ),
+        "trapped at 0.05 m/s is not stopped": (held({**TRAPPED, "speed": 0.05}, 30), []),
+        "door open at 0.099 m/s outside the door zone": (
+            held({"speed": 0.099, "door": "open", "door_zone": False}, 2),
+            [],
+        ),
+        "door open moving in maintenance": (held({"speed": 0.5, "door": "open", "mode": "maintenance"}, 3), []),
+        "bottom floor is fine": (held({"floor": -1}, 2), []),
+        "back above the bottom floor": (
+            then(held({"floor": -2}, 1), {"floor": -1}, 2),
+            [("overtravel_bottom", "raised", 0, 0), ("overtravel_bottom", "cleared", 2, 2)],
+        ),
+        "overspeed two samples 0.5 s apart": (
+            [(0, {**MOVING, "speed": 1.16}), (0.5, {**MOVING, "speed": 1.16})],
+            [("overspeed", "raised", 0, 0.5)],
+        ),
+        "door held open, irregular sampling": (
+            [(0, {"door": "open"}), (50, {"door": "open"}), (119.9, {"door": "open"}), (121, {"door": "open"})],
+            [("door_held_open", "raised", 0, 121)],
+        ),
+        "stopped outside door zone, irregular sampling": (
+            [(0, {"door_zone": False}), (30, {"door_zone": False}), (44.9, {"door_zone": False}), (60, IDLE)],
+            [],
+        ),
+        "safety circuit open in inspection": (held({"safety_circuit": False, "mode": "inspection"}, 5), []),
+        "power back 9.9 s: not cleared yet": (
+            then(held({"power": False}, 6), IDLE, 9.9, 0.1),
+            [("power_failure", "raised", 0, 5)],
+        ),
+        "power back 10 s: cleared": (
+            then(held({"power": False}, 6), IDLE, 11),
+            [("power_failure", "raised", 0, 5), ("power_failure", "cleared", 7, 17)],
+        ),
+        "door reversals in maintenance": ([(t, {**f, "mode": "maintenance"}) for t, f in reversals(6, 5)], []),
+        "door reversals in inspection are not counted": (
+            [(t, {**f, "mode": "inspection"} if t < 12 else f) for t, f in reversals(7, 5)],
+            [],
+        ),
+        "door reversals counted afresh after inspection": (
+            [(t, {**f, "mode": "inspection"} if t < 12 else f) for t, f in reversals(8, 5)],
+            [("door_reopen_loop", "raised", 35.5, 35.5)],
+        ),
+    }
+)
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_scenario(name: str) -> None:
     steps, expected = SCENARIOS[name]
