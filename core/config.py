@@ -101,10 +101,17 @@ class CommonSettings(BaseSettings):
     mqtt_topic_root: str = Field(
         default="", description="Prefix before lift/v1/..., ending in / (tests isolate with it)."
     )
-    site_timezone: str = "Asia/Shanghai"
-    default_language: Literal["zh", "en"] = "zh"
+    site_timezone: str = Field(
+        default="Asia/Shanghai",
+        description="IANA time zone in which people see times (storage is UTC); also the day boundary of statistics.",
+    )
+    default_language: Literal["zh", "en"] = Field(
+        default="zh", description="Language of a fresh install when the browser or caller states none (zh or en)."
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus port; 0 = no listener.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of every process."
+    )
 
     @field_validator("mqtt_url")
     @classmethod
@@ -197,9 +204,22 @@ class GatewaySettings(CommonSettings):
             "MQTT client id (the persistent session); empty = liftwatch-gateway-<hostname>, stable across restarts."
         ),
     )
-    max_payload_bytes: int = Field(default=256 * 1024, gt=0)
-    max_future_skew_s: int = Field(default=24 * 3600, gt=0)
-    retention_days: int = Field(default=400, gt=0)
+    max_payload_bytes: int = Field(
+        default=256 * 1024, gt=0, description="Larger MQTT payloads are dead-lettered as oversized."
+    )
+    max_future_skew_s: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description="Samples this far ahead of the gateway's clock are dead-lettered (future_timestamp).",
+    )
+    retention_days: int = Field(
+        default=400,
+        gt=0,
+        description=(
+            "Samples older than this are dead-lettered (stale_timestamp); keep it at most the storage"
+            " retention (TimescaleDB: 400 days, migration 002)."
+        ),
+    )
     dedupe_window: int = Field(default=64, gt=0, description="Recent seq numbers remembered per terminal.")
     max_in_flight: int = Field(
         default=10_000,
@@ -212,9 +232,9 @@ class GatewaySettings(CommonSettings):
 class WriterSettings(CommonSettings):
     """`liftwatch writer`: Kafka -> PostgreSQL."""
 
-    writer_group: str = "liftwatch-writer"
-    writer_batch_max: int = Field(default=20_000, gt=0)
-    writer_batch_wait_ms: int = Field(default=200, ge=0)
+    writer_group: str = Field(default="liftwatch-writer", description="Kafka consumer group of the writers.")
+    writer_batch_max: int = Field(default=20_000, gt=0, description="Records per COPY transaction at most.")
+    writer_batch_wait_ms: int = Field(default=200, ge=0, description="Longest wait to fill a batch.")
     writer_session_timeout_ms: int = Field(
         default=10_000,
         ge=1000,
@@ -227,10 +247,14 @@ class WriterSettings(CommonSettings):
 class RulesSettings(CommonSettings):
     """`liftwatch rules`: the fault rule engine."""
 
-    rules_group: str = "liftwatch-rules"
-    rules_batch_max: int = Field(default=50_000, gt=0)
-    rules_batch_wait_ms: int = Field(default=100, ge=0)
-    allowed_lateness_ms: int = Field(default=5_000, ge=0)
+    rules_group: str = Field(default="liftwatch-rules", description="Kafka consumer group of the rule engines.")
+    rules_batch_max: int = Field(default=50_000, gt=0, description="Records per evaluated batch at most.")
+    rules_batch_wait_ms: int = Field(default=100, ge=0, description="Longest wait to fill a batch.")
+    allowed_lateness_ms: int = Field(
+        default=5_000,
+        ge=0,
+        description="Out-of-order samples within this are reordered; later ones are counted and skipped by the rules.",
+    )
     rules_overrides: Path | None = Field(default=None, description="YAML/JSON file of per-rule/per-model thresholds.")
     rules_registry_refresh_s: float = Field(
         default=60.0, gt=0, description="Registry (rated speed, floors) reload period."
@@ -247,14 +271,34 @@ class RulesSettings(CommonSettings):
 class AlertsSettings(CommonSettings):
     """`liftwatch alerts`: incidents, deadlines, notifications."""
 
-    alerts_group: str = "liftwatch-alerts"
-    webhook_secret: SecretStr = SecretStr("")
-    webhook_max_attempts: int = Field(default=8, gt=0)
-    renotify_interval_s: int = Field(default=60, gt=0)
-    dispatch_deadline_s: int = Field(default=5 * 60, gt=0)
-    arrival_deadline_s: int = Field(default=30 * 60, gt=0)
-    auto_close_after_s: int = Field(default=24 * 3600, gt=0)
-    tick_interval_s: float = Field(default=1.0, gt=0)
+    alerts_group: str = Field(default="liftwatch-alerts", description="Kafka consumer group of the alert services.")
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Default HMAC-SHA256 key of webhooks registered without their own (>= 16 characters).",
+    )
+    webhook_max_attempts: int = Field(
+        default=8, gt=0, description="Failed attempts before a delivery is dead-lettered."
+    )
+    renotify_interval_s: int = Field(
+        default=60, gt=0, description="Re-notify an unacknowledged critical incident this often."
+    )
+    dispatch_deadline_s: int = Field(
+        default=5 * 60, gt=0, description="Detection to dispatch, for the deadline codes (trapped passenger: 5 min)."
+    )
+    arrival_deadline_s: int = Field(
+        default=30 * 60,
+        gt=0,
+        description="Detection to arrival on site, for the deadline codes (trapped passenger: 30 min).",
+    )
+    auto_close_after_s: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description=(
+            "A non-critical incident nobody acknowledged whose condition has cleared is auto-cleared"
+            " this long after detection."
+        ),
+    )
+    tick_interval_s: float = Field(default=1.0, gt=0, description="Deadline check period.")
     deadline_codes: list[str] = Field(
         default=["trapped_passenger"],
         description="Fault codes held to dispatch_deadline_s / arrival_deadline_s after detection.",
@@ -266,30 +310,38 @@ class AlertsSettings(CommonSettings):
     auto_escalation_limit: int = Field(
         default=2, ge=1, le=3, description="Highest escalation level a missed deadline reaches by itself (3 = 119)."
     )
-    chattering_window_s: int = Field(default=60, gt=0)
+    chattering_window_s: int = Field(
+        default=60, gt=0, description="Window in which raise/clear toggles count towards chattering."
+    )
     chattering_toggles: int = Field(default=3, ge=2, description="Toggles within the window that flag chattering.")
     emergency_severities: list[Literal["critical", "major", "minor"]] = Field(
         default=["critical"], description="Severities routed to the emergency centres (the firm gets all)."
     )
-    firm_severities: list[Literal["critical", "major", "minor"]] = ["critical", "major", "minor"]
+    firm_severities: list[Literal["critical", "major", "minor"]] = Field(
+        default=["critical", "major", "minor"], description="Severities sent to the maintenance firm's webhooks."
+    )
     quiet_kinds: list[str] = Field(
         default=["updated"], description="Incident change kinds published on Kafka but not sent to webhooks."
     )
-    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout of one webhook call.")
     webhook_backoff_base_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles per attempt.")
-    webhook_backoff_max_s: float = Field(default=300.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=300.0, gt=0, description="Longest delay between webhook retries.")
     webhook_concurrency: int = Field(default=16, gt=0, description="Webhook calls in flight at most.")
     alerts_batch_max: int = Field(default=500, gt=0, description="Fault events per database transaction at most.")
-    alerts_relay_batch_max: int = Field(default=500, gt=0)
+    alerts_relay_batch_max: int = Field(
+        default=500, gt=0, description="Incident changes relayed to Kafka and webhooks per round at most."
+    )
     alerts_poll_s: float = Field(default=1.0, gt=0, description="Relay/delivery poll period when nothing wakes them.")
-    alerts_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    alerts_session_timeout_ms: int = Field(
+        default=10_000, ge=1_000, description="Consumer-group session timeout (a dead service's partitions then move)."
+    )
 
 
 class ApiSettings(CommonSettings):
     """`liftwatch api`: HTTP API and operator console."""
 
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the API and operator console.")
     admin_token: SecretStr | None = Field(default=None, description="Bootstrap admin bearer token.")
     api_db_pool_size: int = Field(default=10, gt=0, le=200, description="PostgreSQL connections per API process.")
     api_cookie_secure: bool = Field(default=False, description="Mark the console's session cookie Secure (HTTPS).")
@@ -297,8 +349,14 @@ class ApiSettings(CommonSettings):
         default=10_000, gt=0, description="Most changes replayed to a reconnecting live-feed client."
     )
     # Shown by the console's clocks; the alert service enforces them (same variables).
-    dispatch_deadline_s: int = Field(default=5 * 60, gt=0)
-    arrival_deadline_s: int = Field(default=30 * 60, gt=0)
+    dispatch_deadline_s: int = Field(
+        default=5 * 60, gt=0, description="Detection to dispatch, for the deadline codes (trapped passenger: 5 min)."
+    )
+    arrival_deadline_s: int = Field(
+        default=30 * 60,
+        gt=0,
+        description="Detection to arrival on site, for the deadline codes (trapped passenger: 30 min).",
+    )
 
     @field_validator("admin_token")
     @classmethod
@@ -310,3 +368,34 @@ class ApiSettings(CommonSettings):
 
 class PlatformSettings(GatewaySettings, WriterSettings, RulesSettings, AlertsSettings, ApiSettings):
     """`liftwatch up` / `demo`: every process in one, so the union of their settings."""
+
+
+SETTINGS_CLASSES: tuple[type[CommonSettings], ...] = (
+    CommonSettings,
+    GatewaySettings,
+    WriterSettings,
+    RulesSettings,
+    AlertsSettings,
+    ApiSettings,
+)
+
+
+def settings_reference() -> str:
+    """The configuration reference of ``docs/operations.md``: every variable, its default and meaning.
+
+    Each class lists the fields it adds to :class:`CommonSettings`; a test keeps the docs equal to this.
+    """
+    blocks: list[str] = []
+    common = set(CommonSettings.model_fields)
+    for cls in SETTINGS_CLASSES:
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        rows = ["| variable | default | meaning |", "|---|---|---|"]
+        for name, field in cls.model_fields.items():
+            if cls is not CommonSettings and name in common:
+                continue
+            default = "(secret)" if isinstance(field.default, SecretStr) and field.default else field.default
+            if isinstance(default, SecretStr):
+                default = '""'
+            rows.append(f"| `LIFTWATCH_{name.upper()}` | `{default}` | {field.description or ''} |")
+        blocks.append(f"**{cls.__name__}** ({summary})\n\n" + "\n".join(rows))
+    return "\n\n".join(blocks) + "\n"
