@@ -229,6 +229,7 @@ class MqttClient:
         self._client.on_message = self._on_message
         self._client.deliver = self._deliver
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
         self._client.on_publish = self._on_publish
         self._client.on_socket_open = self._on_socket_open
         self._client.on_socket_close = self._on_socket_close
@@ -376,6 +377,12 @@ class MqttClient:
         if self._suback is not None:
             self._suback.set()
 
+    def _on_unsubscribe(
+        self, client: paho.Client, userdata: object, mid: int, reasons: list[ReasonCode], properties: object
+    ) -> None:
+        if self._suback is not None:
+            self._suback.set()
+
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         try:
             topic = message.topic
@@ -458,6 +465,19 @@ class MqttClient:
         except TimeoutError as error:
             raise ServiceUnavailable("MQTT SUBACK not received") from error
 
+    async def unsubscribe(self, *filters: str) -> None:
+        """Remove subscriptions (messages already queued in a persistent session still arrive)."""
+        assert self._suback is not None, "connect() first"
+        self._subscriptions = [(topic, qos) for topic, qos in self._subscriptions if topic not in filters]
+        self._suback.clear()
+        result, _ = self._client.unsubscribe(list(filters))
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise ServiceUnavailable(f"MQTT unsubscribe failed: {paho.error_string(result)}")
+        try:
+            await asyncio.wait_for(self._suback.wait(), CONNECT_TIMEOUT_S)
+        except TimeoutError as error:
+            raise ServiceUnavailable("MQTT UNSUBACK not received") from error
+
     async def _wait_inbox(self) -> None:
         ready = self._inbox_ready
         assert ready is not None, "connect() first"
@@ -536,8 +556,8 @@ class MqttClient:
     def connected(self) -> bool:
         return self._connected
 
-    async def disconnect(self) -> None:
-        """Disconnect cleanly (no will is sent) and release the socket."""
+    async def disconnect(self, end_session: bool = False) -> None:
+        """Disconnect cleanly (no will is sent) and release the socket; ``end_session`` drops a persistent session."""
         self._closing = True
         for task in (self._reconnect_task, self._misc_task):
             if task is not None and not task.done():
@@ -545,7 +565,11 @@ class MqttClient:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if self._sock is not None:
-            self._client.disconnect()
+            properties = None
+            if end_session:
+                properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+                properties.SessionExpiryInterval = 0
+            self._client.disconnect(properties=properties)
             if self._disconnected is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._disconnected.wait(), DISCONNECT_TIMEOUT_S)

@@ -25,7 +25,18 @@ OutOption = Annotated[
 
 
 @gateway_app.callback(invoke_without_command=True)
-def gateway() -> None:
+def gateway(
+    leave: Annotated[
+        bool,
+        typer.Option(
+            "--leave",
+            help=(
+                "Retire this client id's session for good (scale-down): unsubscribe, deliver what it had"
+                " queued, end the session, exit."
+            ),
+        ),
+    ] = False,
+) -> None:
     """Run a gateway until SIGINT/SIGTERM (scale out: several share the subscription)."""
     from . import gateway as service
 
@@ -33,7 +44,7 @@ def gateway() -> None:
     configure_logging(settings.log_level)
 
     async def run(stop: asyncio.Event) -> None:
-        await service.serve(settings, stop)
+        await service.serve(settings, stop, leave=leave)
 
     run_services(run)
 

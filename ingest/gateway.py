@@ -50,6 +50,8 @@ PRODUCER_LINGER_MS = 2
 DISPATCH_MAX = 2000
 # Terminal -> partition memo; bounded so a flood of forged terminal ids cannot grow it forever.
 PARTITION_CACHE_MAX = 1_000_000
+# Leaving (`liftwatch gateway --leave`): the session counts as drained after this long without a message.
+LEAVE_IDLE_S = 2.0
 
 
 def default_client_id() -> str:
@@ -86,6 +88,8 @@ class Gateway:
         self._stopping = False
         self._last: asyncio.Task[bool] | None = None
         self._pending: set[asyncio.Task[bool]] = set()
+        self._received = 0  # MQTT messages taken so far
+        self._unacked = 0  # of which not acknowledged yet
 
     # --- start-up, retried until the services answer --------------------------------------------
 
@@ -129,8 +133,15 @@ class Gateway:
 
     # --- the loop -------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Move messages until ``stop`` is set, then deliver what is pending and disconnect."""
+    async def run(self, stop: asyncio.Event, leave: bool = False) -> None:
+        """Move messages until ``stop`` is set, then deliver what is pending and disconnect.
+
+        With ``leave``, the gateway instead retires its session for good: it unsubscribes (no new
+        messages are routed to it), delivers what the session had queued, and disconnects with a
+        session expiry of 0. A shared subscription keeps routing a share of the messages to a
+        member's session while it is offline, so a gateway removed for good (scale-down, a changed
+        client id) must leave, or its share is lost when the session expires.
+        """
         self._producer = await self._start_producer(stop)
         if self._producer is None:
             return
@@ -139,13 +150,42 @@ class Gateway:
             if self._mqtt is None:
                 return
             log.info("gateway %s consuming %s", self._mqtt.client_id, subscription_filters(self.settings))
+            drained = False
             try:
-                await self._pump(self._mqtt, stop)
+                if leave:
+                    await self._mqtt.unsubscribe(*subscription_filters(self.settings))
+                    drained = await self._pump_until_idle(self._mqtt, stop)
+                else:
+                    await self._pump(self._mqtt, stop)
             finally:
                 await self._drain()
-                await self._mqtt.disconnect()
+                await self._mqtt.disconnect(end_session=drained and not self._unacknowledged())
+                if leave:
+                    log.info("gateway %s %s", self._mqtt.client_id, "left" if drained else "stopped before leaving")
         finally:
             await self._producer.stop()
+
+    def _unacknowledged(self) -> bool:
+        return self._unacked > 0
+
+    async def _pump_until_idle(self, mqtt: MqttClient, stop: asyncio.Event) -> bool:
+        """Pump until the session has been quiet for LEAVE_IDLE_S; False if ``stop`` came first."""
+        idle = asyncio.Event()
+        pump = asyncio.create_task(self._pump(mqtt, idle))
+        quiet_since = time.monotonic()
+        seen = -1
+        try:
+            while not stop.is_set():
+                received = self._received
+                if received != seen or mqtt.waiting or self._pending:
+                    seen, quiet_since = received, time.monotonic()
+                elif time.monotonic() - quiet_since >= LEAVE_IDLE_S:
+                    return True
+                await sleep_unless(stop, 0.1)
+            return False
+        finally:
+            idle.set()
+            await pump
 
     async def _pump(self, mqtt: MqttClient, stop: asyncio.Event) -> None:
         stopped = asyncio.ensure_future(stop.wait())
@@ -183,6 +223,8 @@ class Gateway:
                 records.append(OutRecord("deadletter", None, encode_record(letter)))
         self.metrics.batch_size.observe(len(messages))
         self.metrics.in_flight.inc(len(messages))
+        self._received += len(messages)
+        self._unacked += len(messages)
         task = asyncio.create_task(self._deliver(records, messages, self._last))
         self._last = task
         self._pending.add(task)
@@ -260,6 +302,7 @@ class Gateway:
         assert self._mqtt is not None
         self._mqtt.ack_many(messages)
         self.metrics.in_flight.dec(len(messages))
+        self._unacked -= len(messages)
         samples = 0
         for record in records:
             self.metrics.records_out.labels(topic=record.topic).inc()
@@ -283,7 +326,9 @@ class Gateway:
                 log.error("delivery failed", exc_info=task.exception())
 
 
-async def serve(settings: GatewaySettings, stop: asyncio.Event, registry: CollectorRegistry | None = None) -> None:
+async def serve(
+    settings: GatewaySettings, stop: asyncio.Event, registry: CollectorRegistry | None = None, leave: bool = False
+) -> None:
     """Run a gateway until ``stop`` is set (the process entry point, also used by ``liftwatch up``)."""
     gateway = Gateway(settings, registry if registry is not None else process_registry(settings.metrics_port))
-    await gateway.run(stop)
+    await gateway.run(stop, leave=leave)

@@ -10,6 +10,7 @@ from liftwatch.config import GatewaySettings, WriterSettings
 from liftwatch.ingest import gateway, writer
 from liftwatch.mqtt import MqttClient
 from liftwatch.schema import decode_telemetry_record
+from prometheus_client import CollectorRegistry
 
 from tests.fixtures.ingest import (
     Process,
@@ -138,3 +139,48 @@ async def test_messages_published_while_the_gateway_is_down_arrive_when_it_retur
         await wait_until(all_out)
     records = await read_records(gateway_settings, "telemetry", 20, decode_telemetry_record)
     assert sorted(r.seq for r in records) == list(range(20))
+
+
+async def test_a_gateway_leaving_for_good_delivers_its_queued_share_and_ends_its_session(
+    gateway_settings: GatewaySettings,
+) -> None:
+    """A shared subscription routes a share of the messages to an offline member's session: a
+    gateway retired for good must leave (``liftwatch gateway --leave``) or that share is lost."""
+    staying = gateway_settings.model_copy(update={"gateway_client_id": f"{gateway_settings.gateway_client_id}-b"})
+
+    def out(registry: CollectorRegistry) -> float:
+        return registry.get_sample_value("liftwatch_gateway_records_out_total", {"topic": "telemetry"}) or 0.0
+
+    async def publish(pub: MqttClient, seqs: range) -> None:
+        for seq in seqs:
+            terminal = f"L{seq % 4}"
+            pub.publish(gateway_settings.mqtt_topic(f"lift/v1/{terminal}/telemetry"), telemetry_payload(terminal, seq))
+        await pub.wait_below(1)
+
+    async with (
+        running(gateway.serve, staying) as kept,
+        publisher(str(gateway_settings.mqtt_url)) as pub,
+    ):
+        await gateway_subscribed(kept)
+        async with running(gateway.serve, gateway_settings) as leaving:
+            await gateway_subscribed(leaving)
+        await publish(pub, range(20))  # the leaving gateway is offline: its session queues its share
+
+        async def kept_has_its_share() -> bool:
+            return out(kept) > 0
+
+        await wait_until(kept_has_its_share)
+        left = CollectorRegistry()
+        await asyncio.wait_for(gateway.serve(gateway_settings, asyncio.Event(), left, leave=True), 30)
+        assert out(left) > 0  # it delivered what its session held
+
+        async def all_twenty() -> bool:
+            return out(kept) + out(left) == 20
+
+        await wait_until(all_twenty)
+        await publish(pub, range(20, 30))  # the session is gone: everything goes to the other gateway
+
+        async def all_thirty() -> bool:
+            return out(kept) + out(left) == 30
+
+        await wait_until(all_thirty)
