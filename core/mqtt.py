@@ -39,8 +39,10 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 log = logging.getLogger(__name__)
 
-# A gateway restarted within this time finds the messages published meanwhile waiting for it.
-SESSION_EXPIRY_S = 3600
+# A gateway restarted within this time finds the messages published meanwhile waiting for it:
+# a day covers a night-long outage of every gateway. A session retired on purpose ends at once
+# (`liftwatch gateway --leave`), so the long expiry costs nothing in normal operation.
+SESSION_EXPIRY_S = 86_400
 # Seconds between keep-alive pings; the broker declares us dead (and fires our will) after 1.5x.
 KEEPALIVE_S = 30
 # Reconnect back-off, doubling from the first to the second bound.
