@@ -135,6 +135,10 @@ class IncidentFeed:
         # connected clients miss nothing (only the very first start begins at the end).
         self._positions: dict[int, int] = {}
 
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        self._metrics.feed_connected.set(1 if connected else 0)
+
     @contextlib.contextmanager
     def subscribe(self, principal: Principal) -> Iterator[Subscription]:
         """Register a subscriber for the duration of the ``with`` block."""
@@ -167,7 +171,7 @@ class IncidentFeed:
             try:
                 await self._consume(stop)
             except (KafkaError, OSError) as error:
-                self.connected = False
+                self._set_connected(False)
                 log.warning("incident feed: Kafka unavailable (%s), retrying", error)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _RETRY_S)
@@ -194,7 +198,7 @@ class IncidentFeed:
                     consumer.seek(partition, self._positions[partition.partition])
                 else:
                     self._positions[partition.partition] = await consumer.position(partition)
-            self.connected = True
+            self._set_connected(True)
             self.ready.set()
             probe_at = time.monotonic() + _PROBE_S
             while not stop.is_set():
@@ -204,7 +208,7 @@ class IncidentFeed:
                         raise KafkaConnectionError("the broker stopped answering")
                     probe_at = time.monotonic() + _PROBE_S
         finally:
-            self.connected = False
+            self._set_connected(False)
             await consumer.stop()
 
     def _deliver_batches(self, batches: dict[Any, list[Any]]) -> None:

@@ -19,6 +19,7 @@ class ApiMetrics:
     sse_dropped: Counter
     feed_changes: Counter
     feed_rejected: Counter
+    feed_connected: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ApiMetrics:
@@ -57,6 +58,11 @@ class ApiMetrics:
                 "liftwatch_api_feed_rejected_total",
                 "Incident records that could not be decoded.",
                 ["reason"],
+                registry=registry,
+            ),
+            feed_connected=Gauge(
+                "liftwatch_api_feed_connected",
+                "1 while the live feed's Kafka consumer is connected and the broker answers.",
                 registry=registry,
             ),
         )

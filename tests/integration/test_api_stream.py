@@ -174,8 +174,10 @@ async def test_a_kafka_outage_shows_on_the_stream_and_in_health(
                 assert await asyncio.wait_for(next_feed_state(), 15) is False
                 health = await client.get("/healthz")
                 assert (health.status_code, health.json()["checks"]["kafka"]) == (503, "down")
+                assert "liftwatch_api_feed_connected 0.0" in (await client.get("/metrics")).text
                 broker = await asyncio.to_thread(services.start_tansu, port)
                 assert await asyncio.wait_for(next_feed_state(), 20) is True
                 assert (await client.get("/healthz")).json()["checks"]["kafka"] == "ok"
+                assert "liftwatch_api_feed_connected 1.0" in (await client.get("/metrics")).text
     finally:
         broker.stop()
