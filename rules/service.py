@@ -1,7 +1,7 @@
 """``liftwatch rules``: the Kafka adapter around the pure rule engine.
 
 Loop: ``getmany`` a large batch of ``telemetry`` (and ``status``) records, decode them into
-columns, evaluate (``RuleProcessor``), produce the fault events to ``faults`` keyed by terminal
+columns, evaluate (``RuleProcessor``), produce the fault events to ``faults`` keyed by elevator
 and wait for Kafka's acknowledgement, then checkpoint: the state of each touched partition's
 terminals and the next offset to read, in one PostgreSQL transaction. On partition assignment
 the checkpoint is restored and the consumer seeks to its offset; on revocation the partition is
@@ -61,6 +61,12 @@ DO UPDATE SET next_offset = EXCLUDED.next_offset, terminals = EXCLUDED.terminals
 SELECT_CHECKPOINT = """
 SELECT next_offset, state FROM rules_checkpoints WHERE consumer_group = %s AND topic = %s AND kafka_partition = %s
 """
+
+
+def fault_key(event: FaultEvent) -> bytes:
+    """Key of a ``faults`` record: the elevator (all its events in one partition, in order, even across a
+    terminal replacement); the terminal for one the registry does not know."""
+    return (event.registration_code or event.terminal).encode()
 
 
 def site_day_offset_ms(timezone: str) -> int:
@@ -227,9 +233,7 @@ class RulesService:
         assert self.producer is not None
         futures = []
         for event in events:
-            futures.append(
-                await self.producer.send(self.faults_topic, encode_record(event), key=event.terminal.encode())
-            )
+            futures.append(await self.producer.send(self.faults_topic, encode_record(event), key=fault_key(event)))
             self.metrics.events.labels(code=event.code.value, transition=event.transition).inc()
         dead, self.dead = self.dead, []
         for letter in dead:

@@ -143,3 +143,29 @@ def test_a_changed_registry_takes_effect_on_the_next_batch() -> None:
     processor.set_registry({"E9": TerminalInfo("31000000000000000009", 2.0, 0, 9)})  # re-rated elevator
     assert fast(200_000, 2) == []
     assert fast(210_000, 3) == ["overspeed:cleared"], "false for 10 s under the new rated speed"
+
+
+def test_fault_events_are_keyed_by_elevator() -> None:
+    from liftwatch.rules.service import fault_key
+
+    processor = RuleProcessor(build(), lateness_ms=0)
+    processor.set_registry({"E1": TerminalInfo("31000000000000000001", 1.0, 0, 9)})
+    sample = Sample(
+        ts=1_000,
+        mode="normal",
+        floor=1,
+        door_zone=True,
+        direction="stop",
+        speed=0.0,
+        door="closed",
+        occupied=False,
+        safety_circuit=True,
+        limit_up=True,
+    )
+    events, _ = processor.process(
+        [TelemetryRecord("E1", 0, 0, [sample]), TelemetryRecord("STRANGER", 0, 0, [sample])], flush=True
+    )
+    assert sorted((e.code.value, fault_key(e)) for e in events) == [
+        ("overtravel_top", b"31000000000000000001"),
+        ("unregistered_terminal", b"STRANGER"),
+    ]
