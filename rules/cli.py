@@ -67,6 +67,7 @@ def replay(
     from liftwatch import db
     from liftwatch.rules import thresholds as thresholds_mod
     from liftwatch.rules.replay import replay_events
+    from liftwatch.rules.service import site_day_offset_ms
     from rich.console import Console
     from rich.table import Table
 
@@ -81,7 +82,15 @@ def replay(
     except RulesConfigError as error:
         raise typer.BadParameter(str(error)) from error
     with db.connect(settings.require_database_url()) as conn:
-        result = replay_events(conn, config, t1, t2, terminals=terminal, lateness_ms=settings.allowed_lateness_ms)
+        result = replay_events(
+            conn,
+            config,
+            t1,
+            t2,
+            terminals=terminal,
+            lateness_ms=settings.allowed_lateness_ms,
+            day_offset_ms=site_day_offset_ms(settings.site_timezone),  # site days, as the live engine counts them
+        )
     console = Console()
     tz = ZoneInfo(settings.site_timezone)
 
