@@ -57,12 +57,13 @@ _POLL_S = 2.0
 
 def _incident(row: dict[str, Any], settings: ApiSettings) -> Incident:
     trapped = row["code"] == FaultCode.TRAPPED_PASSENGER
-    detected: datetime = row["detected_at"]
+    # The clocks start where the alert service's do: at the earlier of detection and opening.
+    start: datetime = min(row["detected_at"], row["opened_at"])
     return Incident.model_validate(
         {
             **row,
-            "dispatch_deadline_at": detected + timedelta(seconds=settings.dispatch_deadline_s) if trapped else None,
-            "arrival_deadline_at": detected + timedelta(seconds=settings.arrival_deadline_s) if trapped else None,
+            "dispatch_deadline_at": start + timedelta(seconds=settings.dispatch_deadline_s) if trapped else None,
+            "arrival_deadline_at": start + timedelta(seconds=settings.arrival_deadline_s) if trapped else None,
         }
     )
 

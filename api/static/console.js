@@ -13,12 +13,15 @@ const NEXT = {
   released: ["close"],
 };
 const FIRM_ACTIONS = new Set(["arrive", "release"]);
+// Escalation (level 2 district rescue team, 3 fire brigade) is for people still trapped or at risk.
+const ESCALATABLE = new Set(["detected", "acknowledged", "dispatched", "arrived"]);
+const MAX_ESCALATION = 3;
 const CAUSES = ["equipment_fault", "external_power", "misuse", "vandalism", "maintenance_error",
   "terminal_fault", "environment", "unknown"];
 
 const state = {
   lang: "zh", texts: {}, me: null, incidents: new Map(), lastChange: 0, source: null,
-  sound: true, audio: null, beeps: 0, fresh: new Set(), pending: null, loaded: false,
+  sound: true, audio: null, beeps: 0, fresh: new Set(), pending: null, loaded: false, alarmed: new Set(),
   feedLive: false, // the server's own feed reaches Kafka (event: feed); false = changes are not coming
   panel: null, // what the side panel shows: { kind: "incident", id } or { kind: "elevator", code }
 };
@@ -157,6 +160,24 @@ function allowedActions(incident) {
   return role === "maintainer" ? next.filter((a) => FIRM_ACTIONS.has(a)) : next;
 }
 
+function canEscalate(incident) {
+  return (state.me.role === "operator" || state.me.role === "admin") && ESCALATABLE.has(incident.status)
+    && incident.escalation_level < MAX_ESCALATION;
+}
+
+// A deadline passed without its step: the board then offers escalation right in the row.
+function deadlineMissed(incident) {
+  const now = Date.now();
+  const late = (deadline, done) => deadline && !done && Date.parse(deadline) < now;
+  return incident.dispatch_deadline_missed || incident.arrival_deadline_missed
+    || late(incident.dispatch_deadline_at, incident.dispatched_at) || late(incident.arrival_deadline_at, incident.arrived_at);
+}
+
+function actionLabel(incident, action) {
+  if (action !== "escalate") return tr(`common.action.${action}`);
+  return tr("console.escalate.to", { target: tr(`console.escalation.level.${incident.escalation_level + 1}`) });
+}
+
 function row(incident) {
   const trapped = incident.code === "trapped_passenger";
   const classes = [incident.severity, trapped ? "trapped" : "", state.fresh.has(incident.id) ? "fresh" : ""];
@@ -167,11 +188,12 @@ function row(incident) {
   if (incident.arrival_deadline_at) {
     deadlines.push(clock("common.deadline.arrival", incident.arrival_deadline_at, incident.arrived_at));
   }
-  const actions = allowedActions(incident).map((action, index) =>
+  const offered = [...allowedActions(incident), ...(canEscalate(incident) && deadlineMissed(incident) ? ["escalate"] : [])];
+  const actions = offered.map((action, index) =>
     el("button", {
-      type: "button", class: index === 0 ? "primary" : "", "data-action": action,
-      onclick: () => openAction(incident, action),
-    }, tr(`common.action.${action}`)));
+      type: "button", class: [index === 0 ? "primary" : "", action === "escalate" ? "escalate" : ""].join(" ").trim(),
+      "data-action": action, onclick: () => openAction(incident, action),
+    }, actionLabel(incident, action)));
   const elevator = incident.registration_code
     ? el("a", { href: "#", class: "elevator", onclick: (e) => { e.preventDefault(); showElevator(incident.registration_code); } },
       incident.rescue_code || "", el("br"), el("span", { class: "code" }, incident.registration_code))
@@ -291,6 +313,8 @@ async function onChange(change) {
 }
 
 function alarm(incident) {
+  if (state.alarmed.has(incident.id)) return; // once per incident, whichever path saw it first
+  state.alarmed.add(incident.id);
   state.fresh.add(incident.id);
   setTimeout(() => { state.fresh.delete(incident.id); renderBoard(); }, 6000);
   const banner = $("alert-banner");
@@ -323,7 +347,7 @@ function beep() {
 
 function openAction(incident, action) {
   state.pending = { incident, action };
-  $("action-title").textContent = `${tr(`common.action.${action}`)} · ${tr(`common.fault.${incident.code}`)} · ${incident.address || incident.terminal_id}`;
+  $("action-title").textContent = `${actionLabel(incident, action)} · ${tr(`common.fault.${incident.code}`)} · ${incident.address || incident.terminal_id}`;
   const isClose = action === "close" || action === "false-alarm";
   $("cause-row").hidden = !isClose;
   const select = $("action-cause");
@@ -458,9 +482,13 @@ async function showIncident(id) {
   if (incident.arrival_deadline_at) {
     deadlines.push(clock("common.deadline.arrival", incident.arrival_deadline_at, incident.arrived_at));
   }
-  const actions = OPEN.has(incident.status) ? allowedActions(incident).map((action) =>
-    el("button", { type: "button", "data-action": action, onclick: () => openAction(incident, action) },
-      tr(`common.action.${action}`))) : [];
+  const offered = OPEN.has(incident.status)
+    ? [...allowedActions(incident), ...(canEscalate(incident) ? ["escalate"] : [])] : [];
+  const actions = offered.map((action) =>
+    el("button", {
+      type: "button", class: action === "escalate" ? "escalate" : "", "data-action": action,
+      onclick: () => openAction(incident, action),
+    }, actionLabel(incident, action)));
   const elevator = incident.registration_code
     ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); showElevator(incident.registration_code); } },
       `${incident.rescue_code || ""} · ${tr("console.incident.open_elevator")}`)
@@ -478,7 +506,8 @@ async function showIncident(id) {
       field("console.col.detected", formatTime(incident.detected_at)),
       field("console.incident.occurrences",
         incident.occurrences + (incident.chattering ? ` (${tr("console.incident.chattering")})` : "")),
-      field("console.incident.escalation", incident.escalation_level),
+      field("console.incident.escalation",
+        `${incident.escalation_level} · ${tr(`console.escalation.level.${incident.escalation_level}`)}`),
       incident.close_cause ? field("console.incident.cause", tr(`common.cause.${incident.close_cause}`)) : []),
     deadlines.length ? el("div", { class: "deadlines" }, deadlines) : [],
     actions.length ? el("div", { class: "actions" }, actions) : [],

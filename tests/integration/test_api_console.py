@@ -14,7 +14,7 @@ from liftwatch import i18n
 from liftwatch.config import ApiSettings
 from liftwatch.schema import FaultCode
 
-from tests.fixtures.api import FIRM_A, FIRM_B, RunningApi, World, add_elevator, raise_fault
+from tests.fixtures.api import FIRM_A, FIRM_B, RunningApi, World, add_elevator, open_incident, raise_fault
 
 pytestmark = [
     pytest.mark.integration,
@@ -184,16 +184,22 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
-    for action in ("dispatch", "arrive", "release"):
+    for action in ("dispatch", "arrive"):
         _act(page, new, action, enter=action == "dispatch")
         expect(page.locator("#action-dialog")).not_to_be_visible()
-    expect(row.get_by_test_id("status")).to_have_text("已解救")
-    # The incident's own panel: its trail with each note, and the close button.
+    expect(row.get_by_test_id("status")).to_have_text("已到场")
+    # The incident's own panel: its trail with each note; escalation, release and close from there.
     row.get_by_test_id("open-incident").click()
     trail = page.get_by_test_id("trail")
-    expect(trail.locator("tbody tr")).to_have_count(5)
-    expect(trail).to_contain_text("release by the console test")
+    expect(trail.locator("tbody tr")).to_have_count(4)
+    expect(trail).to_contain_text("arrive by the console test")
     expect(trail).to_contain_text("operator-olivia")
+    _act_in_panel(page, "escalate")  # the technician cannot free them: the district rescue team
+    expect(detail).to_contain_text("2 · 区应急救援队")
+    expect(trail.locator("tbody tr")).to_have_count(5)
+    expect(page.locator('#detail button[data-action="escalate"]')).to_have_text("升级至消防（119）")
+    _act_in_panel(page, "release")
+    expect(row.get_by_test_id("status")).to_have_text("已解救")
     _act_in_panel(page, "close", cause="equipment_fault")
     expect(row).to_have_count(0)
     expect(detail).to_contain_text("已关闭")
@@ -211,10 +217,18 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
             " now(), now())",
             (registration, terminal, api_world.firms["a"]),
         )
+        late = open_incident(  # an entrapment 40 minutes old, nobody on site: past the 30-minute deadline
+            conn, other_registration, other_terminal, api_world.firms["b"],
+            detected_at=datetime.now(UTC) - timedelta(minutes=40),
+        )  # fmt: skip
     page.evaluate("loadBoard()")
     expect(page.locator('tr[data-code="overspeed"]')).to_have_count(1)
-    expect(page.locator("body")).to_have_attribute("data-beeps", "2")
-    expect(page.get_by_role("alert")).to_contain_text("超速")
+    expect(page.locator("body")).to_have_attribute("data-beeps", "3")
+    expect(page.get_by_role("alert")).to_be_visible()
+    late_row = page.locator(f'tr[data-incident="{late}"]')
+    expect(late_row.locator(".clock.late")).to_have_count(2)  # both deadlines passed, counting up
+    # Offered in the row (the alert service may already have escalated it to level 2 by itself).
+    expect(late_row.locator('button[data-action="escalate"]')).to_contain_text("升级至")
 
     # Rescue-code lookup, then English.
     page.get_by_test_id("rescue-code").fill(api_world.rescue_codes["b"])
