@@ -366,11 +366,18 @@ class DrainResult:
     rows: int
     expected: int
     seconds: float
+    """From the gateway's restart (its start-up time subtracted) to the last row stored."""
+    gateway_seconds: float
+    """From the gateway's restart (start-up subtracted) until it went idle: everything in Kafka."""
     cpu_us: dict[str, float]
 
     @property
     def rate(self) -> float:
-        return self.messages / self.seconds if self.seconds else 0.0
+        return self.messages / self.seconds
+
+    @property
+    def gateway_rate(self) -> float:
+        return self.messages / self.gateway_seconds
 
 
 async def drain_backlog(
@@ -391,7 +398,9 @@ async def drain_backlog(
     """
     stop_gateway()
     # What a gateway costs to start (imports, connections) with nothing to do, subtracted below.
-    startup = await settle(restart_gateway())
+    started_at = time.monotonic()
+    startup, ready_at = await settle(restart_gateway())
+    startup_s = ready_at - started_at
     stop_gateway()
     prefix = f"drain{per_message}-{secrets.token_hex(2)}"
     now_ms = int(time.time() * 1000)
@@ -401,48 +410,53 @@ async def drain_backlog(
         if index % 1000 == 0:
             await pub.wait_below(PUBLISH_WINDOW)
     await pub.wait_below(1)
+    restarted_at = time.monotonic()
     gateway_pid = restart_gateway()
     pids = pids | {"gateway": gateway_pid}
     expected = messages * per_message
     like = f"{prefix}-%"
     rows, first = 0, 0
     started: dict[str, float] = {}
-    first_at = last_at = time.monotonic()
+    last_at = time.monotonic()
     deadline = time.monotonic() + 180
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         while rows < expected and time.monotonic() < deadline:
             cur = await conn.execute("SELECT count(*) FROM telemetry WHERE terminal_id LIKE %s", (like,))
             rows = (await cur.fetchone() or (0,))[0]
             if rows and not started:  # the gateway is up and draining: measure from here
-                first, first_at = rows, time.monotonic()
+                first = rows
                 started = {name: cpu_seconds(pid) for name, pid in pids.items()}
             last_at = time.monotonic()
             await asyncio.sleep(0.02)
     drained = max(1, (rows - first) // per_message)
     cpu_us = {name: (cpu_seconds(pid) - started.get(name, 0.0)) * 1e6 / drained for name, pid in pids.items()}
     # The gateway may finish before the first row is stored: count all of its work but its start-up.
-    cpu_us["gateway"] = max(0.0, await settle(gateway_pid) - startup) * 1e6 / messages
-    return DrainResult(per_message, messages, rows, expected, last_at - first_at, cpu_us)
+    gateway_cpu, gateway_done_at = await settle(gateway_pid)
+    cpu_us["gateway"] = max(0.0, gateway_cpu - startup) * 1e6 / messages
+    working_s = max(1e-3, last_at - restarted_at - startup_s)
+    gateway_s = max(1e-3, gateway_done_at - restarted_at - startup_s)
+    return DrainResult(per_message, messages, rows, expected, working_s, gateway_s, cpu_us)
 
 
-async def settle(pid: int, quiet_s: float = 0.6, timeout_s: float = 60.0) -> float:
-    """CPU seconds of a process once it has stopped using CPU for ``quiet_s`` (started up, or done)."""
+async def settle(pid: int, quiet_s: float = 0.6, timeout_s: float = 60.0) -> tuple[float, float]:
+    """Once a process has been idle for ``quiet_s`` (started up, or done): its CPU seconds and
+    the monotonic time it was last seen busy."""
     deadline = time.monotonic() + timeout_s
-    last = cpu_seconds(pid)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(quiet_s)
+    last, busy_at = cpu_seconds(pid), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - busy_at < quiet_s:
+        await asyncio.sleep(0.05)
         now = cpu_seconds(pid)
-        if now - last < 0.02:
-            return now
-        last = now
-    return last
+        if now - last > 0.005:  # more than a tick or so of work since the last look
+            last, busy_at = now, time.monotonic()
+    return last, busy_at
 
 
 def print_drain(result: DrainResult) -> None:
     cost = " ".join(f"{name}={us:.0f}" for name, us in sorted(result.cpu_us.items(), key=lambda x: -x[1]))
     print(
         f"  backlog x{result.per_message:<3} {result.messages} messages queued while the gateway was down, drained at"
-        f" {result.rate:.0f} msg/s = {result.rate * result.per_message:.0f} samples/s; loss"
+        f" {result.rate:.0f} msg/s = {result.rate * result.per_message:.0f} samples/s into PostgreSQL (into Kafka"
+        f" at {result.gateway_rate:.0f} msg/s); loss"
         f" {result.expected - result.rows}\n             CPU us per message: {cost};"
         f" gateway alone -> {1e6 / max(1.0, result.cpu_us.get('gateway', 0.0)):.0f} msg/s on one core",
         flush=True,
@@ -653,7 +667,8 @@ def summarize(ours: list[LevelResult], base: list[LevelResult], drains: list[Dra
         gateway_us = drain.cpu_us.get("gateway", 0.0)
         print(
             f"  {drain.per_message:>2} samples/message, backlog drained at {drain.rate:.0f} msg/s ="
-            f" {drain.rate * drain.per_message:.0f} samples/s; gateway {gateway_us:.0f} CPU us/message in full batches"
+            f" {drain.rate * drain.per_message:.0f} samples/s into PostgreSQL, {drain.gateway_rate:.0f} msg/s into"
+            f" Kafka; gateway {gateway_us:.0f} CPU us/message in full batches"
             f" (one core: {1e6 / max(1.0, gateway_us):.0f} msg/s)"
         )
     total_loss = sum(r.published_samples - r.rows for r in ours + base) + sum(d.expected - d.rows for d in drains)
