@@ -110,6 +110,12 @@ function formatTime(iso) {
   return `${get("year")}-${get("month")}-${get("day")} ${get("hour")}:${get("minute")}:${get("second")}`;
 }
 
+// "YYYY-MM-DD", <br>, "HH:MM:SS": a board cell that never breaks inside a date.
+function dateAndTime(iso) {
+  const [date, time] = formatTime(iso).split(" ");
+  return [date, el("br"), time];
+}
+
 function duration(ms) {
   const total = Math.floor(Math.abs(ms) / 1000);
   const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
@@ -208,7 +214,7 @@ function row(incident) {
     el("td", { class: "addr" }, incident.address || "", el("br"), el("span", { class: "code" }, incident.district || "")),
     el("td", {}, incident.maintainer || ""),
     el("td", { "data-testid": "status" }, tr(`common.status.${incident.status}`)),
-    el("td", {}, formatTime(incident.detected_at)),
+    el("td", { class: "when" }, ...dateAndTime(incident.detected_at)),
     el("td", {}, deadlines),
     el("td", { class: "actions" }, actions));
 }
@@ -471,6 +477,15 @@ async function showElevator(registrationCode, preloaded) {
   panel.hidden = false;
 }
 
+// The step of a trail row, with which deadline was missed or which level was reached.
+function stepText(event) {
+  const data = event.data || {};
+  let text = tr(`common.kind.${event.kind}`);
+  if (event.kind === "deadline_missed" && data.deadline) text += ` · ${tr(`common.deadline.${data.deadline}`)}`;
+  if (event.kind === "escalated" && data.level) text += ` → ${tr(`console.escalation.level.${data.level}`)}`;
+  return text;
+}
+
 async function showIncident(id) {
   const panel = $("detail");
   const { incident, events, latest_telemetry: latest } = await api("GET", `/api/v1/incidents/${id}`);
@@ -513,10 +528,10 @@ async function showIncident(id) {
     actions.length ? el("div", { class: "actions" }, actions) : [],
     el("h3", {}, tr("console.detail.trail")),
     events.length ? el("table", { class: "trail", "data-testid": "trail" },
-      el("thead", {}, el("tr", {}, el("th", {}, tr("console.incident.time")), el("th", {}, tr("console.col.status")),
+      el("thead", {}, el("tr", {}, el("th", {}, tr("console.incident.time")), el("th", {}, tr("console.incident.step")),
         el("th", {}, tr("console.incident.actor")), el("th", {}, tr("console.incident.note")))),
       el("tbody", {}, events.map((e) => el("tr", {},
-        el("td", { class: "when" }, formatTime(e.at)), el("td", {}, tr(`common.kind.${e.kind}`)),
+        el("td", { class: "when" }, formatTime(e.at)), el("td", {}, stepText(e)),
         el("td", {}, e.actor), el("td", {}, e.note)))))
       : el("p", { class: "empty" }, tr("console.incident.no_events")),
     el("h3", {}, tr("console.incident.latest")),

@@ -146,7 +146,8 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     expect(page.locator("tr[data-incident]")).to_have_count(4)
     expect(page.locator("#feed-state")).to_have_text("实时连接")  # stream open and the server's feed on Kafka
     first = page.locator(f'tr[data-incident="{api_world.incidents["a"]}"]')
-    expect(first).to_contain_text(i18n.format_datetime(detected, "Asia/Shanghai"))
+    day, clock_time = i18n.format_datetime(detected, "Asia/Shanghai").split(" ")
+    expect(first.locator("td.when")).to_have_text(day + clock_time)  # date, line break, time
     expect(page.get_by_test_id("zone")).to_have_text("时区：Asia/Shanghai")
 
     # The alert service's consumer group has just formed: a first (major) fault goes through the
@@ -229,6 +230,10 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     expect(late_row.locator(".clock.late")).to_have_count(2)  # both deadlines passed, counting up
     # Offered in the row (the alert service may already have escalated it to level 2 by itself).
     expect(late_row.locator('button[data-action="escalate"]')).to_contain_text("升级至")
+    # The alert service records both misses and escalates by itself; the open panel follows the feed.
+    late_row.get_by_test_id("open-incident").click()
+    expect(page.get_by_test_id("trail")).to_contain_text("超时 · 30分钟到场时限", timeout=10_000)
+    expect(page.get_by_test_id("trail")).to_contain_text("升级 → 区应急救援队")
 
     # Rescue-code lookup, then English.
     page.get_by_test_id("rescue-code").fill(api_world.rescue_codes["b"])
