@@ -3,7 +3,7 @@
 Five loops share one PostgreSQL pool and stop together:
 
 * **faults**: a consumer-group member on ``faults``; each batch is folded into incidents in one
-  transaction (:func:`store.record_fault`, idempotent on ``event_id``), and only then are the
+  transaction (:func:`store.record_faults`, set-based, idempotent on ``event_id``), and only then are the
   Kafka offsets committed. A crash replays a few events, which are recognised as duplicates.
 * **kafka relay** and **notify relay** (:mod:`liftwatch.alerts.relay`): the ``incident_events``
   outbox to Kafka ``incidents`` and to pending webhook deliveries, woken by ``NOTIFY``.
@@ -264,30 +264,26 @@ class AlertService:
         outcomes: list[Outcome] = []
         async with self.pool.connection() as conn, conn.transaction():
             await store.lock_outbox(conn)
-            now = self.clock()
-            for event in events:
-                try:
-                    outcomes.append(
-                        await store.record_fault(
-                            conn,
-                            event,
-                            now=now,
-                            window_ms=settings.chattering_window_s * 1000,
-                            toggles=settings.chattering_toggles,
-                        )
-                    )
-                except (psycopg.OperationalError, psycopg.InterfaceError):
-                    raise  # the connection, not the event: re-read the batch
-                except psycopg.Error as error:
-                    # The database refuses this one event (bad data): dead-letter it, keep the rest.
-                    self.bad_input.refuse(
-                        source=f"kafka:{self.faults_topic}",
-                        topic=self.faults_topic,
-                        reason=DeadLetterReason.SCHEMA,
-                        detail=f"{type(error).__name__}: {error}",
-                        payload=encode_record(event),
-                        terminal=event.terminal,
-                    )
+            results = await store.record_faults(
+                conn,
+                events,
+                now=self.clock(),
+                window_ms=settings.chattering_window_s * 1000,
+                toggles=settings.chattering_toggles,
+            )
+        for event, result in zip(events, results, strict=True):
+            if isinstance(result, Outcome):
+                outcomes.append(result)
+                continue
+            # The database refused this one event (bad data): dead-letter it, the rest are folded.
+            self.bad_input.refuse(
+                source=f"kafka:{self.faults_topic}",
+                topic=self.faults_topic,
+                reason=DeadLetterReason.SCHEMA,
+                detail=f"{type(result).__name__}: {result}",
+                payload=encode_record(event),
+                terminal=event.terminal,
+            )
         for outcome in outcomes:
             self.metrics.events.labels(outcome=outcome.value).inc()
         self._wake_relays()

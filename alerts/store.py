@@ -11,6 +11,8 @@ wakes the relay at once instead of at its next poll.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -273,6 +275,283 @@ async def record_fault(
             idempotency_key=event.event_id,
         )
         return result.outcome
+
+
+# --- fault events, a whole batch at once ---------------------------------------------------------
+
+_REGISTRY_MANY = """
+SELECT x.terminal, x.reg, e.registration_code, e.maintainer_id, e.district, e.use_unit_id
+FROM unnest(%s::text[], %s::text[]) AS x(terminal, reg)
+LEFT JOIN terminals t ON t.terminal_id = x.terminal
+LEFT JOIN elevators e ON e.registration_code = COALESCE(t.registration_code, x.reg)
+"""
+_OPEN_MANY_COLUMNS = (
+    "SELECT id, status, registration_code, terminal_id, code, occurrences, chattering,"
+    " condition_cleared_at IS NOT NULL AS cleared, toggles_ms, last_event_ms FROM incidents"
+)
+_OPEN_MANY_BY_ELEVATOR = (
+    f"{_OPEN_MANY_COLUMNS} WHERE (registration_code, code) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+    f" AND {_OPEN} FOR UPDATE"
+)
+_OPEN_MANY_BY_TERMINAL = (
+    f"{_OPEN_MANY_COLUMNS} WHERE registration_code IS NULL"
+    f" AND (terminal_id, code) IN (SELECT * FROM unnest(%s::text[], %s::text[])) AND {_OPEN} FOR UPDATE"
+)
+# Ids are assigned in the order of the SELECT (ORDER BY ord), i.e. in event order, as one event
+# per statement would assign them.
+_INSERT_MANY = """
+INSERT INTO incidents (registration_code, terminal_id, code, severity, status, maintainer_id, district,
+    use_unit_id, detected_at, opened_at, last_seen_at, occurrences, chattering, condition_cleared_at, evidence,
+    toggles_ms, last_notified_at, last_event_ms)
+SELECT reg, terminal, code, severity, 'detected', maintainer, district, unit, detected, %s, seen, occ, chat, cleared,
+    ev::jsonb, toggles::bigint[], %s, last_ms
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::bigint[],
+    %s::timestamptz[], %s::timestamptz[], %s::int[], %s::bool[], %s::timestamptz[], %s::text[], %s::text[],
+    %s::bigint[]) WITH ORDINALITY AS v(reg, terminal, code, severity, maintainer, district, unit, detected, seen,
+    occ, chat, cleared, ev, toggles, last_ms, ord)
+ORDER BY ord
+RETURNING id, registration_code, terminal_id, code
+"""
+_UPDATE_MANY = """
+UPDATE incidents i SET occurrences = v.occ, chattering = v.chat, condition_cleared_at = v.cleared,
+    toggles_ms = v.toggles::bigint[], last_seen_at = COALESCE(v.seen, i.last_seen_at),
+    evidence = COALESCE(v.ev::jsonb, i.evidence), last_event_ms = GREATEST(i.last_event_ms, v.last_ms)
+FROM unnest(%s::bigint[], %s::int[], %s::bool[], %s::timestamptz[], %s::text[], %s::timestamptz[], %s::text[],
+    %s::bigint[]) AS v(id, occ, chat, cleared, toggles, seen, ev, last_ms)
+WHERE i.id = v.id
+"""
+# The rows and one NOTIFY (the highest change id; listeners only need waking) in one statement.
+_APPEND_MANY = """
+WITH ev AS (
+    INSERT INTO incident_events (incident_id, at, kind, status_after, actor, data, idempotency_key)
+    SELECT incident, %s, kind, status, 'system', data::jsonb, key
+    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY
+        AS v(incident, kind, status, data, key, ord)
+    ORDER BY ord
+    RETURNING id)
+SELECT pg_notify(%s, max(id)::text) FROM ev
+"""
+
+_IncidentKey = tuple[str, str | None, str]
+"""("elevator", registration code, code) or ("terminal", terminal id, code)."""
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """An incident of the batch as the events so far left it (what the database will hold)."""
+
+    incident: OpenIncident | None
+    status: str = "detected"
+    new: bool = False
+    first: FaultEvent | None = None
+    """The opening event (new incidents)."""
+    last: Fold | None = None
+    """The last change applied in this batch (None: none)."""
+    seen_event: FaultEvent | None = None
+    """The last detection (raise) applied in this batch."""
+    snapshot: dict[str, Any] | None = None
+    events: list[int] = field(default_factory=list)
+    """Positions (in the audit rows) of the changes to this incident."""
+
+
+def _toggles_literal(toggles_ms: tuple[int, ...]) -> str:
+    return "{" + ",".join(map(str, toggles_ms)) + "}"
+
+
+def _evidence_text(event: FaultEvent) -> str:
+    return json.dumps(
+        {**event.evidence, "event_id": event.event_id, "since_ms": event.since_ms, "at_ms": event.at_ms},
+        ensure_ascii=False,
+    )
+
+
+async def record_faults(
+    conn: psycopg.AsyncConnection[Any],
+    events: Sequence[FaultEvent],
+    *,
+    now: datetime,
+    window_ms: int = CHATTERING_WINDOW_MS,
+    toggles: int = CHATTERING_TOGGLES,
+) -> list[Outcome | psycopg.Error]:
+    """Fold a batch of fault events, in order, exactly as :func:`record_fault` one by one would.
+
+    The caller's transaction holds :func:`lock_outbox`. Set-based: the seen event ids, the
+    registry snapshots and the open incidents are read in a few queries, the events are folded
+    in Python (:func:`fold`, in order, a duplicate within the batch included), and the new
+    incidents, the changed ones and the audit rows are written in one statement each. Returns
+    one result per event: its :class:`Outcome`, or the database error that refused it (a data
+    error such as a NUL character in the evidence: the batch is then folded again one event per
+    savepoint, so only the offending events are refused). Errors of the connection are raised.
+    """
+    if not events:
+        return []
+    try:
+        async with conn.transaction():
+            return list(await _fold_batch(conn, events, now=now, window_ms=window_ms, toggles=toggles))
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        raise
+    except psycopg.Error:
+        pass
+    results: list[Outcome | psycopg.Error] = []
+    for event in events:
+        try:
+            results.append(await record_fault(conn, event, now=now, window_ms=window_ms, toggles=toggles))
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error as error:
+            results.append(error)
+    return results
+
+
+async def _fold_batch(
+    conn: psycopg.AsyncConnection[Any], events: Sequence[FaultEvent], *, now: datetime, window_ms: int, toggles: int
+) -> list[Outcome]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT idempotency_key FROM incident_events WHERE idempotency_key = ANY(%s)",
+        (list({event.event_id for event in events}),),
+    )
+    written = {row["idempotency_key"] for row in await cur.fetchall()}
+    sources = list({(event.terminal, event.registration_code) for event in events})
+    await cur.execute(_REGISTRY_MANY, ([t for t, _ in sources], [r for _, r in sources]))
+    snapshots: dict[tuple[str, str | None], dict[str, Any]] = {
+        (row.pop("terminal"), row.pop("reg")): row for row in await cur.fetchall()
+    }
+
+    def key_of(event: FaultEvent) -> _IncidentKey:
+        registration_code = snapshots[(event.terminal, event.registration_code)]["registration_code"]
+        if registration_code is not None:
+            return ("elevator", registration_code, event.code.value)
+        return ("terminal", event.terminal, event.code.value)
+
+    keys = {key_of(event) for event in events}
+    tracked: dict[_IncidentKey, _Tracked] = {key: _Tracked(None) for key in keys}
+    for kind, query in (("elevator", _OPEN_MANY_BY_ELEVATOR), ("terminal", _OPEN_MANY_BY_TERMINAL)):
+        pairs = [(name, code) for k, name, code in keys if k == kind]
+        if not pairs:
+            continue
+        await cur.execute(query, ([name for name, _ in pairs], [code for _, code in pairs]))
+        for row in await cur.fetchall():
+            name = row["registration_code"] if kind == "elevator" else row["terminal_id"]
+            tracked[(kind, name, row["code"])] = _Tracked(
+                OpenIncident(
+                    id=row["id"],
+                    occurrences=row["occurrences"],
+                    chattering=row["chattering"],
+                    condition_cleared=row["cleared"],
+                    toggles_ms=tuple(row["toggles_ms"]),
+                    last_event_ms=row["last_event_ms"],
+                ),
+                status=row["status"],
+            )
+
+    outcomes: list[Outcome] = []
+    audit: list[tuple[_Tracked, FaultEvent, Fold]] = []
+    opened: list[_Tracked] = []  # in opening order, the order one event per statement assigns ids in
+    for event in events:
+        if event.event_id in written:
+            outcomes.append(Outcome.DUPLICATE)
+            continue
+        entry = tracked[key_of(event)]
+        result = fold(entry.incident, event, window_ms=window_ms, toggles=toggles)
+        outcomes.append(result.outcome)
+        if result.kind is None:
+            continue
+        written.add(event.event_id)
+        if entry.incident is None:
+            entry.new, entry.first = True, event
+            entry.snapshot = snapshots[(event.terminal, event.registration_code)]
+            opened.append(entry)
+        entry.incident = OpenIncident(
+            id=entry.incident.id if entry.incident is not None else 0,
+            occurrences=result.occurrences,
+            chattering=result.chattering,
+            condition_cleared=result.condition_cleared_ms is not None,
+            toggles_ms=result.toggles_ms,
+            last_event_ms=event.at_ms
+            if entry.incident is None or entry.incident.last_event_ms is None
+            else max(entry.incident.last_event_ms, event.at_ms),
+        )
+        entry.last = result
+        if result.seen_ms is not None:
+            entry.seen_event = event
+        audit.append((entry, event, result))
+    if not audit:
+        return outcomes
+
+    if opened:
+        columns: list[list[Any]] = [[] for _ in range(15)]
+        for entry in opened:
+            first, last, seen, snapshot = entry.first, entry.last, entry.seen_event, entry.snapshot
+            assert first is not None and last is not None and seen is not None and snapshot is not None
+            assert entry.incident is not None
+            values: tuple[Any, ...] = (
+                snapshot["registration_code"],
+                first.terminal,
+                first.code.value,
+                first.severity.value,
+                snapshot["maintainer_id"],
+                snapshot["district"],
+                snapshot["use_unit_id"],
+                ms_to_datetime(first.at_ms),
+                ms_to_datetime(seen.at_ms),
+                last.occurrences,
+                last.chattering,
+                None if last.condition_cleared_ms is None else ms_to_datetime(last.condition_cleared_ms),
+                _evidence_text(seen),
+                _toggles_literal(last.toggles_ms),
+                entry.incident.last_event_ms,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        await cur.execute(_INSERT_MANY, (now, now, *columns))
+        ids = {(row["registration_code"], row["terminal_id"], row["code"]): row["id"] for row in await cur.fetchall()}
+        for entry in opened:
+            assert entry.first is not None and entry.snapshot is not None and entry.incident is not None
+            incident_id = ids[(entry.snapshot["registration_code"], entry.first.terminal, entry.first.code.value)]
+            entry.incident = replace(entry.incident, id=incident_id)
+
+    changed = [entry for entry in tracked.values() if not entry.new and entry.last is not None]
+    if changed:
+        columns = [[] for _ in range(8)]
+        for entry in changed:
+            last, seen, incident = entry.last, entry.seen_event, entry.incident
+            assert last is not None and incident is not None
+            values = (
+                incident.id,
+                last.occurrences,
+                last.chattering,
+                None if last.condition_cleared_ms is None else ms_to_datetime(last.condition_cleared_ms),
+                _toggles_literal(last.toggles_ms),
+                None if seen is None else ms_to_datetime(seen.at_ms),
+                None if seen is None else _evidence_text(seen),
+                incident.last_event_ms,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        await cur.execute(_UPDATE_MANY, columns)
+
+    columns = [[] for _ in range(5)]
+    for entry, event, result in audit:
+        assert entry.incident is not None and result.kind is not None
+        data = {
+            "event_id": event.event_id,
+            "transition": event.transition,
+            "at_ms": event.at_ms,
+            "occurrences": result.occurrences,
+            "chattering": result.chattering,
+        }
+        values = (
+            entry.incident.id,
+            result.kind.value,
+            entry.status,
+            json.dumps(data, ensure_ascii=False),
+            event.event_id,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    await cur.execute(_APPEND_MANY, (now, *columns, NOTIFY_CHANNEL))
+    return outcomes
 
 
 async def _insert_incident(

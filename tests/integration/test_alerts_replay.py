@@ -48,8 +48,7 @@ async def feed(conn: psycopg.AsyncConnection[Any], events: list[FaultEvent], bat
     for start in range(0, len(events), batch):
         async with conn.transaction():
             await store.lock_outbox(conn)
-            for event in events[start : start + batch]:
-                await store.record_fault(conn, event, now=T0)
+            await store.record_faults(conn, events[start : start + batch], now=T0)
 
 
 async def state(
