@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = Path("/usr/bin/promtool")
-LIFTWATCH_PROCESSES = {"gateway", "writer", "rules", "alerts", "api"}
+LIFTWATCH_PROCESSES = {"gateway-1", "gateway-2", "writer", "rules", "alerts", "api"}
+SCRAPE_JOBS = {"gateway", "writer", "rules", "alerts", "api"}
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +84,16 @@ def test_liftwatch_environment_names_real_settings(compose: dict[str, Any]) -> N
             assert "healthcheck" in service and not service["healthcheck"].get("disable"), name
 
 
-def test_gateway_and_rules_scale(compose: dict[str, Any]) -> None:
-    for name in ("gateway", "rules"):
-        service = compose["services"][name]
-        assert "container_name" not in service and "ports" not in service, f"{name} could not be --scale'd"
+def test_consumer_group_stages_scale_and_gateways_keep_their_sessions(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("rules", "writer", "alerts"):
+        assert "container_name" not in services[name] and "ports" not in services[name], f"{name} cannot be --scale'd"
+    gateways = {name: s for name, s in services.items() if s.get("command") == ["gateway"]}
+    assert len(gateways) >= 2
+    client_ids = [s["environment"].get("LIFTWATCH_GATEWAY_CLIENT_ID") for s in gateways.values()]
+    assert all(client_ids) and len(set(client_ids)) == len(client_ids), "each gateway needs its own stable session"
+    for service in gateways.values():
+        assert "gateway" in service["networks"]["default"]["aliases"]  # what Prometheus resolves
 
 
 def test_every_referenced_file_exists(compose: dict[str, Any]) -> None:
@@ -122,7 +129,7 @@ def test_grafana_provisioning_matches_the_dashboards(compose: dict[str, Any]) ->
 
 def test_prometheus_scrapes_every_process_and_promtool_accepts_it() -> None:
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    assert {job["job_name"] for job in config["scrape_configs"]} >= LIFTWATCH_PROCESSES
+    assert {job["job_name"] for job in config["scrape_configs"]} >= SCRAPE_JOBS
     assert PROMTOOL.exists(), "install the Debian package prometheus (python3 dev.py test does)"
     result = subprocess.run(
         [str(PROMTOOL), "check", "config", str(ROOT / "deploy/prometheus/prometheus.yml")],
