@@ -89,6 +89,12 @@ class CommonSettings(BaseSettings):
         default="gzip",
         description="Compression of produced Kafka batches (gzip needs no extra library; none to turn it off).",
     )
+    kafka_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Replication factor of the topics liftwatch creates when missing (3 on a production cluster).",
+    )
     database_url: str | None = Field(
         default=None, description="postgresql:// URL; unset = start an embedded PostgreSQL (up/demo)."
     )

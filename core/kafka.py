@@ -35,7 +35,8 @@ async def ensure_topics(settings: CommonSettings, partitions: dict[str, int] | N
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, count, 1) for name, count in wanted.items() if name not in existing]
+        factor = settings.kafka_replication_factor
+        missing = [NewTopic(name, count, factor) for name, count in wanted.items() if name not in existing]
         if missing:
             # Another process may create one between our list and create: that is fine.
             with contextlib.suppress(TopicAlreadyExistsError):
