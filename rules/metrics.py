@@ -9,6 +9,9 @@ class RulesMetrics:
     """Samples evaluated, events by code/transition, late samples, batch sizes, timings, lag."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.records_in = Counter(
+            "liftwatch_rules_records_in", "Kafka records consumed, by topic.", ["topic"], registry=registry
+        )
         self.samples = Counter(
             "liftwatch_rules_samples_evaluated", "Samples evaluated by the fault rules.", registry=registry
         )

@@ -179,6 +179,7 @@ class RulesService:
         for tp, messages in batch.items():
             if not messages:
                 continue
+            self.metrics.records_in.labels(topic=tp.topic).inc(len(messages))
             if tp.topic == self.telemetry_topic:
                 terminals = self.owned.get(tp.partition)
                 if terminals is None:  # revoked while the batch was in flight
