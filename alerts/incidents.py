@@ -12,6 +12,7 @@ the incident ``chattering`` (sticky until it is closed) instead of opening new i
 from __future__ import annotations
 
 import enum
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,6 +113,12 @@ def check_event(event: FaultEvent, *, now_ms: int) -> tuple[DeadLetterReason, st
         return DeadLetterReason.SCHEMA, f"event_id {event.event_id[:200]!r} is not {expected_id[:200]!r}"
     if event.severity != FAULT_SEVERITY[event.code]:
         return DeadLetterReason.SCHEMA, f"severity {event.severity} is not the catalog's for {event.code}"
+    try:
+        # Stored as jsonb: msgpack allows what JSON does not (binary, extension types, NaN); such
+        # evidence made the fold raise TypeError, and the consumer re-read the batch for ever.
+        json.dumps(event.evidence, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as error:
+        return DeadLetterReason.SCHEMA, f"evidence is not JSON: {type(error).__name__}: {str(error)[:200]}"
     return None
 
 

@@ -48,6 +48,8 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
         # Evidence nested 10,000 deep: refused whichever way the decoder reports it.
         _deeply_nested(fault(lifts[3], F.ALARM_BUTTON, since_ms=t)),
         encode_record(msgspec.structs.replace(fault(lifts[3], F.ALARM_BUTTON, since_ms=t), evidence={"x": "\x00"})),
+        # Binary evidence (msgpack has it, jsonb has not): used to stall the consumer for good.
+        encode_record(msgspec.structs.replace(fault(lifts[3], F.ALARM_BUTTON, since_ms=t), evidence={"x": b"\x01"})),
         fault(lifts[0], F.TRAPPED_PASSENGER, since_ms=t),
         fault(lifts[0], F.TRAPPED_PASSENGER, since_ms=t),  # the same event again (producer retry)
         fault(lifts[0], F.TRAPPED_PASSENGER, "cleared", since_ms=t + 30_000),  # never closes a critical one
@@ -73,7 +75,7 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
         assert registry.get_sample_value("liftwatch_alerts_fault_events_total", {"outcome": "duplicate"}) == 1
         assert registry.get_sample_value("liftwatch_alerts_fault_events_total", {"outcome": "orphan_clear"}) == 1
         source = f"kafka:{alerts_settings.topic('faults')}"
-        for reason, count in (("undecodable", 2), ("schema", 3), ("future_timestamp", 1)):
+        for reason, count in (("undecodable", 2), ("schema", 4), ("future_timestamp", 1)):
             refused = {"source": source, "reason": reason}
             assert registry.get_sample_value("liftwatch_dead_letters_total", refused) == count, reason
         assert registry.get_sample_value("liftwatch_alerts_open_incidents", {"severity": "critical"}) == 1
@@ -133,18 +135,19 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
         async def read() -> bool:
             batch = await consumer.getmany(timeout_ms=200)
             letters.extend(decode_dead_letter(m.value) for messages in batch.values() for m in messages)
-            return len(letters) >= 12
+            return len(letters) >= 14
 
         await eventually(read, what="dead letters")
     finally:
         await consumer.stop()
-    assert len(letters) == 12
+    assert len(letters) == 14
     assert sorted(letter.reason for letter in letters) == sorted(["undecodable", "undecodable", "schema", "schema",
-        "schema", "future_timestamp"] * 2)  # fmt: skip
+        "schema", "schema", "future_timestamp"] * 2)  # fmt: skip
     # msgspec says "nested too deeply" or lets Python's RecursionError through, depending on the stack.
     assert any("too deeply" in letter.detail or "RecursionError" in letter.detail for letter in letters)
     assert any(letter.payload.startswith(b"\xc1not") for letter in letters)
     assert any("UntranslatableCharacter" in letter.detail for letter in letters)
+    assert any("evidence is not JSON" in letter.detail for letter in letters)
 
 
 def _deeply_nested(event: FaultEvent) -> bytes:

@@ -48,6 +48,11 @@ def sound(**changes: object) -> FaultEvent:
         (sound(since_ms=-(2**62)), R.STALE_TIMESTAMP, "since_ms"),
         (sound(at_ms=NOW_MS + 25 * 3600 * 1000), R.FUTURE_TIMESTAMP, "at_ms"),
         (sound(since_ms=0), R.STALE_TIMESTAMP, "since_ms"),
+        # msgpack carries what JSON (jsonb) cannot: it used to stall the batch, retried forever.
+        (sound(evidence={"raw": b"\x01"}), R.SCHEMA, "evidence"),
+        (sound(evidence={"speed": float("nan")}), R.SCHEMA, "evidence"),
+        (sound(evidence={"ext": msgspec.msgpack.Ext(1, b"x")}), R.SCHEMA, "evidence"),
+        (sound(evidence={"nested": {"speed": 1.5, "doors": [1, 2]}}), None, ""),
     ],
 )
 def test_check_event(event: FaultEvent, reason: DeadLetterReason | None, detail: str) -> None:
