@@ -1,7 +1,7 @@
 """Errors of the alert service; each carries a stable machine code in ``reason``.
 
 The API maps them to HTTP answers by ``reason`` (never by message text):
-``incident_not_found`` (404), ``illegal_transition`` / ``cause_required`` / ``unknown_cause`` /
+``incident_not_found`` (404), ``illegal_transition`` / ``cause_required`` / ``unknown_cause`` / ``note_required`` /
 ``escalation_exhausted`` (409/422), and notification channel errors stay inside the service.
 """
 
@@ -52,6 +52,12 @@ class InvalidCause(IllegalTransition):
     """Closing needs a cause category from :class:`liftwatch.alerts.lifecycle.CloseCause`."""
 
     reason = "cause_required"
+
+
+class NoteRequired(IllegalTransition):
+    """Closing needs a note (what was found and done): the contract's "closed: with a cause category and a note"."""
+
+    reason = "note_required"
 
 
 class NotificationError(AlertsError):

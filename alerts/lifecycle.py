@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 
-from liftwatch.alerts.errors import IllegalTransition, InvalidCause
+from liftwatch.alerts.errors import IllegalTransition, InvalidCause, NoteRequired
 
 
 class Status(enum.StrEnum):
@@ -112,6 +112,12 @@ def transition(status: str, action: Action) -> Status:
     if current is not before:
         raise IllegalTransition(current, action, detail=f"{action} needs status {before}")
     return after
+
+
+def require_note(action: Action, note: str, status: str) -> None:
+    """Closing needs a note saying what was found and done (the regulator's and the firm's record)."""
+    if action is Action.CLOSE and not note.strip():
+        raise NoteRequired(status, action, detail="closing needs a note")
 
 
 def close_cause(action: Action, cause: str | None, status: str) -> CloseCause | None:

@@ -143,6 +143,7 @@ async def apply_action(
         else:
             new_status = lifecycle.transition(status, action)
             cause_value = lifecycle.close_cause(action, cause, status)
+            lifecycle.require_note(action, note, status)
             column = lifecycle.STATUS_TIMESTAMP[new_status]
             await cur.execute(
                 sql.SQL(

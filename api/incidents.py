@@ -311,7 +311,7 @@ async def act(
     except IncidentNotFound as error:
         raise not_found("incident_not_found") from error
     except IllegalTransition as error:
-        status_code = 422 if error.reason in ("cause_required", "unknown_cause") else 409
+        status_code = 422 if error.reason in ("cause_required", "unknown_cause", "note_required") else 409
         shown = i18n.t(f"common.status.{error.current_status}", language(request))
         raise ApiError(error.reason, status_code, status=shown) from error
     return _incident(await _load(request, principal, incident_id), api.settings)

@@ -360,6 +360,7 @@ function openAction(incident, action) {
   select.replaceChildren(...(action === "false-alarm" ? [el("option", { value: "" }, "—")] : []),
     ...CAUSES.map((c) => el("option", { value: c }, tr(`common.cause.${c}`))));
   $("action-note").value = "";
+  $("action-note").required = action === "close"; // the contract: closed with a cause and a note
   $("action-error").hidden = true;
   $("action-dialog").showModal();
   $("action-note").focus();

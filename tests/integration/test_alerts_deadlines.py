@@ -122,7 +122,9 @@ async def test_deadlines_escalate_and_survive_a_restart(
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         for minutes, action in enumerate((Action.ACKNOWLEDGE, Action.DISPATCH, Action.ARRIVE, Action.RELEASE)):
             await apply_action(conn, late, action, actor="op", now=T0 + timedelta(minutes=4 + 3 * minutes))
-        await apply_action(conn, late, Action.CLOSE, actor="op", cause="equipment_fault", now=T0 + timedelta(hours=1))
+        await apply_action(
+            conn, late, Action.CLOSE, actor="op", cause="equipment_fault", note="fixed", now=T0 + timedelta(hours=1)
+        )
         await conn.commit()
 
     # A restart at the same clock finds nothing new to do on the others: deadlines come from stored state.

@@ -312,6 +312,9 @@ def test_an_entrapment_is_worked_through_its_lifecycle_with_notes(api_http: Runn
     missing = act("close", {"note": "结案"}, zh)
     assert missing.status_code == 422
     assert missing.json()["error"] == {"code": "cause_required", "message": i18n.t("errors.cause_required", "zh")}
+    silent = act("close", {"note": " ", "cause": "equipment_fault"}, zh)
+    assert silent.status_code == 422
+    assert silent.json()["error"] == {"code": "note_required", "message": i18n.t("errors.note_required", "zh")}
     closed = act("close", {"note": "门锁故障已修复", "cause": "equipment_fault"})
     assert (closed.json()["status"], closed.json()["close_cause"]) == ("closed", "equipment_fault")
     again = act("acknowledge", {}, zh)

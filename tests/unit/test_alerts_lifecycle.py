@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 from liftwatch.alerts import lifecycle
-from liftwatch.alerts.errors import IllegalTransition, InvalidCause
+from liftwatch.alerts.errors import IllegalTransition, InvalidCause, NoteRequired
 from liftwatch.alerts.lifecycle import Action, CloseCause, Status
 
 S, A = Status, Action
@@ -56,6 +56,16 @@ def test_close_needs_a_known_cause(cause: str | None) -> None:
         lifecycle.close_cause(A.CLOSE, cause, "released")
     assert caught.value.reason == ("cause_required" if cause is None else "unknown_cause")
     assert isinstance(caught.value, IllegalTransition)
+
+
+@pytest.mark.parametrize("note", ["", "   \n"])
+def test_close_needs_a_note(note: str) -> None:
+    with pytest.raises(NoteRequired) as caught:
+        lifecycle.require_note(A.CLOSE, note, "released")
+    assert caught.value.reason == "note_required" and isinstance(caught.value, IllegalTransition)
+    lifecycle.require_note(A.CLOSE, "brake pad replaced", "released")
+    lifecycle.require_note(A.FALSE_ALARM, "", "detected")  # a false alarm may close without one
+    lifecycle.require_note(A.ACKNOWLEDGE, "", "detected")
 
 
 def test_cause_is_optional_for_false_alarm_and_ignored_elsewhere() -> None:
