@@ -235,6 +235,7 @@ class AlertService:
         return True
 
     def _decode(self, message: Any) -> FaultEvent | None:
+        terminal: str | None = None  # the record key is the elevator's code, not a terminal id
         try:
             event = decode_fault_event(message.value)
         except msgspec.ValidationError as error:
@@ -248,13 +249,14 @@ class AlertService:
             if refused is None:
                 return event
             reason, detail = refused
+            terminal = event.terminal[:64]
         self.bad_input.refuse(
             source=f"kafka:{self.faults_topic}",
             topic=self.faults_topic,
             reason=reason,
             detail=detail,
             payload=message.value or b"",
-            terminal=message.key.decode("utf-8", "replace") if message.key else None,
+            terminal=terminal,
         )
         return None
 
