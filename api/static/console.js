@@ -24,7 +24,15 @@ const state = {
   sound: true, audio: null, beeps: 0, fresh: new Set(), pending: null, loaded: false, alarmed: new Set(),
   feedLive: false, // the server's own feed reaches Kafka (event: feed); false = changes are not coming
   panel: null, // what the side panel shows: { kind: "incident", id } or { kind: "elevator", code }
+  panelSeq: 0, // bumped by every request to show something: a slower, older request then renders nothing
 };
+
+// Claim the side panel for what the operator asked for last (set before any request, so a feed
+// refresh of the previous incident that answers later does not overwrite it).
+function claimPanel(panel) {
+  state.panel = panel;
+  return ++state.panelSeq;
+}
 
 const $ = (id) => document.getElementById(id);
 
@@ -445,12 +453,13 @@ function closeButton() {
 
 async function showElevator(registrationCode, preloaded) {
   const panel = $("detail");
+  const seq = claimPanel({ kind: "elevator", code: registrationCode });
   const elevator = preloaded || await api("GET", `/api/v1/elevators/${registrationCode}`);
   const [series, history] = await Promise.all([
     api("GET", `/api/v1/elevators/${elevator.registration_code}/telemetry?points=120`),
     api("GET", `/api/v1/incidents?registration_code=${elevator.registration_code}&limit=20`),
   ]);
-  state.panel = { kind: "elevator", code: elevator.registration_code };
+  if (seq !== state.panelSeq) return;
   panel.replaceChildren(
     closeButton(),
     el("h2", {}, tr("console.detail.title")),
@@ -489,8 +498,9 @@ function stepText(event) {
 
 async function showIncident(id) {
   const panel = $("detail");
+  const seq = claimPanel({ kind: "incident", id });
   const { incident, events, latest_telemetry: latest } = await api("GET", `/api/v1/incidents/${id}`);
-  state.panel = { kind: "incident", id };
+  if (seq !== state.panelSeq) return;
   const deadlines = [];
   if (incident.dispatch_deadline_at) {
     deadlines.push(clock("common.deadline.dispatch", incident.dispatch_deadline_at, incident.dispatched_at));
@@ -550,6 +560,7 @@ async function showIncident(id) {
 async function searchRescueCode(event) {
   event.preventDefault();
   const code = $("search-code").value.trim();
+  claimPanel({ kind: "lookup", code });
   try {
     const elevator = await api("GET", `/api/v1/elevators/by-rescue-code/${encodeURIComponent(code)}`);
     await showElevator(elevator.registration_code, elevator);

@@ -124,4 +124,4 @@ async def test_any_decoder_failure_is_a_dead_letter(monkeypatch: pytest.MonkeyPa
         await alerts.webhooks.close()
     labels = {"source": "kafka:t.faults", "reason": "undecodable"}
     assert registry.get_sample_value("liftwatch_dead_letters_total", labels) == 1
-    assert alerts.dead[0].terminal == "term-1" and "RecursionError" in alerts.dead[0].detail
+    assert alerts.dead[0].terminal is None and "RecursionError" in alerts.dead[0].detail

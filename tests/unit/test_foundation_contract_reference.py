@@ -118,8 +118,9 @@ def _reference_paths(document: Any) -> set[str]:
         base = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         if error.validator == "required":
             paths |= {f"{base}.{name}" for name in re.findall(r"'([^']*)'", error.message)[:1]}
-        elif error.validator == "additionalProperties":
-            paths |= {f"{base}.{name}" for name in re.findall(r"'([^']*)'", error.message)}
+        elif error.validator == "additionalProperties":  # from the instance: the message repr()s odd names
+            allowed = set(error.schema.get("properties", {}))
+            paths |= {f"{base}.{name}" for name in error.instance if name not in allowed}
         else:
             paths.add(base)
     return paths
