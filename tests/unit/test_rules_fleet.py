@@ -15,6 +15,7 @@ from liftwatch.simulators.faults import FaultInjection, TruthRecord, timing
 from liftwatch.simulators.fleet import ElevatorSpec
 from liftwatch.simulators.stream import simulate_fleet
 
+from tests.fixtures.sim import CAR_FAULTS
 from tests.unit.rules_reference import Reference
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -22,21 +23,7 @@ HOURS = float(os.environ.get("LIFTWATCH_TEST_FLEET_HOURS", "3"))
 """Simulated event time. 3 h keeps the suite fast (every fault is injected twice in it); the simulator
 has no time-of-day profile, so a whole day only repeats the traffic: LIFTWATCH_TEST_FLEET_HOURS=24
 runs the fleet-day of the issue (about a minute)."""
-INJECTED: list[tuple[FaultCode, str | None]] = [
-    (FaultCode.TRAPPED_PASSENGER, "between_floors"),
-    (FaultCode.TRAPPED_PASSENGER, "at_landing"),
-    (FaultCode.OVERSPEED, None),
-    (FaultCode.DOOR_OPEN_WHILE_MOVING, None),
-    (FaultCode.OVERTRAVEL_TOP, None),
-    (FaultCode.OVERTRAVEL_BOTTOM, None),
-    (FaultCode.STOPPED_OUTSIDE_DOOR_ZONE, None),
-    (FaultCode.SAFETY_CIRCUIT_OPEN, None),
-    (FaultCode.DOOR_REOPEN_LOOP, None),
-    (FaultCode.DOOR_HELD_OPEN, None),
-    (FaultCode.POWER_FAILURE, None),
-    (FaultCode.ALARM_BUTTON, None),
-    (FaultCode.TERMINAL_OFFLINE, None),
-]
+INJECTED = [*CAR_FAULTS, (FaultCode.TERMINAL_OFFLINE, None)]
 HEALTHY = 4
 
 

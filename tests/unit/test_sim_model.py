@@ -14,7 +14,7 @@ from liftwatch.simulators.faults import FaultInjection, timing
 from liftwatch.simulators.fleet import ElevatorSpec
 from liftwatch.simulators.stream import SimulationConfig, simulate_fleet
 
-from tests.fixtures.sim import START_MS, catalog_episodes, samples_by_terminal, small_fleet
+from tests.fixtures.sim import CAR_FAULTS, START_MS, catalog_episodes, samples_by_terminal, small_fleet
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +91,7 @@ def test_same_seed_same_stream_other_seed_other_stream() -> None:
     assert stream(11) != stream(12)
 
 
-ALL_FAULTS: list[tuple[FaultCode, str | None]] = [
-    (FaultCode.TRAPPED_PASSENGER, "between_floors"),
-    (FaultCode.TRAPPED_PASSENGER, "at_landing"),
-    (FaultCode.OVERSPEED, None),
-    (FaultCode.DOOR_OPEN_WHILE_MOVING, None),
-    (FaultCode.OVERTRAVEL_TOP, None),
-    (FaultCode.OVERTRAVEL_BOTTOM, None),
-    (FaultCode.STOPPED_OUTSIDE_DOOR_ZONE, None),
-    (FaultCode.SAFETY_CIRCUIT_OPEN, None),
-    (FaultCode.DOOR_REOPEN_LOOP, None),
-    (FaultCode.DOOR_HELD_OPEN, None),
-    (FaultCode.POWER_FAILURE, None),
-    (FaultCode.ALARM_BUTTON, None),
-]
+ALL_FAULTS = CAR_FAULTS
 
 
 def test_each_injected_fault_shows_exactly_its_catalog_condition() -> None:
