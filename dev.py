@@ -56,6 +56,7 @@ TEST_SYSTEM_PACKAGES = {
     "fonts-noto-cjk": "/usr/share/fonts/opentype/noto",
     "prometheus": "/usr/bin/promtool",
     "fonts-wqy-microhei": "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",  # TrueType CJK for PDF reports
+    "poppler-utils": "/usr/bin/pdftoppm",  # the report tests render PDF pages to check the glyphs
 }
 
 
