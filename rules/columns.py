@@ -168,7 +168,16 @@ class Columns:
 
     def take(self, index: IP | B) -> Columns:
         """The rows selected by an index array or boolean mask."""
-        return Columns(self.slot[index], self.ts[index], self.speed[index], self.floor[index], self.code[index])
+        if index.dtype == np.bool_:
+            # Positions first: a boolean mask would be scanned (with branch mispredictions) once per column.
+            index = np.flatnonzero(index)
+        return Columns(
+            np.take(self.slot, index),
+            np.take(self.ts, index),
+            np.take(self.speed, index),
+            np.take(self.floor, index),
+            np.take(self.code, index),
+        )
 
     @staticmethod
     def concat(parts: Sequence[Columns]) -> Columns:
