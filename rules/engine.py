@@ -245,8 +245,8 @@ class State:
 
     hist_width: int
     arrays: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
-    pending: Columns = field(default_factory=Columns.empty)
-    """Samples waiting for their terminal's watermark, sorted by (slot, ts, arrival)."""
+    chunks: list[_Chunk] = field(default_factory=list)
+    """Samples waiting for their terminal's watermark, in chunks (see :class:`_Chunk`)."""
     capacity: int = 0
 
     def __post_init__(self) -> None:
@@ -284,8 +284,17 @@ class State:
             self.arrays[name] = bigger
         self.capacity = capacity
 
+    @property
+    def pending(self) -> Columns:
+        """The held-back samples as one batch sorted by (slot, ts, arrival)."""
+        return _merge_all([c.samples for c in self.chunks])
+
+    @pending.setter
+    def pending(self, samples: Columns) -> None:
+        self.chunks = [_Chunk(samples)] if len(samples) else []
+
     def copy(self) -> State:
-        return State(self.hist_width, {k: v.copy() for k, v in self.arrays.items()}, self.pending, self.capacity)
+        return State(self.hist_width, {k: v.copy() for k, v in self.arrays.items()}, list(self.chunks), self.capacity)
 
     def rows(self, slots: IP) -> dict[str, np.ndarray[Any, Any]]:
         """The state rows of some slots (for a checkpoint)."""
@@ -296,14 +305,14 @@ class State:
         for name, array in self.arrays.items():
             _dtype, fill = _STATE_FIELDS.get(name, (np.int64, NONE))
             array[slots] = fill
-        if len(self.pending):
-            self.pending = self.pending.take(~np.isin(self.pending.slot, slots))
+        kept = [_Chunk(c.samples.take(~np.isin(c.samples.slot, slots)), c.deferred) for c in self.chunks]
+        self.chunks = [c for c in kept if len(c.samples)]
 
     def hold(self, samples: Columns) -> None:
         """Add held-back samples of terminals that have none (a restored checkpoint), keeping them sorted."""
         if len(samples):
             ordered = samples.take(np.lexsort((samples.ts, samples.slot)))
-            self.pending = _merge(self.pending, ordered)
+            self.pending = _merge_all([self.pending, ordered])
 
     def load_rows(self, slots: IP, rows: dict[str, np.ndarray[Any, Any]]) -> None:
         """Write checkpointed rows back into some slots (hist is re-fitted to the current width)."""
@@ -408,16 +417,26 @@ class _Ctx:
         return np.searchsorted(self.key, target, "left")
 
 
-def _groups(slot: np.ndarray[Any, Any]) -> tuple[IP, IP, IP]:
-    """Start and end of each run of equal slots, and the run index of every row."""
+def _bounds(slot: np.ndarray[Any, Any]) -> tuple[IP, IP]:
+    """Start and end of each run of equal slots."""
     n = slot.shape[0]
     new_group = np.empty(n, np.bool_)
     new_group[0] = True
     np.not_equal(slot[1:], slot[:-1], out=new_group[1:])
     gstart = np.flatnonzero(new_group)
     gend = np.append(gstart[1:], n)
-    gid = np.repeat(np.arange(gstart.shape[0], dtype=np.intp), gend - gstart)
-    return gstart, gend, gid
+    return gstart, gend
+
+
+def _row_group(gstart: IP, gend: IP) -> IP:
+    """The run index of every row."""
+    return np.repeat(np.arange(gstart.shape[0], dtype=np.intp), gend - gstart)
+
+
+def _groups(slot: np.ndarray[Any, Any]) -> tuple[IP, IP, IP]:
+    """Start and end of each run of equal slots, and the run index of every row."""
+    gstart, gend = _bounds(slot)
+    return gstart, gend, _row_group(gstart, gend)
 
 
 def _group_key(gid: IP, ts: I64) -> tuple[I64, int, int]:
@@ -672,15 +691,16 @@ def _slot_order(slot: np.ndarray[Any, Any]) -> IP:
     return ordered
 
 
-def _merge(first: Columns, second: Columns) -> Columns:
-    """Two batches sorted by (slot, ts) merged into one; on a tie ``first`` (the earlier arrival) comes first."""
-    if len(first) == 0:
-        return second
-    if len(second) == 0:
-        return first
-    both = Columns.concat([first, second])
+def _merge_all(parts: list[Columns]) -> Columns:
+    """Batches sorted by (slot, ts), in arrival order, merged into one; on a tie the earlier arrival comes first."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return Columns.empty()
+    if len(parts) == 1:
+        return parts[0]
+    both = Columns.concat(parts)
     # Usually a terminal's later arrivals are also later in time: merging by slot alone is enough.
-    merged = both.take(np.argsort(both.slot, kind="stable"))  # two sorted runs: one linear merge
+    merged = both.take(np.argsort(both.slot, kind="stable"))  # a few sorted runs: timsort merges them
     ts, slot = merged.ts, merged.slot
     if not bool(np.any((ts[1:] < ts[:-1]) & (slot[1:] == slot[:-1]))):
         return merged
@@ -697,75 +717,133 @@ def _merge(first: Columns, second: Columns) -> Columns:
     return both.take(order)
 
 
+DEFER_MIN_SAMPLES = 65_536
+"""A held-back chunk this large that has only partly passed the watermark waits (once) for the rest.
+
+Releasing a chunk whole hands its samples to the rules as they are; splitting it costs two copies
+now and a merge with the rest of it later. Under load the rest passes by the next batch (one batch
+wait, see docs/rules.md); small chunks are split at once, so light load adds no wait at all.
+"""
+MAX_CHUNKS = 8
+"""More held-back chunks than this are merged into one (many small batches under light load)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """Held-back samples of one or more batches, sorted by (slot, ts, arrival).
+
+    The chunks of ``State.chunks`` are in arrival order and *in order*: a terminal's samples in a
+    later chunk are not older than its samples in an earlier one. So a terminal's samples that
+    passed its watermark are a prefix of its samples across the chunks, and releasing whole
+    chunks (or the passed part of each) keeps every terminal's (ts, arrival) order.
+    """
+
+    samples: Columns
+    deferred: bool = False
+    """Its release already waited once: a partly passed chunk is split now."""
+
+
+def _admit(batch: Columns, st: State, lateness_ms: int) -> tuple[Columns, int, bool]:
+    """A new batch sorted by (slot, ts, arrival) without its late samples; moves the watermarks.
+
+    Also tells whether the batch is in order after the held-back samples (no sample older than
+    an earlier arrival of its terminal).
+    """
+    order = _slot_order(batch.slot)
+    s = batch.slot[order]
+    t = batch.ts[order]
+    gstart, gend = _bounds(s)
+    gslot = s[gstart]
+    carry_max = st.max_ts[gslot]
+    step_ok = t[1:] >= t[:-1]
+    step_ok[gstart[1:] - 1] = True  # a new terminal starts: no order to keep
+    in_order = bool(step_ok.all())
+    if in_order:
+        # Each terminal's samples arrived in time order: only the carried watermark can make one late,
+        # and only the first sample of a terminal can be older than what arrived before.
+        after_held = bool(np.all(t[gstart] >= carry_max))
+        late = None if after_held else t < np.repeat(carry_max - lateness_ms, gend - gstart)
+        newmax = np.maximum(carry_max, t[gend - 1])
+    else:
+        after_held = False
+        gid = _row_group(gstart, gend)
+        key, tmin, span = _group_key(gid, t)
+        cm = np.maximum.accumulate(key)
+        prev = np.empty(s.shape[0], np.int64)
+        prev[1:] = cm[:-1] - gid[1:] * span + tmin
+        prev[gstart] = NONE
+        prev = np.maximum(prev, carry_max[gid])
+        late = t < prev - lateness_ms
+        newmax = np.maximum(carry_max, cm[gend - 1] - np.arange(gstart.shape[0]) * span + tmin)
+    st.max_ts[gslot] = newmax
+    n_late = 0 if late is None else int(np.count_nonzero(late))
+    if n_late or not in_order:
+        if in_order:
+            gid = _row_group(gstart, gend)
+        if late is not None and n_late:
+            keep = np.flatnonzero(~late)
+            order, gid, s, t = order[keep], gid[keep], s[keep], t[keep]
+        if not in_order:
+            resort = np.argsort(_group_key(gid, t)[0], kind="stable")
+            order, gid, s, t = order[resort], gid[resort], s[resort], t[resort]
+        if len(t):
+            first = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+            after_held = bool(np.all(t[first] >= carry_max[gid[first]]))
+    return (
+        Columns(s, t, np.take(batch.speed, order), np.take(batch.floor, order), np.take(batch.code, order)),
+        n_late,
+        after_held,
+    )
+
+
 def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[Columns, int]:
     """The samples now past their terminal's watermark, sorted by (slot, ts); the late ones are dropped.
 
-    ``st.pending`` (the held-back samples) is kept sorted by (slot, ts, arrival), so only the new
-    batch is sorted here: the held samples are split by the new watermarks and merged, not re-sorted.
+    Only the new batch is sorted here; the held-back chunks are already sorted: each is released
+    whole when all of it has passed, split when part of it has (or, when large, left for one more
+    batch), and only the released parts are merged (see :class:`_Chunk`).
     """
     n_late = 0
-    fresh = batch
+    chunks = st.chunks
     if len(batch):
-        order = _slot_order(batch.slot)
-        s = batch.slot[order]
-        t = batch.ts[order]
-        gstart, gend, gid = _groups(s)
-        gslot = s[gstart]
-        carry_max = st.max_ts[gslot]
-        step_ok = t[1:] >= t[:-1]
-        step_ok[gstart[1:] - 1] = True  # a new terminal starts: no order to keep
-        in_order = bool(step_ok.all())
-        if in_order:
-            # Each terminal's samples arrived in time order: only the carried watermark can make one late.
-            late = t < np.repeat(carry_max - lateness_ms, gend - gstart)
-            newmax = np.maximum(carry_max, t[gend - 1])
-        else:
-            key, tmin, span = _group_key(gid, t)
-            cm = np.maximum.accumulate(key)
-            prev = np.empty(s.shape[0], np.int64)
-            prev[1:] = cm[:-1] - gid[1:] * span + tmin
-            prev[gstart] = NONE
-            prev = np.maximum(prev, carry_max[gid])
-            late = t < prev - lateness_ms
-            newmax = np.maximum(carry_max, cm[gend - 1] - np.arange(gstart.shape[0]) * span + tmin)
-        st.max_ts[gslot] = newmax
-        n_late = int(np.count_nonzero(late))
-        if n_late or not in_order:
-            if n_late:
-                keep = ~late
-                order, gid, s, t = order[keep], gid[keep], s[keep], t[keep]
-            if not in_order:
-                resort = np.argsort(_group_key(gid, t)[0], kind="stable")
-                order, gid, s, t = order[resort], gid[resort], s[resort], t[resort]
-            fresh_out = t < (newmax - lateness_ms)[gid]
-        else:
-            fresh_out = t < np.repeat(newmax - lateness_ms, gend - gstart)
-        fresh = Columns(s, t, batch.speed[order], batch.floor[order], batch.code[order])
-    held = st.pending
+        fresh, n_late, after_held = _admit(batch, st, lateness_ms)
+        if not after_held and chunks:
+            # A terminal's new sample is older than one of its held ones: one chunk keeps them in order.
+            chunks = [_Chunk(_merge_all([c.samples for c in chunks] + [fresh]), any(c.deferred for c in chunks))]
+        elif len(fresh):
+            chunks = [*chunks, _Chunk(fresh)]
     if flush:
-        st.pending = Columns.empty()
-        return _merge(held, fresh), n_late
-    if len(held):
-        held_out, held_in = _split(held, held.ts < st.max_ts[held.slot] - lateness_ms)
-        if len(fresh):
-            fresh_out_c, fresh_in = _split(fresh, fresh_out)
-            st.pending = _merge(held_in, fresh_in)
-            return _merge(held_out, fresh_out_c), n_late
-        st.pending = held_in
-        return held_out, n_late
-    if len(fresh):
-        released, st.pending = _split(fresh, fresh_out)
-        return released, n_late
-    return fresh, n_late
+        st.chunks = []
+        return _merge_all([c.samples for c in chunks]), n_late
+    if len(chunks) > MAX_CHUNKS:
+        chunks = [_Chunk(_merge_all([c.samples for c in chunks]), any(c.deferred for c in chunks))]
+    released: list[Columns] = []
+    kept: list[_Chunk] = []
+    waiting = False
+    for chunk in chunks:
+        samples = chunk.samples
+        passed = samples.ts < np.take(st.max_ts, samples.slot) - lateness_ms
+        count = int(np.count_nonzero(passed))
+        if count == 0:
+            kept.append(chunk)
+        elif waiting:
+            # an earlier chunk waits: so do the samples of this one (they may be of the same terminals)
+            kept.append(_Chunk(samples, True))
+        elif count == len(samples):
+            released.append(samples)
+        elif not chunk.deferred and len(samples) >= DEFER_MIN_SAMPLES:
+            kept.append(_Chunk(samples, True))
+            waiting = True
+        else:
+            out, rest = _split(samples, passed)
+            released.append(out)
+            kept.append(_Chunk(rest, True))
+    st.chunks = kept
+    return _merge_all(released), n_late
 
 
 def _split(samples: Columns, mask: B) -> tuple[Columns, Columns]:
-    """The rows where ``mask`` holds and the others (without copying when one side is empty)."""
-    count = int(np.count_nonzero(mask))
-    if count == 0:
-        return Columns.empty(), samples
-    if count == len(samples):
-        return samples, Columns.empty()
+    """The rows where ``mask`` holds and the others."""
     return samples.take(mask), samples.take(~mask)
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+from unittest import mock
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from liftwatch.rules import engine
 from liftwatch.rules.columns import DOOR_CODE, MODE_CODE, Columns
 from liftwatch.rules.engine import TerminalInfo
 from liftwatch.rules.processor import RuleProcessor
@@ -22,6 +27,20 @@ REGISTRY = {
     "T3": TerminalInfo("00000000000000000003", 2.5, -2, 11, "other"),
 }
 TERMINALS = ["T0", "T1", "T2", "T3", "U9"]  # U9 is not registered
+
+
+@contextmanager
+def held_back_chunks(eager: bool) -> Iterator[None]:
+    """``eager``: every partly passed held-back chunk waits once, and chunks merge beyond two.
+
+    In production only large chunks wait (a load the small streams here never reach); this runs
+    the same release paths on small streams.
+    """
+    if not eager:
+        yield
+        return
+    with mock.patch.object(engine, "DEFER_MIN_SAMPLES", 0), mock.patch.object(engine, "MAX_CHUNKS", 2):
+        yield
 
 
 def to_columns(proc: RuleProcessor, stream: list[tuple[str, dict[str, Any]]]) -> Columns:
@@ -108,22 +127,26 @@ def assert_same(
     restart=st.sets(st.integers(1, 8), max_size=2),
     lateness_ms=st.sampled_from([0, 2_000, 5_000]),
     fast=st.booleans(),
+    eager=st.booleans(),
 )
 def test_results_do_not_depend_on_batches_or_restarts(
-    seed: int, cut_fracs: list[float], restart: set[int], lateness_ms: int, fast: bool
+    seed: int, cut_fracs: list[float], restart: set[int], lateness_ms: int, fast: bool, eager: bool
 ) -> None:
     rng = np.random.default_rng(seed)
     stream = random_stream(rng, TERMINALS, 300)
     cuts = [int(f * len(stream)) for f in cut_fracs]
-    assert_same(fast_thresholds() if fast else build(), stream, cuts, restart, lateness_ms)
+    with held_back_chunks(eager):
+        assert_same(fast_thresholds() if fast else build(), stream, cuts, restart, lateness_ms)
 
 
-def test_large_random_stream_matches_reference() -> None:
+@pytest.mark.parametrize("eager", [False, True])
+def test_large_random_stream_matches_reference(eager: bool) -> None:
     rng = np.random.default_rng(7)
     terminals = [f"T{i % 4}" if i < 4 else f"X{i}" for i in range(24)]
     stream = random_stream(rng, terminals, 1200)
     cuts = sorted(rng.integers(0, len(stream), 30).tolist())
-    events = assert_same(fast_thresholds(), stream, cuts, {5, 17}, 5_000)
+    with held_back_chunks(eager):
+        events = assert_same(fast_thresholds(), stream, cuts, {5, 17}, 5_000)
     codes = {e[1] for e in events}
     # The stream is rich enough to exercise every rule (a weak oracle comparison would prove little).
     assert codes >= {
@@ -144,7 +167,7 @@ def test_large_random_stream_matches_reference() -> None:
 
 
 def test_slot_order_and_merge_paths_agree_with_a_plain_sort() -> None:
-    from liftwatch.rules.engine import _merge, _slot_order
+    from liftwatch.rules.engine import _merge_all, _slot_order
 
     rng = np.random.default_rng(3)
     shuffled = rng.integers(0, 300_000, 100_000).astype(np.int32)  # many short runs: the radix path
@@ -171,7 +194,7 @@ def test_slot_order_and_merge_paths_agree_with_a_plain_sort() -> None:
     for ts_a, ts_b in (([1, 2], [3, 4]), ([5, 9], [6, 7]), ([0, 2**40], [2**61, 5])):
         a = sorted_cols([1, 1], ts_a, floor=1)
         b = sorted_cols([0, 1], ts_b, floor=2)
-        merged = _merge(a, b)
+        merged = _merge_all([a, b])
         rows = sorted(
             [(int(s), int(t), 0, int(f)) for s, t, f in zip(a.slot, a.ts, a.floor, strict=True)]
             + [(int(s), int(t), 1, int(f)) for s, t, f in zip(b.slot, b.ts, b.floor, strict=True)]
