@@ -578,7 +578,6 @@ def _carry(c: B, runs: _Runs, ctx: _Ctx, st: State, j: int) -> None:
     since = np.empty(upd.shape[0], np.int64)
     count = np.zeros(upd.shape[0], np.int64)
     fg = upd[~lc]
-    lead = _lead_since(fg, ctx, st, j)
     if runs.pos.shape[0]:
         k = np.searchsorted(runs.pos, last[lc])
         since[lc] = runs.since[k]
@@ -586,10 +585,13 @@ def _carry(c: B, runs: _Runs, ctx: _Ctx, st: State, j: int) -> None:
         lastp = np.searchsorted(runs.pos, ctx.gend[fg], "left") - 1
         safe = np.maximum(lastp, 0)
         had = (lastp >= 0) & (runs.pos[safe] >= ctx.gstart[fg])
-        after = np.minimum(runs.pos[safe] + 1, ctx.ts.shape[0] - 1)
-        since[~lc] = np.where(had, ctx.ts[after], lead)
+        # the false run at the end starts after the group's last true run, or (none) where it led in
+        false_since = ctx.ts[np.minimum(runs.pos[safe] + 1, ctx.ts.shape[0] - 1)]
+        led = np.flatnonzero(~had)
+        false_since[led] = _lead_since(fg[led], ctx, st, j)
+        since[~lc] = false_since
     else:
-        since[~lc] = lead
+        since[~lc] = _lead_since(fg, ctx, st, j)
     slots = ctx.gslot[upd]
     st.cond(j)[slots] = lc
     st.since(j)[slots] = since
