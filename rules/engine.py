@@ -248,6 +248,9 @@ class State:
     chunks: list[_Chunk] = field(default_factory=list)
     """Samples waiting for their terminal's watermark, in chunks (see :class:`_Chunk`)."""
     capacity: int = 0
+    waiting: bool = False
+    """Some held-back samples have passed their watermark but wait for the next batch (see
+    ``DEFER_MIN_SAMPLES``); evaluating an empty batch releases them."""
 
     def __post_init__(self) -> None:
         if not self.arrays:
@@ -294,7 +297,8 @@ class State:
         self.chunks = [_Chunk(samples)] if len(samples) else []
 
     def copy(self) -> State:
-        return State(self.hist_width, {k: v.copy() for k, v in self.arrays.items()}, list(self.chunks), self.capacity)
+        arrays = {k: v.copy() for k, v in self.arrays.items()}
+        return State(self.hist_width, arrays, list(self.chunks), self.capacity, self.waiting)
 
     def rows(self, slots: IP) -> dict[str, np.ndarray[Any, Any]]:
         """The state rows of some slots (for a checkpoint)."""
@@ -723,8 +727,9 @@ DEFER_MIN_SAMPLES = 65_536
 """A held-back chunk this large that has only partly passed the watermark waits (once) for the rest.
 
 Releasing a chunk whole hands its samples to the rules as they are; splitting it costs two copies
-now and a merge with the rest of it later. Under load the rest passes by the next batch (one batch
-wait, see docs/rules.md); small chunks are split at once, so light load adds no wait at all.
+now and a merge with the rest of it later. Under load the rest passes by the next batch, so the
+wait is one batch; an empty batch (the service evaluates one when a poll brings nothing) releases
+what waits. Small chunks are split at once: light load adds no wait at all (docs/rules.md).
 """
 MAX_CHUNKS = 8
 """More held-back chunks than this are merged into one (many small batches under light load)."""
@@ -816,6 +821,7 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
             chunks = [*chunks, _Chunk(fresh)]
     if flush:
         st.chunks = []
+        st.waiting = False
         return _merge_all([c.samples for c in chunks]), n_late
     if len(chunks) > MAX_CHUNKS:
         chunks = [_Chunk(_merge_all([c.samples for c in chunks]), any(c.deferred for c in chunks))]
@@ -833,7 +839,7 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
             kept.append(_Chunk(samples, True))
         elif count == len(samples):
             released.append(samples)
-        elif not chunk.deferred and len(samples) >= DEFER_MIN_SAMPLES:
+        elif not chunk.deferred and len(samples) >= DEFER_MIN_SAMPLES and len(batch):
             kept.append(_Chunk(samples, True))
             waiting = True
         else:
@@ -841,6 +847,7 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
             released.append(out)
             kept.append(_Chunk(rest, True))
     st.chunks = kept
+    st.waiting = waiting
     return _merge_all(released), n_late
 
 

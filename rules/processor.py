@@ -91,6 +91,11 @@ class RuleProcessor:
         samples = [s for r in records for s in r.samples]
         return from_samples(np.repeat(np.asarray(slots, np.int32), counts), samples)
 
+    @property
+    def waiting(self) -> bool:
+        """Held-back samples passed their watermark and wait for the next batch (an empty one releases them)."""
+        return self.state.waiting
+
     def evaluate(self, columns: Columns, *, flush: bool = False) -> tuple[list[FaultEvent], Detections]:
         """Evaluate a columnar batch; returns the fault events and the raw detections."""
         det = evaluate(

@@ -28,6 +28,7 @@ from liftwatch.badinput import BadInputPolicy
 from liftwatch.config import RulesSettings
 from liftwatch.kafka import ensure_topics, make_consumer, make_producer
 from liftwatch.rules import thresholds as thresholds_mod
+from liftwatch.rules.columns import Columns
 from liftwatch.rules.metrics import RulesMetrics
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.registry import load_registry
@@ -207,8 +208,16 @@ class RulesService:
             self.metrics.batch.observe(sum(len(r.samples) for r in records))
             if det.late:
                 self.metrics.late.inc(det.late)
+        elif self.processor.waiting:
+            # Samples held back for one more batch (a large batch's, under load) and no batch came:
+            # evaluate them now. Their events are checkpointed at once although no offset moved, so a
+            # restart does not evaluate (and send) them again.
+            events, det = self.processor.evaluate(Columns.empty())
+            self.metrics.samples.inc(det.evaluated)
+            if events:
+                touched = sorted(set(touched) | set(self.owned))
         await self._produce(events)
-        await self._checkpoint(touched, force=bool(events))
+        await self._checkpoint(touched, force=bool(events), unmoved=not records)
         self._update_lag()
 
     def _decode(self, message: Any, topic: str, decoder: Any) -> Any:
@@ -264,8 +273,11 @@ class RulesService:
 
     # --- checkpoints ----------------------------------------------------------------------------
 
-    async def _checkpoint(self, partitions: list[int], *, force: bool) -> None:
-        """Save state + next offset of the partitions (due ones only unless ``force``), in one transaction."""
+    async def _checkpoint(self, partitions: list[int], *, force: bool, unmoved: bool = False) -> None:
+        """Save state + next offset of the partitions (due ones only unless ``force``), in one transaction.
+
+        A partition whose offset did not move since its last checkpoint is skipped unless ``unmoved``.
+        """
         if self.pool is None:
             return
         now = time.monotonic()
@@ -274,7 +286,7 @@ class RulesService:
             p
             for p in partitions
             if p in self.next_offset
-            and self.next_offset[p] != self.saved_offset.get(p)
+            and (unmoved or self.next_offset[p] != self.saved_offset.get(p))
             and (force or now - self.saved_at.get(p, -1e9) >= interval)
         ]
         if not due:

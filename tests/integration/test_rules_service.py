@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import psycopg
 import pytest
 from liftwatch.config import RulesSettings
-from liftwatch.rules import service
+from liftwatch.rules import engine, service
 from liftwatch.schema import TelemetryRecord
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
@@ -184,3 +184,25 @@ async def test_rebalance_moves_terminal_state_between_engines(rules_settings: Ru
             events = await read_faults(rules_settings, until=len(terminals), settle=1.0)
     raised = sorted((e.terminal, e.since_ms, e.at_ms) for e in events if e.code == "trapped_passenger")
     assert raised == [(t, T0, T0 + 20_000) for t in terminals]
+
+
+async def test_samples_waiting_for_one_more_batch_are_evaluated_when_the_stream_pauses(
+    rules_settings: RulesSettings, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every partly passed batch waits for the next one, as a large batch does under load.
+    monkeypatch.setattr(engine, "DEFER_MIN_SAMPLES", 0)
+    stream = [record(i, trapped(T0 + 1000 * i)) for i in range(31)]
+    async with engine_in_process(rules_settings) as registry:
+        await send_telemetry(rules_settings, stream)
+        # No batch follows: the engine evaluates what waits (0..24 s, past the 30 s - 5 s watermark)
+        # on an empty poll, the raise at 20 s included.
+        events = await read_faults(rules_settings, until=1, settle=0.5)
+        assert (registry.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0) == 25
+    raised = [(e.since_ms, e.at_ms) for e in events if e.code == "trapped_passenger" and e.transition == "raised"]
+    assert raised == [(T0, T0 + 20_000)]
+    # That evaluation was checkpointed although no offset moved: a restart does not raise again.
+    async with engine_in_process(rules_settings) as registry:
+        await send_telemetry(rules_settings, [record(31, trapped(T0 + 31_000))])
+        await wait_checkpoint(database_url, rules_settings.rules_group, 32)
+        events = await read_faults(rules_settings, until=2, timeout=3, settle=0.5)
+    assert [e.transition for e in events if e.code == "trapped_passenger"] == ["raised"]

@@ -202,3 +202,16 @@ def test_slot_order_and_merge_paths_agree_with_a_plain_sort() -> None:
         assert list(zip(merged.slot.tolist(), merged.ts.tolist(), merged.floor.tolist(), strict=True)) == [
             (s, t, f) for s, t, _, f in rows
         ]
+
+
+def test_a_large_partly_passed_batch_waits_once_and_an_empty_batch_releases_it() -> None:
+    rng = np.random.default_rng(11)
+    stream = random_stream(rng, ["T0", "T1"], 400)
+    with mock.patch.object(engine, "DEFER_MIN_SAMPLES", 100):
+        proc = new_processor(build(), 5_000)
+        _, first = proc.evaluate(to_columns(proc, stream))
+        assert (first.evaluated, proc.waiting) == (0, True)  # all of it waits: it passed only in part
+        _, second = proc.evaluate(Columns.empty())
+        assert second.evaluated > 0 and not proc.waiting
+        _, rest = proc.evaluate(Columns.empty(), flush=True)
+    assert first.late + second.evaluated + rest.evaluated == len(stream)
