@@ -116,18 +116,31 @@ class EngineRun:
         return self.samples / self.cpu
 
 
-def bench_engine(fleet: int, samples_target: int, batch: int, rng: np.random.Generator) -> EngineRun:
+def overtaken(cols: Columns, carried: Columns, every: int, second: int) -> tuple[Columns, Columns]:
+    """Every ``every``-th terminal's sample of ``second`` leaves the batch for the next one (appended at
+    its end): a message overtaken by the next, older in time than samples already delivered."""
+    sec = (cols.ts - T0 - cols.slot % 1000) // 1000
+    delayed = (cols.slot % every == 7) & (sec == second)
+    return Columns.concat([cols.take(~delayed), carried]), cols.take(delayed)
+
+
+def bench_engine(
+    fleet: int, samples_target: int, batch: int, rng: np.random.Generator, overtake_every: int = 0
+) -> EngineRun:
     """Samples/s of the evaluation: over the whole run and per batch, wall clock and per CPU-second."""
     params = fleet_params(fleet)
     state = State(params.hist_width)
     seconds = max(1, batch // fleet)
     batches = max(3, samples_target // (fleet * seconds))
     run = EngineRun()
+    carried = Columns.empty()
     for i in range(WARM_UP + batches):
         # Each input batch is made outside the heap the engine reuses (as decoded batches come and
         # go in the service), then the engine runs with the allocator as `liftwatch rules` sets it.
         keep_freed_memory(False)
         cols = fleet_batch(fleet, i * seconds, seconds, rng)
+        if overtake_every:
+            cols, carried = overtaken(cols, carried, overtake_every, (i + 1) * seconds - 2)
         keep_freed_memory()
         start, cpu = time.perf_counter(), time.process_time()
         det = evaluate(cols, state, params, lateness_ms=5_000)
@@ -316,6 +329,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=24_000_000, help="Samples evaluated per fleet size.")
     parser.add_argument("--batch", type=int, default=4_000_000, help="Samples per evaluated batch.")
     parser.add_argument("--reference-samples", type=int, default=100_000)
+    parser.add_argument(
+        "--overtaken",
+        type=int,
+        default=0,
+        metavar="N",
+        help="In every batch, one sample of every N-th terminal arrives in the next batch (out of order).",
+    )
     parser.add_argument("--kafka", type=int, default=0, help="Also run the Kafka -> Kafka path with N samples.")
     parser.add_argument("--kafka-terminals", type=int, default=2_000)
     args = parser.parse_args()
@@ -323,7 +343,7 @@ def main() -> None:
     ref_rate, ref_cpu = bench_reference(args.reference_samples, rng)
     print(f"reference (per-sample Python): {ref_rate:,.0f} samples/s ({ref_cpu:,.0f} per CPU-second)")
     for fleet in (int(f) for f in args.fleets.split(",")):
-        run = bench_engine(fleet, args.samples, args.batch, rng)
+        run = bench_engine(fleet, args.samples, args.batch, rng, args.overtaken)
         per_batch = sorted(run.batch_rates)
         print(
             f"engine, fleet {fleet:>9,}: {run.rate:>13,.0f} samples/s ({run.cpu_rate:,.0f} per CPU-second) over "

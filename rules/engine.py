@@ -750,11 +750,11 @@ class _Chunk:
     """Its release already waited once: a partly passed chunk is split now."""
 
 
-def _admit(batch: Columns, st: State, lateness_ms: int) -> tuple[Columns, int, bool]:
+def _admit(batch: Columns, st: State, lateness_ms: int) -> tuple[Columns, int, np.ndarray[Any, Any]]:
     """A new batch sorted by (slot, ts, arrival) without its late samples; moves the watermarks.
 
-    Also tells whether the batch is in order after the held-back samples (no sample older than
-    an earlier arrival of its terminal).
+    Also returns the terminals (slots, sorted) of the batch whose first sample is older than a
+    sample of theirs that arrived before: their held-back samples must be merged with these.
     """
     order = _slot_order(batch.slot)
     s = batch.slot[order]
@@ -765,42 +765,60 @@ def _admit(batch: Columns, st: State, lateness_ms: int) -> tuple[Columns, int, b
     step_ok = t[1:] >= t[:-1]
     step_ok[gstart[1:] - 1] = True  # a new terminal starts: no order to keep
     in_order = bool(step_ok.all())
-    if in_order:
+    late: B | None = None
+    newmax = np.maximum(carry_max, t[gend - 1])
+    if not in_order:
+        # Some terminals' samples arrived out of time order: only theirs are looked at row by row.
+        bad = np.unique(np.searchsorted(gstart, np.flatnonzero(~step_ok) + 1, "right") - 1)
+        lens = gend[bad] - gstart[bad]
+        sub_end = np.cumsum(lens)
+        rows = np.arange(int(sub_end[-1])) + np.repeat(gstart[bad] - (sub_end - lens), lens)  # their rows
+        sub_gid = np.repeat(np.arange(bad.shape[0]), lens)
+        key, tmin, span = _group_key(sub_gid, t[rows])
+        cm = np.maximum.accumulate(key)
+        prev = np.empty(rows.shape[0], np.int64)
+        prev[1:] = cm[:-1] - sub_gid[1:] * span + tmin  # the newest earlier arrival of the terminal
+        prev[sub_end - lens] = NONE
+        prev = np.maximum(prev, carry_max[bad][sub_gid])
+        late = t < np.repeat(carry_max - lateness_ms, gend - gstart)
+        late[rows] = t[rows] < prev - lateness_ms
+        newmax[bad] = np.maximum(carry_max[bad], cm[sub_end - 1] - np.arange(bad.shape[0]) * span + tmin)
+        # their samples in (ts, arrival) order, in place: a terminal's rows stay where they are
+        moved = rows[np.argsort(key, kind="stable")]
+        order[rows] = order[moved]
+        t[rows] = t[moved]
+        late[rows] = late[moved]
+    else:
         # Each terminal's samples arrived in time order: only the carried watermark can make one late,
         # and only the first sample of a terminal can be older than what arrived before.
-        after_held = bool(np.all(t[gstart] >= carry_max))
-        late = None if after_held else t < np.repeat(carry_max - lateness_ms, gend - gstart)
-        newmax = np.maximum(carry_max, t[gend - 1])
-    else:
-        after_held = False
-        gid = _row_group(gstart, gend)
-        key, tmin, span = _group_key(gid, t)
-        cm = np.maximum.accumulate(key)
-        prev = np.empty(s.shape[0], np.int64)
-        prev[1:] = cm[:-1] - gid[1:] * span + tmin
-        prev[gstart] = NONE
-        prev = np.maximum(prev, carry_max[gid])
-        late = t < prev - lateness_ms
-        newmax = np.maximum(carry_max, cm[gend - 1] - np.arange(gstart.shape[0]) * span + tmin)
+        older = t[gstart] < carry_max
+        if older.any():
+            late = t < np.repeat(carry_max - lateness_ms, gend - gstart)
     st.max_ts[gslot] = newmax
     n_late = 0 if late is None else int(np.count_nonzero(late))
-    if n_late or not in_order:
-        if in_order:
-            gid = _row_group(gstart, gend)
-        if late is not None and n_late:
-            keep = np.flatnonzero(~late)
-            order, gid, s, t = order[keep], gid[keep], s[keep], t[keep]
-        if not in_order:
-            resort = np.argsort(_group_key(gid, t)[0], kind="stable")
-            order, gid, s, t = order[resort], gid[resort], s[resort], t[resort]
-        if len(t):
-            first = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
-            after_held = bool(np.all(t[first] >= carry_max[gid[first]]))
-    return (
-        Columns(s, t, np.take(batch.speed, order), np.take(batch.floor, order), np.take(batch.code, order)),
-        n_late,
-        after_held,
-    )
+    if late is not None and n_late:
+        keep = np.flatnonzero(~late)
+        gid = _row_group(gstart, gend)[keep]
+        order, s, t = order[keep], s[keep], t[keep]
+        first = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1]))) if len(t) else np.zeros(0, np.intp)
+        disordered = s[first[t[first] < carry_max[gid[first]]]]
+    else:
+        disordered = gslot[t[gstart] < carry_max]
+    fresh = Columns(s, t, np.take(batch.speed, order), np.take(batch.floor, order), np.take(batch.code, order))
+    return fresh, n_late, disordered
+
+
+def _pull(samples: Columns, slots: np.ndarray[Any, Any]) -> tuple[Columns, Columns]:
+    """The rows of the other slots and the rows of ``slots`` (sorted) of a batch sorted by slot."""
+    lo = np.searchsorted(samples.slot, slots, "left")
+    hi = np.searchsorted(samples.slot, slots, "right")
+    mask = np.zeros(len(samples) + 1, np.int8)
+    np.add.at(mask, lo, 1)
+    np.add.at(mask, hi, -1)
+    inside = np.cumsum(mask[:-1]) > 0
+    if not inside.any():
+        return samples, Columns.empty()
+    return samples.take(~inside), samples.take(inside)
 
 
 def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[Columns, int]:
@@ -813,11 +831,21 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
     n_late = 0
     chunks = st.chunks
     if len(batch):
-        fresh, n_late, after_held = _admit(batch, st, lateness_ms)
-        if not after_held and chunks:
-            # A terminal's new sample is older than one of its held ones: one chunk keeps them in order.
-            chunks = [_Chunk(_merge_all([c.samples for c in chunks] + [fresh]), any(c.deferred for c in chunks))]
-        elif len(fresh):
+        fresh, n_late, disordered = _admit(batch, st, lateness_ms)
+        if disordered.shape[0] and chunks:
+            # Some terminals' new samples are older than held ones of theirs: all their held-back
+            # samples move, merged with the new ones, to a chunk of their own (keeping chunks in order).
+            pulled: list[Columns] = []
+            moved: list[_Chunk] = []
+            for chunk in chunks:
+                rest, theirs = _pull(chunk.samples, disordered)
+                pulled.append(theirs)
+                if len(rest):
+                    moved.append(_Chunk(rest, chunk.deferred) if len(theirs) else chunk)
+            fresh, theirs = _pull(fresh, disordered)
+            merged = _merge_all([*pulled, theirs])
+            chunks = [*moved, _Chunk(merged)] if len(merged) else moved
+        if len(fresh):
             chunks = [*chunks, _Chunk(fresh)]
     if flush:
         st.chunks = []

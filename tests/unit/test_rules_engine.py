@@ -215,3 +215,12 @@ def test_a_large_partly_passed_batch_waits_once_and_an_empty_batch_releases_it()
         assert second.evaluated > 0 and not proc.waiting
         _, rest = proc.evaluate(Columns.empty(), flush=True)
     assert first.late + second.evaluated + rest.evaluated == len(stream)
+
+
+@pytest.mark.parametrize("eager", [False, True])
+def test_one_sample_batches_match_reference(eager: bool) -> None:
+    # Every batch is in order by itself: a sample older than held ones of its terminal is only seen
+    # against the held-back chunks (the path that moves that terminal's samples to a chunk of their own).
+    stream = random_stream(np.random.default_rng(5), TERMINALS, 300)
+    with held_back_chunks(eager):
+        assert_same(build(), stream, list(range(1, len(stream))), set(), 5_000)
