@@ -731,8 +731,8 @@ now and a merge with the rest of it later. Under load the rest passes by the nex
 wait is one batch; an empty batch (the service evaluates one when a poll brings nothing) releases
 what waits. Small chunks are split at once: light load adds no wait at all (docs/rules.md).
 """
-MAX_CHUNKS = 8
-"""More held-back chunks than this are merged into one (many small batches under light load)."""
+MAX_CHUNKS = 16
+"""Beyond this many held-back chunks (many small batches), the smallest neighbouring two are merged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -851,8 +851,12 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
         st.chunks = []
         st.waiting = False
         return _merge_all([c.samples for c in chunks]), n_late
-    if len(chunks) > MAX_CHUNKS:
-        chunks = [_Chunk(_merge_all([c.samples for c in chunks]), any(c.deferred for c in chunks))]
+    while len(chunks) > MAX_CHUNKS:
+        # neighbours only: merging two chunks next to each other keeps the chunks in order
+        pair = min(range(len(chunks) - 1), key=lambda i: len(chunks[i].samples) + len(chunks[i + 1].samples))
+        first, second = chunks[pair], chunks[pair + 1]
+        both = _Chunk(_merge_all([first.samples, second.samples]), first.deferred or second.deferred)
+        chunks = [*chunks[:pair], both, *chunks[pair + 2 :]]
     released: list[Columns] = []
     kept: list[_Chunk] = []
     waiting = False
