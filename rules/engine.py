@@ -296,6 +296,10 @@ class State:
     def pending(self, samples: Columns) -> None:
         self.chunks = [_Chunk(samples)] if len(samples) else []
 
+    def held(self, slots: IP) -> Columns:
+        """The held-back samples of some slots (for a checkpoint), sorted by (slot, ts, arrival)."""
+        return _merge_all([c.samples.take(np.isin(c.samples.slot, slots)) for c in self.chunks])
+
     def copy(self) -> State:
         arrays = {k: v.copy() for k, v in self.arrays.items()}
         return State(self.hist_width, arrays, list(self.chunks), self.capacity, self.waiting)

@@ -255,9 +255,7 @@ class RuleProcessor:
         slots = self.slots_of(terminals)
         self.state.grow(self.params.capacity)
         rows = self.state.rows(slots)
-        pending = self.state.pending
-        mask = np.isin(pending.slot, slots)
-        held = pending.take(mask)
+        held = self.state.held(slots)
         position = {int(slot): i for i, slot in enumerate(slots.tolist())}
         held_index = np.fromiter((position[int(x)] for x in held.slot.tolist()), np.int64, len(held))
         arrays: dict[str, Any] = {f"row_{k}": v for k, v in rows.items()}
