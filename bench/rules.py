@@ -98,10 +98,12 @@ class EngineRun:
     wall: float = 0.0
     cpu: float = 0.0
     events: int = 0
+    evaluated: int = 0
     batch_rates: list[float] = field(default_factory=list)
 
-    def add(self, samples: int, wall: float, cpu: float, events: int) -> None:
+    def add(self, samples: int, wall: float, cpu: float, events: int, evaluated: int) -> None:
         self.samples += samples
+        self.evaluated += evaluated
         self.wall += wall
         self.cpu += cpu
         self.events += events
@@ -146,7 +148,7 @@ def bench_engine(
         det = evaluate(cols, state, params, lateness_ms=5_000)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         if i >= WARM_UP:  # the first batches see every terminal for the first time and size the heap
-            run.add(len(cols), elapsed, cpu, det.rule.shape[0])
+            run.add(len(cols), elapsed, cpu, det.rule.shape[0], det.evaluated)
     return run
 
 
@@ -348,7 +350,7 @@ def main() -> None:
         print(
             f"engine, fleet {fleet:>9,}: {run.rate:>13,.0f} samples/s ({run.cpu_rate:,.0f} per CPU-second) over "
             f"{run.samples:,} samples in {len(per_batch)} batches of {max(1, args.batch // fleet) * fleet:,} "
-            f"({run.events} events); per batch median {statistics.median(per_batch):,.0f}, "
+            f"({run.evaluated:,} evaluated, {run.events} events); per batch median {statistics.median(per_batch):,.0f}, "
             f"min {per_batch[0]:,.0f}, max {per_batch[-1]:,.0f}; "
             f"vs reference {run.rate / ref_rate:,.0f}x ({run.cpu_rate / ref_cpu:,.0f}x per CPU-second)"
         )

@@ -313,14 +313,20 @@ class State:
         for name, array in self.arrays.items():
             _dtype, fill = _STATE_FIELDS.get(name, (np.int64, NONE))
             array[slots] = fill
-        kept = [_Chunk(c.samples.take(~np.isin(c.samples.slot, slots)), c.deferred) for c in self.chunks]
+        kept = []
+        for chunk in self.chunks:
+            gone = np.isin(chunk.samples.slot, slots)
+            kept.append(_Chunk(chunk.samples.take(~gone), chunk.deferred) if gone.any() else chunk)
         self.chunks = [c for c in kept if len(c.samples)]
 
     def hold(self, samples: Columns) -> None:
         """Add held-back samples of terminals that have none (a restored checkpoint), keeping them sorted."""
         if len(samples):
             ordered = samples.take(np.lexsort((samples.ts, samples.slot)))
-            self.pending = _merge_all([self.pending, ordered])
+            # Some may have passed their watermark and already waited a batch before the checkpoint:
+            # they may not wait again, and the next (even empty) batch looks at them.
+            self.chunks = [_Chunk(_merge_all([self.pending, ordered]), True)]
+            self.waiting = True
 
     def load_rows(self, slots: IP, rows: dict[str, np.ndarray[Any, Any]]) -> None:
         """Write checkpointed rows back into some slots (hist is re-fitted to the current width)."""
@@ -816,12 +822,14 @@ def _pull(samples: Columns, slots: np.ndarray[Any, Any]) -> tuple[Columns, Colum
     """The rows of the other slots and the rows of ``slots`` (sorted) of a batch sorted by slot."""
     lo = np.searchsorted(samples.slot, slots, "left")
     hi = np.searchsorted(samples.slot, slots, "right")
-    mask = np.zeros(len(samples) + 1, np.int8)
-    np.add.at(mask, lo, 1)
-    np.add.at(mask, hi, -1)
-    inside = np.cumsum(mask[:-1]) > 0
-    if not inside.any():
+    held = hi > lo
+    if not held.any():
         return samples, Columns.empty()
+    # slots are distinct, so their ranges are disjoint: +1 at each start, -1 at each end
+    edges = np.zeros(len(samples) + 1, np.int8)
+    edges[lo[held]] = 1
+    edges[hi[held]] -= 1
+    inside = np.cumsum(edges[:-1], dtype=np.int8) > 0
     return samples.take(~inside), samples.take(inside)
 
 
@@ -837,18 +845,7 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
     if len(batch):
         fresh, n_late, disordered = _admit(batch, st, lateness_ms)
         if disordered.shape[0] and chunks:
-            # Some terminals' new samples are older than held ones of theirs: all their held-back
-            # samples move, merged with the new ones, to a chunk of their own (keeping chunks in order).
-            pulled: list[Columns] = []
-            moved: list[_Chunk] = []
-            for chunk in chunks:
-                rest, theirs = _pull(chunk.samples, disordered)
-                pulled.append(theirs)
-                if len(rest):
-                    moved.append(_Chunk(rest, chunk.deferred) if len(theirs) else chunk)
-            fresh, theirs = _pull(fresh, disordered)
-            merged = _merge_all([*pulled, theirs])
-            chunks = [*moved, _Chunk(merged)] if len(merged) else moved
+            chunks, fresh = _reorder_terminals(chunks, fresh, disordered)
         if len(fresh):
             chunks = [*chunks, _Chunk(fresh)]
     if flush:
@@ -861,13 +858,20 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
         first, second = chunks[pair], chunks[pair + 1]
         both = _Chunk(_merge_all([first.samples, second.samples]), first.deferred or second.deferred)
         chunks = [*chunks[:pair], both, *chunks[pair + 2 :]]
+    passed = [c.samples.ts < np.take(st.max_ts, c.samples.slot) - lateness_ms for c in chunks]
+    counts = [int(np.count_nonzero(mask)) for mask in passed]
+    # A chunk may wait only if no later chunk that already waited has passed samples: those would
+    # have to wait behind it a second time.
+    may_wait = [False] * len(chunks)
+    waited_behind = False
+    for i in range(len(chunks) - 1, -1, -1):
+        may_wait[i] = not waited_behind and not chunks[i].deferred and bool(len(batch))
+        waited_behind = waited_behind or (chunks[i].deferred and counts[i] > 0)
     released: list[Columns] = []
     kept: list[_Chunk] = []
     waiting = False
-    for chunk in chunks:
-        samples = chunk.samples
-        passed = samples.ts < np.take(st.max_ts, samples.slot) - lateness_ms
-        count = int(np.count_nonzero(passed))
+    for i, chunk in enumerate(chunks):
+        samples, count = chunk.samples, counts[i]
         if count == 0:
             kept.append(chunk)
         elif waiting:
@@ -875,16 +879,51 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
             kept.append(_Chunk(samples, True))
         elif count == len(samples):
             released.append(samples)
-        elif not chunk.deferred and len(samples) >= DEFER_MIN_SAMPLES and len(batch):
+        elif may_wait[i] and len(samples) >= DEFER_MIN_SAMPLES:
             kept.append(_Chunk(samples, True))
             waiting = True
         else:
-            out, rest = _split(samples, passed)
+            out, rest = _split(samples, passed[i])
             released.append(out)
             kept.append(_Chunk(rest, True))
     st.chunks = kept
     st.waiting = waiting
     return _merge_all(released), n_late
+
+
+def _reorder_terminals(
+    chunks: list[_Chunk], fresh: Columns, slots: np.ndarray[Any, Any]
+) -> tuple[list[_Chunk], Columns]:
+    """Put new samples older than held ones of their terminals (``slots``) in order with those.
+
+    From the first chunk holding a sample of such a terminal newer than its oldest new one, these
+    terminals' held samples move, merged with their new ones, to a chunk of their own at that
+    chunk's place: chunks before it hold only older samples of theirs, chunks after it none. Usually
+    only the last chunk or two hold such samples, so only they are copied.
+    """
+    oldest_new = fresh.ts[np.searchsorted(fresh.slot, slots, "left")]
+    first = len(chunks)
+    for i, chunk in enumerate(chunks):
+        lo = np.searchsorted(chunk.samples.slot, slots, "left")
+        hi = np.searchsorted(chunk.samples.slot, slots, "right")
+        held = hi > lo
+        # a terminal's newest sample in the chunk is the last of its rows (sorted by ts)
+        if np.any(chunk.samples.ts[hi[held] - 1] > oldest_new[held]):
+            first = i
+            break
+    pulled: list[Columns] = []
+    moved: list[_Chunk] = []
+    deferred = False
+    for chunk in chunks[first:]:
+        rest, theirs = _pull(chunk.samples, slots)
+        if len(theirs):
+            pulled.append(theirs)
+            deferred = deferred or chunk.deferred
+        if len(rest):
+            moved.append(_Chunk(rest, chunk.deferred) if len(theirs) else chunk)
+    fresh, theirs = _pull(fresh, slots)
+    merged = _Chunk(_merge_all([*pulled, theirs]), deferred)
+    return [*chunks[:first], merged, *moved], fresh
 
 
 def _split(samples: Columns, mask: B) -> tuple[Columns, Columns]:
