@@ -350,8 +350,8 @@ def main() -> None:
         print(
             f"engine, fleet {fleet:>9,}: {run.rate:>13,.0f} samples/s ({run.cpu_rate:,.0f} per CPU-second) over "
             f"{run.samples:,} samples in {len(per_batch)} batches of {max(1, args.batch // fleet) * fleet:,} "
-            f"({run.evaluated:,} evaluated, {run.events} events); per batch median {statistics.median(per_batch):,.0f}, "
-            f"min {per_batch[0]:,.0f}, max {per_batch[-1]:,.0f}; "
+            f"({run.evaluated:,} evaluated, {run.events} events); "
+            f"per batch median {statistics.median(per_batch):,.0f}, min {per_batch[0]:,.0f}, max {per_batch[-1]:,.0f}; "
             f"vs reference {run.rate / ref_rate:,.0f}x ({run.cpu_rate / ref_cpu:,.0f}x per CPU-second)"
         )
     if args.kafka:
