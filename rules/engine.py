@@ -804,6 +804,7 @@ def _admit(batch: Columns, st: State, lateness_ms: int) -> tuple[Columns, int, n
         older = t[gstart] < carry_max
         if older.any():
             late = t < np.repeat(carry_max - lateness_ms, gend - gstart)
+        disordered = gslot[older]
     st.max_ts[gslot] = newmax
     n_late = 0 if late is None else int(np.count_nonzero(late))
     if late is not None and n_late:
@@ -812,8 +813,8 @@ def _admit(batch: Columns, st: State, lateness_ms: int) -> tuple[Columns, int, n
         order, s, t = order[keep], s[keep], t[keep]
         first = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1]))) if len(t) else np.zeros(0, np.intp)
         disordered = s[first[t[first] < carry_max[gid[first]]]]
-    else:
-        disordered = gslot[t[gstart] < carry_max]
+    elif not in_order:
+        disordered = gslot[t[gstart] < carry_max]  # t is in (ts, arrival) order now
     fresh = Columns(s, t, np.take(batch.speed, order), np.take(batch.floor, order), np.take(batch.code, order))
     return fresh, n_late, disordered
 
@@ -862,10 +863,11 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
     counts = [int(np.count_nonzero(mask)) for mask in passed]
     # A chunk may wait only if no later chunk that already waited has passed samples: those would
     # have to wait behind it a second time.
+    # (And only while batches come: an empty one is the service's poll that found none.)
     may_wait = [False] * len(chunks)
-    waited_behind = False
+    waited_behind = len(batch) == 0
     for i in range(len(chunks) - 1, -1, -1):
-        may_wait[i] = not waited_behind and not chunks[i].deferred and bool(len(batch))
+        may_wait[i] = not waited_behind and not chunks[i].deferred
         waited_behind = waited_behind or (chunks[i].deferred and counts[i] > 0)
     released: list[Columns] = []
     kept: list[_Chunk] = []
