@@ -211,8 +211,11 @@ async def _open_incident(
     else:
         await cur.execute(_OPEN_BY_TERMINAL, (event.terminal, event.code.value))
     row = await cur.fetchone()
-    if row is None:
-        return None
+    return None if row is None else _open_from_row(row)
+
+
+def _open_from_row(row: dict[str, Any]) -> OpenIncident:
+    """An open incident's fold state from its row."""
     return OpenIncident(
         id=row["id"],
         occurrences=row["occurrences"],
@@ -444,17 +447,7 @@ async def _fold_batch(
         await cur.execute(query, (_json(pairs),))
         for row in await cur.fetchall():
             name = row["registration_code"] if kind == "elevator" else row["terminal_id"]
-            tracked[(kind, name, row["code"])] = _Tracked(
-                OpenIncident(
-                    id=row["id"],
-                    occurrences=row["occurrences"],
-                    chattering=row["chattering"],
-                    condition_cleared=row["cleared"],
-                    toggles_ms=tuple(row["toggles_ms"]),
-                    last_event_ms=row["last_event_ms"],
-                ),
-                status=row["status"],
-            )
+            tracked[(kind, name, row["code"])] = _Tracked(_open_from_row(row), status=row["status"])
 
     outcomes: list[Outcome] = []
     audit: list[tuple[_Tracked, FaultEvent, Fold]] = []
