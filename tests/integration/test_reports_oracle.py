@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -324,19 +324,7 @@ def _as_oracle(report: monthly.MonthlyReport) -> dict[str, Any]:
         "coverage": (report.coverage.covered, report.coverage.coverage, report.coverage.online_rate),
         "top": [(e.registration_code, e.incidents, e.entrapments, e.repeats) for e in report.top_elevators],
         "bands": [(a.band, a.elevators, a.incidents, a.per_10k, a.entrapments) for a in report.age_bands],
-        "firms": [
-            (
-                f.elevators,
-                f.incidents,
-                f.per_100,
-                f.entrapments,
-                f.dispatch_missed,
-                f.arrival_missed,
-                f.repeats,
-                f.false_alarms,
-            )
-            for f in report.firms
-        ],
+        "firms": [astuple(f)[2:] for f in report.firms],  # all but the maintainer's id and name
     }
 
 

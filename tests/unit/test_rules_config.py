@@ -9,7 +9,9 @@ from liftwatch.rules.engine import TerminalInfo
 from liftwatch.rules.errors import RulesConfigError
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.thresholds import build, load, with_settings
-from liftwatch.schema import Sample, StatusRecord, TelemetryRecord
+from liftwatch.schema import StatusRecord, TelemetryRecord
+
+from tests.fixtures.rules import idle
 
 
 def test_defaults_are_the_catalog() -> None:
@@ -74,17 +76,7 @@ def test_set_assignments() -> None:
 def test_terminal_offline_in_processing_time_and_cleared_by_the_next_message() -> None:
     processor = RuleProcessor(build())
     processor.set_registry({"E1": TerminalInfo("31000000000000000001", 1.0, 0, 9)})
-    sample = Sample(
-        ts=1_000,
-        mode="normal",
-        floor=1,
-        door_zone=True,
-        direction="stop",
-        speed=0.0,
-        door="closed",
-        occupied=False,
-        safety_circuit=True,
-    )
+    sample = idle(1_000, floor=1)
     processor.process(
         [TelemetryRecord("E1", 0, 1_000_000, [sample]), TelemetryRecord("STRANGER", 0, 1_000_000, [sample])]
     )
@@ -121,18 +113,7 @@ def test_a_changed_registry_takes_effect_on_the_next_batch() -> None:
 
     def fast(t0: int, seq: int) -> list[str]:
         samples = [
-            Sample(
-                ts=t0 + 300 * i,
-                mode="normal",
-                floor=5,
-                door_zone=False,
-                direction="up",
-                speed=1.5,
-                door="closed",
-                occupied=True,
-                safety_circuit=True,
-            )
-            for i in range(4)
+            idle(t0 + 300 * i, floor=5, door_zone=False, direction="up", speed=1.5, occupied=True) for i in range(4)
         ]
         events, _ = processor.process([TelemetryRecord("E9", seq, 0, samples)], flush=True)
         return [f"{e.code}:{e.transition}" for e in events]
@@ -150,18 +131,7 @@ def test_fault_events_are_keyed_by_elevator() -> None:
 
     processor = RuleProcessor(build(), lateness_ms=0)
     processor.set_registry({"E1": TerminalInfo("31000000000000000001", 1.0, 0, 9)})
-    sample = Sample(
-        ts=1_000,
-        mode="normal",
-        floor=1,
-        door_zone=True,
-        direction="stop",
-        speed=0.0,
-        door="closed",
-        occupied=False,
-        safety_circuit=True,
-        limit_up=True,
-    )
+    sample = idle(1_000, floor=1, limit_up=True)
     events, _ = processor.process(
         [TelemetryRecord("E1", 0, 0, [sample]), TelemetryRecord("STRANGER", 0, 0, [sample])], flush=True
     )
