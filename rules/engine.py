@@ -819,10 +819,14 @@ def _admit(batch: Columns, st: State, lateness_ms: int) -> tuple[Columns, int, n
     return fresh, n_late, disordered
 
 
+def _slot_rows(samples: Columns, slots: np.ndarray[Any, Any]) -> tuple[IP, IP]:
+    """Start and end of the rows of each of ``slots`` (sorted) in a batch sorted by slot (equal: none)."""
+    return np.searchsorted(samples.slot, slots, "left"), np.searchsorted(samples.slot, slots, "right")
+
+
 def _pull(samples: Columns, slots: np.ndarray[Any, Any]) -> tuple[Columns, Columns]:
     """The rows of the other slots and the rows of ``slots`` (sorted) of a batch sorted by slot."""
-    lo = np.searchsorted(samples.slot, slots, "left")
-    hi = np.searchsorted(samples.slot, slots, "right")
+    lo, hi = _slot_rows(samples, slots)
     held = hi > lo
     if not held.any():
         return samples, Columns.empty()
@@ -903,11 +907,10 @@ def _reorder_terminals(
     chunk's place: chunks before it hold only older samples of theirs, chunks after it none. Usually
     only the last chunk or two hold such samples, so only they are copied.
     """
-    oldest_new = fresh.ts[np.searchsorted(fresh.slot, slots, "left")]
+    oldest_new = fresh.ts[_slot_rows(fresh, slots)[0]]
     first = len(chunks)
     for i, chunk in enumerate(chunks):
-        lo = np.searchsorted(chunk.samples.slot, slots, "left")
-        hi = np.searchsorted(chunk.samples.slot, slots, "right")
+        lo, hi = _slot_rows(chunk.samples, slots)
         held = hi > lo
         # a terminal's newest sample in the chunk is the last of its rows (sorted by ts)
         if np.any(chunk.samples.ts[hi[held] - 1] > oldest_new[held]):
