@@ -92,3 +92,13 @@ class DeliveryRejected(NotificationError):
 
     reason = "delivery_rejected"
     retriable = False
+
+
+class ElevatorNotFound(AlertsError):
+    """No elevator has this registration (or rescue) code: a call cannot open an incident for it."""
+
+    reason = "elevator_not_found"
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"no elevator {code}")
+        self.code = code

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from liftwatch.alerts.centre import WorkKind
 from liftwatch.alerts.lifecycle import Status
 from liftwatch.schema import FAULT_SEVERITY, DeadLetterReason, FaultEvent, fault_event_id
 
@@ -60,8 +61,9 @@ class EventKind(enum.StrEnum):
     AUTO_CLEARED = "auto_cleared"
 
 
-# Operator actions record the status they lead to; an escalation records "escalated".
-CHANGE_KINDS: frozenset[str] = frozenset({*EventKind, *Status} - {Status.DETECTED})
+# Operator actions record the status they lead to; an escalation records "escalated"; the
+# centre's calls, comments and assignments their own kinds (liftwatch.alerts.centre.WorkKind).
+CHANGE_KINDS: frozenset[str] = frozenset({*EventKind, *Status, *WorkKind} - {Status.DETECTED})
 """Every ``incident_events.kind`` (the ``kind`` of an incident change)."""
 
 

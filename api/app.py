@@ -225,10 +225,11 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.add_middleware(_BodyLimitMiddleware, metrics=metrics)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
-    from liftwatch.api import incidents, ops
+    from liftwatch.api import centre, incidents, ops
     from liftwatch.api import registry as registry_routes
 
     app.include_router(ops.router)
+    app.include_router(centre.router)  # before incidents: its /{id}/{action} would take /{id}/comments
     app.include_router(incidents.router)
     app.include_router(registry_routes.router)
     _include_reports(app)

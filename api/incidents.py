@@ -55,7 +55,8 @@ _KEEPALIVE_S = 15.0
 _POLL_S = 2.0
 
 
-def _incident(row: dict[str, Any], settings: ApiSettings) -> Incident:
+def incident_model(row: dict[str, Any], settings: ApiSettings) -> Incident:
+    """The board's view of an incident row (``_SELECT``), with its deadline clocks."""
     trapped = row["code"] == FaultCode.TRAPPED_PASSENGER
     # The clocks start where the alert service's do: at the earlier of detection and opening.
     start: datetime = min(row["detected_at"], row["opened_at"])
@@ -134,7 +135,7 @@ async def list_incidents(
             f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY i.id DESC LIMIT %s", [*params, limit + 1]
         )
         rows = await cur.fetchall()
-    items = [_incident(row, api.settings) for row in rows[:limit]]
+    items = [incident_model(row, api.settings) for row in rows[:limit]]
     page = IncidentPage(
         items=items,
         next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None,
@@ -239,7 +240,8 @@ def _feed_frame(live: bool) -> bytes:
     return f'event: feed\ndata: {{"live": {"true" if live else "false"}}}\n\n'.encode()
 
 
-async def _load(request: Request, principal: Principal, incident_id: int) -> dict[str, Any]:
+async def load_incident(request: Request, principal: Principal, incident_id: int) -> dict[str, Any]:
+    """The incident row if the caller may see it, else 404 (never 403: its existence is not told)."""
     where, params = ["i.id = %s"], [incident_id]
     _scope(principal, where, params)
     async with state(request).pool.connection() as conn:
@@ -255,7 +257,7 @@ async def get_incident(
     request: Request, principal: Reader, incident_id: Annotated[int, Path(ge=1, le=2**62)]
 ) -> IncidentDetail:
     """One incident with its event trail and the latest telemetry sample of its elevator."""
-    row = await _load(request, principal, incident_id)
+    row = await load_incident(request, principal, incident_id)
     async with state(request).pool.connection() as conn:
         cur = await conn.execute(
             "SELECT id, at, kind, status_after, actor, note, data FROM incident_events"
@@ -272,7 +274,7 @@ async def get_incident(
             (row["registration_code"], row["terminal_id"]),
         )
         latest = await cur.fetchone()
-    return IncidentDetail(incident=_incident(row, state(request).settings), events=events, latest_telemetry=latest)
+    return IncidentDetail(incident=incident_model(row, state(request).settings), events=events, latest_telemetry=latest)
 
 
 @router.post("/{incident_id}/{action}", response_model=Incident)
@@ -290,7 +292,7 @@ async def act(
     from liftwatch.alerts.lifecycle import Action as LifecycleAction
 
     body = body or TransitionRequest()
-    await _load(request, principal, incident_id)  # 404 for what the caller may not see
+    await load_incident(request, principal, incident_id)  # 404 for what the caller may not see
     if principal.firm_scoped and action not in _FIRM_ACTIONS:
         raise forbidden()
     lifecycle_action = LifecycleAction(action.replace("-", "_"))
@@ -314,4 +316,4 @@ async def act(
         status_code = 422 if error.reason in ("cause_required", "unknown_cause", "note_required") else 409
         shown = i18n.t(f"common.status.{error.current_status}", language(request))
         raise ApiError(error.reason, status_code, status=shown) from error
-    return _incident(await _load(request, principal, incident_id), api.settings)
+    return incident_model(await load_incident(request, principal, incident_id), api.settings)

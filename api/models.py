@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, Self
 
+from liftwatch.schema import FaultCode
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RegistrationCode = Annotated[str, Field(pattern=r"^[0-9A-Z]{20}$", description="设备注册代码, 20 chars [0-9A-Z].")]
@@ -171,6 +172,8 @@ class Incident(BaseModel):
     arrival_deadline_missed: bool
     dispatch_deadline_at: datetime | None = Field(description="Trapped passengers: detection + 5 min.")
     arrival_deadline_at: datetime | None = Field(description="Trapped passengers: detection + 30 min.")
+    source: Literal["rule", "call"] = Field(default="rule", description="Opened by the rules or from a phone call.")
+    assignee: str | None = Field(default=None, description="The operator working it; null = unclaimed.")
 
 
 class IncidentPage(BaseModel):
@@ -251,3 +254,43 @@ class Me(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     checks: dict[str, str]
+
+
+# --- the emergency centre's work: calls, comments, assignment (api/centre.py) -------------------
+
+
+class CallRequest(BaseModel):
+    """A phone call about an elevator (the 96333 path): opens an incident, or joins the open one."""
+
+    model_config = _IN
+    rescue_code: RescueCode | None = Field(default=None, description="Read by the caller from the car's plate.")
+    registration_code: RegistrationCode | None = None
+    code: FaultCode = Field(description="What the caller reports, e.g. `trapped_passenger`.")
+    source: Literal["call"] = "call"
+    caller_phone: (
+        Annotated[str, Field(max_length=30, description="Call-back number (digits, +, spaces, -).")] | None
+    ) = None
+    note: Annotated[str, Field(max_length=2000)] = ""
+
+    @model_validator(mode="after")
+    def _one_elevator(self) -> Self:
+        if (self.rescue_code is None) == (self.registration_code is None):
+            raise ValueError("give exactly one of rescue_code and registration_code")
+        return self
+
+
+class CallResult(BaseModel):
+    incident: Incident
+    joined: bool = Field(description="True: an incident of this elevator and code was already open.")
+
+
+class CommentRequest(BaseModel):
+    model_config = _IN
+    note: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class AssigneeRequest(BaseModel):
+    model_config = _IN
+    assignee: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        description="An operator's or admin's name (their token's name); null = release."
+    )

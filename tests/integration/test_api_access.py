@@ -29,6 +29,9 @@ NEW_ELEVATOR = {
     "top_floor": 10,
 }
 
+# A phone call about elevator a's entrapment (the rescue code is the role's world's).
+CALL = {"rescue_code": "{rc_a}", "code": "trapped_passenger", "note": "来电"}
+
 # (method, path, body, expected status by role); {x_a} = maintainer's own firm, {x_b} = another firm.
 # A role missing from the dict gets the row's default (the first entry, "*").
 TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
@@ -51,6 +54,15 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/api/v1/incidents/{inc_b}/arrive", None,
      {"*": 409, "regulator": 403, "maintainer": 404, "anonymous": 401}),
     ("POST", "/api/v1/incidents/{inc_a}/escalate", None,
+     {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
+    # The centre's work: a call (joins a's open entrapment), comments, assignment.
+    ("POST", "/api/v1/incidents", CALL, {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{inc_a}/comments", {"note": "备注"}, {"*": 201, "regulator": 403, "anonymous": 401}),
+    ("POST", "/api/v1/incidents/{inc_b}/comments", {"note": "备注"},
+     {"*": 201, "regulator": 403, "maintainer": 404, "anonymous": 401}),
+    ("PUT", "/api/v1/incidents/{inc_a}/assignee", {"assignee": None},
+     {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
+    ("PUT", "/api/v1/incidents/{inc_b}/assignee", {"assignee": None},
      {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
     ("POST", "/api/v1/incidents/{inc_a}/dispatch", {"note": "已通知维保"},
      {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
@@ -121,6 +133,8 @@ def test_every_endpoint_answers_each_role_as_its_rights_say(role: str, module_ap
         want = expected.get(role, expected["*"])
         if body is NEW_ELEVATOR:
             body = {**body, "maintainer": f"{FIRM_A} {base}"}
+        if body is CALL:
+            body = {**body, "rescue_code": api_world.rescue_codes["a"]}
         client = api_http.client
         # The stream never ends: its status and first bytes are enough here.
         with client.stream(method, _path(template, api_world), json=body, headers=headers) as response:
@@ -143,6 +157,8 @@ def test_every_api_route_is_in_the_table(module_api: RunningApi) -> None:
     templates = {
         "/api/v1/incidents/{incident_id}": "/api/v1/incidents/{inc_a}",
         "/api/v1/incidents/{incident_id}/{action}": "/api/v1/incidents/{inc_a}/acknowledge",
+        "/api/v1/incidents/{incident_id}/comments": "/api/v1/incidents/{inc_a}/comments",
+        "/api/v1/incidents/{incident_id}/assignee": "/api/v1/incidents/{inc_a}/assignee",
         "/api/v1/elevators/{registration_code}": "/api/v1/elevators/{el_a}",
         "/api/v1/elevators/by-rescue-code/{rescue_code}": "/api/v1/elevators/by-rescue-code/{rc_a}",
         "/api/v1/elevators/{registration_code}/telemetry": "/api/v1/elevators/{el_a}/telemetry",
