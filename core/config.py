@@ -327,7 +327,8 @@ class AlertsSettings(CommonSettings):
         default=["critical", "major", "minor"], description="Severities sent to the maintenance firm's webhooks."
     )
     quiet_kinds: list[str] = Field(
-        default=["updated"], description="Incident change kinds published on Kafka but not sent to webhooks."
+        default=["updated", "assigned"],
+        description="Incident change kinds published on Kafka but not sent to webhooks.",
     )
     webhook_timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout of one webhook call.")
     webhook_backoff_base_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles per attempt.")

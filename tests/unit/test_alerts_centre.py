@@ -65,3 +65,17 @@ def test_comments_are_trimmed_and_never_empty() -> None:
 def test_the_centres_kinds_are_change_kinds() -> None:
     # quiet_kinds is validated against CHANGE_KINDS, and the console names every kind.
     assert {"called", "comment", "assigned"} <= CHANGE_KINDS
+
+
+def test_by_default_calls_and_comments_are_notified_and_claims_are_not() -> None:
+    from liftwatch.alerts import service
+    from liftwatch.alerts.routing import ChangeFacts, Target, Webhook, recipients
+    from liftwatch.config import AlertsSettings
+
+    policy = service.routing_policy(AlertsSettings())
+    firm = Webhook(1, "firm", Target.MAINTENANCE_FIRM, "https://firm.example/hook", "s" * 16, maintainer_id=7)
+    notified = {
+        kind: bool(recipients(ChangeFacts(kind, "critical", 7, "Futian", 1), [firm], policy))
+        for kind in ("called", "comment", "assigned")
+    }
+    assert notified == {"called": True, "comment": True, "assigned": False}
