@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import msgspec
 import psycopg
 from liftwatch import db
+from liftwatch.contract import TERMINAL_ID_RE, TERMINAL_ID_RULE
 from rich import progress as rich_progress
 from rich.console import Console
 from rich.table import Table
@@ -144,7 +145,6 @@ _EARLIEST_DATE = date(1900, 1, 1)
 _LATEST_DATE = date(2099, 12, 31)
 _REGISTRATION_RE = re.compile(r"[0-9A-Z]{20}")
 _RESCUE_RE = re.compile(r"[0-9]{5,6}")
-_TERMINAL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DECIMAL_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _INTEGER_RE = re.compile(r"-?[0-9]{1,9}")
@@ -295,7 +295,7 @@ _TEXT = _Column(_text_cell, _text_bulk)
 _COLUMNS: dict[str, _Column] = {
     "registration_code": _code(_REGISTRATION_RE, "20 characters 0-9 A-Z"),
     "rescue_code": _code(_RESCUE_RE, "5 or 6 digits"),
-    "terminal_id": _code(_TERMINAL_RE, "1-64 characters A-Z a-z 0-9 _ -"),
+    "terminal_id": _code(TERMINAL_ID_RE, TERMINAL_ID_RULE),
     "kind": _Column(_kind_cell, lambda cells: list(map(_KINDS.__getitem__, cells))),
     "address": _TEXT,
     "district": _TEXT,

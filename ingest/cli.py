@@ -11,7 +11,7 @@ from liftwatch import db
 from liftwatch.config import CommonSettings, GatewaySettings, WriterSettings
 from liftwatch.runtime import configure_logging, run_services
 
-from .credentials import Role, export_broker_files, provision_account, provision_terminals
+from .credentials import Role, export_broker_files, provision_account, provision_terminals, remove_account
 from .errors import CredentialError
 
 gateway_app = typer.Typer(help="MQTT gateway: terminals' telemetry and status into Kafka.")
@@ -74,9 +74,9 @@ def provision(
     with db.connect(settings.require_database_url()) as conn:
         try:
             issued = provision_terminals(conn, terminal_ids, rotate=rotate)
+            passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
         except CredentialError as error:
             raise typer.BadParameter(str(error)) from error
-        passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
     for item in issued:
         typer.echo(f"{item.username}\t{item.password}")
     typer.echo(f"wrote {passwd} and {acl}; reload mosquitto (SIGHUP) to apply", err=True)
@@ -84,12 +84,18 @@ def provision(
 
 @terminals_app.command("account")
 def account(
-    username: Annotated[str, typer.Argument(help="Account name (not a terminal id).")],
+    username: Annotated[
+        str, typer.Argument(help="Account name with a dot, which terminal ids never have (gateway.1, sim.load).")
+    ],
     role: Annotated[str, typer.Option(help="gateway (reads all terminals) or publisher (writes for all).")] = "gateway",
     out: OutOption = _DEFAULT_BROKER_DIR,
     rotate: Annotated[bool, typer.Option(help="Replace the existing password.")] = False,
 ) -> None:
-    """Create a service account for the broker (password printed once) and rewrite the broker files."""
+    """Create a service account for the broker (password printed once) and rewrite the broker files.
+
+    The account is also one MQTT session (the broker uses the user name as client id): give every
+    gateway and every concurrently running publisher its own account.
+    """
     if role not in ("gateway", "publisher"):
         raise typer.BadParameter("role must be gateway or publisher")
     chosen: Role = "gateway" if role == "gateway" else "publisher"
@@ -97,17 +103,36 @@ def account(
     with db.connect(settings.require_database_url()) as conn:
         try:
             issued = provision_account(conn, username, chosen, rotate=rotate)
+            passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
         except CredentialError as error:
             raise typer.BadParameter(str(error)) from error
-        passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
     typer.echo(f"{issued.username}\t{issued.password}")
+    typer.echo(f"wrote {passwd} and {acl}; reload mosquitto (SIGHUP) to apply", err=True)
+
+
+@terminals_app.command("remove-account")
+def remove_account_command(
+    username: Annotated[str, typer.Argument(help="Service account to delete.")],
+    out: OutOption = _DEFAULT_BROKER_DIR,
+) -> None:
+    """Delete a service account and rewrite the broker files (retire a gateway with `gateway --leave` first)."""
+    settings = CommonSettings()
+    with db.connect(settings.require_database_url()) as conn:
+        try:
+            remove_account(conn, username)
+            passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
+        except CredentialError as error:
+            raise typer.BadParameter(str(error)) from error
     typer.echo(f"wrote {passwd} and {acl}; reload mosquitto (SIGHUP) to apply", err=True)
 
 
 @terminals_app.command("export")
 def export(out: OutOption = _DEFAULT_BROKER_DIR) -> None:
-    """Rewrite the broker password file and ACL from the database."""
+    """Rewrite the broker password file and ACL from the database (refused if a user would appear twice)."""
     settings = CommonSettings()
     with db.connect(settings.require_database_url()) as conn:
-        passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
+        try:
+            passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
+        except CredentialError as error:
+            raise typer.BadParameter(str(error)) from error
     typer.echo(f"wrote {passwd} and {acl}")

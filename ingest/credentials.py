@@ -5,6 +5,14 @@ provisioning; the database keeps only the hash, in mosquitto's own PBKDF2-SHA512
 (``$7$<iterations>$<salt>$<hash>``), so the broker's password file is a plain projection of the
 ``terminals`` and ``mqtt_accounts`` tables. The ACL needs no per-terminal line: a ``pattern``
 rule lets user ``%u`` write only under ``lift/v1/%u/``.
+
+One name space, two tables: a terminal id and a service account name must never be equal, or the
+password file gets two lines for one user (the broker then lets one password in as the other, or
+locks one out). Service account names therefore contain a ``.``, which a terminal id cannot
+(``gateway.1``, ``sim.load``); accounts made before that rule are still checked against terminals
+when provisioning, and the export refuses to write a password file with a duplicate user.
+The shipped broker config ties each session's client id to its user name
+(``use_username_as_clientid``), so an account is also one MQTT session: one account per gateway.
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ import hmac
 import os
 import re
 import secrets
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
+from liftwatch.contract import TERMINAL_ID_RE, TERMINAL_ID_RULE
 
 from .errors import CredentialError
 
@@ -31,8 +41,9 @@ PBKDF2_ITERATIONS = 1000
 SALT_BYTES = 12  # what mosquitto_passwd uses
 PASSWORD_FILE, ACL_FILE = "passwd", "acl"
 
-_TERMINAL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Dot-separated words of the terminal alphabet, at least two: never a terminal id (used with fullmatch).
+ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+")
+ACCOUNT_NAME_RULE = "at most 64 characters: words of A-Z a-z 0-9 _ - joined by dots, at least one dot (gateway.1)"
 
 Role = Literal["gateway", "publisher"]
 
@@ -58,9 +69,26 @@ def verify_password(password: str, hashed: str) -> bool:
     return hmac.compare_digest(hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(parts[2])), expected)
 
 
+def is_terminal_id(text: str) -> bool:
+    """True for a well-formed terminal id (nothing trailing, not even a newline)."""
+    return TERMINAL_ID_RE.fullmatch(text) is not None
+
+
+def is_account_name(text: str) -> bool:
+    """True for a well-formed service account name (never a terminal id)."""
+    return len(text) <= 64 and ACCOUNT_NAME_RE.fullmatch(text) is not None
+
+
 def password_file(entries: Iterable[tuple[str, str]]) -> str:
-    """Mosquitto password file text from (user name, hash) pairs."""
-    return "".join(f"{user}:{hashed}\n" for user, hashed in sorted(entries))
+    """Mosquitto password file text from (user name, hash) pairs; refuses a user named twice."""
+    ordered = sorted(entries)
+    twice = sorted(user for user, count in Counter(user for user, _ in ordered).items() if count > 1)
+    if twice:
+        raise CredentialError(
+            f"{', '.join(twice)}: both a terminal and a service account; rename the account"
+            " (`liftwatch terminals remove-account`, then create one with a dot in its name)"
+        )
+    return "".join(f"{user}:{hashed}\n" for user, hashed in ordered)
 
 
 def acl_file(topic_root: str, accounts: Iterable[tuple[str, Role]]) -> str:
@@ -97,8 +125,11 @@ def provision_terminals(
     issued: list[Issued] = []
     with conn.transaction():
         for terminal in terminal_ids:
-            if not _TERMINAL_RE.match(terminal):
-                raise CredentialError(f"invalid terminal id {terminal!r} (1-64 of A-Z a-z 0-9 _ -)")
+            if not is_terminal_id(terminal):
+                raise CredentialError(f"invalid terminal id {terminal!r} ({TERMINAL_ID_RULE})")
+            # Accounts created before names needed a dot may look like terminal ids.
+            if conn.execute("SELECT 1 FROM mqtt_accounts WHERE username = %s", (terminal,)).fetchone():
+                raise CredentialError(f"{terminal} is a service account; a terminal cannot have its name")
             password = new_password()
             row = conn.execute(
                 "INSERT INTO terminals (terminal_id, mqtt_password_hash) VALUES (%s, %s)"
@@ -115,13 +146,10 @@ def provision_terminals(
 
 def provision_account(conn: psycopg.Connection[Any], username: str, role: Role, *, rotate: bool = False) -> Issued:
     """Create (or with ``rotate``, replace) a service account (gateway or publisher)."""
-    if not _ACCOUNT_RE.match(username):
-        raise CredentialError(f"invalid account name {username!r}")
+    if not is_account_name(username):
+        raise CredentialError(f"invalid account name {username!r} ({ACCOUNT_NAME_RULE})")
     password = new_password()
-    with conn.transaction():
-        taken = conn.execute("SELECT 1 FROM terminals WHERE terminal_id = %s", (username,)).fetchone()
-        if taken is not None:
-            raise CredentialError(f"{username} is a terminal id; service accounts need their own names")
+    with conn.transaction():  # no terminal can have the name: terminal ids have no dot (table check)
         row = conn.execute(
             "INSERT INTO mqtt_accounts (username, role, password_hash) VALUES (%s, %s, %s)"
             " ON CONFLICT (username) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash"
@@ -131,6 +159,13 @@ def provision_account(conn: psycopg.Connection[Any], username: str, role: Role, 
         if row is None:
             raise CredentialError(f"account {username} exists (use --rotate to replace its password)")
     return Issued(username, password)
+
+
+def remove_account(conn: psycopg.Connection[Any], username: str) -> None:
+    """Delete a service account (a retired gateway, an account named before the dot rule)."""
+    with conn.transaction():
+        if conn.execute("DELETE FROM mqtt_accounts WHERE username = %s RETURNING 1", (username,)).fetchone() is None:
+            raise CredentialError(f"no service account {username!r}")
 
 
 def export_broker_files(conn: psycopg.Connection[Any], folder: Path, topic_root: str = "") -> tuple[Path, Path]:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import base64
 
-from liftwatch.ingest.credentials import acl_file, hash_password, new_password, password_file, verify_password
+import pytest
+from liftwatch.ingest.credentials import (
+    acl_file,
+    hash_password,
+    is_account_name,
+    is_terminal_id,
+    new_password,
+    password_file,
+    verify_password,
+)
+from liftwatch.ingest.errors import CredentialError
 
 
 def test_hash_matches_mosquitto_passwd_format() -> None:
@@ -37,3 +47,28 @@ def test_acl_confines_terminals_to_their_own_topics() -> None:
     assert "user gw1\ntopic read r/lift/v1/+/telemetry\ntopic read r/lift/v1/+/status" in text
     assert "user sim\ntopic write r/lift/v1/+/telemetry" in text
     assert "pattern read" not in text
+
+
+@pytest.mark.parametrize("text", ["T1", "a", "ab-C_9", "x" * 64])
+def test_terminal_ids_are_not_account_names(text: str) -> None:
+    assert is_terminal_id(text) and not is_account_name(text)
+
+
+@pytest.mark.parametrize("text", ["gateway.1", "sim.load", "a.b.c", "gw_1.x-y"])
+def test_account_names_are_not_terminal_ids(text: str) -> None:
+    assert is_account_name(text) and not is_terminal_id(text)
+
+
+@pytest.mark.parametrize("text", ["T1\n", "T1 ", "", "x" * 65, "T/1", "T+1", "T.1\n", "gw:1"])
+def test_malformed_terminal_ids(text: str) -> None:
+    assert not is_terminal_id(text)
+
+
+@pytest.mark.parametrize("text", ["gw1", "gateway.1\n", ".gw", "gw.", "gw..1", "gw.+", "g w.1", "a." + "x" * 63])
+def test_malformed_account_names(text: str) -> None:
+    assert not is_account_name(text)
+
+
+def test_password_file_refuses_a_user_twice() -> None:
+    with pytest.raises(CredentialError, match="gw1"):
+        password_file([("gw1", "$7$terminal"), ("T2", "$7$h"), ("gw1", "$7$account")])
