@@ -207,7 +207,8 @@ class GatewaySettings(CommonSettings):
     gateway_client_id: str = Field(
         default="",
         description=(
-            "MQTT client id (the persistent session); empty = liftwatch-gateway-<hostname>, stable across restarts."
+            "MQTT client id (the persistent session); empty = the user name of the MQTT URL, else"
+            " liftwatch-gateway-<hostname> (the shipped broker uses the user name whatever this says)."
         ),
     )
     max_payload_bytes: int = Field(

@@ -30,7 +30,7 @@ from liftwatch.config import GatewaySettings
 from liftwatch.contract import STATUS_TOPIC_FILTER, TELEMETRY_TOPIC_FILTER, TimeLimits
 from liftwatch.errors import ServiceUnavailable
 from liftwatch.kafka import ensure_topics, make_producer
-from liftwatch.mqtt import InboundMessage, MqttClient
+from liftwatch.mqtt import BrokerAddress, InboundMessage, MqttClient
 from liftwatch.schema import DeadLetterReason, encode_record
 from prometheus_client import CollectorRegistry
 
@@ -54,9 +54,11 @@ PARTITION_CACHE_MAX = 1_000_000
 LEAVE_IDLE_S = 2.0
 
 
-def default_client_id() -> str:
-    """A client id stable across restarts on the same host, so the persistent session is resumed."""
-    return f"liftwatch-gateway-{socket.gethostname()}"
+def default_client_id(mqtt_url: str) -> str:
+    """A client id stable across restarts, so the persistent session is resumed: the broker account's
+    name (a broker that ties sessions to accounts, as the shipped one does, uses it anyway), else
+    one per host."""
+    return BrokerAddress.parse(mqtt_url).username or f"liftwatch-gateway-{socket.gethostname()}"
 
 
 def subscription_filters(settings: GatewaySettings) -> list[str]:
@@ -113,7 +115,7 @@ class Gateway:
         while not stop.is_set():
             client = MqttClient(
                 self.settings.require_mqtt(),
-                self.settings.gateway_client_id or default_client_id(),
+                self.settings.gateway_client_id or default_client_id(self.settings.require_mqtt()),
                 persistent_session=True,
                 manual_ack=True,
                 receive_maximum=self.settings.max_in_flight,

@@ -8,6 +8,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import typer
@@ -15,6 +16,7 @@ import yaml
 from liftwatch.cli import app
 from liftwatch.config import PlatformSettings
 from liftwatch.dashboards.library import POSTGRES_UID, PROMETHEUS_UID
+from liftwatch.ingest.credentials import is_account_name
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +30,11 @@ SCRAPE_JOBS = {"gateway", "writer", "rules", "alerts", "api"}
 def compose() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
     return loaded
+
+
+def _filled(text: str) -> str:
+    """``text`` with every ``${VAR...}`` interpolation replaced by a plain value, as Compose would."""
+    return re.sub(r"\$\{[^}]*\}", "value", text)
 
 
 def _liftwatch_services(compose: dict[str, Any]) -> dict[str, Any]:
@@ -90,10 +97,18 @@ def test_consumer_group_stages_scale_and_gateways_keep_their_sessions(compose: d
         assert "container_name" not in services[name] and "ports" not in services[name], f"{name} cannot be --scale'd"
     gateways = {name: s for name, s in services.items() if s.get("command") == ["gateway"]}
     assert len(gateways) >= 2
-    client_ids = [s["environment"].get("LIFTWATCH_GATEWAY_CLIENT_ID") for s in gateways.values()]
-    assert all(client_ids) and len(set(client_ids)) == len(client_ids), "each gateway needs its own stable session"
+    # The broker uses the account as client id: each gateway needs its own account (its own session).
+    accounts = [urlsplit(_filled(s["environment"]["LIFTWATCH_MQTT_URL"])).username for s in gateways.values()]
+    assert all(map(is_account_name, accounts)) and len(set(accounts)) == len(accounts), accounts
     for service in gateways.values():
+        assert "LIFTWATCH_GATEWAY_CLIENT_ID" not in service["environment"]
         assert "gateway" in service["networks"]["default"]["aliases"]  # what Prometheus resolves
+    # Anything else logging in with a gateway's account would take its session over (the API's
+    # health check connects every 15 s): only gateways carry broker credentials.
+    for name, service in _liftwatch_services(compose).items():
+        url = (service.get("environment") or {}).get("LIFTWATCH_MQTT_URL")
+        if name not in gateways and url is not None:
+            assert urlsplit(_filled(url)).username is None, name
 
 
 def test_every_referenced_file_exists(compose: dict[str, Any]) -> None:

@@ -8,13 +8,15 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from liftwatch import services
 from liftwatch.cli import app
 from liftwatch.errors import ServiceUnavailable
 from liftwatch.mqtt import MqttClient
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +50,7 @@ def secured_broker(database_url: str, tmp_path: Path) -> Iterator[tuple[int, dic
     auth, data = tmp_path / "auth", tmp_path / "data"
     data.mkdir()
     creds = provision(["provision", "T1", "T2", "--out", str(auth)], database_url)
-    creds |= provision(["account", "gw", "--role", "gateway", "--out", str(auth)], database_url)
+    creds |= provision(["account", "gateway.1", "--role", "gateway", "--out", str(auth)], database_url)
     port = services.free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(shipped_config(port, auth, data))
@@ -63,15 +65,71 @@ def secured_broker(database_url: str, tmp_path: Path) -> Iterator[tuple[int, dic
         broker.stop()
 
 
-async def connect(port: int, user: str, password: str) -> MqttClient:
-    client = MqttClient(f"mqtt://{user}:{password}@127.0.0.1:{port}", f"{user}-{secrets.token_hex(3)}")
+async def connect(port: int, user: str, password: str, client_id: str | None = None, **kwargs: Any) -> MqttClient:
+    client = MqttClient(
+        f"mqtt://{user}:{password}@127.0.0.1:{port}", client_id or f"{user}-{secrets.token_hex(3)}", **kwargs
+    )
     await client.connect()
     return client
 
 
+def watch(client: MqttClient) -> list[bool]:
+    """The client's connection changes from now on (False = the broker dropped it)."""
+    changes: list[bool] = []
+    client.on_connection_change = changes.append
+    return changes
+
+
+async def test_a_terminal_cannot_take_over_a_gateway_or_terminal_session(
+    secured_broker: tuple[int, dict[str, str]],
+) -> None:
+    """With the client id a victim uses, a terminal gets its own session (its user name), not the victim's."""
+    port, creds = secured_broker
+    gateway = await connect(port, "gateway.1", creds["gateway.1"], "gateway.1", persistent_session=True)
+    await gateway.subscribe("$share/g/lift/v1/+/telemetry")
+    t1 = await connect(port, "T1", creds["T1"], "T1")
+    gateway_changes, t1_changes = watch(gateway), watch(t1)
+    intruders = [
+        await connect(port, "T2", creds["T2"], "gateway.1"),  # the gateway's client id
+        await connect(port, "T2", creds["T2"], "T1"),  # another terminal's
+    ]
+    try:
+        await asyncio.sleep(1.0)  # a taken-over session is dropped at the intruder's CONNACK
+        assert gateway_changes == [] and t1_changes == []
+        assert gateway.connected and t1.connected
+        t1.publish("lift/v1/T1/telemetry", b"still mine")
+        received = await asyncio.wait_for(gateway.receive(), 10)
+        assert (received.topic, received.payload) == ("lift/v1/T1/telemetry", b"still mine")
+    finally:
+        for client in (*intruders, t1):
+            await client.disconnect()
+        await gateway.disconnect(end_session=True)
+
+
+async def test_a_gateway_session_belongs_to_its_account(secured_broker: tuple[int, dict[str, str]]) -> None:
+    """The account is the session: messages queued while a gateway is away wait for its account,
+    whatever client id it comes back with (the shared subscription keeps routing its share there)."""
+    port, creds = secured_broker
+    gateway = await connect(port, "gateway.1", creds["gateway.1"], "first-id", persistent_session=True)
+    await gateway.subscribe("$share/g/lift/v1/+/telemetry")
+    await gateway.disconnect()
+    t1 = await connect(port, "T1", creds["T1"])
+    try:
+        t1.publish("lift/v1/T1/telemetry", b"while away")
+        await asyncio.wait_for(t1.wait_below(1), 10)
+    finally:
+        await t1.disconnect()
+    back = await connect(port, "gateway.1", creds["gateway.1"], "another-id", persistent_session=True)
+    try:
+        received = await asyncio.wait_for(back.receive(), 10)
+        assert (received.topic, received.payload) == ("lift/v1/T1/telemetry", b"while away")
+    finally:
+        await back.disconnect(end_session=True)
+
+
 async def test_terminal_cannot_publish_as_another(secured_broker: tuple[int, dict[str, str]]) -> None:
     port, creds = secured_broker
-    gateway = MqttClient(f"mqtt://gw:{creds['gw']}@127.0.0.1:{port}", "gw-1", manual_ack=False)
+    gateway = MqttClient(f"mqtt://gateway.1:{creds['gateway.1']}@127.0.0.1:{port}", "gateway.1", manual_ack=False)
     await gateway.connect()
     await gateway.subscribe("$share/g/lift/v1/+/telemetry", "$share/g/lift/v1/+/status")
     t1 = await connect(port, "T1", creds["T1"])
@@ -113,3 +171,43 @@ def test_provisioning_twice_needs_rotate(database_url: str, tmp_path: Path) -> N
     second = provision(["provision", "T9", "--rotate", "--out", str(tmp_path)], database_url)
     assert first["T9"] != second["T9"]
     assert (tmp_path / "passwd").read_text().startswith("T9:$7$1000$")
+
+
+def terminals_cli(args: list[str], database_url: str) -> Result:
+    return CliRunner().invoke(app, ["terminals", *args], env={"LIFTWATCH_DATABASE_URL": database_url})
+
+
+def test_service_accounts_cannot_be_named_like_terminals(database_url: str, tmp_path: Path) -> None:
+    refused = terminals_cli(["account", "gw1", "--role", "gateway", "--out", str(tmp_path)], database_url)
+    assert refused.exit_code == 2 and "at least one dot" in refused.output
+    refused = terminals_cli(["provision", "T1\n", "--out", str(tmp_path)], database_url)
+    assert refused.exit_code == 2 and "invalid terminal id" in refused.output
+    provision(["provision", "gw1", "--out", str(tmp_path)], database_url)
+    provision(["account", "gw1.gateway", "--role", "gateway", "--out", str(tmp_path)], database_url)
+    users = [line.split(":")[0] for line in (tmp_path / "passwd").read_text().splitlines()]
+    assert users == ["gw1", "gw1.gateway"]
+
+
+def test_an_account_named_before_the_dot_rule_cannot_meet_a_terminal(database_url: str, tmp_path: Path) -> None:
+    """An old account without a dot keeps working, but no terminal gets its name, and a password
+    file with one user twice (say, from rows inserted by hand) is never written."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE mqtt_accounts DROP CONSTRAINT mqtt_accounts_not_a_terminal_id")
+        conn.execute("INSERT INTO mqtt_accounts (username, role, password_hash) VALUES ('gw1', 'gateway', '$7$a')")
+    refused = terminals_cli(["provision", "gw1", "--out", str(tmp_path)], database_url)
+    assert refused.exit_code == 2 and "is a service account" in refused.output
+    assert not (tmp_path / "passwd").exists()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO terminals (terminal_id, mqtt_password_hash) VALUES ('gw1', '$7$t')")
+    refused = terminals_cli(["export", "--out", str(tmp_path)], database_url)
+    assert (
+        refused.exit_code == 2 and "gw1" in refused.output and "both a terminal and a service account" in refused.output
+    )
+    assert not (tmp_path / "passwd").exists()
+    provision(["remove-account", "gw1", "--out", str(tmp_path)], database_url)
+    assert (tmp_path / "passwd").read_text() == "gw1:$7$t\n"
+
+
+def test_the_database_refuses_new_accounts_without_a_dot(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO mqtt_accounts (username, role, password_hash) VALUES ('gw1', 'gateway', '$7$a')")

@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaConnectionError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from liftwatch.config import GatewaySettings
-from liftwatch.ingest.gateway import Gateway
+from liftwatch.ingest.gateway import Gateway, default_client_id
 from liftwatch.ingest.handling import OutRecord
 from liftwatch.mqtt import InboundMessage, MqttClient
 from liftwatch.schema import decode_dead_letter, decode_status_record, decode_telemetry_record
@@ -154,3 +154,10 @@ def test_gateway_path_acknowledges_every_message_once_in_order_whatever_the_inpu
     for record in produced:
         decoder = {"telemetry": decode_telemetry_record, "status": decode_status_record}.get(record.topic)
         (decoder or decode_dead_letter)(record.value)
+
+
+def test_the_client_id_defaults_to_the_broker_account() -> None:
+    """The shipped broker makes the user name the client id; the gateway says the same in its logs and
+    keeps one stable id per host on a broker without accounts."""
+    assert default_client_id("mqtt://gateway.1:pw@broker:1883") == "gateway.1"
+    assert default_client_id("mqtt://broker:1883").startswith("liftwatch-gateway-")
