@@ -3,11 +3,16 @@
 
     python3 dev.py demo   # install, then run the platform with a simulated fleet
     python3 dev.py test   # install, then run the whole test suite
-    python3 dev.py check  # format check, lint, types, tests
+    python3 dev.py check  # lock up to date, format check, lint, types, tests (what CI runs)
     python3 dev.py typecheck  # mypy strict only
+    python3 dev.py lock   # update uv.lock after editing pyproject.toml's dependencies
+                          # (extra arguments go to `uv lock`, e.g. --upgrade-package msgspec;
+                          # `lock --uv VERSION` moves the pinned uv itself)
 
-Installs into ./.venv (re-installed when pyproject.toml changes). Services that are not
-running are started by liftwatch itself (see docs/operations.md).
+Installs exactly the versions of uv.lock into ./.venv (re-synced when uv.lock or pyproject.toml
+changes) with a uv pinned by hash in requirements-uv.txt, itself installed from PyPI into
+./.venv-tools. Services that are not running are started by liftwatch itself (see
+docs/operations.md); docs/dependencies.md says why uv and how the lock is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +29,16 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".liftwatch-installed"
+LOCK = ROOT / "uv.lock"
+# uv itself, pinned with the hashes of all its wheels; lives in its own venv so that
+# `uv sync` (which removes what the lock does not list) never uninstalls it.
+UV_REQUIREMENTS = ROOT / "requirements-uv.txt"
+TOOLS = ROOT / ".venv-tools"
+UV = TOOLS / "bin" / "uv"
+UV_STAMP = TOOLS / ".liftwatch-uv"
+
+
+STALE_LOCK = "uv.lock does not match pyproject.toml: run `python3 dev.py lock` and commit uv.lock"
 
 
 def run(*cmd: str | Path, **kwargs: object) -> None:
@@ -31,17 +46,70 @@ def run(*cmd: str | Path, **kwargs: object) -> None:
     subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
 
 
-def install(extras: str) -> None:
+def digest(*paths: Path) -> str:
+    return hashlib.sha256(b"".join(path.read_bytes() for path in paths)).hexdigest()
+
+
+def uv_env() -> dict[str, str]:
+    """uv runs the Python that runs dev.py (never one it downloads) and syncs ./.venv."""
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}  # another active venv is not ours
+    return {**env, "UV_PYTHON": sys.executable, "UV_PYTHON_DOWNLOADS": "never", "UV_PROJECT_ENVIRONMENT": str(VENV)}
+
+
+def ensure_uv() -> Path:
+    """Install the uv of requirements-uv.txt (wheels only, hashes checked) unless it is there."""
     if sys.version_info < (3, 11):
         sys.exit("liftwatch needs Python 3.11 or newer")
-    if not (BIN / "python").exists():
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
-    if STAMP.exists() and STAMP.read_text() == digest:
-        return
-    run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", f".[{extras}]" if extras else ".")
-    STAMP.write_text(digest)
+    wanted = digest(UV_REQUIREMENTS)
+    if UV.exists() and UV_STAMP.exists() and UV_STAMP.read_text() == wanted:
+        return UV
+    if TOOLS.exists():
+        shutil.rmtree(TOOLS)
+    venv.EnvBuilder(with_pip=True).create(TOOLS)
+    pip = (TOOLS / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+    run(*pip, "--require-hashes", "--only-binary=:all:", "--no-deps", "-r", UV_REQUIREMENTS)
+    UV_STAMP.write_text(wanted)
+    return UV
+
+
+def install(extras: str) -> None:
+    """Make ./.venv exactly uv.lock (plus `extras`), liftwatch itself editable; a no-op when it is."""
+    wanted = digest(LOCK, ROOT / "pyproject.toml")
+    if STAMP.exists():
+        installed, _, installed_extras = STAMP.read_text().partition("\n")
+        # demo after test keeps the dev extras rather than removing them and re-adding them next time
+        if installed == wanted and (not extras or extras in installed_extras.split()):
+            return
+    # --locked: stop, rather than resolve anew, when pyproject.toml changed and uv.lock did not
+    check_lock()
+    run(ensure_uv(), "sync", "--locked", *(("--extra", extras) if extras else ()), env=uv_env())
+    STAMP.write_text(f"{wanted}\n{extras}")
+
+
+def check_lock() -> None:
+    """Stop with the fix when uv.lock no longer satisfies pyproject.toml (no network needed)."""
+    try:
+        run(ensure_uv(), "lock", "--check", "--offline", "--quiet", env=uv_env())
+    except subprocess.CalledProcessError:
+        sys.exit(STALE_LOCK)
+
+
+def lock(args: list[str]) -> None:
+    """`uv lock` with our uv and Python; `--uv VERSION` first re-pins uv itself."""
+    if args[:1] == ["--uv"] and len(args) >= 2:
+        version, args = args[1], args[2:]
+        pin = subprocess.run(
+            [ensure_uv(), "pip", "compile", "--generate-hashes", "--universal", "--no-header", "--quiet", "-"],
+            input=f"uv=={version}\n",
+            capture_output=True,
+            text=True,
+            check=True,
+            env=uv_env(),
+        ).stdout
+        UV_REQUIREMENTS.write_text(
+            "# The uv that dev.py installs: `python3 dev.py lock --uv VERSION` rewrites it.\n" + pin
+        )
+    run(ensure_uv(), "lock", *args, env=uv_env())
 
 
 # Debian packages liftwatch runs with when no broker is configured: the embedded MQTT broker is
@@ -99,9 +167,18 @@ def typecheck() -> None:
 
 
 def main() -> None:
+    try:
+        dispatch()
+    except subprocess.CalledProcessError as failed:
+        sys.exit(f"dev.py: {' '.join(map(str, failed.cmd))} exited with {failed.returncode}")
+
+
+def dispatch() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else "help"
     rest = sys.argv[2:]
-    if command == "demo":
+    if command == "lock":
+        lock(rest)
+    elif command == "demo":
         install("")
         ensure_system_packages(RUNTIME_SYSTEM_PACKAGES)
         os.execv(BIN / "liftwatch", [str(BIN / "liftwatch"), "demo", *rest])
@@ -113,7 +190,10 @@ def main() -> None:
         install("dev")
         typecheck()
     elif command == "check":
+        # the lock first: a stale one means the suite below would not test what pyproject.toml says
+        check_lock()
         install("dev")
+        ensure_system_packages(TEST_SYSTEM_PACKAGES)
         run(BIN / "ruff", "format", "--check", ".")
         run(BIN / "ruff", "check", ".")
         typecheck()

@@ -77,7 +77,12 @@ def parse_topic(topic: str, root: str = "") -> tuple[str, str] | None:
     return parts[2], parts[3]
 
 
-def _schema_rejection(error: msgspec.ValidationError) -> Rejection:
+def _schema_rejection(error: msgspec.ValidationError, payload: bytes | None = None) -> Rejection:
+    """msgspec's explanation as the detail, the JSON path it names as the field.
+
+    With ``payload`` (telemetry), a refused ``$.v`` that is a well-typed number other than 1 is
+    an unsupported version, not a schema error; that is read off the payload, not the message.
+    """
     text = str(error)
     match = _PATH_RE.search(text)
     path = match.group(1) if match else None
@@ -85,13 +90,27 @@ def _schema_rejection(error: msgspec.ValidationError) -> Rejection:
     field = _FIELD_RE.match(text)
     if field is not None:
         path = f"{path or '$'}.{field.group(1)}"
-    # Only a well-typed version other than 1 is "unsupported"; a mistyped one is a schema error.
-    if path == "$.v" and text.startswith("Invalid enum value"):
-        version = text.removeprefix("Invalid enum value ").partition(" - ")[0]
-        return Rejection(
-            DeadLetterReason.UNSUPPORTED_VERSION, f"contract version {version} is not supported (1 is)", path
-        )
+    if path == "$.v" and payload is not None:
+        version = _version_of(payload)
+        if version is not None and version != 1:
+            return Rejection(
+                DeadLetterReason.UNSUPPORTED_VERSION, f"contract version {version} is not supported (1 is)", path
+            )
     return Rejection(DeadLetterReason.SCHEMA, text, path)
+
+
+def _version_of(payload: bytes) -> int | None:
+    """The ``v`` of a JSON object when it is an integer (or integral float) of 64 bits, else None."""
+    try:
+        document = msgspec.json.decode(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    version = document.get("v") if isinstance(document, dict) else None
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)
+    if isinstance(version, bool) or not isinstance(version, int) or not -(2**63) <= version <= MAX_SEQ:
+        return None
+    return version
 
 
 def _integral_to_int(fields: dict[str, Any], names: tuple[str, ...]) -> bool:
@@ -164,8 +183,8 @@ def decode_telemetry(
     """
     try:
         return _decode_telemetry(payload, topic_terminal, now_ms, max_bytes, limits)
-    except UnicodeDecodeError as error:
-        return _not_utf8(error)
+    except UnicodeDecodeError:
+        return _not_utf8_or(payload, "not valid UTF-8")
     except RecursionError:  # e.g. 100,000 nested brackets: msgspec gives up with Python's error
         return _TOO_DEEP
 
@@ -177,11 +196,18 @@ MAX_SEQ = 2**63 - 1
 ``telemetry.seq`` column (bigint) hold 64-bit integers, and no terminal counts that far."""
 
 
-def _not_utf8(error: UnicodeDecodeError) -> Rejection:
-    # msgspec checks UTF-8 inside JSON strings as it meets them, and raises UnicodeDecodeError
-    # (not one of its own errors) for a bad byte there.
-    bad = error.object[error.start : error.start + 1].hex()
-    return Rejection(DeadLetterReason.UNDECODABLE, f"not valid UTF-8 inside a string: {error.reason} (byte 0x{bad})")
+def _not_utf8_or(payload: bytes, detail: str) -> Rejection:
+    """An undecodable payload: named as bad UTF-8 when it is, by our own check, else ``detail``.
+
+    msgspec reports a bad byte inside a string as UnicodeDecodeError in some releases and as one
+    of its DecodeErrors (with its own wording) in others; the dead letter must not depend on which.
+    """
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad = payload[error.start : error.start + 1].hex()
+        detail = f"not valid UTF-8: {error.reason} at byte {error.start} (0x{bad})"
+    return Rejection(DeadLetterReason.UNDECODABLE, detail)
 
 
 def _decode_telemetry(
@@ -194,12 +220,12 @@ def _decode_telemetry(
     except msgspec.ValidationError as error:
         retried = _with_integral_floats(payload)
         if retried is None:
-            return _schema_rejection(error)
+            return _schema_rejection(error, payload)
         if isinstance(retried, msgspec.ValidationError):
-            return _schema_rejection(retried)
+            return _schema_rejection(retried, payload)
         message = retried
     except msgspec.DecodeError as error:
-        return Rejection(DeadLetterReason.UNDECODABLE, f"not valid JSON: {error}")
+        return _not_utf8_or(payload, f"not valid JSON: {error}")
     null_field = _null_sample_field(payload)
     if null_field is not None:
         return null_field
@@ -256,9 +282,9 @@ def decode_status(payload: bytes, max_bytes: int = 1024) -> TerminalStatus | Rej
     except msgspec.ValidationError as error:
         return _schema_rejection(error)
     except msgspec.DecodeError:
-        return Rejection(DeadLetterReason.UNDECODABLE, "status must be 'online', 'offline' or JSON")
-    except UnicodeDecodeError as error:
-        return _not_utf8(error)
+        return _not_utf8_or(text, "status must be 'online', 'offline' or JSON")
+    except UnicodeDecodeError:
+        return _not_utf8_or(text, "not valid UTF-8")
     except RecursionError:
         return _TOO_DEEP
     if status.v != 1:

@@ -271,7 +271,8 @@ def _decode(decoder: msgspec.msgpack.Decoder[_Record], data: bytes) -> _Record:
     try:
         return decoder.decode(data)
     except UnicodeDecodeError as error:
-        # msgspec reports a bad byte inside a string as UnicodeDecodeError; callers catch its own errors.
+        # msgspec before 0.23 reports a bad byte inside a string as UnicodeDecodeError (0.23 raises
+        # a DecodeError itself); callers catch msgspec's errors only.
         raise msgspec.DecodeError(f"not valid UTF-8 inside a string: {error.reason}") from error
     except RecursionError as error:  # deeply nested arrays or maps
         raise msgspec.DecodeError("nested too deeply") from error

@@ -78,47 +78,30 @@ _BOOLEANS = ("door_zone", "occupied", "safety_circuit", "door_lock", "alarm_butt
 
 _JSON_TYPE = {int: "int", str: "str", type(None): "null", float: "float", bool: "bool"}
 
-# (field, value, what the detail must say: why the value is refused)
-_SAMPLE_CASES: list[tuple[str, Any, str]] = [
-    *[(name, DELETE, f"Object missing required field `{name}`") for name in _REQUIRED_SAMPLE],
-    *[(name, value, f"got `{_JSON_TYPE[type(value)]}`") for name in _BOOLEANS for value in (0, 1, "true")],
-    *[(name, None, "got `null`") for name in _BOOLEANS],
-    ("ts", "1790000000000", "Expected `int`, got `str`"),
-    ("ts", 1.5e12 + 0.5, "Expected `int`, got `float`"),
-    ("ts", None, "Expected `int`, got `null`"),
-    ("ts", True, "Expected `int`, got `bool`"),
-    ("mode", "idle", "Invalid enum value 'idle'"),
-    ("mode", "NORMAL", "Invalid enum value 'NORMAL'"),
-    ("mode", 1, "Expected `str`, got `int`"),
-    ("floor", -11, "Expected `int` >= -10"),
-    ("floor", 201, "Expected `int` <= 200"),
-    ("floor", 2.5, "Expected `int`, got `float`"),
-    ("floor", "3", "Expected `int`, got `str`"),
-    ("floor", True, "Expected `int`, got `bool`"),
-    ("direction", "sideways", "Invalid enum value 'sideways'"),
-    ("direction", None, "Expected `str`, got `null`"),
-    ("speed", -0.1, "Expected `float` >= 0.0"),
-    ("speed", 25.01, "Expected `float` <= 25.0"),
-    ("speed", "1.0", "Expected `float`, got `str`"),
-    ("speed", True, "Expected `float`, got `bool`"),
-    ("door", "ajar", "Invalid enum value 'ajar'"),
-    ("door", False, "Expected `str`, got `bool`"),
-    ("load_pct", -1, "Expected `float` >= 0.0"),
-    ("load_pct", 200.5, "Expected `float` <= 200.0"),
-    ("load_pct", "50", "got `str`"),
-    ("load_pct", None, "got `null`"),
-    ("colour", "red", "Object contains unknown field `colour`"),
+# (field, a value the contract refuses for it). The detail is the decoder's own explanation, in
+# msgspec's words: we assert the reason and the path, which are ours, never that wording.
+_SAMPLE_CASES: list[tuple[str, Any]] = [
+    *[(name, DELETE) for name in _REQUIRED_SAMPLE],
+    *[(name, value) for name in _BOOLEANS for value in (0, 1, "true", None)],
+    *[("ts", value) for value in ("1790000000000", 1.5e12 + 0.5, None, True)],
+    *[("mode", value) for value in ("idle", "NORMAL", 1)],
+    *[("floor", value) for value in (-11, 201, 2.5, "3", True)],
+    *[("direction", value) for value in ("sideways", None)],
+    *[("speed", value) for value in (-0.1, 25.01, "1.0", True)],
+    *[("door", value) for value in ("ajar", False)],
+    *[("load_pct", value) for value in (-1, 200.5, "50", None)],
+    ("colour", "red"),
 ]
 
 
-@pytest.mark.parametrize(("name", "value", "why"), _SAMPLE_CASES)
-def test_each_invalid_sample_field_is_refused_with_its_path_and_why(name: str, value: Any, why: str) -> None:
+@pytest.mark.parametrize(("name", "value"), _SAMPLE_CASES)
+def test_each_invalid_sample_field_is_refused_with_its_path(name: str, value: Any) -> None:
     # The bad sample is the second one: the path must say which.
     result = decode(message([sample(), sample(**{name: value})]))
     assert isinstance(result, Rejection)
     assert result.reason is SCHEMA
     assert result.field == f"$.samples[1].{name}"
-    assert why in result.detail and "$.samples[1]" in result.detail
+    assert result.detail
 
 
 def test_integer_fields_accept_integral_floats_as_json_schema_does() -> None:
@@ -130,7 +113,7 @@ def test_integer_fields_accept_integral_floats_as_json_schema_does() -> None:
     # ... and the fractional ones stay refused, and a refusal names the field that is really wrong.
     result = decode(message([sample(floor=3.0, speed=30)], seq=7.0))
     assert isinstance(result, Rejection)
-    assert (result.field, result.detail) == ("$.samples[0].speed", "Expected `float` <= 25.0 - at `$.samples[0].speed`")
+    assert (result.reason, result.field) == (SCHEMA, "$.samples[0].speed")
 
 
 def test_a_terminal_id_with_a_trailing_newline_is_refused() -> None:
@@ -146,7 +129,11 @@ def test_a_terminal_id_with_a_trailing_newline_is_refused() -> None:
     [
         ({"v": 2}, DeadLetterReason.UNSUPPORTED_VERSION, "$.v"),
         ({"v": 0}, DeadLetterReason.UNSUPPORTED_VERSION, "$.v"),
+        ({"v": 2.0}, DeadLetterReason.UNSUPPORTED_VERSION, "$.v"),
         ({"v": "1"}, SCHEMA, "$.v"),
+        ({"v": "2"}, SCHEMA, "$.v"),
+        ({"v": True}, SCHEMA, "$.v"),
+        ({"v": 1.5}, SCHEMA, "$.v"),
         ({"v": DELETE}, SCHEMA, "$.v"),
         ({"terminal": DELETE}, SCHEMA, "$.terminal"),
         ({"terminal": "T/1"}, SCHEMA, "$.terminal"),
@@ -174,16 +161,12 @@ def test_each_invalid_envelope_field_is_refused(changes: dict[str, Any], reason:
     ("changes", "why"),
     [
         ({"v": 2}, "contract version 2 is not supported (1 is)"),
-        ({"v": "1"}, "Expected `int`, got `str` - at `$.v`"),
-        ({"terminal": "T/1"}, "Expected `str` matching regex"),
-        ({"seq": -1}, "Expected `int` >= 0 - at `$.seq`"),
-        ({"seq": 1.5}, "Expected `int`, got `float` - at `$.seq`"),
-        ({"samples": {}}, "Expected `array`, got `object` - at `$.samples`"),
-        ({"extra": True}, "Object contains unknown field `extra`"),
-        ({"seq": DELETE}, "Object missing required field `seq`"),
+        ({"v": 2.0}, "contract version 2 is not supported (1 is)"),
+        ({"v": 0}, "contract version 0 is not supported (1 is)"),
+        ({"seq": MAX_SEQ + 1}, f"seq {MAX_SEQ + 1} is larger than 2^63-1"),
     ],
 )
-def test_envelope_refusals_say_why(changes: dict[str, Any], why: str) -> None:
+def test_refusals_of_our_own_say_why_in_our_words(changes: dict[str, Any], why: str) -> None:
     result = decode(message(**changes))
     assert isinstance(result, Rejection)
     assert why in result.detail
@@ -355,8 +338,8 @@ def test_truncated_payloads_are_refused_not_raised(payload: bytes, cut: int) -> 
     damage=st.lists(st.tuples(st.integers(min_value=0, max_value=400), st.integers(0, 255)), min_size=1, max_size=3),
 )
 def test_damaged_bytes_are_refused_not_raised(payload: bytes, damage: list[tuple[int, int]]) -> None:
-    # Radio links flip bytes: inside a string that is invalid UTF-8, which msgspec reports with a
-    # UnicodeDecodeError of its own rather than a DecodeError.
+    # Radio links flip bytes: inside a string that is invalid UTF-8, which some msgspec releases
+    # report with a UnicodeDecodeError rather than a DecodeError.
     damaged = bytearray(payload)
     for position, byte in damage:
         damaged[position % len(damaged)] = byte
@@ -377,9 +360,12 @@ def test_invalid_utf8_inside_a_string_is_undecodable(payload: bytes) -> None:
     result = decode(payload)
     assert isinstance(result, Rejection)
     assert result.reason is DeadLetterReason.UNDECODABLE
-    assert result.detail.startswith("not valid UTF-8 inside a string")
+    # Our own check names the byte, whatever words the msgspec release in use has for it.
+    bad = next(offset for offset, byte in enumerate(payload) if byte >= 0x80)
+    assert result.detail.startswith("not valid UTF-8: ") and f"at byte {bad} " in result.detail
     status = decode_status(b'{"v": 1, "status": "\xff"}')
     assert isinstance(status, Rejection) and status.reason is DeadLetterReason.UNDECODABLE
+    assert status.detail.startswith("not valid UTF-8: ")
 
 
 def test_sequence_numbers_beyond_64_bits_are_refused() -> None:

@@ -70,7 +70,7 @@ def test_records_round_trip_and_carry_their_type_and_version(record: Any, decode
 def test_another_version_or_type_is_refused_not_guessed(record: Any, decode: Callable[[bytes], Any]) -> None:
     fields = msgspec.msgpack.decode(encode_record(record))
     fields["type"] = fields["type"].replace(".v1", ".v2")
-    with pytest.raises(msgspec.ValidationError, match="Invalid value"):
+    with pytest.raises(msgspec.ValidationError):
         decode(msgspec.msgpack.encode(fields))
     other = next(r for r, _ in RECORDS if type(r) is not type(record))
     with pytest.raises(msgspec.ValidationError):
@@ -93,8 +93,10 @@ def test_damaged_records_raise_only_msgspec_errors(index: int, damage: list[tupl
 
 
 def test_a_bad_utf8_byte_inside_a_string_is_a_decode_error() -> None:
+    # Consumers catch msgspec's errors only: whatever a release raises here (UnicodeDecodeError
+    # before 0.23), it must reach them as a DecodeError. The wording is msgspec's, not asserted.
     data = encode_record(StatusRecord("T1", "online", 5)).replace(b"T1", b"\xff1")
-    with pytest.raises(msgspec.DecodeError, match="not valid UTF-8"):
+    with pytest.raises(msgspec.DecodeError):
         schema.decode_status_record(data)
 
 
@@ -104,5 +106,5 @@ def test_deeply_nested_evidence_is_a_decode_error() -> None:
     placeholder = msgspec.msgpack.encode("NESTED")
     data = encode_record(msgspec.structs.replace(event, evidence={"x": "NESTED"}))
     data = data.replace(placeholder, b"\x91" * 100_000 + b"\x90")
-    with pytest.raises(msgspec.DecodeError, match="nested too deeply"):
+    with pytest.raises(msgspec.DecodeError):
         schema.decode_fault_event(data)
