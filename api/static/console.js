@@ -221,7 +221,7 @@ function row(incident) {
     el("td", {}, elevator),
     el("td", { class: "addr" }, incident.address || "", el("br"), el("span", { class: "code" }, incident.district || "")),
     el("td", {}, incident.maintainer || ""),
-    el("td", { "data-testid": "status" }, tr(`common.status.${incident.status}`)),
+    el("td", { "data-testid": "status" }, tr(`common.status.${incident.status}`), assigneeTag(incident)),
     el("td", { class: "when" }, ...dateAndTime(incident.detected_at)),
     el("td", {}, deadlines),
     el("td", { class: "actions" }, actions));
@@ -479,6 +479,7 @@ async function showElevator(registrationCode, preloaded) {
     series.points.length ? chart(series.points) : el("p", { class: "empty" }, tr("console.detail.no_telemetry")),
     el("p", { class: "legend" }, el("span", { class: "speed" }, "— " + tr("console.detail.speed")), " ",
       el("span", { class: "floor" }, "— " + tr("console.detail.floor"))),
+    callForm(elevator),
     el("h3", {}, tr("console.detail.history")),
     el("ul", { class: "history" }, history.items.map((i) => el("li", {},
       el("a", { href: "#", onclick: (e) => { e.preventDefault(); showIncident(i.id); } },
@@ -493,7 +494,7 @@ function stepText(event) {
   let text = tr(`common.kind.${event.kind}`);
   if (event.kind === "deadline_missed" && data.deadline) text += ` · ${tr(`common.deadline.${data.deadline}`)}`;
   if (event.kind === "escalated" && data.level) text += ` → ${tr(`console.escalation.level.${data.level}`)}`;
-  return text;
+  return text + centreStepText(event);
 }
 
 async function showIncident(id) {
@@ -537,6 +538,7 @@ async function showIncident(id) {
       incident.close_cause ? field("console.incident.cause", tr(`common.cause.${incident.close_cause}`)) : []),
     deadlines.length ? el("div", { class: "deadlines" }, deadlines) : [],
     actions.length ? el("div", { class: "actions" }, actions) : [],
+    centreWork(incident),
     el("h3", {}, tr("console.detail.trail")),
     events.length ? el("table", { class: "trail", "data-testid": "trail" },
       el("thead", {}, el("tr", {}, el("th", {}, tr("console.incident.time")), el("th", {}, tr("console.incident.step")),
@@ -568,6 +570,112 @@ async function searchRescueCode(event) {
     $("detail").replaceChildren(el("p", { class: "error" }, error.status === 404 ? tr("console.search.not_found") : error.message));
     $("detail").hidden = false;
   }
+}
+
+// --- the centre's work: calls, comments, assignment (issue 17) -------------------------------------
+
+const CENTRE_ROLES = new Set(["operator", "admin"]);
+
+function isCentre() {
+  return state.me && CENTRE_ROLES.has(state.me.role);
+}
+
+// Who holds an incident, on the board's status cell.
+function assigneeTag(incident) {
+  if (!incident.assignee) return null;
+  return el("span", { class: "assignee", "data-testid": "assignee" }, tr("console.centre.held_by", { name: incident.assignee }));
+}
+
+// The trail row's details of a call (the caller's number) or a hand-over (to whom).
+function centreStepText(event) {
+  const data = event.data || {};
+  if (event.kind === "assigned") return ` → ${data.to || tr("console.centre.nobody")}`;
+  if ((event.kind === "opened" || event.kind === "called") && data.source === "call") {
+    return ` · ${tr("console.centre.by_call")}` + (data.caller_phone ? ` ${data.caller_phone}` : "");
+  }
+  return "";
+}
+
+// The rescue-code lookup's action: the operator on the phone opens an incident for this elevator
+// (or joins the one already open for the same fault: the server decides).
+function callForm(elevator) {
+  if (!isCentre()) return [];
+  const codes = Object.keys(state.texts).filter((k) => k.startsWith("common.fault.")).map((k) => k.slice(13))
+    .filter((code) => code !== "unregistered_terminal" && code !== "terminal_offline");
+  const select = el("select", { "data-testid": "call-code" },
+    codes.map((code) => el("option", { value: code, selected: code === "trapped_passenger" }, tr(`common.fault.${code}`))));
+  const phone = el("input", { type: "tel", maxlength: "30", "data-testid": "call-phone", placeholder: tr("console.centre.phone") });
+  const note = el("textarea", { rows: "2", maxlength: "2000", "data-testid": "call-note", placeholder: tr("console.note.placeholder") });
+  const error = el("p", { class: "error", hidden: true });
+  const submit = async (event) => {
+    event.preventDefault();
+    const body = { registration_code: elevator.registration_code, code: select.value, source: "call", note: note.value };
+    if (phone.value.trim()) body.caller_phone = phone.value.trim();
+    try {
+      const result = await api("POST", "/api/v1/incidents", body);
+      state.incidents.set(result.incident.id, result.incident);
+      renderBoard();
+      await showIncident(result.incident.id);
+      if (result.joined) {
+        $("detail").prepend(el("p", { class: "notice", "data-testid": "call-joined" }, tr("console.centre.joined")));
+      }
+    } catch (failure) {
+      error.textContent = tr("console.action.failed", { message: failure.message });
+      error.hidden = false;
+    }
+  };
+  return el("form", { class: "call", "data-testid": "call-form", onsubmit: submit },
+    el("h3", {}, tr("console.centre.call_title")),
+    el("label", {}, tr("console.col.fault"), " ", select), phone, note, error,
+    el("button", { type: "submit", class: "primary", "data-testid": "call-open" }, tr("console.centre.open_incident")));
+}
+
+// The incident panel's assignment line and comment box.
+function centreWork(incident) {
+  const parts = [];
+  const holder = el("p", { class: "assignment", "data-testid": "assignment" },
+    incident.assignee ? tr("console.centre.held_by", { name: incident.assignee }) : tr("console.centre.unclaimed"));
+  const assign = async (name) => {
+    try {
+      await api("PUT", `/api/v1/incidents/${incident.id}/assignee`, { assignee: name });
+      await showIncident(incident.id);
+    } catch (failure) {
+      holder.textContent = tr("console.action.failed", { message: failure.message });
+    }
+  };
+  if (isCentre() && OPEN.has(incident.status)) {
+    if (incident.assignee !== state.me.name) {
+      holder.append(" ", el("button", { type: "button", "data-testid": "claim", onclick: () => assign(state.me.name) },
+        tr("console.centre.claim")));
+    }
+    const other = el("input", { size: "12", "data-testid": "handover-name", placeholder: tr("console.centre.operator") });
+    holder.append(" ", other, el("button", { type: "button", "data-testid": "handover",
+      onclick: () => other.value.trim() && assign(other.value.trim()) }, tr("console.centre.hand_over")));
+    if (incident.assignee) {
+      holder.append(" ", el("button", { type: "button", class: "ghost", "data-testid": "release-claim",
+        onclick: () => assign(null) }, tr("console.centre.release")));
+    }
+  }
+  parts.push(holder);
+  if (state.me.role !== "regulator") {
+    const text = el("textarea", { rows: "2", maxlength: "2000", "data-testid": "comment-text",
+      placeholder: tr("console.centre.comment_placeholder") });
+    const error = el("p", { class: "error", hidden: true });
+    const submit = async (event) => {
+      event.preventDefault();
+      if (!text.value.trim()) return;
+      try {
+        await api("POST", `/api/v1/incidents/${incident.id}/comments`, { note: text.value });
+        await showIncident(incident.id);
+      } catch (failure) {
+        error.textContent = tr("console.action.failed", { message: failure.message });
+        error.hidden = false;
+      }
+    };
+    parts.push(el("form", { class: "comment", onsubmit: submit }, text, error,
+      el("button", { type: "submit", "data-testid": "comment-add" }, tr("console.centre.comment"))));
+  }
+  return el("div", { class: "centre" }, parts);
 }
 
 // --- session ----------------------------------------------------------------------------------

@@ -1,0 +1,140 @@
+"""The centre's day in the console (headless Chromium): a call opens an incident from the
+rescue-code lookup, a second call joins it, an operator claims it and another operator sees who
+holds it, comments go on the trail, a firm comments but cannot claim. Screenshots of each step
+go to docs/centre/ (the walkthrough in docs/alerts.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.fixtures.api import RunningApi, World, add_elevator
+from tests.integration.test_api_console import _login, _offline, browser  # noqa: F401 - the fixture
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.browser,
+    pytest.mark.filterwarnings(r"ignore:Exception ignored in.*tansu\.log:pytest.PytestUnraisableExceptionWarning"),
+]
+
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "centre"
+
+
+def _shot(page: object, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def _watch(page: object) -> list[str]:
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))  # type: ignore[attr-defined]
+    page.on(  # type: ignore[attr-defined]
+        "console",
+        lambda message: (
+            problems.append(message.text)
+            if message.type == "error" and "Failed to load resource" not in message.text
+            else None
+        ),
+    )
+    return problems
+
+
+def test_a_call_becomes_an_incident_that_is_claimed_and_commented(
+    browser: object,  # noqa: F811 - the fixture imported above
+    api_server: RunningApi,
+    api_world: World,
+    outbox_relay: None,
+) -> None:
+    from playwright.sync_api import expect
+
+    with psycopg.connect(api_world.database_url) as conn:
+        registration, rescue, _ = add_elevator(conn, api_world.firms["a"], 7, "浦东新区")
+    operator = browser.new_context(locale="en-GB", viewport={"width": 1500, "height": 900})  # type: ignore[attr-defined]
+    refused = _offline(operator, api_server.url)
+    page = operator.new_page()
+    problems = _watch(page)
+    _login(page, api_server.url, api_world.tokens["operator"])
+    expect(page.locator("tr[data-incident]")).to_have_count(4)
+
+    # 1. A trapped person calls and reads the rescue code: the lookup offers to open an incident.
+    page.get_by_test_id("rescue-code").fill(rescue)
+    page.get_by_test_id("rescue-code").press("Enter")
+    detail = page.get_by_test_id("detail")
+    expect(detail).to_contain_text(registration)
+    expect(page.get_by_test_id("call-code")).to_have_value("trapped_passenger")
+    page.get_by_test_id("call-phone").fill("138 0013 8000")
+    page.get_by_test_id("call-note").fill("Two people stuck between 5F and 6F")
+    _shot(page, "1-lookup-call")
+    page.get_by_test_id("call-open").click()
+
+    # 2. The incident opens (on the board, by phone, clocks from now); its panel shows the call.
+    trail = page.get_by_test_id("trail")
+    expect(trail).to_contain_text("Opened · by phone 13800138000")
+    expect(trail).to_contain_text("Two people stuck between 5F and 6F")
+    with psycopg.connect(api_world.database_url) as conn:
+        row = conn.execute(
+            "SELECT id, source FROM incidents WHERE registration_code = %s AND code = 'trapped_passenger'",
+            (registration,),
+        ).fetchone()
+    assert row is not None and row[1] == "call"
+    incident = int(row[0])
+    board_row = page.locator(f'tr[data-incident="{incident}"]')
+    expect(board_row).to_contain_text(rescue)
+    expect(board_row).to_contain_text("5-min dispatch deadline: 04:")
+    _shot(page, "2-call-opened")
+
+    # 3. A second caller about the same car: joined, not a second incident.
+    page.get_by_test_id("rescue-code").fill(rescue)
+    page.get_by_test_id("rescue-code").press("Enter")
+    page.get_by_test_id("call-note").fill("Neighbour calling about the same car")
+    page.get_by_test_id("call-open").click()
+    expect(page.get_by_test_id("call-joined")).to_be_visible()
+    expect(trail).to_contain_text("Called in · by phone")
+    expect(page.locator(f'tr[data-code="trapped_passenger"]:has-text("{rescue}")')).to_have_count(1)
+
+    # 4. Another operator (the admin's console) watches the board; this operator claims it.
+    other = browser.new_context(locale="en-GB", viewport={"width": 1500, "height": 900})  # type: ignore[attr-defined]
+    second = other.new_page()
+    _login(second, api_server.url, api_world.tokens["admin"])
+    expect(second.locator(f'tr[data-incident="{incident}"]')).to_be_visible()
+    page.get_by_test_id("claim").click()
+    expect(page.get_by_test_id("assignment")).to_contain_text("Held by operator-olivia")
+    expect(trail).to_contain_text("Assigned → operator-olivia")
+    held = second.locator(f'tr[data-incident="{incident}"]').get_by_test_id("assignee")
+    expect(held).to_have_text("Held by operator-olivia", timeout=10_000)  # through the live feed
+    _shot(second, "3-claimed-seen-by-another")
+
+    # 5. Comments go on the trail; the admin takes the incident over.
+    page.get_by_test_id("comment-text").fill("Caller calm, lights on; firm technician 10 min away")
+    page.get_by_test_id("comment-add").click()
+    expect(trail).to_contain_text("Comment")
+    expect(trail).to_contain_text("Caller calm, lights on")
+    second.locator(f'tr[data-incident="{incident}"]').get_by_test_id("open-incident").click()
+    second.get_by_test_id("claim").click()
+    expect(second.get_by_test_id("assignment")).to_contain_text("Held by admin-alice")
+    expect(page.get_by_test_id("assignment")).to_contain_text("Held by admin-alice", timeout=10_000)
+    _shot(page, "4-commented-handed-over")
+    assert not refused, refused
+    assert not problems, problems
+    other.close()
+    operator.close()
+
+    # 6. The firm sees its incident with the comments and may add its own, but neither claims nor calls.
+    firm = browser.new_context(locale="en-GB", viewport={"width": 1500, "height": 900})  # type: ignore[attr-defined]
+    page = firm.new_page()
+    problems = _watch(page)
+    _login(page, api_server.url, api_world.tokens["maintainer"])
+    page.locator(f'tr[data-incident="{incident}"]').get_by_test_id("open-incident").click()
+    expect(page.get_by_test_id("trail")).to_contain_text("Caller calm, lights on")
+    expect(page.get_by_test_id("claim")).to_have_count(0)
+    page.get_by_test_id("comment-text").fill("Technician Ma on the way")
+    page.get_by_test_id("comment-add").click()
+    expect(page.get_by_test_id("trail")).to_contain_text("Technician Ma on the way")
+    page.get_by_test_id("rescue-code").fill(rescue)
+    page.get_by_test_id("rescue-code").press("Enter")
+    expect(page.get_by_test_id("detail")).to_contain_text(registration)
+    expect(page.get_by_test_id("call-form")).to_have_count(0)
+    assert not problems, problems
+    firm.close()
