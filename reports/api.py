@@ -1,5 +1,9 @@
 """``GET /api/v1/stats/monthly``: the regulators' monthly statistics over HTTP.
 
+Also ``GET /api/v1/stats/monthly/export`` (the same report as a CSV, XLSX or PDF file: what the
+console's statistics page downloads) and ``GET /api/v1/stats/scopes`` (the scopes the caller may
+pick: districts, firms, use units matching a search).
+
 The API package mounts :func:`build_router` with its authentication dependency. Regulators,
 admins and operators read any scope; a maintenance firm only its own (another scope answers 404,
 so a firm cannot probe which firms or districts exist). Errors are the API's: a stable code
@@ -9,18 +13,28 @@ so a firm cannot probe which firms or districts exist). Errors are the API's: a 
 # No `from __future__ import annotations`: FastAPI must see the Depends() built in build_router.
 import datetime as dt
 from collections.abc import Callable
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
+from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
-from liftwatch import db
+from fastapi.responses import Response
+from liftwatch import db, i18n
 from liftwatch.api.errors import ApiError
 from liftwatch.config import CommonSettings
+from liftwatch.reports import export as export_module
 from liftwatch.reports import stats
 from liftwatch.reports.errors import BadMonth, BadScope
-from liftwatch.reports.monthly import monthly_report, scope_exists
+from liftwatch.reports.monthly import MonthlyReport, monthly_report, scope_exists
 
 READ_ANY_SCOPE = frozenset({"admin", "operator", "regulator"})
+EXPORT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf",
+}
+# The most use units a scope search returns (a city has tens of thousands).
+USE_UNIT_MATCHES = 20
 # Reports computed at once per API process, each on its own database connection (outside the
 # API's pool): a burst of requests queues here instead of opening a connection per request.
 REPORT_CONCURRENCY = 4
@@ -66,23 +80,13 @@ def build_router(
         mounted = getattr(getattr(request.app.state, "api", None), "settings", None)
         return mounted if isinstance(mounted, CommonSettings) else CommonSettings()
 
-    def compute(config: CommonSettings, month: dt.date, scope: stats.Scope, trend: int) -> dict[str, Any] | None:
+    def compute(config: CommonSettings, month: dt.date, scope: stats.Scope, trend: int) -> MonthlyReport | None:
         with db.connect(config.require_database_url(), autocommit=True) as conn:
             if not scope_exists(conn, scope):
                 return None
-            report = monthly_report(
-                conn, month, scope, config.site_timezone, dt.datetime.now(dt.UTC), trend_months=trend
-            )
-        return report.to_json()
+            return monthly_report(conn, month, scope, config.site_timezone, dt.datetime.now(dt.UTC), trend_months=trend)
 
-    @router.get("/monthly", summary="Monthly statistics of a scope")
-    async def monthly(
-        request: Request,
-        principal: Annotated[Any, Depends(principal_dependency)],
-        month: Annotated[str, Query(description="Site-local month, YYYY-MM.")],
-        scope: Annotated[str, Query(description="city | district:<name> | maintainer:<id> | use_unit:<id>")] = "city",
-        trend: Annotated[int, Query(ge=0, le=24, description="Months of trend to include (0-24).")] = 0,
-    ) -> dict[str, Any]:
+    async def report_of(request: Request, principal: Any, month: str, scope: str, trend: int) -> MonthlyReport:
         try:
             first = stats.parse_month(month)
             chosen = stats.parse_scope(scope)
@@ -96,5 +100,81 @@ def build_router(
         if result is None:
             raise ApiError("not_found", 404)
         return result
+
+    @router.get("/monthly", summary="Monthly statistics of a scope")
+    async def monthly(
+        request: Request,
+        principal: Annotated[Any, Depends(principal_dependency)],
+        month: Annotated[str, Query(description="Site-local month, YYYY-MM.")],
+        scope: Annotated[str, Query(description="city | district:<name> | maintainer:<id> | use_unit:<id>")] = "city",
+        trend: Annotated[int, Query(ge=0, le=24, description="Months of trend to include (0-24).")] = 0,
+    ) -> dict[str, Any]:
+        return (await report_of(request, principal, month, scope, trend)).to_json()
+
+    @router.get("/monthly/export", summary="The monthly report of a scope as a file", response_class=Response)
+    async def export(
+        request: Request,
+        principal: Annotated[Any, Depends(principal_dependency)],
+        month: Annotated[str, Query(description="Site-local month, YYYY-MM.")],
+        format: Annotated[Literal["csv", "xlsx", "pdf"], Query(description="csv | xlsx | pdf")],
+        scope: Annotated[str, Query(description="city | district:<name> | maintainer:<id> | use_unit:<id>")] = "city",
+        lang: Annotated[
+            Literal["zh", "en"] | None, Query(description="Language of the file (default: Accept-Language).")
+        ] = None,
+    ) -> Response:
+        """CSV, XLSX or PDF with a 12-month trend: the files ``liftwatch report monthly`` writes.
+
+        ``lang`` is a parameter because a browser download (a link) cannot set Accept-Language.
+        """
+        report = await report_of(request, principal, month, scope, 12)
+        chosen = lang or i18n.negotiate(request.headers.get("accept-language"), settings_of(request).default_language)
+        data = await anyio.to_thread.run_sync(export_module.render, report, format, chosen, limiter=limiter)
+        name = f"liftwatch-{report.month}-{report.scope.replace(':', '-')}.{format}"
+        return Response(
+            data,
+            media_type=EXPORT_TYPES[format],
+            # ASCII name plus the RFC 5987 form, so a district's Chinese name survives the download.
+            headers={
+                "Content-Disposition": f'attachment; filename="{name.encode("ascii", "replace").decode()}";'
+                f" filename*=UTF-8''{quote(name)}"
+            },
+        )
+
+    def scopes_of(config: CommonSettings, principal: Any, use_unit: str | None) -> dict[str, Any]:
+        with db.connect(config.require_database_url(), autocommit=True) as conn:
+            if principal.role not in READ_ANY_SCOPE:
+                firm = conn.execute(
+                    "SELECT id, name FROM maintenance_firms WHERE id = %s", (principal.maintainer_id,)
+                ).fetchall()
+                return {
+                    "city": False,
+                    "districts": [],
+                    "firms": [{"id": i, "name": n} for i, n in firm],
+                    "use_units": [],
+                }
+            districts = [r[0] for r in conn.execute("SELECT DISTINCT district FROM elevators ORDER BY 1")]
+            firms = conn.execute("SELECT id, name FROM maintenance_firms ORDER BY name").fetchall()
+            units: list[tuple[int, str]] = []
+            if use_unit:
+                pattern = "%" + use_unit.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                units = conn.execute(
+                    "SELECT id, name FROM use_units WHERE name ILIKE %s OR id::text = %s ORDER BY name LIMIT %s",
+                    (pattern, use_unit, USE_UNIT_MATCHES),
+                ).fetchall()
+        return {
+            "city": True,
+            "districts": districts,
+            "firms": [{"id": i, "name": n} for i, n in firms],
+            "use_units": [{"id": i, "name": n} for i, n in units],
+        }
+
+    @router.get("/scopes", summary="The scopes the caller may read")
+    async def scopes(
+        request: Request,
+        principal: Annotated[Any, Depends(principal_dependency)],
+        use_unit: Annotated[str | None, Query(max_length=100, description="Search use units by name or id.")] = None,
+    ) -> dict[str, Any]:
+        """Districts and firms for the statistics page's scope picker; a firm gets only itself."""
+        return await anyio.to_thread.run_sync(scopes_of, settings_of(request), principal, use_unit, limiter=limiter)
 
     return router

@@ -89,10 +89,21 @@ class FirmRow:
 
 @dataclass(frozen=True, slots=True)
 class TrendPoint:
+    """One month of a scope's trend: the headline figures of that month's own report."""
+
     month: str
     incidents: int
     entrapments: int
     per_10k: float | None
+    elevators: int = 0
+    entrapments_per_10k: float | None = None
+    arrive_median_s: float | None = None
+    arrive_p90_s: float | None = None
+    arrived_within_30min_share: float | None = None
+    codes: dict[str, int] = field(default_factory=dict)
+    """Incidents per fault code."""
+    age_bands: dict[str, float | None] = field(default_factory=dict)
+    """Incidents per 10,000 elevators per age band (``lt10``, ``10to15``, ``ge15``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,34 +393,75 @@ def _trend(
         rollup.ensure_month(conn, stats.previous_month(month, back), timezone, now, max_age)
     span = sql.SQL("month BETWEEN %(first)s AND %(month)s")
     fleet_from, counts_from, source_params = _sources(scope, span)
-    params = {"first": first, "month": month, **source_params}
-    counts = {
+    where, where_params = _where(scope)
+    params = {"first": first, "month": month, **source_params, **where_params}
+    counts: dict[dt.date, dict[str, int]] = {}
+    band_counts: dict[tuple[dt.date, int], int] = {}
+    for r in _rows(
+        conn,
+        sql.SQL(
+            "SELECT month, code, age_band, sum(incidents)::bigint AS incidents,"
+            " sum(entrapments)::bigint AS entrapments FROM {} GROUP BY month, code, age_band"
+        ).format(counts_from),
+        params,
+    ):
+        month_counts = counts.setdefault(r["month"], {"incidents": 0, "entrapments": 0})
+        month_counts["incidents"] += int(r["incidents"])
+        month_counts["entrapments"] += int(r["entrapments"])
+        month_counts[f"code:{r['code']}"] = month_counts.get(f"code:{r['code']}", 0) + int(r["incidents"])
+        if r["age_band"] is not None:
+            key = (r["month"], int(r["age_band"]))
+            band_counts[key] = band_counts.get(key, 0) + int(r["incidents"])
+    fleet: dict[dt.date, int] = {}
+    band_fleet: dict[tuple[dt.date, int], int] = {}
+    for r in _rows(
+        conn,
+        sql.SQL("SELECT month, age_band, sum(elevators)::bigint AS n FROM {} GROUP BY month, age_band").format(
+            fleet_from
+        ),
+        params,
+    ):
+        fleet[r["month"]] = fleet.get(r["month"], 0) + int(r["n"])
+        band_fleet[(r["month"], int(r["age_band"]))] = int(r["n"])
+    rescue = {
         r["month"]: r
         for r in _rows(
             conn,
             sql.SQL(
-                "SELECT month, sum(incidents)::bigint AS incidents, sum(entrapments)::bigint AS entrapments"
-                " FROM {} GROUP BY month"
-            ).format(counts_from),
-            params,
-        )
-    }
-    fleet = {
-        r["month"]: int(r["n"])
-        for r in _rows(
-            conn, sql.SQL("SELECT month, sum(elevators)::bigint AS n FROM {} GROUP BY month").format(fleet_from), params
+                "SELECT month, count(*) AS entrapments, count(*) FILTER (WHERE arrive_s <= %(target)s) AS within,"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY arrive_s) AS median,"
+                " percentile_cont(0.9) WITHIN GROUP (ORDER BY arrive_s) AS p90"
+                " FROM report_entrapments WHERE month BETWEEN %(first)s AND %(month)s{} GROUP BY month"
+            ).format(where),
+            {**params, "target": stats.ARRIVAL_TARGET_S},
         )
     }
     points = []
     for back in range(months - 1, -1, -1):
         current = stats.previous_month(month, back)
         row = counts.get(current, {"incidents": 0, "entrapments": 0})
+        elevators = fleet.get(current, 0)
+        times = rescue.get(current)
         points.append(
             TrendPoint(
                 f"{current:%Y-%m}",
-                int(row["incidents"]),
-                int(row["entrapments"]),
-                stats.per_10k(int(row["incidents"]), fleet.get(current, 0)),
+                row["incidents"],
+                row["entrapments"],
+                stats.per_10k(row["incidents"], elevators),
+                elevators=elevators,
+                entrapments_per_10k=stats.per_10k(row["entrapments"], elevators),
+                arrive_median_s=None if times is None else times["median"],
+                arrive_p90_s=None if times is None else times["p90"],
+                arrived_within_30min_share=None
+                if times is None
+                else stats.share(int(times["within"]), int(times["entrapments"])),
+                codes={key[5:]: value for key, value in sorted(row.items()) if key.startswith("code:")},
+                age_bands={
+                    band.key: stats.per_10k(
+                        band_counts.get((current, band.value), 0), band_fleet.get((current, band.value), 0)
+                    )
+                    for band in stats.AgeBand
+                },
             )
         )
     return points

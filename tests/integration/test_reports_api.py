@@ -82,3 +82,33 @@ def test_errors_carry_a_stable_code_and_a_message_in_the_callers_language(stats_
     assert (status, body["error"]["code"]) == (404, "not_found")
     answer = stats_api.api.client.get("/api/v1/stats/monthly", params={"month": "2026-03"})
     assert answer.status_code == 401
+
+
+def test_exports_and_scopes_follow_the_same_access_rules(stats_api: StatsApi) -> None:
+    def call(role: str, path: str, **params: str) -> Any:
+        return stats_api.api.client.get(
+            path, params=params, headers={"Authorization": f"Bearer {stats_api.tokens[role]}"}
+        )
+
+    fleet = stats_api.fleet
+    answer = call("regulator", "/api/v1/stats/monthly/export", month="2026-03", format="xlsx", scope="district:Pudong")
+    assert answer.status_code == 200 and answer.content.startswith(b"PK")  # a zip: the XLSX file
+    assert "district-Pudong.xlsx" in answer.headers["content-disposition"]
+    csv = call("regulator", "/api/v1/stats/monthly/export", month="2026-03", format="csv", lang="en")
+    assert csv.headers["content-type"].startswith("text/csv") and b"Trapped passenger" in csv.content
+    own = call("maintainer", "/api/v1/stats/monthly/export", month="2026-03", format="csv",
+               scope=f"maintainer:{fleet.firm_b}")  # fmt: skip
+    assert own.status_code == 200
+    for scope in (f"maintainer:{fleet.firm_a}", "city"):
+        refused = call("maintainer", "/api/v1/stats/monthly/export", month="2026-03", format="pdf", scope=scope)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404, "not_found")
+    bad = call("regulator", "/api/v1/stats/monthly/export", month="2026-03", format="docx")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "validation_error")
+
+    everything = call("regulator", "/api/v1/stats/scopes", use_unit="Unit 2").json()
+    assert everything["city"] and everything["districts"] == ["Pudong", "Xuhui"]
+    assert [f["name"] for f in everything["firms"]] == ["Firm A", "Firm B"]
+    assert everything["use_units"] == [{"id": fleet.unit_2, "name": "Unit 2"}]
+    assert call("regulator", "/api/v1/stats/scopes", use_unit="%").json()["use_units"] == []  # a literal %
+    mine = call("maintainer", "/api/v1/stats/scopes", use_unit="Unit").json()
+    assert mine == {"city": False, "districts": [], "firms": [{"id": fleet.firm_b, "name": "Firm B"}], "use_units": []}

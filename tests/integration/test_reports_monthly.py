@@ -74,6 +74,29 @@ def test_trend_covers_twelve_months_and_refresh_is_idempotent(reports_fleet: Fle
     assert _report(reports_fleet).to_json() == report.to_json() | {"trend": []}
 
 
+@pytest.mark.parametrize("scope", ["city", "district:Pudong", "maintainer:B", "use_unit:2"])
+def test_each_trend_point_carries_the_months_own_figures(reports_fleet: Fleet, scope: str) -> None:
+    """The statistics page charts every figure over 12 months: a point equals that month's report."""
+    ids = {"maintainer:B": f"maintainer:{reports_fleet.firm_b}", "use_unit:2": f"use_unit:{reports_fleet.unit_2}"}
+    scope = ids.get(scope, scope)
+    report = _report(reports_fleet, scope, trend_months=12)
+    for point in report.trend[-2:]:
+        with psycopg.connect(reports_fleet.url) as conn:
+            month = monthly.monthly_report(conn, stats.parse_month(point.month), stats.parse_scope(scope), TZ, AFTER)
+        arrive = next(s for s in month.rescue.steps if s.step == "arrive")
+        assert (point.incidents, point.entrapments, point.elevators, point.per_10k) == (
+            month.incidents,
+            month.entrapments,
+            month.elevators,
+            month.per_10k,
+        )
+        assert point.entrapments_per_10k == stats.per_10k(month.entrapments, month.elevators)
+        assert (_r(point.arrive_median_s), _r(point.arrive_p90_s)) == (_r(arrive.median_s), _r(arrive.p90_s))
+        assert point.arrived_within_30min_share == month.rescue.arrived_within_30min_share
+        assert point.codes == {c.code: c.incidents for c in month.codes}
+        assert point.age_bands == {a.band: a.per_10k for a in month.age_bands}
+
+
 def test_current_month_is_refreshed_on_demand_when_stale(reports_fleet: Fleet) -> None:
     during = dt.datetime(2026, 3, 10, 4, tzinfo=dt.UTC)  # March 10th, noon local
     with psycopg.connect(reports_fleet.url) as conn:
