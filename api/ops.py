@@ -156,8 +156,8 @@ async def logout() -> Response:
 
 @router.get("/api/v1/i18n/{lang}", tags=["session"])
 async def catalog(lang: Literal["zh", "en"]) -> dict[str, str]:
-    """Texts of the console (``common``, ``console`` and ``errors`` domains) in one language."""
-    return i18n.labels(lang, {"common": 1, "console": 1, "errors": 1})
+    """Texts of the console (``common``, ``console``, ``errors``, ``pages``, ``reports``) in one language."""
+    return i18n.labels(lang, {"common": 1, "console": 1, "errors": 1, "pages": 1, "reports": 1})
 
 
 @router.get("/api/v1/dead-letters", response_model=DeadLetterPage, tags=["operations"])

@@ -103,6 +103,7 @@ async function setLanguage(lang, remember) {
   $("action-note").placeholder = tr("console.note.placeholder");
   renderChrome();
   renderBoard();
+  if (typeof pagesLanguageChanged === "function") pagesLanguageChanged(); // pages.js
 }
 
 // --- time -------------------------------------------------------------------------------------
@@ -688,6 +689,7 @@ function showLogin() {
   $("login").hidden = false;
   for (const id of ["board", "detail", "search", "feed-state", "sound", "logout"]) $(id).hidden = true;
   $("user").textContent = "";
+  if (typeof pagesSignedOut === "function") pagesSignedOut(); // pages.js
 }
 
 async function start() {
@@ -701,6 +703,7 @@ async function start() {
   for (const id of ["board", "search", "feed-state", "sound", "logout"]) $(id).hidden = false;
   renderChrome();
   await loadBoard();
+  if (typeof pagesSignedIn === "function") pagesSignedIn(); // pages.js: navigation and the page of the address
 }
 
 async function login(event) {

@@ -1,0 +1,303 @@
+// liftwatch console pages beyond the live board: an address per page (#/stats, #/league, ...),
+// role-aware navigation, the regulators' and firms' workspaces. Plain JavaScript, no build step;
+// shares console.js's helpers (state, tr, el, api, formatTime) and loads after it. Charts: uPlot,
+// vendored in this folder (docs/dependencies.md).
+"use strict";
+
+const EVERYONE = ["admin", "operator", "regulator", "maintainer"];
+const OVERSIGHT = ["admin", "operator", "regulator"];
+// The pages, in navigation order. `roles` only hides links and pages a role has no use for: the
+// API decides what each caller may read (a firm gets 404 for anything not its own).
+const PAGES = [
+  { name: "board", roles: EVERYONE },
+  { name: "stats", roles: EVERYONE, render: renderStats },
+  { name: "league", roles: OVERSIGHT },
+  { name: "risk", roles: OVERSIGHT },
+  { name: "orders", roles: ["admin", "regulator", "maintainer"] },
+  { name: "map", roles: OVERSIGHT },
+  { name: "fleet", roles: ["admin", "maintainer"] },
+  { name: "history", roles: OVERSIGHT },
+  { name: "elevators", roles: EVERYONE, hidden: true },
+];
+
+const pages = { seq: 0, charts: [], scopes: null };
+
+// "#/stats?month=2026-03&scope=city" -> { name: "stats", arg: null, params }; "#/elevators/X" -> arg "X".
+function parseAddress(hash) {
+  const [path, query] = (hash || "").replace(/^#\/?/, "").split("?");
+  const [name, ...rest] = path.split("/");
+  return { name: name || "board", arg: rest.length ? decodeURIComponent(rest.join("/")) : null,
+    params: new URLSearchParams(query || "") };
+}
+
+function address(name, params) {
+  const query = params ? new URLSearchParams(params).toString() : "";
+  return `#/${name === "board" ? "" : name}${query ? "?" + query : ""}`;
+}
+
+function visiblePages() {
+  const role = state.me ? state.me.role : null;
+  return PAGES.filter((p) => !p.hidden && p.roles.includes(role));
+}
+
+function renderNav() {
+  const current = parseAddress(location.hash).name;
+  $("nav").replaceChildren(...visiblePages().map((p) => el("a", {
+    href: address(p.name), "data-page": p.name, "aria-current": p.name === current ? "page" : null,
+  }, tr(`pages.nav.${p.name}`))));
+}
+
+function destroyCharts() {
+  for (const chart of pages.charts) chart.destroy();
+  pages.charts = [];
+}
+
+// Shows the page of the current address (the live board for "#/").
+async function route() {
+  if (!state.me) return;
+  const where = parseAddress(location.hash);
+  renderNav();
+  const page = PAGES.find((p) => p.name === where.name);
+  const onBoard = where.name === "board";
+  $("board").hidden = !onBoard;
+  if (!onBoard) $("detail").hidden = true;
+  $("page").hidden = onBoard;
+  document.body.dataset.page = where.name;
+  if (onBoard) return;
+  destroyCharts();
+  const seq = ++pages.seq;
+  const root = $("page");
+  if (!page) { root.replaceChildren(el("p", { class: "empty" }, tr("pages.not_found"))); return; }
+  if (!page.roles.includes(state.me.role)) {
+    root.replaceChildren(el("p", { class: "empty", "data-testid": "forbidden" }, tr("pages.forbidden")));
+    return;
+  }
+  if (!page.render) { root.replaceChildren(el("p", { class: "empty" }, tr("pages.not_built"))); return; }
+  root.replaceChildren(el("p", { class: "empty" }, tr("pages.loading")));
+  try {
+    await page.render(root, where, () => seq === pages.seq);
+  } catch (error) {
+    if (seq === pages.seq) {
+      root.replaceChildren(el("p", { class: "error", "data-testid": "page-error" },
+        tr("pages.failed", { message: error.message })));
+    }
+  }
+  if (seq === pages.seq) root.dataset.ready = String(seq);
+}
+
+// Hooks called by console.js.
+function pagesSignedIn() { $("nav").hidden = false; route(); }
+function pagesSignedOut() { $("nav").hidden = true; $("page").hidden = true; destroyCharts(); }
+function pagesLanguageChanged() { if (state.me) route(); }
+
+window.addEventListener("hashchange", route);
+
+// --- shared pieces ------------------------------------------------------------------------------
+
+function number(value, digits = 2) {
+  if (value === null || value === undefined) return "—";
+  return Number(value).toLocaleString(state.lang === "zh" ? "zh-CN" : "en-US",
+    { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+}
+
+function percent(share) {
+  return share === null || share === undefined ? "—" : `${number(share * 100, 1)}%`;
+}
+
+function minutes(seconds) {
+  return seconds === null || seconds === undefined ? "—" : number(seconds / 60, 1);
+}
+
+// A figure with its raw value kept on the node (the browser test compares it with the API's).
+function figure(testid, label, value, text) {
+  return el("div", { class: "figure", "data-testid": testid, "data-value": value === null ? "null" : String(value) },
+    el("span", { class: "label" }, label), el("strong", {}, text));
+}
+
+function table(testid, headers, rows) {
+  return el("table", { class: "data", "data-testid": testid },
+    el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c) =>
+      el("td", { class: typeof c === "number" || /^[\d.,%—-]+$/.test(String(c)) ? "num" : null }, c))))));
+}
+
+const PALETTE = ["#1d4ed8", "#c4161c", "#d9780f", "#1f7a3a", "#7c3aed", "#0e7490", "#6b7380"];
+
+// A uPlot line chart of monthly values; null values leave a gap. Series: [{ label, values }].
+function trendChart(testid, title, months, series, { yFormat } = {}) {
+  const holder = el("div", { class: "chart", "data-testid": testid }, el("h4", {}, title));
+  const x = months.map((m) => Date.UTC(Number(m.slice(0, 4)), Number(m.slice(5, 7)) - 1, 1) / 1000);
+  const options = {
+    width: 440, height: 200,
+    series: [{ label: tr("reports.col.month"), value: (u, v) => (v === null ? "" : new Date(v * 1000).toISOString().slice(0, 7)) },
+      ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 2,
+        points: { size: 5 }, value: (u, v) => (v === null ? "—" : (yFormat || number)(v)) }))],
+    axes: [{ values: (u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(2, 7)) },
+      { size: 64, values: (u, ticks) => ticks.map((t) => (yFormat || number)(t)) }],
+    scales: { x: { time: false }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+    legend: { show: true },
+  };
+  // uPlot measures its container: render once the holder is in the document.
+  requestAnimationFrame(() => {
+    if (!holder.isConnected) return;
+    pages.charts.push(new uPlot(options, [x, ...series.map((s) => s.values)], holder));
+  });
+  return holder;
+}
+
+// --- statistics -------------------------------------------------------------------------------
+
+function lastMonth() {
+  const zone = state.me ? state.me.timezone : "Asia/Shanghai";
+  const [year, month] = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit" })
+    .format(new Date()).split("-").map(Number);
+  const previous = month === 1 ? [year - 1, 12] : [year, month - 1];
+  return `${previous[0]}-${String(previous[1]).padStart(2, "0")}`;
+}
+
+async function statsScopes() {
+  if (!pages.scopes) pages.scopes = await api("GET", "/api/v1/stats/scopes");
+  return pages.scopes;
+}
+
+function defaultScope(scopes) {
+  return scopes.city ? "city" : `maintainer:${scopes.firms[0].id}`;
+}
+
+// The scope picker: a kind, then which district / firm / use unit (use units are searched).
+function scopePicker(scopes, scope) {
+  const [kind, value] = scope.includes(":") ? [scope.slice(0, scope.indexOf(":")), scope.slice(scope.indexOf(":") + 1)]
+    : [scope, ""];
+  const kinds = scopes.city ? ["city", "district", "maintainer", "use_unit"] : ["maintainer"];
+  const kindSelect = el("select", { "data-testid": "scope-kind" },
+    kinds.map((k) => el("option", { value: k, selected: k === kind }, tr(`pages.stats.kind.${k}`))));
+  const valueHolder = el("span", { class: "scope-value" });
+  const fill = () => {
+    const chosen = kindSelect.value;
+    let input = null;
+    if (chosen === "district") {
+      input = el("select", { "data-testid": "scope-value" },
+        scopes.districts.map((d) => el("option", { value: d, selected: d === value }, d)));
+    } else if (chosen === "maintainer") {
+      input = el("select", { "data-testid": "scope-value" },
+        scopes.firms.map((f) => el("option", { value: String(f.id), selected: String(f.id) === value }, f.name)));
+    } else if (chosen === "use_unit") {
+      const list = el("datalist", { id: "use-units" });
+      input = el("input", { "data-testid": "scope-value", list: "use-units", value: kind === "use_unit" ? value : "",
+        placeholder: tr("pages.stats.use_unit_search"), size: 24 });
+      input.addEventListener("input", async () => {
+        const q = input.value.trim();
+        if (!q) return;
+        const found = await api("GET", `/api/v1/stats/scopes?use_unit=${encodeURIComponent(q)}`);
+        list.replaceChildren(...found.use_units.map((u) => el("option", { value: String(u.id) }, u.name)));
+      });
+      valueHolder.replaceChildren(input, list);
+      return;
+    }
+    valueHolder.replaceChildren(...(input ? [input] : []));
+  };
+  kindSelect.addEventListener("change", fill);
+  fill();
+  const read = () => {
+    const chosen = kindSelect.value;
+    const input = valueHolder.querySelector("[data-testid=scope-value]");
+    return chosen === "city" ? "city" : `${chosen}:${input ? input.value.trim() : ""}`;
+  };
+  return { nodes: [kindSelect, valueHolder], read };
+}
+
+async function renderStats(root, where, current) {
+  const scopes = await statsScopes();
+  const month = /^\d{4}-\d{2}$/.test(where.params.get("month") || "") ? where.params.get("month") : lastMonth();
+  const scope = where.params.get("scope") || defaultScope(scopes);
+  const report = await api("GET",
+    `/api/v1/stats/monthly?month=${month}&scope=${encodeURIComponent(scope)}&trend=12`);
+  if (!current()) return;
+
+  const monthInput = el("input", { type: "month", value: month, "data-testid": "month", required: true });
+  const picker = scopePicker(scopes, scope);
+  const form = el("form", { class: "controls", "data-testid": "stats-form" },
+    el("label", {}, tr("pages.stats.month"), " ", monthInput),
+    el("label", {}, tr("pages.stats.scope"), " ", ...picker.nodes),
+    el("button", { type: "submit", "data-testid": "stats-show" }, tr("pages.stats.show")));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = address("stats", { month: monthInput.value, scope: picker.read() });
+  });
+
+  const exportUrl = (format) => `/api/v1/stats/monthly/export?${new URLSearchParams(
+    { month: report.month, scope: report.scope, format, lang: state.lang })}`;
+  const downloads = el("p", { class: "downloads" }, tr("pages.stats.download"), ": ",
+    ["csv", "xlsx", "pdf"].map((f) => el("a", { href: exportUrl(f), download: "", "data-testid": `export-${f}` },
+      f.toUpperCase())));
+
+  const arrive = report.rescue.steps.find((s) => s.step === "arrive");
+  const summary = el("div", { class: "figures", "data-testid": "stats-summary" },
+    figure("elevators", tr("reports.metric.elevators"), report.elevators, number(report.elevators, 0)),
+    figure("incidents", tr("reports.metric.incidents"), report.incidents, number(report.incidents, 0)),
+    figure("per_10k", tr("reports.metric.per_10k"), report.per_10k, number(report.per_10k)),
+    figure("entrapments", tr("reports.metric.entrapments"), report.entrapments, number(report.entrapments, 0)),
+    figure("entrapments_per_10k", tr("pages.stats.entrapments_per_10k"),
+      report.elevators ? report.entrapments * 10000 / report.elevators : null,
+      number(report.elevators ? report.entrapments * 10000 / report.elevators : null)),
+    figure("false_alarms", tr("reports.metric.false_alarms"), report.false_alarms, number(report.false_alarms, 0)),
+    figure("arrive_median", tr("pages.stats.arrive_median"), arrive.median_s, minutes(arrive.median_s)),
+    figure("arrive_p90", tr("pages.stats.arrive_p90"), arrive.p90_s, minutes(arrive.p90_s)),
+    figure("arrived_30", tr("reports.metric.arrived_30"), report.rescue.arrived_within_30min_share,
+      percent(report.rescue.arrived_within_30min_share)),
+    figure("coverage", tr("reports.metric.coverage"), report.coverage.coverage, percent(report.coverage.coverage)));
+
+  const codes = table("stats-codes", [tr("reports.col.code"), tr("reports.col.incidents"), tr("reports.col.per_10k"),
+    tr("reports.col.entrapments"), tr("reports.col.false_alarms")],
+  report.codes.map((c) => [tr(`common.fault.${c.code}`), c.incidents, number(c.per_10k), c.entrapments, c.false_alarms]));
+  codes.querySelectorAll("tbody tr").forEach((row, i) => { row.dataset.code = report.codes[i].code; });
+  const ages = table("stats-ages", [tr("reports.col.band"), tr("reports.col.elevators"), tr("reports.col.incidents"),
+    tr("reports.col.per_10k"), tr("reports.col.entrapments")],
+  report.age_bands.map((a) => [tr(`reports.band.${a.band}`), a.elevators, a.incidents, number(a.per_10k), a.entrapments]));
+  ages.querySelectorAll("tbody tr").forEach((row, i) => { row.dataset.band = report.age_bands[i].band; });
+  const rescue = table("stats-rescue", [tr("reports.col.step"), tr("reports.col.count"), tr("reports.col.median"),
+    tr("reports.col.p90")],
+  report.rescue.steps.map((s) => [tr(`reports.step.${s.step}`), s.count, minutes(s.median_s), minutes(s.p90_s)]));
+  const firms = table("stats-firms", [tr("reports.col.firm"), tr("reports.col.elevators"), tr("reports.col.incidents"),
+    tr("reports.col.per_100"), tr("reports.col.entrapments"), tr("reports.col.dispatch_missed"),
+    tr("reports.col.arrival_missed"), tr("reports.col.repeats"), tr("reports.col.false_alarms")],
+  report.firms.map((f) => [f.name, f.elevators, f.incidents, number(f.per_100), f.entrapments, f.dispatch_missed,
+    f.arrival_missed, f.repeats, f.false_alarms]));
+
+  const trend = report.trend;
+  const months = trend.map((p) => p.month);
+  const codeNames = [...new Set(trend.flatMap((p) => Object.keys(p.codes)))]
+    .sort((a, b) => trend.reduce((n, p) => n + (p.codes[b] || 0) - (p.codes[a] || 0), 0)).slice(0, PALETTE.length);
+  const charts = el("div", { class: "charts" },
+    trendChart("chart-rates", tr("pages.stats.chart.rates"), months, [
+      { label: tr("pages.stats.series.faults"), values: trend.map((p) => p.per_10k) },
+      { label: tr("pages.stats.series.entrapments"), values: trend.map((p) => p.entrapments_per_10k) }]),
+    trendChart("chart-rescue", tr("pages.stats.chart.rescue"), months, [
+      { label: tr("pages.stats.series.median"), values: trend.map((p) => p.arrive_median_s === null ? null : p.arrive_median_s / 60) },
+      { label: tr("pages.stats.series.p90"), values: trend.map((p) => p.arrive_p90_s === null ? null : p.arrive_p90_s / 60) }]),
+    trendChart("chart-within", tr("pages.stats.chart.within"), months, [
+      { label: tr("pages.stats.series.within"),
+        values: trend.map((p) => p.arrived_within_30min_share === null ? null : p.arrived_within_30min_share * 100) }]),
+    trendChart("chart-codes", tr("pages.stats.chart.codes"), months,
+      codeNames.map((code) => ({ label: tr(`common.fault.${code}`), values: trend.map((p) => p.codes[code] || 0) }))),
+    trendChart("chart-ages", tr("pages.stats.chart.ages"), months,
+      report.age_bands.map((a) => ({ label: tr(`reports.band.${a.band}`), values: trend.map((p) => p.age_bands[a.band]) }))));
+
+  const scopeName = (() => {
+    const [kind, value] = [report.scope.split(":")[0], report.scope.split(":").slice(1).join(":")];
+    const firm = kind === "maintainer" ? scopes.firms.find((f) => String(f.id) === value) : null;
+    return tr(`reports.scope.${kind}`, { value: firm ? firm.name : value });
+  })();
+  root.replaceChildren(
+    el("h2", {}, tr("pages.stats.title"), " ", el("span", { class: "count", "data-testid": "stats-scope" },
+      `${scopeName} · ${report.month}`)),
+    form, downloads,
+    report.complete ? [] : el("p", { class: "note", "data-testid": "preliminary" }, tr("pages.stats.preliminary")),
+    summary,
+    el("h3", {}, tr("pages.stats.trend")), charts,
+    el("div", { class: "tables" },
+      el("section", {}, el("h3", {}, tr("reports.section.codes")), codes),
+      el("section", {}, el("h3", {}, tr("reports.section.age")), ages),
+      el("section", {}, el("h3", {}, tr("reports.section.rescue")), rescue)),
+    el("h3", {}, tr("reports.section.firms")), firms);
+}
