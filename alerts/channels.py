@@ -13,6 +13,10 @@ import abc
 import asyncio
 import hashlib
 import hmac
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -20,10 +24,22 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from liftwatch.alerts.errors import Backpressure, DeliveryFailed, DeliveryRejected
+from liftwatch.alerts.targets import TargetRefused, check_addresses, check_url, redact
 from liftwatch.schema import IncidentChange, encode_record
 
 SIGNATURE_HEADER = "X-Liftwatch-Signature"
+TIMESTAMP_HEADER = "X-Liftwatch-Timestamp"
 DELIVERY_HEADER = "X-Liftwatch-Delivery"
+REPLAY_TOLERANCE_S = 300
+"""How far a signed timestamp may be from the receiver's clock (the verification recipe's default)."""
+
+# httpx logs every request line at INFO with the full URL, query-string keys and user:password
+# included: webhook URLs are secrets of their receivers. Its warnings still show; our own lines
+# show URLs through targets.redact only.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 T = TypeVar("T")
 
@@ -41,14 +57,34 @@ class Channel(abc.ABC, Generic[T]):
         """Release connections."""
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The ``X-Liftwatch-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of the body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The ``X-Liftwatch-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of ``"<timestamp>." + body``.
+
+    The timestamp (``X-Liftwatch-Timestamp``, Unix seconds) is signed with the body, so a
+    captured request cannot be replayed later with a fresh timestamp.
+    """
+    return "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: str, body: bytes, header: str) -> bool:
-    """Whether ``header`` is the signature of ``body`` (for receivers; constant-time)."""
-    return hmac.compare_digest(sign(secret, body), header)
+def verify(
+    secret: str,
+    body: bytes,
+    signature: str,
+    timestamp: str,
+    *,
+    now: float | None = None,
+    tolerance_s: float = REPLAY_TOLERANCE_S,
+) -> bool:
+    """A receiver's check (constant-time): the signature matches and the timestamp is recent.
+
+    Within the tolerance a receiver still dedupes on ``Idempotency-Key`` (a retry is legitimate).
+    """
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    moment = time.time() if now is None else now
+    if abs(moment - int(timestamp)) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, body, int(timestamp)), signature)
 
 
 def backoff_s(attempt: int, *, base_s: float, cap_s: float) -> float:
@@ -67,22 +103,62 @@ class WebhookCall:
     attempt: int = 1
 
 
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (the system resolver, off the event loop)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
 class WebhookChannel(Channel[WebhookCall]):
-    """HTTP POST of a JSON body with an HMAC-SHA256 signature; at most ``max_in_flight`` at once."""
+    """HTTP POST of a JSON body with a timestamped HMAC-SHA256 signature; at most ``max_in_flight`` at once.
+
+    Targets are checked before every call (:mod:`liftwatch.alerts.targets`): ``https://`` to
+    public addresses only, unless ``allow_private``. A refused target is dead-lettered with the
+    reason (``insecure_scheme``, ``private_target``, ``unresolved``, ``bad_url``), never called.
+    (The check and httpx's own connection resolve the name separately: a name re-pointed
+    between the two within its TTL is not caught; receivers are configured by the platform's
+    administrators, so this bounds mistakes and stale records rather than a resolver attack.)
+    """
 
     name = "webhook"
 
-    def __init__(self, *, timeout_s: float = 10.0, max_in_flight: int = 32) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 10.0,
+        max_in_flight: int = 32,
+        allow_private: bool = False,
+        clock: Callable[[], float] = time.time,
+        resolver: Resolver = resolve,
+    ) -> None:
         self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._allow_private = allow_private
+        self._clock = clock
+        self._resolve = resolver
+
+    async def _check_target(self, url: str) -> None:
+        try:
+            host, port = check_url(url, allow_private=self._allow_private)
+            try:
+                addresses = await self._resolve(host, port)
+            except OSError as error:
+                # A name that does not resolve now may tomorrow (DNS outage): retried.
+                raise DeliveryFailed(f"{host} does not resolve: {error}", reason="unresolved") from error
+            check_addresses(host, addresses, allow_private=self._allow_private)
+        except TargetRefused as error:
+            raise DeliveryRejected(str(error), reason=error.reason) from error
 
     async def send(self, item: WebhookCall) -> None:
         if self._slots.locked():
             raise Backpressure("too many webhook calls in flight")
         async with self._slots:
+            await self._check_target(item.url)
+            timestamp = int(self._clock())
             headers = {
                 "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(item.secret, item.body),
+                SIGNATURE_HEADER: sign(item.secret, item.body, timestamp),
+                TIMESTAMP_HEADER: str(timestamp),
                 DELIVERY_HEADER: item.idempotency_key,
                 "Idempotency-Key": item.idempotency_key,
                 "X-Liftwatch-Attempt": str(item.attempt),
@@ -91,7 +167,9 @@ class WebhookChannel(Channel[WebhookCall]):
             try:
                 response = await self._client.post(item.url, content=item.body, headers=headers)
             except httpx.HTTPError as error:
-                raise DeliveryFailed(f"{type(error).__name__}: {error}") from error
+                # httpx's messages may quote the URL: only its redacted form is stored and logged.
+                text = str(error).replace(item.url, redact(item.url))
+                raise DeliveryFailed(f"{type(error).__name__}: {text}") from error
         status = response.status_code
         if 200 <= status < 300:
             return

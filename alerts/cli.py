@@ -15,6 +15,7 @@ import psycopg
 import typer
 from liftwatch.alerts.errors import AlertsConfigError
 from liftwatch.alerts.routing import Target
+from liftwatch.alerts.targets import TargetRefused, check_url, redact
 from liftwatch.config import AlertsSettings
 from liftwatch.runtime import configure_logging, run_services
 from psycopg.rows import dict_row
@@ -58,7 +59,10 @@ def _connect() -> psycopg.Connection[dict[str, Any]]:
 def webhook_add(
     name: Annotated[str, typer.Argument(help="Unique name, e.g. 'Futian emergency centre'.")],
     target: Annotated[Target, typer.Option(help="Who receives it (routing).")],
-    url: Annotated[str, typer.Option(help="http(s):// URL the JSON body is POSTed to.")],
+    url: Annotated[
+        str,
+        typer.Option(help="https:// URL the JSON body is POSTed to (http:// and private hosts: see --help of alerts)."),
+    ],
     firm: Annotated[str | None, typer.Option(help="Maintenance firm name (target maintenance_firm).")] = None,
     district: Annotated[str | None, typer.Option(help="Only incidents of this district (default: all).")] = None,
     secret: Annotated[
@@ -66,8 +70,11 @@ def webhook_add(
     ] = None,
 ) -> None:
     """Add a webhook receiver."""
-    if not url.startswith(("http://", "https://")):
-        raise typer.BadParameter("must start with http:// or https://", param_hint="--url")
+    try:  # what the URL's text already refuses; the addresses it resolves to are checked at each call
+        check_url(url, allow_private=AlertsSettings().webhook_allow_private)
+    except TargetRefused as error:
+        hint = "" if error.reason == "bad_url" else " (LIFTWATCH_WEBHOOK_ALLOW_PRIVATE=true allows it)"
+        raise typer.BadParameter(f"{error}{hint}", param_hint="--url") from None
     if (target is Target.MAINTENANCE_FIRM) != (firm is not None):
         raise typer.BadParameter("--firm is required for, and only for, --target maintenance_firm")
     if secret is not None and len(secret) < 16:
@@ -107,7 +114,7 @@ def webhook_list() -> None:
     for row in rows:
         scope = row["firm"] or row["district"] or "all districts"
         state = "" if row["enabled"] else " (disabled)"
-        typer.echo(f"{row['id']:>4}  {row['name']}  {row['target']}  {scope}  {row['url']}{state}")
+        typer.echo(f"{row['id']:>4}  {row['name']}  {row['target']}  {scope}  {redact(row['url'])}{state}")
 
 
 @webhook_app.command("remove")

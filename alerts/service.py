@@ -117,7 +117,11 @@ class AlertService:
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.kafka: KafkaChannel | None = None
-        self.webhooks = WebhookChannel(timeout_s=settings.webhook_timeout_s, max_in_flight=settings.webhook_concurrency)
+        self.webhooks = WebhookChannel(
+            timeout_s=settings.webhook_timeout_s,
+            max_in_flight=settings.webhook_concurrency,
+            allow_private=settings.webhook_allow_private,
+        )
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         self.dead.append(letter)

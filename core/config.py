@@ -331,6 +331,13 @@ class AlertsSettings(CommonSettings):
         default=["updated", "assigned"],
         description="Incident change kinds published on Kafka but not sent to webhooks.",
     )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description=(
+            "Allow http:// webhook URLs and targets on loopback, private or link-local addresses"
+            " (a closed site network, tests); by default only https:// to public addresses is called."
+        ),
+    )
     webhook_timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout of one webhook call.")
     webhook_backoff_base_s: float = Field(default=2.0, gt=0, description="First retry delay; doubles per attempt.")
     webhook_backoff_max_s: float = Field(default=300.0, gt=0, description="Longest delay between webhook retries.")

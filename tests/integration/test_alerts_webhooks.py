@@ -26,9 +26,12 @@ from tests.fixtures.alerts import (
 
 pytestmark = pytest.mark.integration
 
+# The receiver is a local http:// server: allowed explicitly (refused by default, see test_alerts_targets.py).
+LOCAL_ENV = {"LIFTWATCH_WEBHOOK_ALLOW_PRIVATE": "true"}
+
 
 def cli(database_url: str, *args: str) -> str:
-    result = CliRunner().invoke(app, list(args), env={"LIFTWATCH_DATABASE_URL": database_url})
+    result = CliRunner().invoke(app, list(args), env=LOCAL_ENV | {"LIFTWATCH_DATABASE_URL": database_url})
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -44,7 +47,7 @@ async def test_retries_dead_letters_and_redelivery(
     cli(database_url, "webhook", "add", "firm B", "--target", "maintenance_firm", "--firm", "Firm B",
         "--url", f"{receiver.url}/firm-b")  # fmt: skip
     short = CliRunner().invoke(app, ["webhook", "add", "x", "--target", "fire_brigade", "--url", receiver.url,
-        "--secret", "short"], env={"LIFTWATCH_DATABASE_URL": database_url})  # fmt: skip
+        "--secret", "short"], env=LOCAL_ENV | {"LIFTWATCH_DATABASE_URL": database_url})  # fmt: skip
     assert short.exit_code == 2 and "16 characters" in short.output
     listing = cli(database_url, "webhook", "list")
     assert "firm A" in listing and "firm-a-secret-0123" not in listing
@@ -115,7 +118,7 @@ async def test_channel_maps_answers_to_retry_or_dead_letter(
     receiver.always["/moved"] = 301
     receiver.headers.update({"/busy": {"Retry-After": "7"}, "/moved": {"Location": "http://127.0.0.1:1/x"}})
     receiver.delay_s["/hangs"] = 1.0
-    channel = WebhookChannel(timeout_s=0.3)
+    channel = WebhookChannel(timeout_s=0.3, allow_private=True)
     call = WebhookCall(url=f"{receiver.url}{path}", secret="s", body=b'{"a":1}', idempotency_key="1:webhook:1")
     try:
         if error is None:
@@ -132,7 +135,7 @@ async def test_channel_maps_answers_to_retry_or_dead_letter(
 
 
 async def test_unreachable_receiver_is_retried() -> None:
-    channel = WebhookChannel(timeout_s=0.5)
+    channel = WebhookChannel(timeout_s=0.5, allow_private=True)
     try:
         with pytest.raises(DeliveryFailed, match="ConnectError"):
             await channel.send(WebhookCall(url="http://127.0.0.1:1/x", secret="s", body=b"{}", idempotency_key="k"))
