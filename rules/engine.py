@@ -236,6 +236,11 @@ _STATE_FIELDS: dict[str, tuple[type[np.generic], Any]] = {
     "last_seen": (np.int64, NONE),
     "offline": (np.bool_, False),
     "offline_since": (np.int64, NONE),
+    # Message-sequence continuity (docs/rules.md, "In-order terminals do not wait"): every sample
+    # up to seq_bound belongs to a gap-free run of the terminal's messages and is released at once.
+    "seq_next": (np.int64, -1),
+    "seq_bound": (np.int64, NONE),
+    "hole_since": (np.int64, NONE),
 }
 
 
@@ -361,6 +366,8 @@ class Detections:
     """Positions of the first evaluated sample of an unregistered terminal on a new (site) day."""
     late: int
     """Samples refused because they arrived older than the watermark."""
+    duplicates: int = 0
+    """Messages dropped as copies of messages already judged (set by the processor)."""
 
     @property
     def evaluated(self) -> int:
@@ -760,8 +767,13 @@ class _Chunk:
     """Its release already waited once: a partly passed chunk is split now."""
 
 
-def _admit(batch: Columns, st: State, lateness_ms: int) -> tuple[Columns, int, np.ndarray[Any, Any]]:
+def _admit(
+    batch: Columns, st: State, lateness_ms: int, floor: I64 | None = None
+) -> tuple[Columns, int, np.ndarray[Any, Any]]:
     """A new batch sorted by (slot, ts, arrival) without its late samples; moves the watermarks.
+
+    ``floor`` (arrival order, optional): per sample, the sequence bound of its terminal before its
+    message arrived; a sample older than it is late too (samples up to it were already released).
 
     Also returns the terminals (slots, sorted) of the batch whose first sample is older than a
     sample of theirs that arrived before: their held-back samples must be merged with these.
@@ -805,6 +817,11 @@ def _admit(batch: Columns, st: State, lateness_ms: int) -> tuple[Columns, int, n
         if older.any():
             late = t < np.repeat(carry_max - lateness_ms, gend - gstart)
         disordered = gslot[older]
+    if floor is not None:
+        # Sequence-tracked messages: late only when older than what was already released (the
+        # allowed lateness plays no part; a hole's wait is bounded by the processor instead).
+        below = t < floor[order]
+        late = below if below.any() else None
     st.max_ts[gslot] = newmax
     n_late = 0 if late is None else int(np.count_nonzero(late))
     if late is not None and n_late:
@@ -838,7 +855,7 @@ def _pull(samples: Columns, slots: np.ndarray[Any, Any]) -> tuple[Columns, Colum
     return samples.take(~inside), samples.take(inside)
 
 
-def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[Columns, int]:
+def _release(batch: Columns, st: State, lateness_ms: int, flush: bool, floor: I64 | None = None) -> tuple[Columns, int]:
     """The samples now past their terminal's watermark, sorted by (slot, ts); the late ones are dropped.
 
     Only the new batch is sorted here; the held-back chunks are already sorted: each is released
@@ -848,7 +865,7 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
     n_late = 0
     chunks = st.chunks
     if len(batch):
-        fresh, n_late, disordered = _admit(batch, st, lateness_ms)
+        fresh, n_late, disordered = _admit(batch, st, lateness_ms, floor)
         if disordered.shape[0] and chunks:
             chunks, fresh = _reorder_terminals(chunks, fresh, disordered)
         if len(fresh):
@@ -863,7 +880,7 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
         first, second = chunks[pair], chunks[pair + 1]
         both = _Chunk(_merge_all([first.samples, second.samples]), first.deferred or second.deferred)
         chunks = [*chunks[:pair], both, *chunks[pair + 2 :]]
-    passed = [c.samples.ts < np.take(st.max_ts, c.samples.slot) - lateness_ms for c in chunks]
+    passed = [_passed(c.samples, st, lateness_ms) for c in chunks]
     counts = [int(np.count_nonzero(mask)) for mask in passed]
     # A chunk may wait only if no later chunk that already waited has passed samples: those would
     # have to wait behind it a second time.
@@ -895,6 +912,18 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool) -> tuple[
     st.chunks = kept
     st.waiting = waiting
     return _merge_all(released), n_late
+
+
+def _passed(samples: Columns, st: State, lateness_ms: int) -> B:
+    """Samples past their terminal's watermark: within its gap-free run of messages when its messages
+    carry sequence numbers (the live path), else older than its newest sample - the allowed lateness."""
+    slot = samples.slot
+    mask: B = np.where(
+        np.take(st.seq_next, slot) >= 0,
+        samples.ts <= np.take(st.seq_bound, slot),
+        samples.ts < np.take(st.max_ts, slot) - lateness_ms,
+    )
+    return mask
 
 
 def _reorder_terminals(
@@ -944,13 +973,16 @@ def evaluate(
     lateness_ms: int,
     day_offset_ms: int = 0,
     flush: bool = False,
+    floor: I64 | None = None,
 ) -> Detections:
     """Evaluate every rule on a batch (arrival order); updates ``st`` in place and returns the detections.
 
     ``flush`` evaluates the held-back samples too (end of a replay); never use it on a live stream.
+    ``floor`` (per sample, arrival order) is the late bound from message-sequence continuity, set
+    with ``st.seq_bound`` by the caller (:class:`liftwatch.rules.processor.RuleProcessor`).
     """
     st.grow(params.capacity)
-    ev, late = _release(batch, st, lateness_ms, flush)
+    ev, late = _release(batch, st, lateness_ms, flush, floor)
     empty_i = np.zeros(0, np.intp)
     if len(ev) == 0:
         return Detections(

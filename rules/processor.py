@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from liftwatch.rules.columns import Columns, from_samples
+from liftwatch.rules.continuity import Continuity
 from liftwatch.rules.engine import (
     NONE,
     R_DOWM,
@@ -42,7 +43,8 @@ from liftwatch.schema import (
     fault_event_id,
 )
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
+"""3 adds message-sequence continuity (state columns and the messages held beyond a hole); 2 still loads."""
 
 
 class RuleProcessor:
@@ -54,6 +56,7 @@ class RuleProcessor:
         self.day_offset_ms = day_offset_ms
         self.params = SlotParams(thresholds)
         self.state = State(self.params.hist_width)
+        self.continuity = Continuity(lateness_ms)
         self.slots: dict[str, int] = {}
         self.terminals: list[str] = []
         self.registry: dict[str, TerminalInfo] = {}
@@ -74,6 +77,19 @@ class RuleProcessor:
 
     def slots_of(self, terminals: Iterable[str]) -> np.ndarray[Any, np.dtype[np.intp]]:
         return np.fromiter((self.slot(t) for t in terminals), np.intp)
+
+    def unknown(self, terminals: Iterable[str]) -> list[str]:
+        """Terminals never seen by this processor and not in its registry: look them up before judging them."""
+        slots, registry = self.slots, self.registry
+        return sorted({t for t in terminals if t not in slots and t not in registry})
+
+    def add_registry(self, found: Mapping[str, TerminalInfo]) -> None:
+        """Registry facts of terminals looked up one by one (see :meth:`unknown`)."""
+        self.registry.update(found)
+        for terminal, info in found.items():
+            slot = self.slots.get(terminal)
+            if slot is not None:
+                self.params.assign(slot, info)
 
     def set_registry(self, registry: Mapping[str, TerminalInfo]) -> None:
         """Replace the registry facts (rated speed, floors, model); takes effect on the next batch."""
@@ -96,7 +112,9 @@ class RuleProcessor:
         """Held-back samples passed their watermark and wait for the next batch (an empty one releases them)."""
         return self.state.waiting
 
-    def evaluate(self, columns: Columns, *, flush: bool = False) -> tuple[list[FaultEvent], Detections]:
+    def evaluate(
+        self, columns: Columns, *, flush: bool = False, floor: np.ndarray[Any, np.dtype[np.int64]] | None = None
+    ) -> tuple[list[FaultEvent], Detections]:
         """Evaluate a columnar batch; returns the fault events and the raw detections."""
         det = evaluate(
             columns,
@@ -105,16 +123,47 @@ class RuleProcessor:
             lateness_ms=self.lateness_ms,
             day_offset_ms=self.day_offset_ms,
             flush=flush,
+            floor=floor,
         )
         return self._events(det), det
 
     def process(
         self, records: Sequence[TelemetryRecord], *, flush: bool = False
     ) -> tuple[list[FaultEvent], Detections]:
-        """Telemetry records in, fault events out (offline clears first, then the rules)."""
+        """Telemetry records in, fault events out (offline clears first, then the rules).
+
+        Message sequence numbers decide what can be judged at once (:mod:`liftwatch.rules.continuity`):
+        a terminal whose messages arrived without a hole has all its samples evaluated now; copies
+        of messages already judged are dropped (``Detections.duplicates``).
+        """
         events = self.seen(records)
-        rule_events, det = self.evaluate(self.columns(records), flush=flush)
+        if not records:
+            rule_events, det = self.evaluate(Columns.empty(), flush=flush)
+            return events + rule_events, det
+        slots = np.fromiter((self.slot(r.terminal) for r in records), np.int64, len(records))
+        counts = np.fromiter((len(r.samples) for r in records), np.int64, len(records))
+        seqs = np.fromiter((r.seq for r in records), np.int64, len(records))
+        newest = np.fromiter((max(s.ts for s in r.samples) if r.samples else NONE for r in records), np.int64)
+        received = np.fromiter((r.received_ms for r in records), np.int64, len(records))
+        self.state.grow(self.params.capacity)
+        admission = self.continuity.admit(self.state, slots, seqs, newest, received)
+        if admission.duplicates:
+            keep = admission.keep
+            records = [r for r, k in zip(records, keep.tolist(), strict=True) if k]
+            floor = np.repeat(admission.floor[keep], counts[keep])
+        else:
+            floor = np.repeat(admission.floor, counts)
+        rule_events, det = self.evaluate(self.columns(records), flush=flush, floor=floor)
+        det.duplicates = admission.duplicates
         return events + rule_events, det
+
+    def expire(self, now_ms: int) -> bool:
+        """Give up sequence holes older than the allowed lateness (processing time: a silent terminal).
+
+        True when some samples became releasable: evaluate an empty batch to judge them.
+        """
+        self.state.grow(self.params.capacity)
+        return self.continuity.expire(self.state, now_ms)
 
     # --- terminal_offline (processing time) ---------------------------------------------------
 
@@ -261,6 +310,7 @@ class RuleProcessor:
         arrays: dict[str, Any] = {f"row_{k}": v for k, v in rows.items()}
         arrays.update({f"held_{k}": v for k, v in held.raw().items() if k != "slot"})
         arrays["held_index"] = held_index
+        arrays["beyond_index"], arrays["beyond_seq"], arrays["beyond_newest"] = self.continuity.held_rows(slots)
         arrays["terminals"] = np.asarray(list(terminals), dtype=np.str_)
         arrays["version"] = np.asarray([SNAPSHOT_VERSION])
         buffer = io.BytesIO()
@@ -271,18 +321,23 @@ class RuleProcessor:
         """Load a snapshot (replacing the state of its terminals); returns the terminals restored."""
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-                if int(data["version"][0]) != SNAPSHOT_VERSION:
-                    raise CheckpointError(f"checkpoint version {int(data['version'][0])} is not {SNAPSHOT_VERSION}")
+                version = int(data["version"][0])
+                if version not in (2, SNAPSHOT_VERSION):
+                    raise CheckpointError(f"checkpoint version {version} is not {SNAPSHOT_VERSION}")
                 terminals = [str(t) for t in data["terminals"].tolist()]
                 rows = {k[4:]: data[k] for k in data.files if k.startswith("row_")}
                 held = {k[5:]: data[k] for k in data.files if k.startswith("held_") and k != "held_index"}
                 held_index = data["held_index"]
+                beyond = tuple(data[k] for k in ("beyond_index", "beyond_seq", "beyond_newest")) if version > 2 else ()
         except (OSError, ValueError, KeyError) as error:
             raise CheckpointError(f"unreadable checkpoint: {error}") from error
         slots = self.slots_of(terminals)
         self.state.grow(self.params.capacity)
         self.state.reset(slots)
+        self.continuity.forget(slots)
         self.state.load_rows(slots, rows)
+        if beyond:
+            self.continuity.load_rows(slots, *beyond)
         if held_index.shape[0]:
             self.state.hold(Columns.from_raw(slot=slots[held_index], **held))
         return terminals
@@ -292,4 +347,6 @@ class RuleProcessor:
         known = [t for t in terminals if t in self.slots]
         if known:
             self.state.grow(self.params.capacity)
-            self.state.reset(self.slots_of(known))
+            slots = self.slots_of(known)
+            self.state.reset(slots)
+            self.continuity.forget(slots)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import numpy as np
 import pytest
+from liftwatch.rules.columns import from_samples
 from liftwatch.rules.engine import TerminalInfo
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.thresholds import build
@@ -257,15 +259,79 @@ def test_unknown_terminal_raises_unregistered_once_per_day_and_nothing_else() ->
 
 
 def test_late_samples_are_counted_and_ignored() -> None:
+    # Without message sequence numbers (the replay path) the allowed lateness decides what is late.
     processor = RuleProcessor(build(), lateness_ms=5_000)
     processor.set_registry(REGISTRY)
     now = [Sample(ts=T0 + 1000 * i, **IDLE) for i in range(20)]
-    processor.process([TelemetryRecord("E1", 0, 0, now)])
+    processor.evaluate(from_samples(np.zeros(len(now), np.int32) + processor.slot("E1"), now))
     stale = Sample(ts=T0 + 1000, **{**IDLE, "floor": 40})  # would be an overtravel if it were evaluated
     reordered = Sample(ts=T0 + 16_500, **{**IDLE, "floor": 40})  # within the lateness: evaluated in order
-    events, det = processor.process([TelemetryRecord("E1", 1, 0, [stale, reordered])], flush=True)
+    batch = from_samples(np.zeros(2, np.int32) + processor.slot("E1"), [stale, reordered])
+    events, det = processor.evaluate(batch, flush=True)
     assert det.late == 1
     assert [(e.code, e.transition, e.since_ms - T0) for e in events] == [
         ("overtravel_top", "raised", 16_500),
         ("overtravel_top", "cleared", 17_000),
     ]
+
+
+def test_in_sequence_messages_are_judged_at_once_and_an_older_sample_is_late() -> None:
+    processor = RuleProcessor(build(), lateness_ms=5_000)
+    processor.set_registry(REGISTRY)
+    now = [Sample(ts=T0 + 1000 * i, **IDLE) for i in range(20)]
+    _, det = processor.process([TelemetryRecord("E1", 0, 0, now)])
+    assert det.evaluated == 20  # nothing can come between: no waiting for the lateness
+    stale = Sample(ts=T0 + 16_500, **{**IDLE, "floor": 40})  # older than what was judged: late
+    fresh = Sample(ts=T0 + 20_000, **{**IDLE, "floor": 40})
+    events, det = processor.process([TelemetryRecord("E1", 1, 0, [stale, fresh])])
+    assert (det.late, det.evaluated) == (1, 1)
+    assert [(e.code, e.transition, e.since_ms - T0) for e in events] == [("overtravel_top", "raised", 20_000)]
+
+
+def test_a_hole_in_the_sequence_waits_until_it_fills_then_judges_in_order() -> None:
+    processor = RuleProcessor(build(), lateness_ms=5_000)
+    processor.set_registry(REGISTRY)
+    first = [Sample(ts=T0 + 1000 * i, **IDLE) for i in range(10)]
+    missing = [Sample(ts=T0 + 10_000 + 1000 * i, **{**IDLE, "floor": 40}) for i in range(2)]
+    after = [Sample(ts=T0 + 12_000 + 1000 * i, **IDLE) for i in range(2)]
+    _, det = processor.process([TelemetryRecord("E1", 0, 0, first), TelemetryRecord("E1", 2, 0, after)])
+    assert det.evaluated == 10  # seq 2 waits for seq 1
+    events, det = processor.process([TelemetryRecord("E1", 1, 0, missing)])
+    assert (det.late, det.evaluated) == (0, 4)
+    assert [(e.code, e.transition, e.since_ms - T0) for e in events] == [
+        ("overtravel_top", "raised", 10_000),
+        ("overtravel_top", "cleared", 12_000),
+    ]
+
+
+def test_a_copy_of_a_judged_message_is_a_duplicate_not_late() -> None:
+    processor = RuleProcessor(build(), lateness_ms=5_000)
+    processor.set_registry(REGISTRY)
+    message = TelemetryRecord("E1", 7, 0, [Sample(ts=T0 + 1000 * i, **IDLE) for i in range(10)])
+    processor.process([message])
+    _, det = processor.process([message, TelemetryRecord("E1", 8, 0, [Sample(ts=T0 + 10_000, **IDLE)])])
+    assert (det.duplicates, det.late, det.evaluated) == (1, 0, 1)
+
+
+def test_a_hole_is_given_up_after_the_lateness_and_a_silent_terminal_is_judged() -> None:
+    processor = RuleProcessor(build(), lateness_ms=5_000)
+    processor.set_registry(REGISTRY)
+    first = TelemetryRecord("E1", 0, 1_000, [Sample(ts=T0 + 1000 * i, **IDLE) for i in range(3)])
+    after = TelemetryRecord("E1", 2, 1_000, [Sample(ts=T0 + 5_000, **{**IDLE, "alarm_button": True})])
+    _, det = processor.process([first, after])
+    assert det.evaluated == 3
+    assert not processor.expire(5_000)  # not yet: 4 s of 5
+    assert processor.expire(6_001)
+    _, det = processor.process([])
+    assert det.evaluated == 1
+    lost = TelemetryRecord("E1", 1, 7_000, [Sample(ts=T0 + 4_000, **IDLE)])
+    _, det = processor.process([lost])  # the missing message after all: late, not a copy
+    assert (det.late, det.duplicates) == (1, 0)
+
+
+def test_a_rebooted_terminal_counts_again_without_waiting() -> None:
+    processor = RuleProcessor(build(), lateness_ms=5_000)
+    processor.set_registry(REGISTRY)
+    processor.process([TelemetryRecord("E1", 40, 0, [Sample(ts=T0 + 1000 * i, **IDLE) for i in range(5)])])
+    _, det = processor.process([TelemetryRecord("E1", 0, 0, [Sample(ts=T0 + 60_000, **IDLE)])])
+    assert (det.evaluated, det.late, det.duplicates) == (1, 0, 0)
