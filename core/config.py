@@ -260,11 +260,16 @@ class RulesSettings(CommonSettings):
     allowed_lateness_ms: int = Field(
         default=5_000,
         ge=0,
-        description="Out-of-order samples within this are reordered; later ones are counted and skipped by the rules.",
+        description=(
+            "Longest wait for a missing message of a terminal (a hole in its sequence numbers) before the"
+            " messages after it are judged; without sequence numbers (replay), the event-time lateness."
+        ),
     )
     rules_overrides: Path | None = Field(default=None, description="YAML/JSON file of per-rule/per-model thresholds.")
     rules_registry_refresh_s: float = Field(
-        default=60.0, gt=0, description="Registry (rated speed, floors) reload period."
+        default=60.0,
+        gt=0,
+        description="Full registry reload period (changes are also pushed at once by NOTIFY; this is the safety net).",
     )
     rules_checkpoint_interval_ms: int = Field(
         default=2_000, ge=0, description="Checkpoint at least this often (and after every batch that produced events)."

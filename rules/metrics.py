@@ -23,7 +23,27 @@ class RulesMetrics:
         )
         self.late = Counter(
             "liftwatch_rules_late_samples",
-            "Samples older than their terminal's watermark on arrival: stored, not evaluated.",
+            "Samples older than what their terminal already had judged on arrival: stored, not evaluated.",
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "liftwatch_rules_duplicate_messages",
+            "Copies of telemetry messages already judged (re-delivered after a gateway restart): dropped.",
+            registry=registry,
+        )
+        self.registry_pushes = Counter(
+            "liftwatch_rules_registry_pushes",
+            "Registry change notifications received (each leads to a reload before the next batch).",
+            registry=registry,
+        )
+        self.registry_listening = Gauge(
+            "liftwatch_rules_registry_listening",
+            "1 while registry changes are pushed to this engine (LISTEN); 0: only periodic reloads.",
+            registry=registry,
+        )
+        self.registry_lookups = Counter(
+            "liftwatch_rules_registry_lookups",
+            "Never-seen terminals looked up in the registry before their first samples were judged.",
             registry=registry,
         )
         self.batch = Histogram(

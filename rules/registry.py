@@ -23,10 +23,17 @@ def _rows_to_registry(rows: list[Any]) -> dict[str, TerminalInfo]:
     return registry
 
 
-async def load_registry(pool: AsyncConnectionPool) -> dict[str, TerminalInfo]:
-    """Every terminal fitted to a registered elevator."""
+# NOTIFY channel of registry changes (migration 055): the payload is the schema that changed.
+REGISTRY_CHANNEL = "liftwatch_registry"
+
+
+async def load_registry(pool: AsyncConnectionPool, terminals: list[str] | None = None) -> dict[str, TerminalInfo]:
+    """Every terminal fitted to a registered elevator (or only those of ``terminals``)."""
     async with pool.connection() as conn:
-        cursor = await conn.execute(REGISTRY_QUERY)
+        if terminals is None:
+            cursor = await conn.execute(REGISTRY_QUERY)
+        else:
+            cursor = await conn.execute(REGISTRY_QUERY + " WHERE t.terminal_id = ANY(%s)", (terminals,))
         return _rows_to_registry(await cursor.fetchall())
 
 

@@ -31,7 +31,7 @@ from liftwatch.rules import thresholds as thresholds_mod
 from liftwatch.rules.columns import Columns
 from liftwatch.rules.metrics import RulesMetrics
 from liftwatch.rules.processor import RuleProcessor
-from liftwatch.rules.registry import load_registry
+from liftwatch.rules.registry import REGISTRY_CHANNEL, load_registry
 from liftwatch.runtime import start_metrics
 from liftwatch.schema import (
     DeadLetter,
@@ -44,6 +44,7 @@ from liftwatch.schema import (
     encode_record,
 )
 from prometheus_client import CollectorRegistry
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -101,6 +102,7 @@ class RulesService:
         self.saved_offset: dict[int, int] = {}
         self.dead: list[DeadLetter] = []
         self.lag = 0
+        self.registry_changed = asyncio.Event()
         self.pool: AsyncConnectionPool | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -129,9 +131,13 @@ class RulesService:
                 )
                 self.consumer.subscribe([self.telemetry_topic, self.status_topic], listener=_Listener(self))
                 await self.consumer.start()
+                listener = asyncio.create_task(self._listen_registry(stop))
                 try:
                     await self._loop(stop)
                 finally:
+                    listener.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await listener
                     async with self.lock:
                         await self._checkpoint(list(self.owned), force=True)
                     await self.consumer.stop()
@@ -149,6 +155,9 @@ class RulesService:
             batch = await self.consumer.getmany(
                 timeout_ms=max(settings.rules_batch_wait_ms, 1), max_records=settings.rules_batch_max
             )
+            if self.registry_changed.is_set():
+                self.registry_changed.clear()
+                await self._refresh_registry()
             async with self.lock:
                 await self._handle(batch)
             now = time.monotonic()
@@ -159,6 +168,51 @@ class RulesService:
                 next_offline = now + settings.rules_offline_check_s
                 async with self.lock:
                     await self._offline()
+
+    async def _listen_registry(self, stop: asyncio.Event) -> None:
+        """Flag a registry reload on each NOTIFY of our schema (migration 055), so an import, an API
+        change or a terminal swap reaches the rules within a poll instead of the next periodic reload."""
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.settings.require_database_url(), autocommit=True)
+                async with conn:
+                    schema = (await (await conn.execute("SELECT current_schema()")).fetchone() or ("",))[0]
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(REGISTRY_CHANNEL)))
+                    # Changes made while we were not listening: reload once now.
+                    self.registry_changed.set()
+                    self.metrics.registry_listening.set(1)
+                    while not stop.is_set():
+                        async for notice in conn.notifies(timeout=0.5):
+                            if notice.payload == schema:
+                                self.registry_changed.set()
+                                self.metrics.registry_pushes.inc()
+            except psycopg.Error:
+                self.metrics.registry_listening.set(0)
+                log.warning("registry LISTEN connection lost; periodic reloads until it is back", exc_info=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RETRY_MAX_S)
+
+    async def _look_up(self, records: list[TelemetryRecord]) -> None:
+        """Fetch the registry facts of terminals never seen before judging them: one registered a second
+        before it speaks is judged with its elevator, not declared unregistered. Retried while the
+        database is away (the batch waits: back-pressure), never skipped."""
+        assert self.pool is not None
+        unknown = self.processor.unknown(r.terminal for r in records)
+        if not unknown:
+            return
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                found = await load_registry(self.pool, unknown)
+                break
+            except (psycopg.OperationalError, PoolTimeout):
+                log.warning("registry look-up failed; retrying in %.1f s", delay, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_S, delay * 2)
+        self.metrics.registry_lookups.inc(len(unknown))
+        if found:
+            self.processor.add_registry(found)
+            self.metrics.registry_size.set(len(self.processor.registry))
 
     async def _refresh_registry(self) -> None:
         assert self.pool is not None
@@ -201,6 +255,7 @@ class RulesService:
             self.processor.status(statuses)
         events: list[FaultEvent] = []
         if records:
+            await self._look_up(records)
             started = time.perf_counter()
             events, det = self.processor.process(records)
             self.metrics.evaluation.observe(time.perf_counter() - started)
@@ -208,10 +263,13 @@ class RulesService:
             self.metrics.batch.observe(sum(len(r.samples) for r in records))
             if det.late:
                 self.metrics.late.inc(det.late)
-        elif self.processor.waiting:
-            # Samples held back for one more batch (a large batch's, under load) and no batch came:
-            # evaluate them now. Their events are checkpointed at once although no offset moved, so a
-            # restart does not evaluate (and send) them again.
+            if det.duplicates:
+                self.metrics.duplicates.inc(det.duplicates)
+        elif self.processor.expire(int(time.time() * 1000)) or self.processor.waiting:
+            # No batch came, and samples can be judged: a silent terminal's hole has waited the
+            # allowed lateness, or samples were held back for one more batch (a large batch's, under
+            # load). Their events are checkpointed at once although no offset moved, so a restart
+            # does not evaluate (and send) them again.
             events, det = self.processor.evaluate(Columns.empty())
             self.metrics.samples.inc(det.evaluated)
             if events:

@@ -16,7 +16,16 @@ from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from tests.fixtures.ingest import Process, wait_until
-from tests.fixtures.rules import RULES_ELEVATOR, RULES_TERMINAL, idle, read_faults, send_raw, send_telemetry, trapped
+from tests.fixtures.rules import (
+    RULES_ELEVATOR,
+    RULES_TERMINAL,
+    idle,
+    read_faults,
+    register_elevator,
+    send_raw,
+    send_telemetry,
+    trapped,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -194,10 +203,10 @@ async def test_samples_waiting_for_one_more_batch_are_evaluated_when_the_stream_
     stream = [record(i, trapped(T0 + 1000 * i)) for i in range(31)]
     async with engine_in_process(rules_settings) as registry:
         await send_telemetry(rules_settings, stream)
-        # No batch follows: the engine evaluates what waits (0..24 s, past the 30 s - 5 s watermark)
-        # on an empty poll, the raise at 20 s included.
+        # No batch follows: the messages arrived in sequence, so all 31 samples are judged (once a
+        # batch waited, on an empty poll), the raise at 20 s included.
         events = await read_faults(rules_settings, until=1, settle=0.5)
-        assert (registry.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0) == 25
+        assert (registry.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0) == 31
     raised = [(e.since_ms, e.at_ms) for e in events if e.code == "trapped_passenger" and e.transition == "raised"]
     assert raised == [(T0, T0 + 20_000)]
     # That evaluation was checkpointed although no offset moved: a restart does not raise again.
@@ -206,3 +215,53 @@ async def test_samples_waiting_for_one_more_batch_are_evaluated_when_the_stream_
         await wait_checkpoint(database_url, rules_settings.rules_group, 32)
         events = await read_faults(rules_settings, until=2, timeout=3, settle=0.5)
     assert [e.transition for e in events if e.code == "trapped_passenger"] == ["raised"]
+
+
+async def test_a_terminal_registered_just_before_it_speaks_is_judged_with_its_elevator(
+    rules_settings: RulesSettings, database_url: str
+) -> None:
+    async with engine_in_process(rules_settings) as registry:
+        # The engine is running (registry loaded) when the installer registers a new elevator; its
+        # terminal speaks at once: it must be looked up, not declared unregistered.
+        register_elevator(database_url, terminal="NEW1", code="31100000000000000077")
+        await send_telemetry(rules_settings, [record(i, trapped(T0 + 1000 * i), terminal="NEW1") for i in range(25)])
+        events = await read_faults(rules_settings, until=1, settle=1.0)
+        assert (registry.get_sample_value("liftwatch_rules_late_samples_total") or 0) == 0
+    assert [(e.code, e.transition, e.registration_code) for e in events] == [
+        ("trapped_passenger", "raised", "31100000000000000077")
+    ]
+
+
+async def test_a_registry_change_reaches_the_running_engine_without_a_reload_period(
+    rules_settings: RulesSettings, database_url: str
+) -> None:
+    settings = rules_settings.model_copy(update={"rules_registry_refresh_s": 3600.0})
+    async with engine_in_process(settings) as registry:
+        # The terminal is known (rated 1.75 m/s): 2.0 m/s is within 115 %.
+        await send_telemetry(settings, [record(0, idle(T0))])
+        await wait_until(
+            lambda: asyncio.sleep(0, (registry.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0) >= 1),
+            timeout=30,
+            every=0.05,
+        )
+        await wait_until(
+            lambda: asyncio.sleep(0, registry.get_sample_value("liftwatch_rules_registry_listening") == 1),
+            timeout=10,
+            every=0.05,
+        )
+        pushes = registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0
+        with psycopg.connect(database_url) as conn:
+            conn.execute("UPDATE elevators SET rated_speed = 1.0 WHERE registration_code = %s", (RULES_ELEVATOR,))
+            conn.execute("UPDATE terminals SET last_seen_at = now()")  # the writer's updates wake nobody
+        await wait_until(
+            lambda: asyncio.sleep(
+                0, (registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0) > pushes
+            ),
+            timeout=10,
+            every=0.05,
+        )
+        moving = [idle(T0 + 1000 + 100 * i, speed=2.0, door_zone=False, direction="up") for i in range(10)]
+        await send_telemetry(settings, [record(1, *moving)])
+        events = await read_faults(settings, until=1, settle=1.0)
+        assert registry.get_sample_value("liftwatch_rules_registry_pushes_total") == pushes + 1
+    assert [(e.code, e.transition, e.evidence["limit_mps"]) for e in events] == [("overspeed", "raised", 1.15)]
