@@ -33,7 +33,9 @@ def _describe(settings_class: type[BaseSettings], error: ValidationError) -> Inv
     for item in error.errors(include_url=False):
         field = str(item["loc"][0]) if item["loc"] else ""
         variable = f"{_PREFIX}{field.upper()}"
-        reason = str(item["msg"]).removeprefix("Value error, ")
+        # Our own validators' words as they wrote them (pydantic prefixes its message with its own).
+        ours = item.get("ctx", {}).get("error") if item["type"] == "value_error" else None
+        reason = str(ours) if ours is not None else str(item["msg"])
         annotation = str(settings_class.model_fields[field].annotation) if field in settings_class.model_fields else ""
         given = item.get("input")
         if "Secret" in annotation or given is None or isinstance(given, dict):

@@ -143,10 +143,12 @@ async def test_faults_to_incidents_kafka_and_webhooks_exactly_once_across_restar
     assert len(letters) == 14
     assert sorted(letter.reason for letter in letters) == sorted(["undecodable", "undecodable", "schema", "schema",
         "schema", "schema", "future_timestamp"] * 2)  # fmt: skip
-    # msgspec says "nested too deeply" or lets Python's RecursionError through, depending on the stack.
-    assert any("too deeply" in letter.detail or "RecursionError" in letter.detail for letter in letters)
+    # Which input became which letter; the decoder's and the database's own words are not asserted.
+    nested, untranslatable = events[4], events[5]
+    assert isinstance(nested, bytes) and isinstance(untranslatable, bytes)
+    assert any(letter.payload and nested.startswith(letter.payload) for letter in letters)  # cut to 4 KiB
+    assert any(letter.payload == untranslatable and letter.reason == "schema" for letter in letters)
     assert any(letter.payload.startswith(b"\xc1not") for letter in letters)
-    assert any("UntranslatableCharacter" in letter.detail for letter in letters)
     assert any("evidence is not JSON" in letter.detail for letter in letters)
 
 

@@ -85,12 +85,15 @@ def test_the_message_says_every_wrong_variable_and_why_without_secrets(monkeypat
         PlatformSettings()
     lines = str(caught.value).splitlines()
     assert lines[0] == "invalid configuration (PlatformSettings), the process does not start:"
-    assert lines[1:] == [
+    assert len(lines) == 4
+    assert lines[1] == (
         "  LIFTWATCH_DATABASE_URL='mysql://admin:***@db/x': must be a postgresql:// URL, "
-        "e.g. postgresql://user:password@host:5432/liftwatch",
-        "  LIFTWATCH_METRICS_PORT='nine': Input should be a valid integer, unable to parse string as an integer",
-        "  LIFTWATCH_ADMIN_TOKEN: must be at least 16 characters",
-    ]
+        "e.g. postgresql://user:password@host:5432/liftwatch"
+    )
+    # why a port is not a number is pydantic's to say (its words change); the variable and value are ours
+    port, _, why = lines[2].partition(": ")
+    assert port == "  LIFTWATCH_METRICS_PORT='nine'" and why
+    assert lines[3] == "  LIFTWATCH_ADMIN_TOKEN: must be at least 16 characters"
     assert "hunter2" not in str(caught.value)
     assert caught.value.reason == "config" and not caught.value.retriable
     assert isinstance(caught.value, ValueError)  # as pydantic's ValidationError was
