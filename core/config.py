@@ -14,7 +14,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from liftwatch.errors import InvalidSettings
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 _PREFIX = "LIFTWATCH_"
@@ -54,6 +54,23 @@ def _port_ok(netloc: str) -> bool:
         if colon and not host.endswith("]") and not (port.isdigit() and 0 < int(port) < 65536):
             return False
     return True
+
+
+class LeagueThresholds(BaseModel):
+    """When the firm league flags a firm for the blacklist review: any one figure above its bound.
+
+    Shares of entrapments need ``min_entrapments`` in the window, shares of incidents
+    ``min_incidents``, so one unlucky call does not flag a small firm. docs/statistics.md.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    dispatch_missed_share: float = Field(default=0.10, ge=0, le=1, description="Entrapments dispatched late.")
+    arrival_missed_share: float = Field(default=0.10, ge=0, le=1, description="Entrapments reached late.")
+    repeat_share: float = Field(default=0.20, ge=0, le=1, description="Incidents that repeat one within 30 days.")
+    false_alarm_share: float = Field(default=0.30, ge=0, le=1, description="Incidents closed as false alarm.")
+    entrapments_per_10k: float = Field(default=20.0, ge=0, description="Entrapments per 10,000 elevators a month.")
+    min_entrapments: int = Field(default=5, ge=1, description="Entrapments needed before their shares count.")
+    min_incidents: int = Field(default=10, ge=1, description="Incidents needed before their shares count.")
 
 
 class CommonSettings(BaseSettings):
@@ -112,6 +129,10 @@ class CommonSettings(BaseSettings):
     site_timezone: str = Field(
         default="Asia/Shanghai",
         description="IANA time zone in which people see times (storage is UTC); also the day boundary of statistics.",
+    )
+    league_thresholds: LeagueThresholds = Field(
+        default=LeagueThresholds(),
+        description='Firm league bounds as JSON, e.g. {"arrival_missed_share": 0.05} (docs/statistics.md).',
     )
     default_language: Literal["zh", "en"] = Field(
         default="zh", description="Language of a fresh install when the browser or caller states none (zh or en)."

@@ -2,7 +2,8 @@
 
 Also ``GET /api/v1/stats/monthly/export`` (the same report as a CSV, XLSX or PDF file: what the
 console's statistics page downloads) and ``GET /api/v1/stats/scopes`` (the scopes the caller may
-pick: districts, firms, use units matching a search).
+pick: districts, firms, use units matching a search), ``GET /api/v1/stats/league`` (the firm league
+over a rolling window, with the blacklist-review flags) and its ``/{firm}/evidence``.
 
 The API package mounts :func:`build_router` with its authentication dependency. Regulators,
 admins and operators read any scope; a maintenance firm only its own (another scope answers 404,
@@ -15,14 +16,16 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from liftwatch import db, i18n
 from liftwatch.api.errors import ApiError
 from liftwatch.config import CommonSettings
 from liftwatch.reports import export as export_module
+from liftwatch.reports import league as league_module
 from liftwatch.reports import stats
 from liftwatch.reports.errors import BadMonth, BadScope
 from liftwatch.reports.monthly import MonthlyReport, monthly_report, scope_exists
@@ -167,6 +170,81 @@ def build_router(
             "firms": [{"id": i, "name": n} for i, n in firms],
             "use_units": [{"id": i, "name": n} for i, n in units],
         }
+
+    def last_month(config: CommonSettings, end: str | None) -> dt.date:
+        """``end`` or, by default, the last complete site-local month."""
+        if end is not None:
+            try:
+                return stats.parse_month(end)
+            except BadMonth as error:
+                raise ApiError(error.reason, 422, value=end) from error
+        today = dt.datetime.now(dt.UTC).astimezone(ZoneInfo(config.site_timezone)).date()
+        return stats.previous_month(today.replace(day=1))
+
+    def window(months: int) -> int:
+        if months not in league_module.WINDOWS:
+            raise ApiError("validation_error", 422, detail="months must be 3, 6 or 12")
+        return months
+
+    def own_firm(principal: Any) -> int | None:
+        """None for roles that read every firm; a firm's own id (or -1: nothing) otherwise."""
+        if principal.role in READ_ANY_SCOPE:
+            return None
+        return principal.maintainer_id if principal.role == "maintainer" and principal.maintainer_id else -1
+
+    def league_of(config: CommonSettings, last: dt.date, months: int, firm: int | None) -> dict[str, Any]:
+        with db.connect(config.require_database_url(), autocommit=True) as conn:
+            table = league_module.league(
+                conn,
+                last,
+                months,
+                config.league_thresholds,
+                config.site_timezone,
+                dt.datetime.now(dt.UTC),
+                maintainer_id=firm,
+            )
+        return table.to_json()
+
+    @router.get("/league", summary="Maintenance firms over a rolling window, flagged for blacklist review")
+    async def league(
+        request: Request,
+        principal: Annotated[Any, Depends(principal_dependency)],
+        months: Annotated[int, Query(description="Rolling window: 3, 6 or 12 months.")] = 3,
+        end: Annotated[
+            str | None, Query(description="Last month of the window, YYYY-MM (default: last month).")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Every firm's record (a firm: only its own), flagged firms first."""
+        config = settings_of(request)
+        last = last_month(config, end)
+        return await anyio.to_thread.run_sync(
+            league_of, config, last, window(months), own_firm(principal), limiter=limiter
+        )
+
+    def evidence_of(config: CommonSettings, firm: int, last: dt.date, months: int) -> list[dict[str, Any]] | None:
+        with db.connect(config.require_database_url(), autocommit=True) as conn:
+            if not scope_exists(conn, stats.Scope("maintainer", firm)):
+                return None
+            rows = league_module.evidence(conn, firm, last, months, config.site_timezone)
+        return [{**r, "detected_at": r["detected_at"].isoformat()} for r in rows]
+
+    @router.get("/league/{firm_id}/evidence", summary="The incidents behind a firm's league figures")
+    async def league_evidence(
+        request: Request,
+        principal: Annotated[Any, Depends(principal_dependency)],
+        firm_id: Annotated[int, Path(ge=1)],
+        months: Annotated[int, Query(description="Rolling window: 3, 6 or 12 months.")] = 3,
+        end: Annotated[str | None, Query(description="Last month of the window, YYYY-MM.")] = None,
+    ) -> dict[str, Any]:
+        """Incidents of the window with why each counts (missed deadline, repeat, false alarm)."""
+        if own_firm(principal) not in (None, firm_id):
+            raise ApiError("not_found", 404)
+        config = settings_of(request)
+        last = last_month(config, end)
+        rows = await anyio.to_thread.run_sync(evidence_of, config, firm_id, last, window(months), limiter=limiter)
+        if rows is None:
+            raise ApiError("not_found", 404)
+        return {"maintainer_id": firm_id, "months": months, "last_month": f"{last:%Y-%m}", "items": rows}
 
     @router.get("/scopes", summary="The scopes the caller may read")
     async def scopes(

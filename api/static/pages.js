@@ -11,7 +11,7 @@ const OVERSIGHT = ["admin", "operator", "regulator"];
 const PAGES = [
   { name: "board", roles: EVERYONE },
   { name: "stats", roles: EVERYONE, render: renderStats },
-  { name: "league", roles: OVERSIGHT },
+  { name: "league", roles: OVERSIGHT, render: renderLeague },
   { name: "risk", roles: OVERSIGHT },
   { name: "orders", roles: ["admin", "regulator", "maintainer"] },
   { name: "map", roles: OVERSIGHT },
@@ -300,4 +300,97 @@ async function renderStats(root, where, current) {
       el("section", {}, el("h3", {}, tr("reports.section.age")), ages),
       el("section", {}, el("h3", {}, tr("reports.section.rescue")), rescue)),
     el("h3", {}, tr("reports.section.firms")), firms);
+}
+
+// --- firm league --------------------------------------------------------------------------------
+
+const LEAGUE_WINDOWS = [3, 6, 12];
+const LEAGUE_FLAGS = ["dispatch_missed_share", "arrival_missed_share", "repeat_share", "false_alarm_share",
+  "entrapments_per_10k"];
+// Columns: key, header text key, how a cell shows, the value sorted on.
+const LEAGUE_COLUMNS = [
+  ["name", "reports.col.firm", (f) => f.name, (f) => f.name],
+  ["elevators", "reports.col.elevators", (f) => number(f.elevators, 0), (f) => f.elevators],
+  ["incidents", "reports.col.incidents", (f) => number(f.incidents, 0), (f) => f.incidents],
+  ["entrapments", "reports.col.entrapments", (f) => number(f.entrapments, 0), (f) => f.entrapments],
+  ["entrapments_per_10k", "pages.league.entrapments_per_10k", (f) => number(f.entrapments_per_10k),
+    (f) => f.entrapments_per_10k],
+  ["dispatch_missed_share", "reports.col.dispatch_missed",
+    (f) => `${f.dispatch_missed} · ${percent(f.dispatch_missed_share)}`, (f) => f.dispatch_missed_share],
+  ["arrival_missed_share", "reports.col.arrival_missed",
+    (f) => `${f.arrival_missed} · ${percent(f.arrival_missed_share)}`, (f) => f.arrival_missed_share],
+  ["repeat_share", "reports.col.repeats", (f) => `${f.repeats} · ${percent(f.repeat_share)}`, (f) => f.repeat_share],
+  ["false_alarm_share", "reports.col.false_alarms", (f) => `${f.false_alarms} · ${percent(f.false_alarm_share)}`,
+    (f) => f.false_alarm_share],
+];
+
+function thresholdText(name, value) {
+  return tr(`pages.league.flag.${name}`) + " > " + (name === "entrapments_per_10k" ? number(value) : percent(value));
+}
+
+async function renderLeague(root, where, current) {
+  const months = LEAGUE_WINDOWS.includes(Number(where.params.get("months"))) ? Number(where.params.get("months")) : 3;
+  const end = /^\d{4}-\d{2}$/.test(where.params.get("end") || "") ? where.params.get("end") : lastMonth();
+  const league = await api("GET", `/api/v1/stats/league?months=${months}&end=${end}`);
+  if (!current()) return;
+  const sortKey = LEAGUE_COLUMNS.some((c) => c[0] === where.params.get("sort")) ? where.params.get("sort") : null;
+  const descending = where.params.get("order") !== "asc";
+  const firms = [...league.firms];
+  if (sortKey) {
+    const value = LEAGUE_COLUMNS.find((c) => c[0] === sortKey)[3];
+    firms.sort((a, b) => {
+      const [x, y] = [value(a), value(b)];
+      if (x === y) return a.name.localeCompare(b.name);
+      if (x === null) return 1;
+      if (y === null) return -1;
+      return (x < y ? -1 : 1) * (descending ? -1 : 1);
+    });
+  }
+  const link = (params) => address("league", { months, end, ...(sortKey ? { sort: sortKey, order: descending ? "desc" : "asc" } : {}), ...params });
+  const windows = el("p", { class: "controls" }, tr("pages.league.window"), " ",
+    LEAGUE_WINDOWS.map((m) => el("a", { href: link({ months: m }), class: "window", "data-testid": `window-${m}`,
+      "aria-current": m === months ? "true" : null }, tr("pages.league.months", { n: m }))),
+    el("label", {}, tr("pages.league.end"), " ", el("input", { type: "month", value: end, "data-testid": "league-end",
+      onchange: (e) => { location.hash = link({ end: e.target.value }); } })));
+  const head = el("tr", {}, LEAGUE_COLUMNS.map(([key, label]) => el("th", {
+    "data-sort": key, "aria-sort": key === sortKey ? (descending ? "descending" : "ascending") : null,
+    onclick: () => { location.hash = link({ sort: key, order: key === sortKey && descending ? "asc" : "desc" }); },
+  }, tr(label), key === sortKey ? (descending ? " ▼" : " ▲") : "")), el("th", {}, tr("pages.league.flags")), el("th", {}));
+  const body = el("tbody", {});
+  for (const firm of firms) {
+    const evidenceRow = el("tr", { class: "evidence", hidden: true }, el("td", { colspan: LEAGUE_COLUMNS.length + 2 }));
+    const row = el("tr", { class: firm.flags.length ? "flagged" : null, "data-firm": String(firm.maintainer_id) },
+      LEAGUE_COLUMNS.map(([key, , show]) => el("td", { class: key === "name" ? null : "num", "data-key": key }, show(firm))),
+      el("td", { "data-testid": "flags" }, firm.flags.map((f) => el("span", { class: "chip flag" }, tr(`pages.league.flag.${f}`)))),
+      el("td", {}, el("button", { type: "button", "data-testid": "evidence", onclick: () => toggleEvidence(firm, evidenceRow, months, end) },
+        tr("pages.league.evidence"))));
+    body.append(row, evidenceRow);
+  }
+  const bounds = league.thresholds;
+  root.replaceChildren(
+    el("h2", {}, tr("pages.league.title"), " ", el("span", { class: "count", "data-testid": "league-window" },
+      `${league.first_month} … ${league.last_month}`)),
+    windows,
+    el("p", { class: "note", "data-testid": "thresholds" }, tr("pages.league.rule", {
+      rules: LEAGUE_FLAGS.map((name) => thresholdText(name, bounds[name])).join("; "),
+      entrapments: bounds.min_entrapments, incidents: bounds.min_incidents })),
+    el("table", { class: "data league", "data-testid": "league" }, el("thead", {}, head), body));
+}
+
+async function toggleEvidence(firm, row, months, end) {
+  row.hidden = !row.hidden;
+  if (row.hidden || row.dataset.loaded) return;
+  const found = await api("GET", `/api/v1/stats/league/${firm.maintainer_id}/evidence?months=${months}&end=${end}`);
+  row.dataset.loaded = "1";
+  row.firstChild.replaceChildren(found.items.length ? table("evidence-" + firm.maintainer_id,
+    [tr("console.col.detected"), tr("console.col.fault"), tr("console.col.elevator"), tr("console.col.district"),
+      tr("pages.league.reasons")],
+    found.items.map((i) => [
+      el("a", { href: "#", class: "incident-link", "data-incident": String(i.id),
+        onclick: (e) => { e.preventDefault(); showIncident(i.id); } }, formatTime(i.detected_at)),
+      tr(`common.fault.${i.code}`),
+      i.registration_code ? el("a", { href: address(`elevators/${i.registration_code}`) }, i.registration_code) : "—",
+      i.district || "—",
+      i.reasons.map((r) => tr(`pages.league.reason.${r}`)).join(", ")]))
+    : el("p", { class: "empty" }, tr("pages.league.no_evidence")));
 }

@@ -112,3 +112,48 @@ def test_exports_and_scopes_follow_the_same_access_rules(stats_api: StatsApi) ->
     assert call("regulator", "/api/v1/stats/scopes", use_unit="%").json()["use_units"] == []  # a literal %
     mine = call("maintainer", "/api/v1/stats/scopes", use_unit="Unit").json()
     assert mine == {"city": False, "districts": [], "firms": [{"id": fleet.firm_b, "name": "Firm B"}], "use_units": []}
+
+
+def test_the_firm_league_sums_the_window_and_shows_its_evidence(stats_api: StatsApi) -> None:
+    def call(role: str, path: str, **params: str | int) -> Any:
+        answer = stats_api.api.client.get(
+            path, params=params, headers={"Authorization": f"Bearer {stats_api.tokens[role]}"}
+        )
+        return answer.status_code, answer.json()
+
+    fleet = stats_api.fleet
+    status, table = call("regulator", "/api/v1/stats/league", months=3, end="2026-03")
+    assert status == 200, table
+    assert (table["first_month"], table["last_month"]) == ("2026-01", "2026-03")
+    # January to March: February's power failure of e8 (firm B) joins March's incidents.
+    fields = ("name", "elevators", "elevator_months", "incidents", "entrapments", "dispatch_missed",
+              "arrival_missed", "repeats", "false_alarms", "flags")  # fmt: skip
+    assert [tuple(f[k] for k in fields) for f in table["firms"]] == [
+        ("Firm A", 7, 21, 4, 3, 0, 1, 1, 0, ["entrapments_per_10k"]),
+        ("Firm B", 3, 9, 4, 1, 1, 0, 1, 1, ["entrapments_per_10k"]),
+    ]
+    firm_a, firm_b = table["firms"]
+    assert firm_a["entrapments_per_10k"] == 3 * 10_000 / 21 and firm_b["false_alarm_share"] == 0.25
+    assert firm_a["arrival_missed_share"] == 1 / 3 and table["thresholds"]["min_entrapments"] == 5
+
+    status, evidence = call("regulator", f"/api/v1/stats/league/{fleet.firm_b}/evidence", months=3, end="2026-03")
+    assert status == 200
+    assert sorted(tuple(i["reasons"]) for i in evidence["items"]) == [
+        ("dispatch_missed",),
+        ("false_alarm",),
+        ("repeat",),
+    ]
+    status, evidence = call("operator", f"/api/v1/stats/league/{fleet.firm_a}/evidence", months=3, end="2026-03")
+    assert [i["reasons"] for i in evidence["items"]] == [["arrival_missed", "repeat"]]
+
+    # A firm: its own row and evidence only; another firm's evidence is not found.
+    status, mine = call("maintainer", "/api/v1/stats/league", months=3, end="2026-03")
+    assert [f["name"] for f in mine["firms"]] == ["Firm B"]
+    status, body = call("maintainer", f"/api/v1/stats/league/{fleet.firm_a}/evidence", months=3, end="2026-03")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    assert call("maintainer", f"/api/v1/stats/league/{fleet.firm_b}/evidence", months=3, end="2026-03")[0] == 200
+    # Bad windows and months are 422.
+    assert call("regulator", "/api/v1/stats/league", months=5)[0] == 422
+    status, body = call("regulator", "/api/v1/stats/league", end="2026-13")
+    assert (status, body["error"]["code"]) == (422, "bad_month")
+    assert call("regulator", "/api/v1/stats/league/999999/evidence")[0] == 404
