@@ -26,6 +26,7 @@ from liftwatch.api.metrics import ApiMetrics
 from liftwatch.config import ApiSettings
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -84,6 +85,22 @@ def _problem(item: dict[str, Any], lang: i18n.Language) -> str:
     return i18n.t(key, lang, **context)
 
 
+def _invalid(request: Request, items: list[Any]) -> JSONResponse:
+    """422 ``validation_error``: each field's problem for programs, the first three in the caller's language."""
+    request.app.state.api.metrics.rejected.labels(reason="validation").inc()
+    items = items[:20]
+    details = [
+        {"loc": [str(part) for part in item.get("loc", ())], "type": item.get("type"), "msg": item.get("msg")}
+        for item in items
+    ]
+    lang = language(request)
+    summary = "; ".join(
+        f"{'.'.join(detail['loc'])}: {_problem(item, lang)}"
+        for detail, item in zip(details[:3], items[:3], strict=True)
+    )
+    return _error(request, 422, "validation_error", details, detail=summary)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -93,18 +110,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        request.app.state.api.metrics.rejected.labels(reason="validation").inc()
-        items = error.errors()[:20]
-        details = [
-            {"loc": [str(part) for part in item.get("loc", ())], "type": item.get("type"), "msg": item.get("msg")}
-            for item in items
-        ]
-        lang = language(request)
-        summary = "; ".join(
-            f"{'.'.join(detail['loc'])}: {_problem(item, lang)}"
-            for detail, item in zip(details[:3], items[:3], strict=True)
-        )
-        return _error(request, 422, "validation_error", details, detail=summary)
+        return _invalid(request, list(error.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -155,6 +161,34 @@ class _BodyLimitMiddleware:
             return message
 
         await self.app(scope, guarded, send)
+
+
+class _UrlTextMiddleware:
+    """Refuses a NUL character in the path or any query parameter (422) before a route sees it.
+
+    PostgreSQL text cannot hold NUL, so such a value would fail in the database (500) on any route
+    that passes URL text to SQL; checking here covers every route, present and future, at once.
+    Body text is checked by the models (``models.Text``).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            problems = [
+                {"loc": ("query", name), "type": "nul_character", "msg": "must not contain NUL characters"}
+                for name, value in QueryParams(scope["query_string"]).multi_items()
+                if "\x00" in name or "\x00" in value
+            ]
+            if "\x00" in scope["path"]:
+                problems.insert(
+                    0, {"loc": ("path",), "type": "nul_character", "msg": "must not contain NUL characters"}
+                )
+            if problems:
+                await _invalid(Request(scope), problems)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _MetricsMiddleware:
@@ -223,6 +257,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     )
     _install_error_handlers(app)
     app.add_middleware(_BodyLimitMiddleware, metrics=metrics)
+    app.add_middleware(_UrlTextMiddleware)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
     from liftwatch.api import centre, incidents, ops

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Self
 
 from liftwatch.schema import FaultCode
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+# Times a request may name: monitoring data exists in neither the distant past nor the distant
+# future, and within these bounds no arithmetic on them (a default range, a bucket) overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def refuse_nul(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: refused here (422) instead of failing in the database (500)."""
+    if "\x00" in text:
+        raise PydanticCustomError("nul_character", "must not contain NUL characters")
+    return text
+
+
+def _bounded(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise PydanticCustomError("timezone_aware", "must have a UTC offset")
+    if not EARLIEST <= moment < LATEST:
+        raise PydanticCustomError("datetime_range", "must be between 1970 and 2200")
+    return moment
+
+
+Text = Annotated[str, AfterValidator(refuse_nul)]
+"""Any text from outside: bodies use it for every string field (URL text is checked by a middleware)."""
+Instant = Annotated[datetime, AfterValidator(_bounded)]
+"""A time from outside: with a UTC offset, between ``EARLIEST`` and ``LATEST``."""
 
 RegistrationCode = Annotated[str, Field(pattern=r"^[0-9A-Z]{20}$", description="设备注册代码, 20 chars [0-9A-Z].")]
 RescueCode = Annotated[str, Field(pattern=r"^[0-9]{5,6}$", description="应急救援识别码, 5-6 digits.")]
 TerminalId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[Text, Field(min_length=1, max_length=200)]
 ElevatorKind = Literal["traction", "hydraulic", "escalator", "moving_walk"]
 Floor = Annotated[int, Field(ge=-10, le=200)]
 Action = Literal["acknowledge", "dispatch", "arrive", "release", "close", "false-alarm", "escalate"]
@@ -42,8 +69,8 @@ class ElevatorFields(BaseModel):
     longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
     use_unit: Name | None = None
     maintainer: Name | None = Field(default=None, description="Registered name of an existing maintenance firm.")
-    manufacturer: Annotated[str, Field(max_length=200)] | None = None
-    model: Annotated[str, Field(max_length=200)] | None = None
+    manufacturer: Annotated[Text, Field(max_length=200)] | None = None
+    model: Annotated[Text, Field(max_length=200)] | None = None
     installed_on: date | None = None
     rated_speed: Annotated[float, Field(gt=0, le=25)] | None = None
     rated_load: Annotated[int, Field(gt=0, le=100_000)] | None = None
@@ -200,7 +227,7 @@ class IncidentDetail(BaseModel):
 
 class TransitionRequest(BaseModel):
     model_config = _IN
-    note: Annotated[str, Field(max_length=2000)] = ""
+    note: Annotated[Text, Field(max_length=2000)] = ""
     cause: CloseCause | None = Field(default=None, description="Cause category (close only).")
 
 

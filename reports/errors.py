@@ -10,7 +10,7 @@ class ReportError(LiftwatchError):
 
 
 class BadMonth(ReportError):
-    """The month is not ``YYYY-MM`` (2000 or later)."""
+    """The month is not ``YYYY-MM`` (2000 to 2199)."""
 
     reason = "bad_month"
 

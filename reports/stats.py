@@ -53,7 +53,8 @@ def age_band(installed_on: dt.date, month: dt.date) -> AgeBand:
 def parse_month(text: str) -> dt.date:
     """``YYYY-MM`` -> the first day of that month."""
     match = _MONTH.match(text)
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 2000:
+    # Bounded above too: the month after, or a trend's months, must still be a valid date.
+    if not match or not 1 <= int(match.group(2)) <= 12 or not 2000 <= int(match.group(1)) <= 2199:
         raise BadMonth(text)
     return dt.date(int(match.group(1)), int(match.group(2)), 1)
 
