@@ -117,12 +117,14 @@ def lock(args: list[str]) -> None:
 # pure-Python broker on PyPI implements it with QoS 1, see docs/operations.md).
 RUNTIME_SYSTEM_PACKAGES = {"mosquitto": "/usr/sbin/mosquitto"}
 # ... and the test suite drives these for real too: the console runs in chromium (with a CJK font
-# so Chinese renders), promtool validates the production Prometheus config.
+# so Chinese renders), promtool validates the production Prometheus config, caddy serves the
+# production HTTPS proxy config.
 TEST_SYSTEM_PACKAGES = {
     **RUNTIME_SYSTEM_PACKAGES,
     "chromium": "/usr/bin/chromium",
     "fonts-noto-cjk": "/usr/share/fonts/opentype/noto",
     "prometheus": "/usr/bin/promtool",
+    "caddy": "/usr/bin/caddy",  # the HTTPS proxy test runs deploy/caddy/Caddyfile
     "fonts-wqy-microhei": "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",  # TrueType CJK for PDF reports
     "poppler-utils": "/usr/bin/pdftoppm",  # the report tests render PDF pages to check the glyphs
 }

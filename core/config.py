@@ -9,12 +9,13 @@ only the API keeps a module-level instance.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from liftwatch.errors import InvalidSettings
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 _PREFIX = "LIFTWATCH_"
@@ -73,6 +74,15 @@ class LeagueThresholds(BaseModel):
     min_incidents: int = Field(default=10, ge=1, description="Incidents needed before their shares count.")
 
 
+@dataclass(frozen=True, slots=True)
+class MqttTls:
+    """What an mqtts:// connection trusts and presents; None = the system's CAs / no client certificate."""
+
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+
 class CommonSettings(BaseSettings):
     """Settings every process shares: where the broker, Kafka and the database are, topic names."""
 
@@ -95,7 +105,20 @@ class CommonSettings(BaseSettings):
 
     mqtt_url: str | None = Field(
         default=None,
-        description="mqtt://[user:pass@]host:port of the MQTT broker; unset = start an embedded one (up/demo).",
+        description=(
+            "mqtt://[user:pass@]host:port of the MQTT broker (mqtts://...:8883 over TLS); unset = start an"
+            " embedded one (up/demo)."
+        ),
+    )
+    mqtt_ca_file: FilePath | None = Field(
+        default=None,
+        description="PEM CA certificate(s) the broker's TLS certificate must chain to (mqtts://); unset = system CAs.",
+    )
+    mqtt_client_cert: FilePath | None = Field(
+        default=None, description="PEM client certificate for a broker that asks for one (mqtts://; with the key)."
+    )
+    mqtt_client_key: FilePath | None = Field(
+        default=None, validate_default=True, description="PEM private key of mqtt_client_cert."
     )
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,host:port] of Kafka; unset = start embedded tansu (up/demo)."
@@ -151,6 +174,18 @@ class CommonSettings(BaseSettings):
         if parts.scheme not in ("mqtt", "mqtts", "tcp") or not parts.hostname or not _port_ok(parts.netloc):
             raise ValueError("must look like mqtt://host:1883")
         return value
+
+    @field_validator("mqtt_client_key")
+    @classmethod
+    def _check_mqtt_client_key(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if (value is None) != (info.data.get("mqtt_client_cert") is None) and "mqtt_client_cert" in info.data:
+            raise ValueError("set both or neither of LIFTWATCH_MQTT_CLIENT_CERT and LIFTWATCH_MQTT_CLIENT_KEY")
+        return value
+
+    @property
+    def mqtt_tls(self) -> MqttTls:
+        """The TLS files of mqtts:// connections (unused with mqtt://)."""
+        return MqttTls(self.mqtt_ca_file, self.mqtt_client_cert, self.mqtt_client_key)
 
     @field_validator("database_url")
     @classmethod

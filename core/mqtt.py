@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 import threading
 from collections import deque
@@ -30,6 +31,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
+from liftwatch.config import MqttTls
 from liftwatch.errors import ServiceUnavailable
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
@@ -163,6 +165,19 @@ class _Client(paho.Client):
             return self._send_puback(mid)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
+        """paho's TLS handshake, closing the socket when it fails (paho leaves it open: an
+        unreachable or untrusted broker would leak one socket per reconnect attempt)."""
+        assert self._ssl_context is not None and self._ssl_context.check_hostname
+        tls_sock = self._ssl_context.wrap_socket(tcp_sock, server_hostname=self._host, do_handshake_on_connect=False)
+        try:
+            tls_sock.settimeout(self._connect_timeout)
+            tls_sock.do_handshake()
+        except BaseException:
+            tls_sock.close()
+            raise
+        return tls_sock
+
     def puback_many(self, mids: Iterable[int]) -> None:
         """Queue the PUBACKs of QoS 1 messages as one write.
 
@@ -203,6 +218,7 @@ class MqttClient:
         will: tuple[str, bytes] | None = None,
         username: str | None = None,
         password: str | None = None,
+        tls: MqttTls | None = None,
     ) -> None:
         self.address = BrokerAddress.parse(url)
         self.client_id = client_id
@@ -218,7 +234,7 @@ class MqttClient:
         if user:
             self._client.username_pw_set(user, password or self.address.password)
         if self.address.tls:
-            self._client.tls_set()
+            self._client.tls_set_context(_tls_context(tls or MqttTls()))
         if will is not None:
             self._client.will_set(will[0], will[1], qos=1, retain=True)
         # No client-side in-flight cap: publishers bound themselves with wait_below() (below the
@@ -581,6 +597,15 @@ class MqttClient:
             self._sock = None
             sock.close()
         self._connected = False
+
+
+def _tls_context(files: MqttTls) -> ssl.SSLContext:
+    """An mqtts:// client context: the broker's certificate chain and host name verified, TLS 1.2+."""
+    context = ssl.create_default_context(cafile=files.ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if files.client_cert is not None:
+        context.load_cert_chain(files.client_cert, files.client_key)
+    return context
 
 
 def _has_more(sock: paho.SocketLike) -> bool:

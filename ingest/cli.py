@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -90,6 +91,12 @@ def account(
     role: Annotated[str, typer.Option(help="gateway (reads all terminals) or publisher (writes for all).")] = "gateway",
     out: OutOption = _DEFAULT_BROKER_DIR,
     rotate: Annotated[bool, typer.Option(help="Replace the existing password.")] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Take the password (24+ characters) from standard input instead of making one."
+        ),
+    ] = False,
 ) -> None:
     """Create a service account for the broker (password printed once) and rewrite the broker files.
 
@@ -102,11 +109,13 @@ def account(
     settings = CommonSettings()
     with db.connect(settings.require_database_url()) as conn:
         try:
-            issued = provision_account(conn, username, chosen, rotate=rotate)
+            chosen_password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+            issued = provision_account(conn, username, chosen, rotate=rotate, password=chosen_password)
             passwd, acl = export_broker_files(conn, out, settings.mqtt_topic_root)
         except CredentialError as error:
             raise typer.BadParameter(str(error)) from error
-    typer.echo(f"{issued.username}\t{issued.password}")
+    if not password_stdin:  # the caller knows the one it chose; never echo it
+        typer.echo(f"{issued.username}\t{issued.password}")
     typer.echo(f"wrote {passwd} and {acl}; reload mosquitto (SIGHUP) to apply", err=True)
 
 

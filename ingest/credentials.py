@@ -39,6 +39,8 @@ from .errors import CredentialError
 # 1000 keeps a storm of 300,000 terminals within seconds of broker CPU.
 PBKDF2_ITERATIONS = 1000
 SALT_BYTES = 12  # what mosquitto_passwd uses
+# A chosen password is not checked for randomness, only for length: `openssl rand -hex 24` gives 48.
+MIN_CHOSEN_PASSWORD = 24
 PASSWORD_FILE, ACL_FILE = "passwd", "acl"
 
 # Dot-separated words of the terminal alphabet, at least two: never a terminal id (used with fullmatch).
@@ -144,11 +146,20 @@ def provision_terminals(
     return issued
 
 
-def provision_account(conn: psycopg.Connection[Any], username: str, role: Role, *, rotate: bool = False) -> Issued:
-    """Create (or with ``rotate``, replace) a service account (gateway or publisher)."""
+def provision_account(
+    conn: psycopg.Connection[Any], username: str, role: Role, *, rotate: bool = False, password: str | None = None
+) -> Issued:
+    """Create (or with ``rotate``, replace) a service account (gateway or publisher).
+
+    The password is random unless given: a deployment that keeps its secrets in a file (compose's
+    ``.env``) chooses it first and hands it in.
+    """
     if not is_account_name(username):
         raise CredentialError(f"invalid account name {username!r} ({ACCOUNT_NAME_RULE})")
-    password = new_password()
+    if password is None:
+        password = new_password()
+    elif len(password) < MIN_CHOSEN_PASSWORD or not password.isprintable() or ":" in password:
+        raise CredentialError(f"a chosen password needs {MIN_CHOSEN_PASSWORD}+ printable characters (no ':')")
     with conn.transaction():  # no terminal can have the name: terminal ids have no dot (table check)
         row = conn.execute(
             "INSERT INTO mqtt_accounts (username, role, password_hash) VALUES (%s, %s, %s)"

@@ -119,6 +119,7 @@ class Gateway:
                 persistent_session=True,
                 manual_ack=True,
                 receive_maximum=self.settings.max_in_flight,
+                tls=self.settings.mqtt_tls,
             )
             client.on_connection_change = lambda up: self.metrics.mqtt_connected.set(1 if up else 0)
             try:

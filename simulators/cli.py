@@ -179,7 +179,9 @@ def run(
     log.info("simulating %d cars, %d faults, %d bad inputs, speedup %g", len(specs), len(faults), len(bad), speedup)
 
     async def service(stop: asyncio.Event) -> None:
-        client = MqttClient(url, f"liftwatch-sim-{socket.gethostname()}-{os.getpid()}", receive_maximum=65535)
+        client = MqttClient(
+            url, f"liftwatch-sim-{socket.gethostname()}-{os.getpid()}", receive_maximum=65535, tls=settings.mqtt_tls
+        )
         await client.connect()
         publisher = FleetPublisher(client, topic_root=settings.mqtt_topic_root)
         truth_file = truth.open("wb") if truth else None
@@ -235,6 +237,7 @@ def load(
             cars=cars,
             topic_root=settings.mqtt_topic_root,
             client_id=f"liftwatch-load-{os.getpid()}",
+            tls=settings.mqtt_tls,
         )
     )
     if as_json:

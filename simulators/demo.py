@@ -96,7 +96,9 @@ def fleet_service(settings: CommonSettings, *, elevators: int, speedup: float, s
     async def service(stop: asyncio.Event) -> None:
         specs = specs_from_rows(generated_registry(elevators, seed))
         simulator = FleetSimulator(specs, start_ms=int(time.time() * 1000), seed=seed, config=SimulationConfig())
-        client = MqttClient(settings.require_mqtt(), f"liftwatch-demo-fleet-{os.getpid()}", receive_maximum=65535)
+        client = MqttClient(
+            settings.require_mqtt(), f"liftwatch-demo-fleet-{os.getpid()}", receive_maximum=65535, tls=settings.mqtt_tls
+        )
         await client.connect()
         try:
             publisher = FleetPublisher(client, topic_root=settings.mqtt_topic_root)

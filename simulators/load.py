@@ -12,6 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from liftwatch.config import MqttTls
 from liftwatch.mqtt import MqttClient
 from liftwatch.simulators.fleet import ElevatorSpec
 from liftwatch.simulators.publisher import FleetPublisher, run_fleet
@@ -55,6 +56,7 @@ async def run_load(
     topic_root: str = "",
     seed: int = 1,
     client_id: str = "liftwatch-load",
+    tls: MqttTls | None = None,
 ) -> LoadReport:
     """Publish ``rate`` samples/s for ``duration_s`` wall seconds on one MQTT connection."""
     # About one full message per car per wall second: big batches, bounded tick work.
@@ -68,7 +70,7 @@ async def run_load(
     # Past timestamps ending now: a gateway would refuse samples from the future.
     start_ms = int(time.time() * 1000) - event_span_ms
     simulator = FleetSimulator(load_fleet(cars), start_ms=start_ms, seed=seed, config=config)
-    client = MqttClient(url, client_id, receive_maximum=65535)
+    client = MqttClient(url, client_id, receive_maximum=65535, tls=tls)
     await client.connect()
     try:
         publisher = FleetPublisher(client, topic_root=topic_root)

@@ -181,3 +181,52 @@ def test_dependencies_exist_and_wait_on_real_health_checks(compose: dict[str, An
                 assert services[target].get("restart") == "no", f"{target} must run once to complete"
     for name in ("mosquitto", "kafka", "timescaledb", "prometheus", "grafana"):
         assert "test" in services[name]["healthcheck"], name
+
+
+def test_secrets_have_no_defaults_and_env_example_lists_them(compose: dict[str, Any]) -> None:
+    """Compose refuses to start without each secret (`${VAR:?}`), and .env.example names exactly the
+    variables it requires."""
+    text = (ROOT / "compose.yaml").read_text()
+    interpolations = re.findall(r"\$\{([A-Z0-9_]+)(:?[-?])?", text)
+    secrets = {name for name, _ in interpolations if re.search(r"PASSWORD|TOKEN|SECRET|KEY", name)}
+    assert {"POSTGRES_PASSWORD", "GRAFANA_DB_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "LIFTWATCH_ADMIN_TOKEN"} <= secrets
+    for name, operator in interpolations:
+        if name in secrets:
+            assert operator == ":?", f"{name} must be required (:?), not defaulted"
+    required = {name for name, operator in interpolations if operator == ":?"}
+    example = (ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^([A-Z0-9_]+)=", example, re.M))
+    assert listed == required, listed ^ required
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_only_the_https_proxy_and_the_mqtt_tls_listener_are_published(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy": ["443:443", "80:80"], "mosquitto": ["8883:8883"]}
+    mosquitto_conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    assert (
+        "\nlistener 8883\n" in mosquitto_conf
+        and "./deploy/tls/mqtt:/mosquitto/certs:ro" in (services["mosquitto"]["volumes"])
+    )
+    # The proxy reaches the API and Grafana where they listen, and the API marks its cookie Secure.
+    caddyfile = (ROOT / "deploy/caddy/Caddyfile").read_text()
+    api = services["api"]["environment"]
+    assert f"reverse_proxy api:{api['LIFTWATCH_API_PORT']}" in caddyfile
+    assert "reverse_proxy grafana:3000" in caddyfile
+    assert api["LIFTWATCH_API_COOKIE_SECURE"] == "true"
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_SERVER_SERVE_FROM_SUB_PATH"] == "true" and grafana["GF_SERVER_ROOT_URL"].endswith("/grafana/")
+    proxy_volumes = services["proxy"]["volumes"]
+    assert "./deploy/caddy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy_volumes
+    assert "./deploy/tls/https:/etc/liftwatch/tls:ro" in proxy_volumes
+
+
+def test_every_listener_ties_sessions_to_accounts() -> None:
+    """use_username_as_clientid is a listener option: a listener without it would reopen the takeover."""
+    text = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    blocks = "\n".join(lines).split("listener ")[1:]
+    assert len(blocks) == 2
+    for block in blocks:
+        assert "\nuse_username_as_clientid true\n" in block, block

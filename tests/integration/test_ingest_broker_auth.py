@@ -7,16 +7,25 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import trustme
 from liftwatch import services
 from liftwatch.cli import app
+from liftwatch.config import CommonSettings, GatewaySettings, MqttTls
 from liftwatch.errors import ServiceUnavailable
+from liftwatch.ingest import gateway
+from liftwatch.ingest.credentials import verify_password
 from liftwatch.mqtt import MqttClient
+from liftwatch.schema import decode_telemetry_record
+from liftwatch.simulators.load import run_load
 from typer.testing import CliRunner, Result
+
+from tests.fixtures.ingest import gateway_subscribed, read_records, running, telemetry_payload
 
 pytestmark = pytest.mark.integration
 
@@ -32,35 +41,61 @@ def provision(args: list[str], database_url: str) -> dict[str, str]:
 SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
 
 
-def shipped_config(port: int, auth: Path, data: Path) -> str:
-    """deploy/mosquitto/mosquitto.conf as shipped, with only its container paths and listener moved here."""
+@dataclass(frozen=True)
+class SecuredBroker:
+    """A broker on the shipped config: its plain and TLS ports, the CA its certificate chains to."""
+
+    port: int
+    tls_port: int
+    creds: dict[str, str]
+    ca_file: Path
+
+
+def shipped_config(port: int, tls_port: int, auth: Path, data: Path, certs: Path) -> str:
+    """deploy/mosquitto/mosquitto.conf as shipped, with only its container paths and listeners moved here."""
     text = SHIPPED_CONFIG.read_text()
-    for container_path, here in (("/mosquitto/config/", auth), ("/mosquitto/data/", data)):
+    for container_path, here in (
+        ("/mosquitto/config/", auth),
+        ("/mosquitto/data/", data),
+        ("/mosquitto/certs/", certs),
+    ):
         assert container_path in text
         text = text.replace(container_path, f"{here}/")
-    assert "\nlistener 1883\n" in text
-    text = text.replace("\nlistener 1883\n", f"\nlistener {port} 127.0.0.1\n")
+    for shipped, here in ((1883, port), (8883, tls_port)):
+        assert f"\nlistener {shipped}\n" in text
+        text = text.replace(f"\nlistener {shipped}\n", f"\nlistener {here} 127.0.0.1\n")
     # Started as root, mosquitto drops to the `mosquitto` user, which cannot read our 0600 files.
     return text + ("user root\n" if os.geteuid() == 0 else "")
 
 
 @pytest.fixture
-def secured_broker(database_url: str, tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """A mosquitto running the shipped production configuration, credentials provisioned through the CLI."""
-    auth, data = tmp_path / "auth", tmp_path / "data"
+def secured_broker(database_url: str, tmp_path: Path) -> Iterator[SecuredBroker]:
+    """A mosquitto running the shipped production configuration, credentials provisioned through the CLI,
+    its TLS certificate signed by a throw-away CA."""
+    auth, data, certs = tmp_path / "auth", tmp_path / "data", tmp_path / "certs"
     data.mkdir()
+    certs.mkdir()
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.private_key_pem.write_to_path(str(certs / "server.key"))
+    server.cert_chain_pems[0].write_to_path(str(certs / "server.crt"))
+    for intermediate in server.cert_chain_pems[1:]:
+        intermediate.write_to_path(str(certs / "server.crt"), append=True)
+    ca.cert_pem.write_to_path(str(certs / "ca.crt"))
     creds = provision(["provision", "T1", "T2", "--out", str(auth)], database_url)
     creds |= provision(["account", "gateway.1", "--role", "gateway", "--out", str(auth)], database_url)
-    port = services.free_port()
+    creds |= provision(["account", "sim.load", "--role", "publisher", "--out", str(auth)], database_url)
+    port, tls_port = services.free_port(), services.free_port()
     conf = tmp_path / "mosquitto.conf"
-    conf.write_text(shipped_config(port, auth, data))
+    conf.write_text(shipped_config(port, tls_port, auth, data, certs))
     binary = services.mosquitto_binary()
     assert binary is not None, "mosquitto is required for the broker security test"
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     broker = services.StartedService("mosquitto (shipped config)", f"mqtt://127.0.0.1:{port}", process)
     try:
         services.wait_for_port("127.0.0.1", port, proc=process)
-        yield port, creds
+        services.wait_for_port("127.0.0.1", tls_port, proc=process)
+        yield SecuredBroker(port, tls_port, creds, certs / "ca.crt")
     finally:
         broker.stop()
 
@@ -81,10 +116,10 @@ def watch(client: MqttClient) -> list[bool]:
 
 
 async def test_a_terminal_cannot_take_over_a_gateway_or_terminal_session(
-    secured_broker: tuple[int, dict[str, str]],
+    secured_broker: SecuredBroker,
 ) -> None:
     """With the client id a victim uses, a terminal gets its own session (its user name), not the victim's."""
-    port, creds = secured_broker
+    port, creds = secured_broker.port, secured_broker.creds
     gateway = await connect(port, "gateway.1", creds["gateway.1"], "gateway.1", persistent_session=True)
     await gateway.subscribe("$share/g/lift/v1/+/telemetry")
     t1 = await connect(port, "T1", creds["T1"], "T1")
@@ -106,10 +141,10 @@ async def test_a_terminal_cannot_take_over_a_gateway_or_terminal_session(
         await gateway.disconnect(end_session=True)
 
 
-async def test_a_gateway_session_belongs_to_its_account(secured_broker: tuple[int, dict[str, str]]) -> None:
+async def test_a_gateway_session_belongs_to_its_account(secured_broker: SecuredBroker) -> None:
     """The account is the session: messages queued while a gateway is away wait for its account,
     whatever client id it comes back with (the shared subscription keeps routing its share there)."""
-    port, creds = secured_broker
+    port, creds = secured_broker.port, secured_broker.creds
     gateway = await connect(port, "gateway.1", creds["gateway.1"], "first-id", persistent_session=True)
     await gateway.subscribe("$share/g/lift/v1/+/telemetry")
     await gateway.disconnect()
@@ -127,8 +162,8 @@ async def test_a_gateway_session_belongs_to_its_account(secured_broker: tuple[in
         await back.disconnect(end_session=True)
 
 
-async def test_terminal_cannot_publish_as_another(secured_broker: tuple[int, dict[str, str]]) -> None:
-    port, creds = secured_broker
+async def test_terminal_cannot_publish_as_another(secured_broker: SecuredBroker) -> None:
+    port, creds = secured_broker.port, secured_broker.creds
     gateway = MqttClient(f"mqtt://gateway.1:{creds['gateway.1']}@127.0.0.1:{port}", "gateway.1", manual_ack=False)
     await gateway.connect()
     await gateway.subscribe("$share/g/lift/v1/+/telemetry", "$share/g/lift/v1/+/status")
@@ -153,8 +188,8 @@ async def test_terminal_cannot_publish_as_another(secured_broker: tuple[int, dic
         await gateway.disconnect()
 
 
-async def test_wrong_or_missing_password_is_refused(secured_broker: tuple[int, dict[str, str]]) -> None:
-    port, creds = secured_broker
+async def test_wrong_or_missing_password_is_refused(secured_broker: SecuredBroker) -> None:
+    port, creds = secured_broker.port, secured_broker.creds
     with pytest.raises(ServiceUnavailable):
         await connect(port, "T1", creds["T2"])
     anonymous = MqttClient(f"mqtt://127.0.0.1:{port}", "anon")
@@ -211,3 +246,67 @@ def test_an_account_named_before_the_dot_rule_cannot_meet_a_terminal(database_ur
 def test_the_database_refuses_new_accounts_without_a_dot(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("INSERT INTO mqtt_accounts (username, role, password_hash) VALUES ('gw1', 'gateway', '$7$a')")
+
+
+def tls_url(broker: SecuredBroker, user: str) -> str:
+    return f"mqtts://{user}:{broker.creds[user]}@127.0.0.1:{broker.tls_port}"
+
+
+async def test_the_gateway_and_a_terminal_talk_over_tls_with_the_sites_ca(
+    secured_broker: SecuredBroker, ingest_env: dict[str, str]
+) -> None:
+    """The shipped TLS listener carries a terminal's telemetry to a gateway configured with the
+    site's CA (LIFTWATCH_MQTT_CA_FILE), all the way into Kafka."""
+    env = {key.removeprefix("LIFTWATCH_").lower(): value for key, value in ingest_env.items()}
+    env |= {"mqtt_url": tls_url(secured_broker, "gateway.1"), "mqtt_topic_root": "", "gateway_client_id": ""}
+    settings = GatewaySettings(**env, mqtt_ca_file=secured_broker.ca_file)
+    async with running(gateway.serve, settings) as registry:
+        await gateway_subscribed(registry)
+        terminal = MqttClient(tls_url(secured_broker, "T1"), "T1", tls=settings.mqtt_tls)
+        await terminal.connect()
+        try:
+            terminal.publish("lift/v1/T1/telemetry", telemetry_payload("T1", 1))
+            await asyncio.wait_for(terminal.wait_below(1), 10)
+        finally:
+            await terminal.disconnect()
+        records = await read_records(settings, "telemetry", 1, decode_telemetry_record)
+    assert [(record.terminal, record.seq) for record in records] == [("T1", 1)]
+
+
+async def test_the_simulator_publishes_over_tls(secured_broker: SecuredBroker) -> None:
+    settings = CommonSettings(mqtt_url=tls_url(secured_broker, "sim.load"), mqtt_ca_file=secured_broker.ca_file)
+    report = await run_load(settings.require_mqtt(), rate=200, duration_s=0.5, batch=10, tls=settings.mqtt_tls)
+    assert report.acknowledged and report.samples > 0
+
+
+async def test_tls_refuses_a_broker_the_site_does_not_trust(secured_broker: SecuredBroker, tmp_path: Path) -> None:
+    """Without the site's CA (the system's trust store, or another CA) the client refuses the broker:
+    a man in the middle with his own certificate learns no password."""
+    other = tmp_path / "other-ca.crt"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    for trusted in (None, other):
+        client = MqttClient(tls_url(secured_broker, "T1"), "T1", tls=MqttTls(ca_file=trusted))
+        with pytest.raises(ServiceUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.connect()
+
+
+def test_an_account_can_take_a_chosen_password(database_url: str, tmp_path: Path) -> None:
+    """Compose keeps every secret in .env first; the gateway's account takes it from stdin."""
+    chosen = secrets.token_hex(24)
+    result = CliRunner().invoke(
+        app,
+        ["terminals", "account", "gateway.1", "--password-stdin", "--out", str(tmp_path)],
+        input=chosen + "\n",
+        env={"LIFTWATCH_DATABASE_URL": database_url},
+    )
+    assert result.exit_code == 0, result.output
+    assert chosen not in result.output
+    line = (tmp_path / "passwd").read_text().strip()
+    assert line.startswith("gateway.1:") and verify_password(chosen, line.split(":", 1)[1])
+    short = CliRunner().invoke(
+        app,
+        ["terminals", "account", "gateway.2", "--password-stdin", "--out", str(tmp_path)],
+        input="short\n",
+        env={"LIFTWATCH_DATABASE_URL": database_url},
+    )
+    assert short.exit_code == 2 and "24+" in short.output
