@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from liftwatch import i18n
 from liftwatch.api import auth
-from liftwatch.api.app import language, state
+from liftwatch.api.app import ApiState, language, state
 from liftwatch.api.auth import Principal, current_principal, require_roles
 from liftwatch.api.errors import unauthenticated
 from liftwatch.api.models import DeadLetter, DeadLetterPage, Health, Me
@@ -78,6 +78,30 @@ async def _mqtt_answers(url: str) -> bool:
                 await writer.wait_closed()
 
 
+# The rule engines' share of late samples over their last five minutes (rules/health.py), from
+# checkpoints written in that time.
+_LATE_SHARE = """
+SELECT max(late_share) AS share FROM rules_checkpoints WHERE updated_at > now() - interval '5 minutes'
+"""
+
+
+async def _late_samples(api: ApiState) -> str:
+    """'ok', or 'high: ...' when the rule engines judge more than the configured share of samples late.
+
+    A detail, not an outage: late samples are still judged (apart, marked late), so /healthz stays
+    200 and the operations alert (deploy/prometheus/alerts.yml) pages whoever runs the terminals.
+    """
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT_S), api.pool.connection() as conn:
+            row = await (await conn.execute(_LATE_SHARE)).fetchone()
+    except Exception:
+        return "unknown"
+    share = float(row["share"]) if row and row["share"] is not None else 0.0
+    if share > api.settings.late_samples_alert_share:
+        return f"high: {share:.1%} of samples arrived late in the last 5 minutes"
+    return "ok"
+
+
 @router.get("/healthz", response_model=Health, tags=["operations"], responses={503: {"model": Health}})
 async def healthz(request: Request) -> JSONResponse:
     """Database (a query), Kafka (the live feed's consumer) and the MQTT broker (a CONNACK); 503 when degraded."""
@@ -97,6 +121,7 @@ async def healthz(request: Request) -> JSONResponse:
         checks["mqtt"] = "not configured"
     else:
         checks["mqtt"] = "ok" if await _mqtt_answers(api.settings.mqtt_url) else "down"
+    checks["late_samples"] = await _late_samples(api)
     degraded = any(value == "down" for value in checks.values())
     body = Health(status="degraded" if degraded else "ok", checks=checks)
     return JSONResponse(body.model_dump(), status_code=503 if degraded else 200)

@@ -422,6 +422,12 @@ class ApiSettings(CommonSettings):
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the API and operator console.")
     admin_token: SecretStr | None = Field(default=None, description="Bootstrap admin bearer token.")
     api_db_pool_size: int = Field(default=10, gt=0, le=200, description="PostgreSQL connections per API process.")
+    late_samples_alert_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="/healthz reports late_samples as high above this share of samples arriving late (5 min).",
+    )
     api_cookie_secure: bool = Field(default=False, description="Mark the console's session cookie Secure (HTTPS).")
     sse_replay_limit: int = Field(
         default=10_000, gt=0, description="Most changes replayed to a reconnecting live-feed client."

@@ -368,6 +368,8 @@ class Detections:
     """Samples refused because they arrived older than the watermark."""
     duplicates: int = 0
     """Messages dropped as copies of messages already judged (set by the processor)."""
+    late_samples: Columns = field(default_factory=Columns.empty)
+    """The late samples themselves, sorted by (slot, ts, arrival): the processor judges them apart."""
 
     @property
     def evaluated(self) -> int:
@@ -769,8 +771,9 @@ class _Chunk:
 
 def _admit(
     batch: Columns, st: State, lateness_ms: int, floor: I64 | None = None
-) -> tuple[Columns, int, np.ndarray[Any, Any]]:
-    """A new batch sorted by (slot, ts, arrival) without its late samples; moves the watermarks.
+) -> tuple[Columns, Columns, np.ndarray[Any, Any]]:
+    """A new batch sorted by (slot, ts, arrival) without its late samples, and the late ones (same
+    order); moves the watermarks.
 
     ``floor`` (arrival order, optional): per sample, the sequence bound of its terminal before its
     message arrived; a sample older than it is late too (samples up to it were already released).
@@ -824,7 +827,16 @@ def _admit(
         late = below if below.any() else None
     st.max_ts[gslot] = newmax
     n_late = 0 if late is None else int(np.count_nonzero(late))
+    refused = Columns.empty()
     if late is not None and n_late:
+        gone = np.flatnonzero(late)
+        refused = Columns(
+            s[gone],
+            t[gone],
+            np.take(batch.speed, order[gone]),
+            np.take(batch.floor, order[gone]),
+            np.take(batch.code, order[gone]),
+        )
         keep = np.flatnonzero(~late)
         gid = _row_group(gstart, gend)[keep]
         order, s, t = order[keep], s[keep], t[keep]
@@ -833,7 +845,7 @@ def _admit(
     elif not in_order:
         disordered = gslot[t[gstart] < carry_max]  # t is in (ts, arrival) order now
     fresh = Columns(s, t, np.take(batch.speed, order), np.take(batch.floor, order), np.take(batch.code, order))
-    return fresh, n_late, disordered
+    return fresh, refused, disordered
 
 
 def _slot_rows(samples: Columns, slots: np.ndarray[Any, Any]) -> tuple[IP, IP]:
@@ -855,17 +867,19 @@ def _pull(samples: Columns, slots: np.ndarray[Any, Any]) -> tuple[Columns, Colum
     return samples.take(~inside), samples.take(inside)
 
 
-def _release(batch: Columns, st: State, lateness_ms: int, flush: bool, floor: I64 | None = None) -> tuple[Columns, int]:
-    """The samples now past their terminal's watermark, sorted by (slot, ts); the late ones are dropped.
+def _release(
+    batch: Columns, st: State, lateness_ms: int, flush: bool, floor: I64 | None = None
+) -> tuple[Columns, Columns]:
+    """The samples now past their terminal's watermark, sorted by (slot, ts), and the late ones.
 
     Only the new batch is sorted here; the held-back chunks are already sorted: each is released
     whole when all of it has passed, split when part of it has (or, when large, left for one more
     batch), and only the released parts are merged (see :class:`_Chunk`).
     """
-    n_late = 0
+    late = Columns.empty()
     chunks = st.chunks
     if len(batch):
-        fresh, n_late, disordered = _admit(batch, st, lateness_ms, floor)
+        fresh, late, disordered = _admit(batch, st, lateness_ms, floor)
         if disordered.shape[0] and chunks:
             chunks, fresh = _reorder_terminals(chunks, fresh, disordered)
         if len(fresh):
@@ -873,7 +887,7 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool, floor: I6
     if flush:
         st.chunks = []
         st.waiting = False
-        return _merge_all([c.samples for c in chunks]), n_late
+        return _merge_all([c.samples for c in chunks]), late
     while len(chunks) > MAX_CHUNKS:
         # neighbours only: merging two chunks next to each other keeps the chunks in order
         pair = min(range(len(chunks) - 1), key=lambda i: len(chunks[i].samples) + len(chunks[i + 1].samples))
@@ -911,7 +925,7 @@ def _release(batch: Columns, st: State, lateness_ms: int, flush: bool, floor: I6
             kept.append(_Chunk(rest, True))
     st.chunks = kept
     st.waiting = waiting
-    return _merge_all(released), n_late
+    return _merge_all(released), late
 
 
 def _passed(samples: Columns, st: State, lateness_ms: int) -> B:
@@ -982,11 +996,19 @@ def evaluate(
     with ``st.seq_bound`` by the caller (:class:`liftwatch.rules.processor.RuleProcessor`).
     """
     st.grow(params.capacity)
-    ev, late = _release(batch, st, lateness_ms, flush, floor)
+    ev, late_samples = _release(batch, st, lateness_ms, flush, floor)
+    late = len(late_samples)
     empty_i = np.zeros(0, np.intp)
     if len(ev) == 0:
         return Detections(
-            ev, np.zeros(0, np.int64), np.zeros(0, np.bool_), empty_i, np.zeros(0, np.int64), empty_i, late
+            ev,
+            np.zeros(0, np.int64),
+            np.zeros(0, np.bool_),
+            empty_i,
+            np.zeros(0, np.int64),
+            empty_i,
+            late,
+            late_samples=late_samples,
         )
     gstart, gend, row_group = _groups(ev.slot)
     key, tmin, span = _group_key(row_group, ev.ts)
@@ -1079,9 +1101,17 @@ def evaluate(
             np.concatenate(out.since)[order],
             unregistered,
             late,
+            late_samples=late_samples,
         )
     return Detections(
-        ev, np.zeros(0, np.int64), np.zeros(0, np.bool_), empty_i, np.zeros(0, np.int64), unregistered, late
+        ev,
+        np.zeros(0, np.int64),
+        np.zeros(0, np.bool_),
+        empty_i,
+        np.zeros(0, np.int64),
+        unregistered,
+        late,
+        late_samples=late_samples,
     )
 
 

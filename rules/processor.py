@@ -43,6 +43,10 @@ from liftwatch.schema import (
     fault_event_id,
 )
 
+LATE_RUN_GAP_MS = 60_000
+"""Late samples of a terminal this long after the last late sample the late lane judged (or older than
+it) start a new late run: rule timers never span two outages' backlogs."""
+
 SNAPSHOT_VERSION = 3
 """3 adds message-sequence continuity (state columns and the messages held beyond a hole); 2 still loads."""
 
@@ -57,6 +61,8 @@ class RuleProcessor:
         self.params = SlotParams(thresholds)
         self.state = State(self.params.hist_width)
         self.continuity = Continuity(lateness_ms)
+        self.late_state = State(self.params.hist_width)
+        """The late lane: rule state over late samples only (see :meth:`_judge_late`)."""
         self.slots: dict[str, int] = {}
         self.terminals: list[str] = []
         self.registry: dict[str, TerminalInfo] = {}
@@ -155,7 +161,43 @@ class RuleProcessor:
             floor = np.repeat(admission.floor, counts)
         rule_events, det = self.evaluate(self.columns(records), flush=flush, floor=floor)
         det.duplicates = admission.duplicates
-        return events + rule_events, det
+        return events + rule_events + self._judge_late(det.late_samples), det
+
+    def _judge_late(self, late: Columns) -> list[FaultEvent]:
+        """Judge samples that arrived after newer ones of their terminal were judged, in a lane of their own.
+
+        A terminal that uploads its buffer after it resumed live sending (or a message that came
+        after its hole was given up) delivers samples older than what the rules already judged. They
+        cannot join the terminal's live timeline, so they are judged as a timeline of their own: the
+        late lane keeps rule state over late samples only, continuing a terminal's late run while its
+        late samples follow on (in order, less than ``LATE_RUN_GAP_MS`` apart), and starting afresh
+        otherwise (timers start at the first late sample: no fault is assumed from before it). Its
+        events carry ``evidence["late"] = True``; their event time is the samples', so the alert
+        service opens the incident with both times (detected_at in the past, opened_at now).
+        Unregistered terminals' late samples raise nothing (they raise nothing but
+        ``unregistered_terminal``, which the live lane already did).
+        """
+        if not len(late):
+            return []
+        registered = np.take(self.params.registered, late.slot)
+        if not registered.all():
+            late = late.take(registered)
+            if not len(late):
+                return []
+        st = self.late_state
+        st.grow(self.params.capacity)
+        first = np.flatnonzero(np.concatenate(([True], late.slot[1:] != late.slot[:-1])))
+        slots = late.slot[first].astype(np.intp)
+        previous = st.max_ts[slots]
+        start = late.ts[first]
+        afresh = (previous == NONE) | (start < previous) | (start - previous > LATE_RUN_GAP_MS)
+        if afresh.any():
+            st.reset(slots[afresh])
+        det = evaluate(late, st, self.params, lateness_ms=0, day_offset_ms=self.day_offset_ms, flush=True)
+        events = self._events(det)
+        for event in events:
+            event.evidence["late"] = True
+        return events
 
     def expire(self, now_ms: int) -> bool:
         """Give up sequence holes older than the allowed lateness (processing time: a silent terminal).
@@ -311,6 +353,8 @@ class RuleProcessor:
         arrays.update({f"held_{k}": v for k, v in held.raw().items() if k != "slot"})
         arrays["held_index"] = held_index
         arrays["beyond_index"], arrays["beyond_seq"], arrays["beyond_newest"] = self.continuity.held_rows(slots)
+        self.late_state.grow(self.params.capacity)
+        arrays.update({f"late_{k}": v for k, v in self.late_state.rows(slots).items()})
         arrays["terminals"] = np.asarray(list(terminals), dtype=np.str_)
         arrays["version"] = np.asarray([SNAPSHOT_VERSION])
         buffer = io.BytesIO()
@@ -329,6 +373,7 @@ class RuleProcessor:
                 held = {k[5:]: data[k] for k in data.files if k.startswith("held_") and k != "held_index"}
                 held_index = data["held_index"]
                 beyond = tuple(data[k] for k in ("beyond_index", "beyond_seq", "beyond_newest")) if version > 2 else ()
+                late_rows = {k[5:]: data[k] for k in data.files if k.startswith("late_")}
         except (OSError, ValueError, KeyError) as error:
             raise CheckpointError(f"unreadable checkpoint: {error}") from error
         slots = self.slots_of(terminals)
@@ -336,6 +381,9 @@ class RuleProcessor:
         self.state.reset(slots)
         self.continuity.forget(slots)
         self.state.load_rows(slots, rows)
+        self.late_state.grow(self.params.capacity)
+        self.late_state.reset(slots)
+        self.late_state.load_rows(slots, late_rows)
         if beyond:
             self.continuity.load_rows(slots, *beyond)
         if held_index.shape[0]:
@@ -350,3 +398,5 @@ class RuleProcessor:
             slots = self.slots_of(known)
             self.state.reset(slots)
             self.continuity.forget(slots)
+            self.late_state.grow(self.params.capacity)
+            self.late_state.reset(slots)

@@ -29,6 +29,7 @@ from liftwatch.config import RulesSettings
 from liftwatch.kafka import ensure_topics, make_consumer, make_producer
 from liftwatch.rules import thresholds as thresholds_mod
 from liftwatch.rules.columns import Columns
+from liftwatch.rules.health import LateShare
 from liftwatch.rules.metrics import RulesMetrics
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.registry import REGISTRY_CHANNEL, load_registry
@@ -54,11 +55,12 @@ log = logging.getLogger(__name__)
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
 
 UPSERT_CHECKPOINT = """
-INSERT INTO rules_checkpoints (consumer_group, topic, kafka_partition, next_offset, terminals, state, updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, now())
+INSERT INTO rules_checkpoints (consumer_group, topic, kafka_partition, next_offset, terminals, state, late_share,
+                               updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, now())
 ON CONFLICT (consumer_group, topic, kafka_partition)
 DO UPDATE SET next_offset = EXCLUDED.next_offset, terminals = EXCLUDED.terminals, state = EXCLUDED.state,
-              updated_at = now()
+              late_share = EXCLUDED.late_share, updated_at = now()
 """
 SELECT_CHECKPOINT = """
 SELECT next_offset, state FROM rules_checkpoints WHERE consumer_group = %s AND topic = %s AND kafka_partition = %s
@@ -103,6 +105,7 @@ class RulesService:
         self.dead: list[DeadLetter] = []
         self.lag = 0
         self.registry_changed = asyncio.Event()
+        self.late_share = LateShare()
         self.pool: AsyncConnectionPool | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -263,6 +266,7 @@ class RulesService:
             self.metrics.batch.observe(sum(len(r.samples) for r in records))
             if det.late:
                 self.metrics.late.inc(det.late)
+            self.late_share.record(time.monotonic(), det.late, det.evaluated)
             if det.duplicates:
                 self.metrics.duplicates.inc(det.duplicates)
         elif self.processor.expire(int(time.time() * 1000)) or self.processor.waiting:
@@ -351,6 +355,7 @@ class RulesService:
             return
         started = time.perf_counter()
         rows = []
+        late_share = self.late_share.share(now)
         for p in due:
             terminals = sorted(self.owned.get(p, ()))
             rows.append((p, self.next_offset[p], len(terminals), self.processor.snapshot(terminals)))
@@ -360,7 +365,8 @@ class RulesService:
                 async with self.pool.connection() as conn, conn.transaction():
                     for p, offset, count, blob in rows:
                         await conn.execute(
-                            UPSERT_CHECKPOINT, (self.settings.rules_group, self.telemetry_topic, p, offset, count, blob)
+                            UPSERT_CHECKPOINT,
+                            (self.settings.rules_group, self.telemetry_topic, p, offset, count, blob, late_share),
                         )
                 break
             except (psycopg.OperationalError, PoolTimeout):

@@ -238,7 +238,7 @@ def test_bootstrap_admin_health_and_metrics(api_world: World) -> None:
         assert health.status_code == 503
         assert health.json() == {
             "status": "degraded",
-            "checks": {"database": "ok", "kafka": "not configured", "mqtt": "down"},
+            "checks": {"database": "ok", "kafka": "not configured", "mqtt": "down", "late_samples": "ok"},
         }
         api.client.get(
             "/api/v1/incidents?limit=0", headers={"Authorization": "Bearer bootstrap-admin-token-0123456789"}
@@ -398,9 +398,34 @@ def test_health_checks_that_the_broker_speaks_mqtt(api_world: World, mqtt_url: s
     with running_api(settings) as api:
         health = api.client.get("/healthz")
         assert health.status_code == 200, health.text
-        assert health.json()["checks"] == {"database": "ok", "kafka": "not configured", "mqtt": "ok"}
+        assert health.json()["checks"] == {
+            "database": "ok",
+            "kafka": "not configured",
+            "mqtt": "ok",
+            "late_samples": "ok",
+        }
         # An open port that is not an MQTT broker (here: the API itself) is not a healthy broker.
         assert not asyncio.run(ops._mqtt_answers(f"mqtt://127.0.0.1:{settings.api_port}"))
+
+
+def test_health_reports_a_high_share_of_late_samples_without_failing(api_world: World) -> None:
+    settings = ApiSettings(database_url=api_world.database_url, kafka_bootstrap=None, api_port=services.free_port())
+    with psycopg.connect(api_world.database_url) as conn:
+        for partition, share in ((0, 0.002), (1, 0.034)):
+            conn.execute(
+                "INSERT INTO rules_checkpoints (consumer_group, topic, kafka_partition, next_offset, terminals, state,"
+                " late_share) VALUES ('g', 'telemetry', %s, 0, 0, '', %s)",
+                (partition, share),
+            )
+    with running_api(settings) as api:
+        health = api.client.get("/healthz")
+        assert health.status_code == 200, health.text  # late samples are still judged: not an outage
+        assert health.json()["checks"]["late_samples"] == "high: 3.4% of samples arrived late in the last 5 minutes"
+        with psycopg.connect(api_world.database_url) as conn:
+            conn.execute(
+                "UPDATE rules_checkpoints SET updated_at = now() - interval '6 minutes' WHERE kafka_partition = 1"
+            )
+        assert api.client.get("/healthz").json()["checks"]["late_samples"] == "ok"
 
 
 def test_revoking_a_token_ends_the_streams_it_opened(

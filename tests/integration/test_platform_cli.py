@@ -62,7 +62,7 @@ def test_demo_starts_missing_brokers_serves_the_console_and_stops_cleanly(
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.3)
-        assert health.json()["checks"] == {"database": "ok", "kafka": "ok", "mqtt": "ok"}
+        assert health.json()["checks"] == {"database": "ok", "kafka": "ok", "mqtt": "ok", "late_samples": "ok"}
         assert "<html" in httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text.lower()
         me = httpx.get(f"http://127.0.0.1:{port}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
         assert me.status_code == 200 and me.json()["role"] == "operator"

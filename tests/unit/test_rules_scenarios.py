@@ -285,7 +285,11 @@ def test_in_sequence_messages_are_judged_at_once_and_an_older_sample_is_late() -
     fresh = Sample(ts=T0 + 20_000, **{**IDLE, "floor": 40})
     events, det = processor.process([TelemetryRecord("E1", 1, 0, [stale, fresh])])
     assert (det.late, det.evaluated) == (1, 1)
-    assert [(e.code, e.transition, e.since_ms - T0) for e in events] == [("overtravel_top", "raised", 20_000)]
+    # the late sample is judged apart (the late lane) and its event says so
+    assert [(e.code, e.transition, e.since_ms - T0, "late" in e.evidence) for e in events] == [
+        ("overtravel_top", "raised", 20_000, False),
+        ("overtravel_top", "raised", 16_500, True),
+    ]
 
 
 def test_a_hole_in_the_sequence_waits_until_it_fills_then_judges_in_order() -> None:
@@ -335,3 +339,39 @@ def test_a_rebooted_terminal_counts_again_without_waiting() -> None:
     processor.process([TelemetryRecord("E1", 40, 0, [Sample(ts=T0 + 1000 * i, **IDLE) for i in range(5)])])
     _, det = processor.process([TelemetryRecord("E1", 0, 0, [Sample(ts=T0 + 60_000, **IDLE)])])
     assert (det.evaluated, det.late, det.duplicates) == (1, 0, 0)
+
+
+def test_a_backlog_uploaded_after_live_data_is_still_judged_and_marked_late() -> None:
+    processor = RuleProcessor(build(), lateness_ms=5_000)
+    processor.set_registry(REGISTRY)
+    outage, back = T0, T0 + 3_600_000
+    # Back online: live samples first (judged), then the buffer of the outage, message by message.
+    processor.process([TelemetryRecord("E1", 100, 0, [Sample(ts=back + 1000 * i, **IDLE) for i in range(10)])])
+    trapped = {**IDLE, "door_zone": False, "occupied": True}
+    buffer = [Sample(ts=outage + 1000 * i, **(trapped if i < 40 else IDLE)) for i in range(60)]
+    events, late = [], 0
+    for k in range(6):  # ten samples a message, one message a batch: the late run goes on across them
+        found, det = processor.process([TelemetryRecord("E1", 101 + k, 0, buffer[10 * k : 10 * k + 10])])
+        events += found
+        late += det.late
+    assert late == 60
+    assert [(e.code, e.transition, e.since_ms - T0, e.evidence["late"]) for e in events] == [
+        ("trapped_passenger", "raised", 0, True),
+        ("trapped_passenger", "cleared", 40_000, True),
+    ]
+    # The live lane goes on undisturbed.
+    found, det = processor.process([TelemetryRecord("E1", 107, 0, [Sample(ts=back + 10_000, **trapped)])])
+    assert (found, det.late, det.evaluated) == ([], 0, 1)
+
+
+def test_late_runs_of_two_outages_do_not_join() -> None:
+    processor = RuleProcessor(build(), lateness_ms=5_000)
+    processor.set_registry(REGISTRY)
+    back = T0 + 86_400_000
+    processor.process([TelemetryRecord("E1", 0, 0, [Sample(ts=back, **IDLE)])])
+    opened = {**IDLE, "door": "open"}
+    first = [Sample(ts=T0 + 1000 * i, **opened) for i in range(100)]  # 100 s of an open door, then no data
+    second = [Sample(ts=T0 + 600_000 + 1000 * i, **opened) for i in range(100)]  # 100 s more, 10 min later
+    events, _ = processor.process([TelemetryRecord("E1", 1, 0, first)])
+    found, _ = processor.process([TelemetryRecord("E1", 2, 0, second)])
+    assert events + found == []  # door_held_open needs 120 s in one run
