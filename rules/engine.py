@@ -7,11 +7,15 @@ loops over samples in Python: per rule it computes a dense boolean condition, th
 sparse positions where the condition holds (runs, hold times, clear times) with sorted-array
 operations, carrying each terminal's run state across batch boundaries.
 
-Event time and order. A terminal's samples are evaluated in (ts, arrival) order once they are
-older than that terminal's watermark (newest ts seen - allowed lateness); until then they wait
-in ``State.pending``. A sample older than the watermark when it arrives is *late*: counted and
-not evaluated. With these definitions the evaluated sequence, hence every detection, does not
-depend on how the stream is cut into batches (see docs/rules.md for the argument).
+Event time and order. A terminal's samples are evaluated in (ts, arrival) order once they have
+passed its watermark; until then they wait in ``State.pending``. With message sequence numbers
+(the live path) the watermark is the newest sample of the terminal's gap-free run of messages
+(``seq_bound``, kept by :mod:`liftwatch.rules.continuity`), so in-order terminals wait for
+nothing; without them (replay) it is the newest ts seen - the allowed lateness. A sample older
+than what was already released when it arrives is *late*: counted, not evaluated here, and
+returned in ``Detections.late_samples`` (the processor judges them in its late lane). With these
+definitions the evaluated sequence, hence every detection, does not depend on how the stream is
+cut into batches (see docs/rules.md for the argument).
 
 Rule semantics, shared by every hold rule: a *run* is a maximal sequence of consecutive samples
 where the condition holds; it starts at the ts of its first sample (``since``). A fault is raised
