@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
@@ -36,6 +37,13 @@ def _expected(report: dict[str, Any]) -> dict[str, float | None]:
         "arrived_30": report["rescue"]["arrived_within_30min_share"],
         "coverage": report["coverage"]["coverage"],
     }
+
+
+def _cells(xlsx: bytes) -> dict[str, list[tuple[object, ...]]]:
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(xlsx), read_only=True)
+    return {sheet.title: list(sheet.iter_rows(values_only=True)) for sheet in book.worksheets}
 
 
 def _table(page: Any, testid: str) -> list[list[str]]:
@@ -112,6 +120,8 @@ def test_a_regulator_reads_the_same_numbers_as_the_api_for_every_scope(chromium:
         ).content
         if fmt == "pdf":  # the PDF carries its creation time: compare the kind and size class
             assert data.startswith(b"%PDF") and abs(len(data) - len(expected)) < 2_000
+        elif fmt == "xlsx":  # so does the workbook: compare every sheet's cells
+            assert _cells(data) == _cells(expected)
         else:
             assert data == expected, fmt
     assert (
