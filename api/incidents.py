@@ -66,6 +66,7 @@ def incident_model(row: dict[str, Any], settings: ApiSettings) -> Incident:
             **row,
             "dispatch_deadline_at": start + timedelta(seconds=settings.dispatch_deadline_s) if trapped else None,
             "arrival_deadline_at": start + timedelta(seconds=settings.arrival_deadline_s) if trapped else None,
+            "detected_late": bool((row.get("evidence") or {}).get("late")),
         }
     )
 

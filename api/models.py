@@ -200,6 +200,11 @@ class Incident(BaseModel):
     dispatch_deadline_at: datetime | None = Field(description="Trapped passengers: detection + 5 min.")
     arrival_deadline_at: datetime | None = Field(description="Trapped passengers: detection + 30 min.")
     source: Literal["rule", "call"] = Field(default="rule", description="Opened by the rules or from a phone call.")
+    detected_late: bool = Field(
+        default=False,
+        description="Found in samples that arrived late (a terminal's buffer after an outage): detected_at is"
+        " the event time, opened_at when the platform saw it; the clocks run from the earlier.",
+    )
     assignee: str | None = Field(default=None, description="The operator working it; null = unclaimed.")
 
 

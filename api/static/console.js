@@ -532,6 +532,10 @@ async function showIncident(id) {
       field("console.col.address", `${incident.address || ""} (${incident.district || ""})`),
       field("console.col.maintainer", incident.maintainer),
       field("console.col.detected", formatTime(incident.detected_at)),
+      incident.detected_late
+        ? field("console.incident.detected_late", el("span", { class: "late", "data-testid": "detected-late" },
+          tr("console.incident.detected_late_note", { opened: formatTime(incident.opened_at) })))
+        : [],
       field("console.incident.occurrences",
         incident.occurrences + (incident.chattering ? ` (${tr("console.incident.chattering")})` : "")),
       field("console.incident.escalation",

@@ -16,9 +16,11 @@ import httpx
 import psycopg
 import pytest
 from liftwatch import i18n, services
+from liftwatch.alerts import store as alert_store
 from liftwatch.api import app as app_module
 from liftwatch.api import auth, incidents, ops
 from liftwatch.config import ApiSettings
+from liftwatch.schema import FAULT_SEVERITY, FaultCode, FaultEvent, fault_event_id
 from pydantic import SecretStr
 
 from tests.fixtures.api import FIRM_A, RunningApi, World, add_elevator, open_incident, running_api
@@ -514,3 +516,37 @@ def test_a_database_outage_answers_503_quickly_and_heals(api_world: World, monke
             assert time.monotonic() < deadline, "the API did not recover"
             time.sleep(0.2)
         assert api.client.get("/healthz").status_code == 200
+
+
+def test_a_fault_found_in_late_samples_opens_an_incident_marked_detected_late(
+    api_http: RunningApi, api_world: World
+) -> None:
+    # The rules' late lane judged a buffer uploaded after an outage: an entrapment two hours ago.
+    now = datetime.now(UTC)
+    at_ms = int((now - timedelta(hours=2)).timestamp() * 1000)
+    event = FaultEvent(
+        event_id=fault_event_id(api_world.terminals["b"], "door_reopen_loop", "raised", at_ms - 60_000),
+        transition="raised",
+        code=FaultCode.DOOR_REOPEN_LOOP,
+        severity=FAULT_SEVERITY[FaultCode.DOOR_REOPEN_LOOP],
+        terminal=api_world.terminals["b"],
+        registration_code=api_world.elevators["b"],
+        since_ms=at_ms - 60_000,
+        at_ms=at_ms,
+        evidence={"late": True, "reversals": 5},
+    )
+
+    async def fold() -> None:
+        async with await psycopg.AsyncConnection.connect(api_world.database_url) as conn:
+            await alert_store.record_faults(conn, [event], now=now)
+
+    asyncio.run(fold())
+    page = api_http.client.get("/api/v1/incidents?code=door_reopen_loop", headers=api_world.headers("operator"))
+    assert page.status_code == 200, page.text
+    [incident] = page.json()["items"]
+    assert incident["detected_late"] is True
+    detected = datetime.fromisoformat(incident["detected_at"])
+    opened = datetime.fromisoformat(incident["opened_at"])
+    assert opened - detected >= timedelta(hours=2)  # both times: when it happened, when it was seen
+    others = api_http.client.get("/api/v1/incidents?code=trapped_passenger", headers=api_world.headers("operator"))
+    assert {i["detected_late"] for i in others.json()["items"]} == {False}
