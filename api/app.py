@@ -168,7 +168,7 @@ class _UrlTextMiddleware:
 
     PostgreSQL text cannot hold NUL, so such a value would fail in the database (500) on any route
     that passes URL text to SQL; checking here covers every route, present and future, at once.
-    Body text is checked by the models (``models.Text``).
+    Body text is checked by the models (``models.Input``, the base of every body).
     """
 
     def __init__(self, app: ASGIApp) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Self
 
 from liftwatch.schema import FaultCode
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 # Times a request may name: monitoring data exists in neither the distant past nor the distant
@@ -30,15 +30,13 @@ def _bounded(moment: datetime) -> datetime:
     return moment
 
 
-Text = Annotated[str, AfterValidator(refuse_nul)]
-"""Any text from outside: bodies use it for every string field (URL text is checked by a middleware)."""
 Instant = Annotated[datetime, AfterValidator(_bounded)]
 """A time from outside: with a UTC offset, between ``EARLIEST`` and ``LATEST``."""
 
 RegistrationCode = Annotated[str, Field(pattern=r"^[0-9A-Z]{20}$", description="设备注册代码, 20 chars [0-9A-Z].")]
 RescueCode = Annotated[str, Field(pattern=r"^[0-9]{5,6}$", description="应急救援识别码, 5-6 digits.")]
 TerminalId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Name = Annotated[Text, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
 ElevatorKind = Literal["traction", "hydraulic", "escalator", "moving_walk"]
 Floor = Annotated[int, Field(ge=-10, le=200)]
 Action = Literal["acknowledge", "dispatch", "arrive", "release", "close", "false-alarm", "escalate"]
@@ -53,13 +51,30 @@ CloseCause = Literal[
     "unknown",
 ]
 
-_IN = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+class Input(BaseModel):
+    """Base of every request body: unknown fields refused, text stripped, NUL refused in any string.
+
+    The NUL check is here, on the base class, so a body model added later is covered without
+    remembering a type (PostgreSQL text cannot hold NUL: it would fail as a 500 in the database).
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            refuse_nul(value)
+        elif isinstance(value, list | tuple | set):
+            for item in value:
+                if isinstance(item, str):
+                    refuse_nul(item)
+        return value
 
 
-class ElevatorFields(BaseModel):
+class ElevatorFields(Input):
     """Fields an admin may set on an elevator (all optional: a PATCH)."""
-
-    model_config = _IN
 
     rescue_code: RescueCode | None = None
     kind: ElevatorKind | None = None
@@ -69,8 +84,8 @@ class ElevatorFields(BaseModel):
     longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
     use_unit: Name | None = None
     maintainer: Name | None = Field(default=None, description="Registered name of an existing maintenance firm.")
-    manufacturer: Annotated[Text, Field(max_length=200)] | None = None
-    model: Annotated[Text, Field(max_length=200)] | None = None
+    manufacturer: Annotated[str, Field(max_length=200)] | None = None
+    model: Annotated[str, Field(max_length=200)] | None = None
     installed_on: date | None = None
     rated_speed: Annotated[float, Field(gt=0, le=25)] | None = None
     rated_load: Annotated[int, Field(gt=0, le=100_000)] | None = None
@@ -137,8 +152,7 @@ class ElevatorPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
-class MaintainerCreate(BaseModel):
-    model_config = _IN
+class MaintainerCreate(Input):
     name: Name
 
 
@@ -149,14 +163,12 @@ class Maintainer(BaseModel):
     elevators: int
 
 
-class TerminalCreate(BaseModel):
-    model_config = _IN
+class TerminalCreate(Input):
     terminal_id: TerminalId
     registration_code: RegistrationCode | None = None
 
 
-class TerminalUpdate(BaseModel):
-    model_config = _IN
+class TerminalUpdate(Input):
     registration_code: RegistrationCode | None = Field(description="Elevator it is fitted to; null = removed.")
 
 
@@ -230,9 +242,8 @@ class IncidentDetail(BaseModel):
     latest_telemetry: dict[str, Any] | None
 
 
-class TransitionRequest(BaseModel):
-    model_config = _IN
-    note: Annotated[Text, Field(max_length=2000)] = ""
+class TransitionRequest(Input):
+    note: Annotated[str, Field(max_length=2000)] = ""
     cause: CloseCause | None = Field(default=None, description="Cause category (close only).")
 
 
@@ -291,10 +302,9 @@ class Health(BaseModel):
 # --- the emergency centre's work: calls, comments, assignment (api/centre.py) -------------------
 
 
-class CallRequest(BaseModel):
+class CallRequest(Input):
     """A phone call about an elevator (the 96333 path): opens an incident, or joins the open one."""
 
-    model_config = _IN
     rescue_code: RescueCode | None = Field(default=None, description="Read by the caller from the car's plate.")
     registration_code: RegistrationCode | None = None
     code: FaultCode = Field(description="What the caller reports, e.g. `trapped_passenger`.")
@@ -316,13 +326,11 @@ class CallResult(BaseModel):
     joined: bool = Field(description="True: an incident of this elevator and code was already open.")
 
 
-class CommentRequest(BaseModel):
-    model_config = _IN
+class CommentRequest(Input):
     note: Annotated[str, Field(min_length=1, max_length=2000)]
 
 
-class AssigneeRequest(BaseModel):
-    model_config = _IN
+class AssigneeRequest(Input):
     assignee: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         description="An operator's or admin's name (their token's name); null = release."
     )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
+from liftwatch.api import models
+from liftwatch.api.app import create_app
+from liftwatch.config import ApiSettings
 
 from tests.fixtures.api import RunningApi, World
 from tests.fixtures.fuzz import fuzz_api
@@ -27,6 +32,13 @@ BAD = [
     ("POST", "/api/v1/maintainers", {"name": "维保\u0000公司"}, "validation_error"),
     ("PATCH", "/api/v1/elevators/{el}", {"address": "\u0000"}, "validation_error"),
     ("POST", "/api/v1/incidents/{inc}/acknowledge", {"note": "接警\u0000"}, "validation_error"),
+    ("POST", "/api/v1/incidents/{inc}/comments", {"note": "\u0000"}, "validation_error"),
+    (
+        "POST",
+        "/api/v1/incidents",
+        {"rescue_code": "{rc}", "code": "trapped_passenger", "note": "\u0000"},
+        "validation_error",
+    ),
 ]
 
 
@@ -36,6 +48,8 @@ def test_bad_text_and_out_of_range_times_answer_422_on_a_connection_that_stays_o
 ) -> None:
     client = api_http.client
     url = path.format(el=api_world.elevators["a"], inc=api_world.incidents["a"])
+    if body is not None:
+        body = {name: value.format(rc=api_world.rescue_codes["a"]) for name, value in body.items()}
     response = client.request(method, url, json=body, headers=api_world.headers("admin"))
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] == code
@@ -50,6 +64,24 @@ def test_a_nul_byte_is_named_in_the_callers_language(api_http: RunningApi, api_w
         {"loc": ["query", "district"], "type": "nul_character", "msg": error["details"][0]["msg"]}
     ]
     assert "NUL" in error["message"]
+
+
+def test_every_request_body_refuses_nul_in_any_string() -> None:
+    """Each body model is an api.models.Input, whose validator refuses NUL in every string field."""
+    openapi = create_app(ApiSettings(database_url="postgresql://unused")).openapi()
+    bodies = {
+        f"{method.upper()} {path}": operation["requestBody"]["content"]["application/json"]["schema"]
+        for path, methods in openapi["paths"].items()
+        for method, operation in methods.items()
+        if "requestBody" in operation
+    }
+    assert len(bodies) >= 8
+    refs = {where: re.findall(r"#/components/schemas/(\w+)", json.dumps(schema)) for where, schema in bodies.items()}
+    assert all(len(found) == 1 for found in refs.values()), refs
+    names = {where: found[0] for where, found in refs.items()}
+    assert {
+        where: name for where, name in names.items() if not issubclass(getattr(models, name, str), models.Input)
+    } == {}
 
 
 FUZZ_EXAMPLES = 8
