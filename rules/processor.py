@@ -146,20 +146,26 @@ class RuleProcessor:
         if not records:
             rule_events, det = self.evaluate(Columns.empty(), flush=flush)
             return events + rule_events, det
-        slots = np.fromiter((self.slot(r.terminal) for r in records), np.int64, len(records))
-        counts = np.fromiter((len(r.samples) for r in records), np.int64, len(records))
-        seqs = np.fromiter((r.seq for r in records), np.int64, len(records))
-        newest = np.fromiter((max(s.ts for s in r.samples) if r.samples else NONE for r in records), np.int64)
-        received = np.fromiter((r.received_ms for r in records), np.int64, len(records))
+        n = len(records)
+        slots = np.fromiter((self.slot(r.terminal) for r in records), np.int64, n)
+        counts = np.fromiter((len(r.samples) for r in records), np.int64, n)
+        seqs = np.fromiter((r.seq for r in records), np.int64, n)
+        received = np.fromiter((r.received_ms for r in records), np.int64, n)
+        columns = from_samples(np.repeat(slots.astype(np.int32), counts), [s for r in records for s in r.samples])
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        if bool((counts > 0).all()):
+            newest = np.maximum.reduceat(columns.ts, starts) if n else np.zeros(0, np.int64)
+        else:  # an empty message (the schema refuses them; a hand-made record may not)
+            newest = np.array(
+                [int(columns.ts[a : a + c].max()) if c else NONE for a, c in zip(starts, counts)], np.int64
+            )
         self.state.grow(self.params.capacity)
         admission = self.continuity.admit(self.state, slots, seqs, newest, received)
+        floor = np.repeat(admission.floor, counts)
         if admission.duplicates:
-            keep = admission.keep
-            records = [r for r, k in zip(records, keep.tolist(), strict=True) if k]
-            floor = np.repeat(admission.floor[keep], counts[keep])
-        else:
-            floor = np.repeat(admission.floor, counts)
-        rule_events, det = self.evaluate(self.columns(records), flush=flush, floor=floor)
+            rows = np.repeat(admission.keep, counts)
+            columns, floor = columns.take(rows), floor[rows]
+        rule_events, det = self.evaluate(columns, flush=flush, floor=floor)
         det.duplicates = admission.duplicates
         return events + rule_events + self._judge_late(det.late_samples), det
 
