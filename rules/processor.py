@@ -157,7 +157,7 @@ class RuleProcessor:
             newest = np.maximum.reduceat(columns.ts, starts) if n else np.zeros(0, np.int64)
         else:  # an empty message (the schema refuses them; a hand-made record may not)
             newest = np.array(
-                [int(columns.ts[a : a + c].max()) if c else NONE for a, c in zip(starts, counts)], np.int64
+                [int(columns.ts[a : a + c].max()) if c else NONE for a, c in zip(starts, counts, strict=True)], np.int64
             )
         self.state.grow(self.params.capacity)
         admission = self.continuity.admit(self.state, slots, seqs, newest, received)
