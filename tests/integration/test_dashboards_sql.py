@@ -38,7 +38,9 @@ def grafana_sql(text: str, variables: dict[str, str]) -> str:
     )
     text = text.replace("$__timeFrom()", f"'{START.isoformat()}'").replace("$__timeTo()", f"'{END.isoformat()}'")
     for name, value in variables.items():
-        text = text.replace(f"${name}", value)
+        # Grafana's sqlstring format: the value quoted, quotes inside doubled.
+        text = text.replace(f"${{{name}:sqlstring}}", "'" + value.replace("'", "''") + "'")
+        text = text.replace(f"${name}", value)  # unformatted: pasted as it is
     assert "$" not in text, f"unsubstituted macro or variable in: {text}"
     return text
 
@@ -141,6 +143,31 @@ def test_prometheus_panels_use_metrics_the_processes_export() -> None:
         for name in re.findall(r"liftwatch_[a-z_]+", expr):
             base = re.sub(r"_(total|bucket|sum|count)$", "", name)
             assert f'"{base}"' in sources or f'"{name}"' in sources, f"{name} is not exported by any process"
+
+
+def test_dashboard_variables_reach_sql_only_as_quoted_strings() -> None:
+    """A viewer chooses a variable's value (a URL ?var-district=... is not checked against the list),
+    so every variable reaches SQL as ${name:sqlstring}, which Grafana quotes and escapes."""
+    for uid, title, raw in _queries():
+        unformatted = re.findall(r"\$(?!__)\{?([A-Za-z_]\w*)(?::(\w+))?\}?", raw)
+        for name, fmt in unformatted:
+            assert fmt == "sqlstring", f"{uid} / {title}: ${name} is pasted into SQL unquoted"
+
+
+def test_a_crafted_variable_value_stays_a_string(reports_fleet: Fleet) -> None:
+    """What a crafted URL sends: with the variables quoted, the injection is a district name nobody has."""
+    crafted = "x' OR 'a'='a') UNION SELECT secret FROM alerts_webhooks --"
+    with psycopg.connect(reports_fleet.url, autocommit=True) as conn:
+        rollup.refresh_month(conn, MONTH, "Asia/Shanghai", END)
+        for uid, title, raw in _queries():
+            if "district" not in raw:
+                continue
+            try:
+                rows = conn.execute(grafana_sql(raw, {"month": "2026-03", "district": crafted}).encode()).fetchall()
+            except psycopg.Error as error:
+                pytest.fail(f"{uid} / {title}: the crafted value broke out of its string: {error}")
+            if title == "Registered elevators":
+                assert rows == [(0,)], rows
 
 
 def test_regulator_fault_names_are_the_catalogs() -> None:
