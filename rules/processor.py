@@ -98,10 +98,18 @@ class RuleProcessor:
                 self.params.assign(slot, info)
 
     def set_registry(self, registry: Mapping[str, TerminalInfo]) -> None:
-        """Replace the registry facts (rated speed, floors, model); takes effect on the next batch."""
-        self.registry = dict(registry)
-        for terminal, slot in self.slots.items():
-            self.params.assign(slot, self.registry.get(terminal))
+        """Replace the registry facts (rated speed, floors, model); takes effect on the next batch.
+
+        Only the slots whose facts changed are re-assigned: every registry change is pushed (NOTIFY)
+        and reloaded whole, and at 300,000 terminals most reloads change a handful of them.
+        """
+        old, self.registry = self.registry, dict(registry)
+        slots, new = self.slots, self.registry
+        changed = {t for t, info in new.items() if old.get(t) != info} | (old.keys() - new.keys())
+        for terminal in changed:
+            slot = slots.get(terminal)
+            if slot is not None:
+                self.params.assign(slot, new.get(terminal))
 
     # --- telemetry ----------------------------------------------------------------------------
 
