@@ -90,6 +90,7 @@ def to_change(row: dict[str, Any]) -> IncidentChange | None:
         at_ms=_ms(row["at"]),
         actor=row["actor"],
         note=row["note"],
+        maintainer_id=row["maintainer_id"],
     )
 
 

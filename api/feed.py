@@ -24,6 +24,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from liftwatch import kafka
+from liftwatch.api import access
 from liftwatch.api.auth import Principal
 from liftwatch.api.metrics import ApiMetrics
 from liftwatch.config import CommonSettings
@@ -70,7 +71,8 @@ class FeedItem:
     """One change as delivered to clients: who may see it and its SSE frame (encoded once for all)."""
 
     change_id: int
-    maintainer: str | None
+    maintainer_id: int | None
+    """The incident's firm: who may see the change (``access.may_see_firm``)."""
     data: str
     frame: bytes = b""
 
@@ -84,7 +86,7 @@ class FeedItem:
 def item_from_change(change: IncidentChange) -> FeedItem:
     """The feed item of a Kafka record."""
     data = msgspec.json.encode(msgspec.structs.asdict(change)).decode()
-    return FeedItem(change.change_id, change.maintainer, data)
+    return FeedItem(change.change_id, change.maintainer_id, data)
 
 
 def item_from_row(row: dict[str, Any]) -> FeedItem:
@@ -103,13 +105,14 @@ def item_from_row(row: dict[str, Any]) -> FeedItem:
         "at_ms": int(row["at"].timestamp() * 1000),
         "actor": row["actor"],
         "note": row["note"],
+        "maintainer_id": row["maintainer_id"],
     }
-    return FeedItem(row["change_id"], row["maintainer"], json.dumps(payload, ensure_ascii=False))
+    return FeedItem(row["change_id"], row["maintainer_id"], json.dumps(payload, ensure_ascii=False))
 
 
 def visible(principal: Principal, item: FeedItem) -> bool:
-    """Whether ``principal`` may see this change (a maintainer sees only its firm's elevators)."""
-    return not principal.firm_scoped or (item.maintainer is not None and item.maintainer == principal.maintainer_name)
+    """Whether ``principal`` may see this change (a maintainer sees only its firm's incidents, by id)."""
+    return access.may_see_firm(principal, item.maintainer_id)
 
 
 @dataclass(eq=False)

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from liftwatch import i18n
+from liftwatch.api import access
 from liftwatch.api.app import ApiState, language, state
 from liftwatch.api.auth import Principal, TokenStore, current_principal, require_roles, token_from_request
 from liftwatch.api.errors import ApiError, forbidden, not_found
@@ -40,8 +41,6 @@ router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 Reader = Annotated[Principal, Depends(current_principal)]
 Actor = Annotated[Principal, Depends(require_roles("admin", "operator", "maintainer"))]
 
-# What a maintenance firm may do on its own incidents; operators and admins may do everything.
-_FIRM_ACTIONS = frozenset({"arrive", "release"})
 _CLOSED = ("closed", "false_alarm", "auto_cleared")
 _SELECT = (
     "SELECT i.*, f.name AS maintainer, e.address, e.rescue_code FROM incidents i"
@@ -72,9 +71,7 @@ def incident_model(row: dict[str, Any], settings: ApiSettings) -> Incident:
 
 
 def _scope(principal: Principal, where: list[str], params: list[Any]) -> None:
-    if principal.firm_scoped:
-        where.append("i.maintainer_id = %s")
-        params.append(principal.maintainer_id)
+    access.restrict(principal, "i.maintainer_id", where, params)
 
 
 @router.get("", response_model=IncidentPage)
@@ -150,7 +147,7 @@ async def _replay(request: Request, principal: Principal, after: int, limit: int
     async with state(request).pool.connection() as conn:
         cur = await conn.execute(
             "SELECT ev.id AS change_id, ev.incident_id, ev.kind, ev.status_after AS status, ev.at, ev.actor, ev.note,"
-            " i.code, i.severity, i.registration_code, i.terminal_id, i.district, f.name AS maintainer"
+            " i.code, i.severity, i.registration_code, i.terminal_id, i.district, i.maintainer_id, f.name AS maintainer"
             " FROM incident_events ev JOIN incidents i ON i.id = ev.incident_id"
             " LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id"
             f" WHERE {' AND '.join(where)} ORDER BY ev.id LIMIT %s",
@@ -188,7 +185,9 @@ async def stream(
     tokens: TokenStore = request.app.state.tokens
 
     async def still_valid() -> bool:
-        return await tokens.resolve(token) is not None
+        # Looked up again: a revoked token, or one now of another role or firm, ends the stream
+        # (the reconnection gets 401, or a stream scoped anew).
+        return access.same_scope(principal, await tokens.resolve(token))
 
     async def frames() -> AsyncIterator[bytes]:
         # Subscribe before reading the replay: a change committed meanwhile comes live (duplicates skipped).
@@ -210,7 +209,7 @@ async def stream(
                     yield _feed_frame(feed_live)
                 if time.monotonic() >= due:
                     if not await still_valid():
-                        return  # revoked: the client's reconnection gets 401
+                        return
                     yield b": keep-alive\n\n"
                     due = time.monotonic() + _KEEPALIVE_S
                 try:
@@ -292,7 +291,7 @@ async def act(
 
     body = body or TransitionRequest()
     await load_incident(request, principal, incident_id)  # 404 for what the caller may not see
-    if principal.firm_scoped and action not in _FIRM_ACTIONS:
+    if principal.firm_scoped and action not in access.FIRM_ACTIONS:
         raise forbidden()
     lifecycle_action = LifecycleAction(action.replace("-", "_"))
     api = state(request)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from liftwatch.api import access
 from liftwatch.api.app import state
 from liftwatch.api.auth import Principal, current_principal, require_roles
 from liftwatch.api.errors import ApiError, not_found
@@ -53,10 +54,7 @@ def _like(text: str) -> str:
 
 
 def _scope(principal: Principal, column: str, where: list[str], params: list[Any]) -> None:
-    """Restrict a query to the caller's firm when it is a maintenance firm."""
-    if principal.firm_scoped:
-        where.append(f"{column} = %s")
-        params.append(principal.maintainer_id)
+    access.restrict(principal, column, where, params)
 
 
 async def _elevator(request: Request, principal: Principal, column: str, value: str) -> dict[str, Any]:

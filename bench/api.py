@@ -180,6 +180,7 @@ async def sse_fanout(url: str, token: str, settings: CommonSettings, clients: in
                     change_id=change_id, incident_id=1, kind="updated", status="detected",
                     code=FaultCode.TRAPPED_PASSENGER, severity=Severity.CRITICAL, registration_code="1".zfill(20),
                     terminal="T1", maintainer="维保2", district="区1", at_ms=int(time.time() * 1000), actor="system",
+                    maintainer_id=2,
                 )  # fmt: skip
                 everyone.clear()
                 started = time.perf_counter()

@@ -236,7 +236,7 @@ class IncidentChange(Struct, frozen=True, tag="incident.v1"):
     terminal: str | None
     """Terminal id."""
     maintainer: str | None
-    """Maintenance firm of the elevator (routing and access control)."""
+    """Name of the maintenance firm of the incident (for display and routing; access control uses the id)."""
     district: str | None
     """District of the elevator."""
     at_ms: int
@@ -245,6 +245,9 @@ class IncidentChange(Struct, frozen=True, tag="incident.v1"):
     """Who caused it: ``system`` or a user name."""
     note: str = ""
     """Free-text note given with the change."""
+    maintainer_id: int | None = None
+    """Id of the maintenance firm of the incident: the feed's access control compares ids, never names
+    (None in records written before it existed: then only roles that see every firm get the change)."""
 
 
 KafkaRecord: TypeAlias = TelemetryRecord | StatusRecord | DeadLetter | FaultEvent | IncidentChange

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 from liftwatch import services
-from liftwatch.api import feed, incidents
+from liftwatch.api import auth, feed, incidents
 from liftwatch.config import ApiSettings
 
 from tests.fixtures.api import RunningApi, World, add_elevator, open_incident, running_api
@@ -181,3 +181,45 @@ async def test_a_kafka_outage_shows_on_the_stream_and_in_health(
                 assert "liftwatch_api_feed_connected 1.0" in (await client.get("/metrics")).text
     finally:
         broker.stop()
+
+
+async def test_a_firms_stream_follows_its_id_when_firms_are_renamed(
+    api_server: RunningApi, api_world: World, outbox_relay: None
+) -> None:
+    """Firm B takes the name firm A had while A's stream is open: A still gets only its own incidents."""
+    listener = asyncio.create_task(_collect(api_server, api_world.tokens["maintainer"], 1))
+    await _subscribed(api_server, 1)
+    async with httpx.AsyncClient(base_url=api_server.url, timeout=30, headers=api_world.headers("admin")) as client:
+        with psycopg.connect(api_world.database_url) as conn:
+            row = conn.execute("SELECT name FROM maintenance_firms WHERE id = %s", (api_world.firms["a"],)).fetchone()
+        assert row is not None
+        names = {"a": "firm a, renamed", "b": row[0]}  # B gets A's old name
+        for key, name in names.items():
+            answer = await client.patch(f"/api/v1/maintainers/{api_world.firms[key]}", json={"name": name})
+            assert answer.status_code == 200, answer.text
+    b_incident = await asyncio.to_thread(_new_incident, api_world, "b", 21)
+    a_incident = await asyncio.to_thread(_new_incident, api_world, "a", 22)
+    seen_by_a = await asyncio.wait_for(listener, 30)
+    assert [c["incident_id"] for c in seen_by_a] == [a_incident] != [b_incident]
+    assert (seen_by_a[0]["maintainer_id"], seen_by_a[0]["maintainer"]) == (api_world.firms["a"], names["a"])
+
+
+async def test_a_stream_ends_when_its_token_is_moved_to_another_firm(
+    api_server: RunningApi, api_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(incidents, "_KEEPALIVE_S", 0.3)  # the API runs in this process
+    monkeypatch.setattr(auth, "_CACHE_TTL_S", 0.0)
+    async with (
+        httpx.AsyncClient(base_url=api_server.url, timeout=30) as client,
+        client.stream("GET", "/api/v1/incidents/stream", headers=api_world.headers("maintainer")) as stream,
+    ):
+        assert stream.status_code == 200
+        await _subscribed(api_server, 1)
+        with psycopg.connect(api_world.database_url) as conn:
+            conn.execute("UPDATE api_tokens SET maintainer_id = %s WHERE name = 'tech-ma'", (api_world.firms["b"],))
+
+        async def drain() -> None:
+            async for _ in stream.aiter_bytes():
+                pass
+
+        await asyncio.wait_for(drain(), 15)  # the server ended the stream; the reconnection is scoped anew

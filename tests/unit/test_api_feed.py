@@ -18,11 +18,11 @@ FIRM_A = Principal(role="maintainer", name="a", maintainer_id=1, maintainer_name
 FIRM_B = Principal(role="maintainer", name="b", maintainer_id=2, maintainer_name="Firm B")
 
 
-def _item(change_id: int, maintainer: str | None) -> feed.FeedItem:
+def _item(change_id: int, maintainer: str | None, maintainer_id: int | None = None) -> feed.FeedItem:
     change = IncidentChange(
         change_id=change_id, incident_id=7, kind="opened", status="detected", code=FaultCode.TRAPPED_PASSENGER,
         severity=Severity.CRITICAL, registration_code="3" * 20, terminal="T1", maintainer=maintainer,
-        district="浦东新区", at_ms=1, actor="system",
+        district="浦东新区", at_ms=1, actor="system", maintainer_id=maintainer_id,
     )  # fmt: skip
     return feed.item_from_change(change)
 
@@ -37,12 +37,22 @@ def test_each_subscriber_gets_what_its_role_may_see(hub: tuple[feed.IncidentFeed
     hub_, registry = hub
     with hub_.subscribe(OPERATOR) as op, hub_.subscribe(FIRM_A) as a, hub_.subscribe(FIRM_B) as b:
         assert registry.get_sample_value("liftwatch_api_sse_clients") == 3
-        for item in (_item(1, "Firm A"), _item(2, "Firm B"), _item(3, None)):
+        for item in (_item(1, "Firm A", 1), _item(2, "Firm B", 2), _item(3, None)):
             hub_.publish(item)
         assert [op.queue.get_nowait().change_id for _ in range(3)] == [1, 2, 3]  # type: ignore[union-attr]
         assert a.queue.qsize() == 1 and a.queue.get_nowait().change_id == 1  # type: ignore[union-attr]
         assert b.queue.qsize() == 1 and b.queue.get_nowait().change_id == 2  # type: ignore[union-attr]
     assert registry.get_sample_value("liftwatch_api_sse_clients") == 0
+
+
+def test_a_firm_is_told_apart_by_id_not_by_name(hub: tuple[feed.IncidentFeed, CollectorRegistry]) -> None:
+    """Firm B now carries the name firm A had: A's subscriber still gets only A's changes."""
+    hub_, _ = hub
+    with hub_.subscribe(FIRM_A) as a:
+        hub_.publish(_item(1, "Firm A", 2))  # firm B, renamed to A's old name
+        hub_.publish(_item(2, "Firm B", 1))  # firm A, renamed
+        hub_.publish(_item(3, "Firm A", None))  # a record without the id: only unscoped roles
+        assert a.queue.qsize() == 1 and a.queue.get_nowait().change_id == 2  # type: ignore[union-attr]
 
 
 def test_a_client_that_falls_behind_is_cut_off_alone(hub: tuple[feed.IncidentFeed, CollectorRegistry]) -> None:

@@ -1,0 +1,34 @@
+"""Who may see what: the API's access decisions in one place.
+
+A maintenance firm (role ``maintainer``) sees only what belongs to its own firm, decided by the
+firm's **id**, never its name (firms can be renamed, and a name can pass from one firm to
+another). Everyone else sees everything their role's endpoints serve (which endpoints a role may
+use at all is ``auth.require_roles`` on each route). The SQL helpers add the restriction to a
+query; the plain functions decide for one object (the live feed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from liftwatch.api.auth import Principal
+
+FIRM_ACTIONS = frozenset({"arrive", "release"})
+"""What a maintenance firm may do on its own incidents; operators and admins may do everything."""
+
+
+def may_see_firm(principal: Principal, maintainer_id: int | None) -> bool:
+    """Whether ``principal`` may see an object of firm ``maintainer_id`` (None: no firm, operators only)."""
+    return not principal.firm_scoped or (maintainer_id is not None and maintainer_id == principal.maintainer_id)
+
+
+def restrict(principal: Principal, column: str, where: list[str], params: list[Any]) -> None:
+    """Restrict a query to the caller's firm (``column`` holds a firm id) when it is a maintenance firm."""
+    if principal.firm_scoped:
+        where.append(f"{column} = %s")
+        params.append(principal.maintainer_id)
+
+
+def same_scope(before: Principal, now: Principal | None) -> bool:
+    """Whether a caller re-resolved later (token looked up again) still sees exactly what it saw."""
+    return now is not None and (now.role, now.maintainer_id) == (before.role, before.maintainer_id)
