@@ -4,6 +4,7 @@
     python3 bench/fresh_clone.py                # demo until /healthz answers, stop it, then the whole suite
     python3 bench/fresh_clone.py --quick        # ... then only tests/unit
     python3 bench/fresh_clone.py --cold-cache   # also with an empty uv cache: every wheel from PyPI
+    python3 bench/fresh_clone.py --ci           # ... then `bash .ci/run` (CI=true) instead of the test command
     python3 bench/fresh_clone.py -- -k contract # pytest arguments after --
 
 Clones this checkout's committed HEAD (uncommitted changes are not in it), with no .venv, runs
@@ -97,12 +98,12 @@ def run_demo(checkout: Path, env: dict[str, str], log: Path) -> tuple[float, flo
                 demo.wait()
 
 
-def run_tests(checkout: Path, env: dict[str, str], log: Path, pytest_args: list[str]) -> tuple[float, int, str]:
-    """``python3 dev.py test``: (seconds, exit status, pytest's closing line)."""
+def run_tests(checkout: Path, env: dict[str, str], log: Path, command: list[str]) -> tuple[float, int, str]:
+    """The test command: (seconds, exit status, its last line: pytest's summary)."""
     start = time.monotonic()
     with log.open("wb") as out:
         status = subprocess.run(
-            [sys.executable, "dev.py", "test", *pytest_args],
+            command,
             cwd=checkout,
             env=env,
             stdout=out,
@@ -118,6 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="run only tests/unit after the demo")
     parser.add_argument("--cold-cache", action="store_true", help="an empty uv cache: download every wheel")
+    parser.add_argument("--ci", action="store_true", help="run `bash .ci/run` with CI=true instead of dev.py test")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, .venv)")
     parser.add_argument("pytest_args", nargs="*", help="after --: arguments for pytest")
     args = parser.parse_args()
@@ -137,8 +139,10 @@ def main() -> None:
         print(f"demo: /healthz answered {up_s:.0f} s after `python3 dev.py demo` (install included); "
               f"SIGINT stopped it in {stop_s:.1f} s with exit status {demo_status}", flush=True)  # fmt: skip
         failed |= demo_status != 0
-        test_s, test_status, summary = run_tests(checkout, env, work / "test.log", pytest_args)
-        what = " ".join(["python3 dev.py test", *pytest_args])
+        command = ["bash", ".ci/run"] if args.ci else [sys.executable, "dev.py", "test", *pytest_args]
+        test_env = {**env, "CI": "true"} if args.ci else env
+        test_s, test_status, summary = run_tests(checkout, test_env, work / "test.log", command)
+        what = "bash .ci/run" if args.ci else " ".join(["python3 dev.py test", *pytest_args])
         print(f"test: `{what}` took {test_s:.0f} s, exit status {test_status}: {summary}", flush=True)
         failed |= test_status != 0
     except BaseException:
