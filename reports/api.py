@@ -3,7 +3,8 @@
 Also ``GET /api/v1/stats/monthly/export`` (the same report as a CSV, XLSX or PDF file: what the
 console's statistics page downloads) and ``GET /api/v1/stats/scopes`` (the scopes the caller may
 pick: districts, firms, use units matching a search), ``GET /api/v1/stats/league`` (the firm league
-over a rolling window, with the blacklist-review flags) and its ``/{firm}/evidence``.
+over a rolling window, with the blacklist-review flags) and its ``/{firm}/evidence``,
+``GET /api/v1/stats/risk`` (the fleet risk lists and the "inspect next" ranking) and its export.
 
 The API package mounts :func:`build_router` with its authentication dependency. Regulators,
 admins and operators read any scope; a maintenance firm only its own (another scope answers 404,
@@ -26,7 +27,8 @@ from liftwatch.api.errors import ApiError
 from liftwatch.config import CommonSettings
 from liftwatch.reports import export as export_module
 from liftwatch.reports import league as league_module
-from liftwatch.reports import stats
+from liftwatch.reports import risk as risk_module
+from liftwatch.reports import sheet, stats
 from liftwatch.reports.errors import BadMonth, BadScope
 from liftwatch.reports.monthly import MonthlyReport, monthly_report, scope_exists
 
@@ -245,6 +247,73 @@ def build_router(
         if rows is None:
             raise ApiError("not_found", 404)
         return {"maintainer_id": firm_id, "months": months, "last_month": f"{last:%Y-%m}", "items": rows}
+
+    def risk_filter(principal: Any, district: str | None, maintainer_id: int | None) -> risk_module.Filter:
+        firm = own_firm(principal)
+        if firm is not None and maintainer_id not in (None, firm):
+            raise ApiError("not_found", 404)
+        return risk_module.Filter(district, firm if firm is not None else maintainer_id)
+
+    def site_today(config: CommonSettings) -> dt.date:
+        return dt.datetime.now(dt.UTC).astimezone(ZoneInfo(config.site_timezone)).date()
+
+    def risk_of(
+        config: CommonSettings, where: risk_module.Filter, chosen: Any, limit: int, offset: int
+    ) -> dict[str, Any]:
+        with db.connect(config.require_database_url(), autocommit=True) as conn:
+            return risk_module.risk(
+                conn, where, chosen, site_today(config), dt.datetime.now(dt.UTC), limit=limit, offset=offset
+            )
+
+    RiskListQuery = Annotated[
+        risk_module.RiskList | None,
+        Query(description="overdue | uninsured | old | repeat | offline; none: every elevator with a score."),
+    ]
+
+    @router.get("/risk", summary="Fleet risk lists and the inspect-next ranking")
+    async def risk(
+        request: Request,
+        principal: Annotated[Any, Depends(principal_dependency)],
+        list: RiskListQuery = None,
+        district: Annotated[str | None, Query(max_length=200)] = None,
+        maintainer_id: Annotated[int | None, Query(ge=1)] = None,
+        limit: Annotated[int, Query(ge=1, le=risk_module.MAX_PAGE)] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> dict[str, Any]:
+        """Counts per list and district, and one page of a list, highest risk score first."""
+        where = risk_filter(principal, district, maintainer_id)
+        config = settings_of(request)
+        return await anyio.to_thread.run_sync(risk_of, config, where, list, limit, offset, limiter=limiter)
+
+    @router.get("/risk/export", summary="A fleet risk list as a file", response_class=Response)
+    async def risk_export(
+        request: Request,
+        principal: Annotated[Any, Depends(principal_dependency)],
+        format: Annotated[Literal["csv", "xlsx"], Query()],
+        list: RiskListQuery = None,
+        district: Annotated[str | None, Query(max_length=200)] = None,
+        maintainer_id: Annotated[int | None, Query(ge=1)] = None,
+        lang: Annotated[Literal["zh", "en"] | None, Query()] = None,
+    ) -> Response:
+        """Every elevator of the list (not a page), highest score first."""
+        where = risk_filter(principal, district, maintainer_id)
+        config = settings_of(request)
+        found = await anyio.to_thread.run_sync(risk_of, config, where, list, 10_000_000, 0, limiter=limiter)
+        chosen = lang or i18n.negotiate(request.headers.get("accept-language"), config.default_language)
+        columns = ("registration_code", "rescue_code", "district", "address", "maintainer", "installed_on",
+                   "next_inspection_due", "insured", "terminal_id", "last_seen_at", "repeats", "score")  # fmt: skip
+        headers = [i18n.t(f"pages.risk.col.{c}", chosen) for c in columns] + [i18n.t("pages.risk.col.lists", chosen)]
+        rows = [
+            [v if isinstance(v, int | float | str) or v is None else str(v) for v in (item[c] for c in columns)]
+            + [", ".join(i18n.t(f"pages.risk.list.{name}", chosen) for name in item["lists"])]
+            for item in found["items"]
+        ]
+        title = i18n.t(f"pages.risk.list.{list or 'next'}", chosen)
+        data = sheet.to_csv(headers, rows) if format == "csv" else sheet.to_xlsx(title, headers, rows)
+        name = f"liftwatch-risk-{list or 'next'}-{found['today']}.{format}"
+        return Response(
+            data, media_type=EXPORT_TYPES[format], headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )
 
     @router.get("/scopes", summary="The scopes the caller may read")
     async def scopes(

@@ -12,7 +12,7 @@ const PAGES = [
   { name: "board", roles: EVERYONE },
   { name: "stats", roles: EVERYONE, render: renderStats },
   { name: "league", roles: OVERSIGHT, render: renderLeague },
-  { name: "risk", roles: OVERSIGHT },
+  { name: "risk", roles: OVERSIGHT, render: renderRisk },
   { name: "orders", roles: ["admin", "regulator", "maintainer"] },
   { name: "map", roles: OVERSIGHT },
   { name: "fleet", roles: ["admin", "maintainer"] },
@@ -116,9 +116,13 @@ function figure(testid, label, value, text) {
 
 function table(testid, headers, rows) {
   return el("table", { class: "data", "data-testid": testid },
-    el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
+    el("thead", {}, el("tr", {}, headers.map((h, i) => el("th", { class: rows.length && isNumeric(rows[0][i]) ? "num" : null }, h)))),
     el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c) =>
-      el("td", { class: typeof c === "number" || /^[\d.,%—-]+$/.test(String(c)) ? "num" : null }, c))))));
+      el("td", { class: isNumeric(c) ? "num" : null }, c))))));
+}
+
+function isNumeric(cell) {
+  return typeof cell === "number" || (typeof cell === "string" && /^[\d.,%—-]+$/.test(cell));
 }
 
 const PALETTE = ["#1d4ed8", "#c4161c", "#d9780f", "#1f7a3a", "#7c3aed", "#0e7490", "#6b7380"];
@@ -353,7 +357,7 @@ async function renderLeague(root, where, current) {
     el("label", {}, tr("pages.league.end"), " ", el("input", { type: "month", value: end, "data-testid": "league-end",
       onchange: (e) => { location.hash = link({ end: e.target.value }); } })));
   const head = el("tr", {}, LEAGUE_COLUMNS.map(([key, label]) => el("th", {
-    "data-sort": key, "aria-sort": key === sortKey ? (descending ? "descending" : "ascending") : null,
+    "data-sort": key, class: key === "name" ? null : "num", "aria-sort": key === sortKey ? (descending ? "descending" : "ascending") : null,
     onclick: () => { location.hash = link({ sort: key, order: key === sortKey && descending ? "asc" : "desc" }); },
   }, tr(label), key === sortKey ? (descending ? " ▼" : " ▲") : "")), el("th", {}, tr("pages.league.flags")), el("th", {}));
   const body = el("tbody", {});
@@ -393,4 +397,86 @@ async function toggleEvidence(firm, row, months, end) {
       i.district || "—",
       i.reasons.map((r) => tr(`pages.league.reason.${r}`)).join(", ")]))
     : el("p", { class: "empty" }, tr("pages.league.no_evidence")));
+}
+
+// --- fleet risk -----------------------------------------------------------------------------------
+
+const RISK_LISTS = ["overdue", "uninsured", "old", "repeat", "offline"];
+const RISK_PAGE = 100;
+
+function elevatorLink(code) {
+  return el("a", { href: address(`elevators/${code}`), class: "elevator-link" }, code);
+}
+
+function riskRow(item) {
+  return el("tr", { "data-elevator": item.registration_code },
+    el("td", { class: "num", "data-key": "score" }, String(item.score)),
+    el("td", {}, elevatorLink(item.registration_code)),
+    el("td", {}, item.rescue_code), el("td", {}, item.district), el("td", {}, item.address),
+    el("td", {}, item.maintainer),
+    el("td", { class: item.days_overdue > 0 ? "late" : null }, item.next_inspection_due || "—"),
+    el("td", {}, item.insured === null ? "—" : tr(item.insured ? "console.yes" : "console.no")),
+    el("td", {}, item.terminal_id ? (item.last_seen_at ? formatTime(item.last_seen_at) : "—") : ""),
+    el("td", { class: "num" }, String(item.repeats)),
+    el("td", {}, item.lists.map((name) => el("span", { class: "chip" }, tr(`pages.risk.list.${name}`)))));
+}
+
+async function renderRisk(root, where, current) {
+  const list = RISK_LISTS.includes(where.params.get("list")) ? where.params.get("list") : null;
+  const district = where.params.get("district") || null;
+  const query = (extra) => new URLSearchParams(Object.fromEntries(Object.entries(
+    { list, district, ...extra }).filter(([, v]) => v !== null && v !== undefined)));
+  const found = await api("GET", `/api/v1/stats/risk?${query({ limit: RISK_PAGE })}`);
+  if (!current()) return;
+  const link = (params) => address("risk", Object.fromEntries(Object.entries({ list, district, ...params })
+    .filter(([, v]) => v !== null && v !== undefined)));
+  const tabs = el("p", { class: "controls tabs" },
+    [null, ...RISK_LISTS].map((name) => el("a", {
+      href: link({ list: name }), class: "window", "data-testid": `risk-tab-${name || "next"}`,
+      "aria-current": name === list ? "true" : null,
+    }, tr(`pages.risk.list.${name || "next"}`), name ? el("span", { class: "n", "data-testid": `risk-count-${name}` },
+      ` ${found.counts[name]}`) : "")));
+  const districtRows = found.districts.map((d) => el("tr", { "data-district": d.district,
+    class: d.district === district ? "current" : null },
+  el("td", {}, el("a", { href: link({ district: d.district === district ? null : d.district }) }, d.district)),
+  el("td", { class: "num" }, number(d.elevators, 0)),
+  RISK_LISTS.map((name) => el("td", { class: "num", "data-key": name }, number(d[name], 0)))));
+  const districts = el("table", { class: "data", "data-testid": "risk-districts" },
+    el("thead", {}, el("tr", {}, el("th", {}, tr("pages.risk.col.district")),
+      el("th", { class: "num" }, tr("pages.risk.col.elevators")),
+      RISK_LISTS.map((name) => el("th", { class: "num" }, tr(`pages.risk.list.${name}`))))),
+    el("tbody", {}, districtRows));
+  const body = el("tbody", {}, found.items.map(riskRow));
+  const shown = el("span", { "data-testid": "risk-shown" });
+  const more = el("button", { type: "button", "data-testid": "risk-more" }, tr("pages.risk.more"));
+  const update = () => {
+    const count = body.children.length;
+    shown.textContent = tr("pages.risk.shown", { shown: number(count, 0), total: number(found.total, 0) });
+    more.hidden = count >= found.total;
+  };
+  more.addEventListener("click", async () => {
+    const next = await api("GET", `/api/v1/stats/risk?${query({ limit: RISK_PAGE, offset: body.children.length })}`);
+    body.append(...next.items.map(riskRow));
+    update();
+  });
+  update();
+  const exportUrl = (format) => `/api/v1/stats/risk/export?${query({ format, lang: state.lang })}`;
+  root.replaceChildren(
+    el("h2", {}, tr("pages.risk.title"), " ", el("span", { class: "count" },
+      district ? `${district} · ` : "", tr(`pages.risk.list.${list || "next"}`))),
+    tabs,
+    el("p", { class: "downloads" }, tr("pages.stats.download"), ": ",
+      ["csv", "xlsx"].map((f) => el("a", { href: exportUrl(f), download: "", "data-testid": `risk-export-${f}` },
+        f.toUpperCase()))),
+    list ? [] : el("p", { class: "note", "data-testid": "score-rule" }, tr("pages.risk.score_rule")),
+    el("h3", {}, tr("pages.risk.by_district"), district
+      ? el("a", { href: link({ district: null }), class: "reset" }, ` · ${tr("pages.risk.all_districts")}`) : ""),
+    districts,
+    el("h3", {}, tr(`pages.risk.list.${list || "next"}`), " ", shown),
+    el("table", { class: "data", "data-testid": "risk-items" },
+      el("thead", {}, el("tr", {}, ["score", "registration_code", "rescue_code", "district", "address", "maintainer",
+        "next_inspection_due", "insured", "last_seen_at", "repeats", "lists"].map((c) =>
+        el("th", { class: c === "score" || c === "repeats" ? "num" : null }, tr(`pages.risk.col.${c}`))))),
+      body),
+    more);
 }

@@ -1,0 +1,49 @@
+"""One table as a CSV or XLSX download (the console's list exports).
+
+Cells a spreadsheet would run as a formula (text starting with = + - @, tab or carriage return)
+get a leading apostrophe: addresses and names come from the registry, which people type.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+Cell = str | int | float | None
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe(cell: Cell) -> Cell:
+    """``cell``, or the text with an apostrophe first when a spreadsheet would evaluate it."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
+
+
+def to_csv(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> bytes:
+    """UTF-8 with a byte-order mark, so Excel shows Chinese."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([safe(h) for h in headers])
+    writer.writerows([["" if c is None else safe(c) for c in row] for row in rows])
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def to_xlsx(title: str, headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> bytes:
+    """One sheet, bold frozen header."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = title[:31]
+    sheet.append([safe(h) for h in headers])
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        sheet.append([safe(c) for c in row])
+    sheet.freeze_panes = "A2"
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
