@@ -463,10 +463,17 @@ class MqttClient:
         except OSError as error:
             raise ServiceUnavailable(f"MQTT broker {self.address.host}:{self.address.port}: {error}") from error
         self._misc_task = asyncio.ensure_future(self._misc())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connack.wait(), CONNECT_TIMEOUT_S)
+        # A broker that closes the connection instead of answering (a TLS listener refusing our
+        # certificate, a plain listener spoken to in TLS) is as refused as one that says so.
+        answered = asyncio.ensure_future(self._connack.wait())
+        closed = asyncio.ensure_future(self._disconnected.wait())
+        try:
+            await asyncio.wait((answered, closed), timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (answered, closed):
+                waiter.cancel()
         if not self._connected:
-            detail = self._connect_error or "no answer"
+            detail = self._connect_error or ("connection closed" if self._disconnected.is_set() else "no answer")
             await self.disconnect()
             raise ServiceUnavailable(f"MQTT broker {self.address.host}:{self.address.port}: {detail}")
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,7 @@ class SecuredBroker:
     tls_port: int
     creds: dict[str, str]
     ca_file: Path
+    ca: trustme.CA
 
 
 def shipped_config(port: int, tls_port: int, auth: Path, data: Path, certs: Path) -> str:
@@ -68,26 +71,35 @@ def shipped_config(port: int, tls_port: int, auth: Path, data: Path, certs: Path
     return text + ("user root\n" if os.geteuid() == 0 else "")
 
 
-@pytest.fixture
-def secured_broker(database_url: str, tmp_path: Path) -> Iterator[SecuredBroker]:
+@contextlib.contextmanager
+def start_secured_broker(
+    database_url: str, tmp_path: Path, *, client_certificates: bool = False
+) -> Iterator[SecuredBroker]:
     """A mosquitto running the shipped production configuration, credentials provisioned through the CLI,
-    its TLS certificate signed by a throw-away CA."""
+    its TLS certificate signed by a throw-away CA (``client_certificates``: the shipped, commented-out
+    lines that make the TLS listener require one, signed by the same CA, turned on)."""
     auth, data, certs = tmp_path / "auth", tmp_path / "data", tmp_path / "certs"
     data.mkdir()
     certs.mkdir()
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
     server.private_key_pem.write_to_path(str(certs / "server.key"))
-    server.cert_chain_pems[0].write_to_path(str(certs / "server.crt"))
-    for intermediate in server.cert_chain_pems[1:]:
-        intermediate.write_to_path(str(certs / "server.crt"), append=True)
+    for index, pem in enumerate(server.cert_chain_pems):
+        pem.write_to_path(str(certs / "server.crt"), append=index > 0)
     ca.cert_pem.write_to_path(str(certs / "ca.crt"))
+    ca.cert_pem.write_to_path(str(certs / "clients-ca.crt"))
     creds = provision(["provision", "T1", "T2", "--out", str(auth)], database_url)
     creds |= provision(["account", "gateway.1", "--role", "gateway", "--out", str(auth)], database_url)
+    creds |= provision(["account", "gateway.2", "--role", "gateway", "--out", str(auth)], database_url)
     creds |= provision(["account", "sim.load", "--role", "publisher", "--out", str(auth)], database_url)
     port, tls_port = services.free_port(), services.free_port()
+    text = shipped_config(port, tls_port, auth, data, certs)
+    if client_certificates:
+        for line in (f"cafile {certs}/clients-ca.crt", "require_certificate true"):
+            assert f"\n# {line}\n" in text
+            text = text.replace(f"\n# {line}\n", f"\n{line}\n")
     conf = tmp_path / "mosquitto.conf"
-    conf.write_text(shipped_config(port, tls_port, auth, data, certs))
+    conf.write_text(text)
     binary = services.mosquitto_binary()
     assert binary is not None, "mosquitto is required for the broker security test"
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -95,9 +107,15 @@ def secured_broker(database_url: str, tmp_path: Path) -> Iterator[SecuredBroker]
     try:
         services.wait_for_port("127.0.0.1", port, proc=process)
         services.wait_for_port("127.0.0.1", tls_port, proc=process)
-        yield SecuredBroker(port, tls_port, creds, certs / "ca.crt")
+        yield SecuredBroker(port, tls_port, creds, certs / "ca.crt", ca)
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def secured_broker(database_url: str, tmp_path: Path) -> Iterator[SecuredBroker]:
+    with start_secured_broker(database_url, tmp_path) as broker:
+        yield broker
 
 
 async def connect(port: int, user: str, password: str, client_id: str | None = None, **kwargs: Any) -> MqttClient:
@@ -310,3 +328,53 @@ def test_an_account_can_take_a_chosen_password(database_url: str, tmp_path: Path
         env={"LIFTWATCH_DATABASE_URL": database_url},
     )
     assert short.exit_code == 2 and "24+" in short.output
+
+
+async def test_gateways_with_their_own_accounts_share_the_subscription(secured_broker: SecuredBroker) -> None:
+    """Two gateway accounts are two members of the shared subscription: each message reaches one of them."""
+    port, creds = secured_broker.port, secured_broker.creds
+    gateways = [
+        await connect(port, name, creds[name], "same-id-for-both", persistent_session=True)
+        for name in ("gateway.1", "gateway.2")
+    ]
+    for member in gateways:
+        await member.subscribe("$share/g/lift/v1/+/telemetry")
+    t1 = await connect(port, "T1", creds["T1"])
+    try:
+        for seq in range(40):
+            t1.publish("lift/v1/T1/telemetry", str(seq).encode())
+        await asyncio.wait_for(t1.wait_below(1), 10)
+        received: list[list[bytes]] = [[], []]
+        deadline = time.monotonic() + 10
+        while sum(map(len, received)) < 40 and time.monotonic() < deadline:
+            for index, member in enumerate(gateways):
+                while (message := member.receive_nowait()) is not None:
+                    received[index].append(message.payload)
+            await asyncio.sleep(0.05)
+        assert all(received) and all(member.connected for member in gateways)
+        assert sorted(int(payload) for payload in received[0] + received[1]) == list(range(40))
+    finally:
+        await t1.disconnect()
+        for member in gateways:
+            await member.disconnect(end_session=True)
+
+
+async def test_the_tls_listener_can_require_client_certificates(database_url: str, tmp_path: Path) -> None:
+    """With the shipped client-certificate lines turned on, a terminal needs a certificate of the
+    site's client CA besides its password (LIFTWATCH_MQTT_CLIENT_CERT / _KEY)."""
+    with start_secured_broker(database_url, tmp_path, client_certificates=True) as broker:
+        issued = broker.ca.issue_cert("T1")
+        issued.cert_chain_pems[0].write_to_path(str(tmp_path / "t1.crt"))
+        issued.private_key_pem.write_to_path(str(tmp_path / "t1.key"))
+        settings = CommonSettings(
+            mqtt_url=tls_url(broker, "T1"),
+            mqtt_ca_file=broker.ca_file,
+            mqtt_client_cert=tmp_path / "t1.crt",
+            mqtt_client_key=tmp_path / "t1.key",
+        )
+        with_certificate = MqttClient(settings.require_mqtt(), "T1", tls=settings.mqtt_tls)
+        await with_certificate.connect()
+        await with_certificate.disconnect()
+        without = MqttClient(settings.require_mqtt(), "T1", tls=MqttTls(ca_file=broker.ca_file))
+        with pytest.raises(ServiceUnavailable):
+            await without.connect()
