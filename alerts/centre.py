@@ -49,6 +49,10 @@ class WorkKind(enum.StrEnum):
     """A comment: the note is the text."""
     ASSIGNED = "assigned"
     """The incident was claimed, handed to another operator, or released (``data.to`` None)."""
+    SHELVED = "shelved"
+    """Its (elevator, code) was shelved (``data``: shelf id, until); see liftwatch.alerts.suppression."""
+    UNSHELVED = "unshelved"
+    """The shelf was taken off early (it also returns by itself when it expires, without a row)."""
 
 
 class CallOutcome(enum.StrEnum):

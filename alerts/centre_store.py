@@ -26,7 +26,7 @@ _OPEN = "status NOT IN ('closed', 'false_alarm', 'auto_cleared')"
 
 
 @contextlib.asynccontextmanager
-async def _outbox_transaction(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+async def outbox_transaction(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
     """A savepoint in the caller's transaction holding the outbox lock (as ``apply_action`` does)."""
     if not conn.autocommit:
         await lock_outbox(conn)  # opens the caller's transaction first, so the block is a savepoint
@@ -57,7 +57,7 @@ async def record_call(
     if call.at.tzinfo is None:
         raise ValueError("the call time must be timezone-aware")
     key = f"call:{idempotency_key}" if idempotency_key is not None else None
-    async with _outbox_transaction(conn):
+    async with outbox_transaction(conn):
         cur = conn.cursor(row_factory=dict_row)
         if key is not None:
             await cur.execute(
@@ -148,7 +148,7 @@ async def add_comment(
     A repeated ``idempotency_key`` appends nothing and returns the first comment's id.
     """
     key = f"comment:{idempotency_key}" if idempotency_key is not None else None
-    async with _outbox_transaction(conn):
+    async with outbox_transaction(conn):
         incident = await _locked_incident(conn, incident_id)
         if key is not None:
             cur = conn.cursor(row_factory=dict_row)
@@ -177,7 +177,7 @@ async def assign(
     to whoever already holds it changes nothing. Raises :class:`IncidentNotFound`,
     :class:`IllegalTransition` (a closed incident).
     """
-    async with _outbox_transaction(conn):
+    async with outbox_transaction(conn):
         incident = await _locked_incident(conn, incident_id)
         data = assignment(incident["status"], incident["assignee"], assignee)
         if data is None:

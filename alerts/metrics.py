@@ -51,6 +51,12 @@ class AlertsMetrics:
             ["channel"],
             registry=registry,
         )
+        self.suppressed = Counter(
+            "liftwatch_alerts_notifications_suppressed",
+            "Incident changes recorded but not notified, by why (maintenance, shelved, out_of_service).",
+            ["reason"],
+            registry=registry,
+        )
         self.deliveries = Gauge(
             "liftwatch_alerts_webhook_deliveries",
             "Webhook deliveries waiting to be sent (pending) and given up (dead, until retried).",

@@ -18,23 +18,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from liftwatch.alerts.routing import ChangeFacts, RoutingPolicy, Target, Webhook, recipients
+from liftwatch.alerts.suppression import suppression_sql
 from liftwatch.schema import FaultCode, IncidentChange, Severity
 from psycopg.rows import dict_row
 
 KAFKA_RELAY = "kafka"
 NOTIFY_RELAY = "notify"
 
-_CHANGES = """
+# `suppressed`: a maintenance window, shelf or out-of-service period at the change's own time.
+_CHANGES = f"""
 SELECT ev.id AS change_id, ev.incident_id, ev.kind, ev.status_after, ev.at, ev.actor, ev.note, ev.data,
        i.code, i.severity, i.registration_code, i.terminal_id, i.district, i.escalation_level, i.maintainer_id,
        i.detected_at, i.occurrences, i.chattering, f.name AS maintainer, e.rescue_code, e.address,
-       u.name AS use_unit
+       u.name AS use_unit, {suppression_sql("i", "ev.at")} AS suppressed
 FROM incident_events ev
 JOIN incidents i ON i.id = ev.incident_id
 LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id
@@ -154,6 +156,8 @@ class Routed:
     changes: int
     deliveries: int
     last_change_id: int
+    suppressed: dict[str, int] = field(default_factory=dict)
+    """Changes not notified, by why (maintenance, shelved, out_of_service)."""
 
 
 async def route_changes(
@@ -172,6 +176,7 @@ async def route_changes(
             return Routed(0, 0, after)
         hooks = await load_webhooks(conn, default_secret)
         deliveries: list[tuple[Any, ...]] = []
+        suppressed: dict[str, int] = {}
         for row in rows:
             facts = ChangeFacts(
                 kind=row["kind"],
@@ -179,7 +184,10 @@ async def route_changes(
                 maintainer_id=row["maintainer_id"],
                 district=row["district"],
                 escalation_level=row["escalation_level"],
+                suppressed=row["suppressed"],
             )
+            if row["suppressed"] is not None and facts.kind not in policy.quiet_kinds:
+                suppressed[row["suppressed"]] = suppressed.get(row["suppressed"], 0) + 1
             targets = recipients(facts, hooks, policy)
             if targets:
                 body = notification_body(row)
@@ -195,7 +203,7 @@ async def route_changes(
                 )
         last = int(rows[-1]["change_id"])
         await save_position(conn, NOTIFY_RELAY, last)
-        return Routed(len(rows), len(deliveries), last)
+        return Routed(len(rows), len(deliveries), last, suppressed)
 
 
 # --- webhook deliveries -----------------------------------------------------------------------

@@ -67,11 +67,13 @@ class ChangeFacts:
     maintainer_id: int | None
     district: str | None
     escalation_level: int
+    suppressed: str | None = None
+    """Why nobody is told (liftwatch.alerts.suppression: maintenance, shelved, out_of_service), or None."""
 
 
 def recipients(change: ChangeFacts, webhooks: Iterable[Webhook], policy: RoutingPolicy) -> list[Webhook]:
     """The webhooks ``change`` is delivered to, in id order."""
-    if change.kind in policy.quiet_kinds:
+    if change.kind in policy.quiet_kinds or change.suppressed is not None:
         return []
     chosen: list[Webhook] = []
     for hook in webhooks:

@@ -342,6 +342,8 @@ class AlertService:
             )
         if routed.deliveries:
             self.wake_deliveries.set()
+        for reason, count in routed.suppressed.items():
+            self.metrics.suppressed.labels(reason=reason).inc(count)
         if routed.changes:
             self.metrics.relay_position.labels(relay=relay.NOTIFY_RELAY).set(routed.last_change_id)
         return routed.changes == limit

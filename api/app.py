@@ -260,13 +260,14 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.add_middleware(_UrlTextMiddleware)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
-    from liftwatch.api import centre, incidents, ops
+    from liftwatch.api import centre, incidents, ops, suppression
     from liftwatch.api import registry as registry_routes
 
     app.include_router(ops.router)
     app.include_router(centre.router)  # before incidents: its /{id}/{action} would take /{id}/comments
     app.include_router(incidents.router)
     app.include_router(registry_routes.router)
+    app.include_router(suppression.router)
     _include_reports(app)
 
     static_dir = str(_STATIC)

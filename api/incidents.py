@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from liftwatch import i18n
+from liftwatch.alerts.suppression import suppression_sql
 from liftwatch.api import access
 from liftwatch.api.app import ApiState, language, state
 from liftwatch.api.auth import Principal, TokenStore, current_principal, require_roles, token_from_request
@@ -43,7 +44,8 @@ Actor = Annotated[Principal, Depends(require_roles("admin", "operator", "maintai
 
 _CLOSED = ("closed", "false_alarm", "auto_cleared")
 _SELECT = (
-    "SELECT i.*, f.name AS maintainer, e.address, e.rescue_code FROM incidents i"
+    f"SELECT i.*, f.name AS maintainer, e.address, e.rescue_code, {suppression_sql('i', 'now()')} AS suppressed"
+    " FROM incidents i"
     " LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id"
     " LEFT JOIN elevators e ON e.registration_code = i.registration_code"
 )

@@ -217,6 +217,9 @@ class Incident(BaseModel):
         description="Found in samples that arrived late (a terminal's buffer after an outage): detected_at is"
         " the event time, opened_at when the platform saw it; the clocks run from the earlier.",
     )
+    suppressed: Literal["maintenance", "shelved", "out_of_service"] | None = Field(
+        default=None, description="Not notified now: a maintenance window, a shelf, or the elevator is out of service."
+    )
     assignee: str | None = Field(default=None, description="The operator working it; null = unclaimed.")
 
 
@@ -334,3 +337,66 @@ class AssigneeRequest(Input):
     assignee: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         description="An operator's or admin's name (their token's name); null = release."
     )
+
+
+# --- maintenance windows, shelves, out of service (api/suppression.py) ---------------------------
+
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class WindowCreate(BaseModel):
+    model_config = _IN
+    registration_code: RegistrationCode
+    starts_at: datetime | None = Field(default=None, description="Default: now. At most 1 h in the past.")
+    ends_at: datetime = Field(description="After starts_at and now; the window lasts at most 72 h.")
+    reason: Reason
+
+
+class Window(BaseModel):
+    id: int
+    registration_code: str
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
+    ended_by: str | None
+    ended_at: datetime | None
+    active: bool = Field(description="In force now.")
+
+
+class ShelfCreate(BaseModel):
+    model_config = _IN
+    registration_code: RegistrationCode
+    code: FaultCode = Field(description="Never trapped_passenger or overspeed.")
+    minutes: Annotated[int, Field(ge=1, le=480, description="At most 8 h; it returns by itself.")]
+    reason: Reason
+
+
+class Shelf(BaseModel):
+    id: int
+    registration_code: str
+    code: str
+    reason: str
+    shelved_at: datetime
+    expires_at: datetime
+    created_by: str
+    ended_by: str | None
+    ended_at: datetime | None
+    active: bool
+
+
+class OutOfServiceRequest(BaseModel):
+    model_config = _IN
+    reason: Reason
+
+
+class OutOfService(BaseModel):
+    id: int
+    registration_code: str
+    since: datetime
+    reason: str
+    set_by: str
+    ended_by: str | None
+    ended_at: datetime | None
+    active: bool

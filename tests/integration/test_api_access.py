@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from liftwatch.api.app import create_app
 from liftwatch.config import ApiSettings
@@ -31,6 +33,11 @@ NEW_ELEVATOR = {
 
 # A phone call about elevator a's entrapment (the rescue code is the role's world's).
 CALL = {"rescue_code": "{rc_a}", "code": "trapped_passenger", "note": "来电"}
+
+# Bodies naming the role's world's elevators (filled in per world, like CALL).
+WINDOW_A = {"registration_code": "{el_a}", "ends_at": "+2h", "reason": "保养"}
+WINDOW_B = {"registration_code": "{el_b}", "ends_at": "+2h", "reason": "保养"}
+SHELF_B = {"registration_code": "{el_b}", "code": "door_reopen_loop", "minutes": 60, "reason": "误报"}
 
 # (method, path, body, expected status by role); {x_a} = maintainer's own firm, {x_b} = another firm.
 # A role missing from the dict gets the row's default (the first entry, "*").
@@ -101,6 +108,23 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/api/v1/terminals", {"terminal_id": "T-NEW"}, {"*": 403, "admin": 201, "anonymous": 401}),
     ("PATCH", "/api/v1/terminals/{t_b}", {"registration_code": None}, {"*": 403, "admin": 200, "anonymous": 401}),
     ("GET", "/api/v1/dead-letters", None, {"*": 403, "admin": 200, "anonymous": 401}),
+    # Recorded but not notified: windows (firm, centre), shelves (centre), out of service (firm, regulator).
+    ("GET", "/api/v1/maintenance-windows", None, {"*": 200, "anonymous": 401}),
+    ("POST", "/api/v1/maintenance-windows", WINDOW_A, {"*": 201, "regulator": 403, "anonymous": 401}),
+    ("POST", "/api/v1/maintenance-windows", WINDOW_B,
+     {"*": 201, "regulator": 403, "maintainer": 404, "anonymous": 401}),
+    ("DELETE", "/api/v1/maintenance-windows/{window_b}", None,
+     {"*": 204, "regulator": 403, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/shelves", None, {"*": 200, "anonymous": 401}),
+    ("POST", "/api/v1/shelves", SHELF_B, {"*": 201, "regulator": 403, "maintainer": 403, "anonymous": 401}),
+    ("DELETE", "/api/v1/shelves/{shelf_b}", None, {"*": 204, "regulator": 403, "maintainer": 403, "anonymous": 401}),
+    ("GET", "/api/v1/out-of-service", None, {"*": 200, "anonymous": 401}),
+    ("PUT", "/api/v1/elevators/{el_a}/out-of-service", {"reason": "停用"},
+     {"*": 200, "operator": 403, "anonymous": 401}),
+    ("PUT", "/api/v1/elevators/{el_b}/out-of-service", {"reason": "停用"},
+     {"*": 200, "operator": 403, "maintainer": 404, "anonymous": 401}),
+    ("DELETE", "/api/v1/elevators/{el_b}/out-of-service", None,
+     {"*": 204, "operator": 403, "maintainer": 404, "anonymous": 401}),
 ]  # fmt: skip
 
 
@@ -118,7 +142,19 @@ def _path(template: str, world: World) -> str:
         firm_b=world.firms["b"],
         t_a=world.terminals["a"],
         t_b=world.terminals["b"],
+        window_b=_latest(world, "maintenance_windows") if "{window_b}" in template else 0,
+        shelf_b=_latest(world, "alarm_shelves") if "{shelf_b}" in template else 0,
     )
+
+
+def _latest(world: World, table: str) -> int:
+    """The newest row of ``table`` on firm b's elevator (created by an earlier row of the table), else 0."""
+    with psycopg.connect(world.database_url) as conn:
+        row = conn.execute(
+            f"SELECT coalesce(max(id), 999999) FROM {table} WHERE registration_code = %s", (world.elevators["b"],)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -135,6 +171,10 @@ def test_every_endpoint_answers_each_role_as_its_rights_say(role: str, module_ap
             body = {**body, "maintainer": f"{FIRM_A} {base}"}
         if body is CALL:
             body = {**body, "rescue_code": api_world.rescue_codes["a"]}
+        if body is not None and str(body.get("registration_code", "")).startswith("{"):
+            body = {**body, "registration_code": _path(body["registration_code"], api_world)}
+            if "ends_at" in body:
+                body["ends_at"] = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
         client = api_http.client
         # The stream never ends: its status and first bytes are enough here.
         with client.stream(method, _path(template, api_world), json=body, headers=headers) as response:
@@ -165,6 +205,9 @@ def test_every_api_route_is_in_the_table(module_api: RunningApi) -> None:
         "/api/v1/maintainers/{firm_id}": "/api/v1/maintainers/{firm_a}",
         "/api/v1/terminals/{terminal_id}": "/api/v1/terminals/{t_a}",
         "/api/v1/i18n/{lang}": "/api/v1/i18n/zh",
+        "/api/v1/maintenance-windows/{window_id}": "/api/v1/maintenance-windows/{window_a}",
+        "/api/v1/shelves/{shelf_id}": "/api/v1/shelves/{shelf_a}",
+        "/api/v1/elevators/{registration_code}/out-of-service": "/api/v1/elevators/{el_a}/out-of-service",
     }
     # The statistics router (liftwatch.reports.api) is walked by the reports' own tests.
     app = create_app(ApiSettings(database_url=module_api.settings.database_url))
