@@ -344,11 +344,10 @@ class AssigneeRequest(Input):
 Reason = Annotated[str, Field(min_length=1, max_length=500)]
 
 
-class WindowCreate(BaseModel):
-    model_config = _IN
+class WindowCreate(Input):
     registration_code: RegistrationCode
-    starts_at: datetime | None = Field(default=None, description="Default: now. At most 1 h in the past.")
-    ends_at: datetime = Field(description="After starts_at and now; the window lasts at most 72 h.")
+    starts_at: Instant | None = Field(default=None, description="Default: now. At most 1 h in the past.")
+    ends_at: Instant = Field(description="After starts_at and now; the window lasts at most 72 h.")
     reason: Reason
 
 
@@ -365,8 +364,7 @@ class Window(BaseModel):
     active: bool = Field(description="In force now.")
 
 
-class ShelfCreate(BaseModel):
-    model_config = _IN
+class ShelfCreate(Input):
     registration_code: RegistrationCode
     code: FaultCode = Field(description="Never trapped_passenger or overspeed.")
     minutes: Annotated[int, Field(ge=1, le=480, description="At most 8 h; it returns by itself.")]
@@ -386,8 +384,7 @@ class Shelf(BaseModel):
     active: bool
 
 
-class OutOfServiceRequest(BaseModel):
-    model_config = _IN
+class OutOfServiceRequest(Input):
     reason: Reason
 
 
