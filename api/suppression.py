@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from liftwatch.alerts import suppression, suppression_store
+from liftwatch.api import access
 from liftwatch.api.app import state
 from liftwatch.api.auth import Principal, current_principal, require_roles
 from liftwatch.api.errors import ApiError, not_found
@@ -42,21 +43,16 @@ _LIMIT = 500
 
 
 def _scope(principal: Principal, table: str, where: list[str], params: list[Any]) -> None:
-    if principal.firm_scoped:
-        where.append(
-            f"EXISTS (SELECT 1 FROM elevators e WHERE e.registration_code = {table}.registration_code"
-            " AND e.maintainer_id = %s)"
-        )
-        params.append(principal.maintainer_id)
+    # By the elevator's firm now: a window or state belongs to whoever maintains the elevator.
+    firm = f"(SELECT e.maintainer_id FROM elevators e WHERE e.registration_code = {table}.registration_code)"
+    access.restrict(principal, firm, where, params)
 
 
 async def _elevator(request: Request, principal: Principal, registration_code: str) -> None:
     """404 unless the elevator exists and the caller may see it."""
     where: list[str] = ["e.registration_code = %s"]
     params: list[Any] = [registration_code]
-    if principal.firm_scoped:
-        where.append("e.maintainer_id = %s")
-        params.append(principal.maintainer_id)
+    access.restrict(principal, "e.maintainer_id", where, params)
     async with state(request).pool.connection() as conn:
         cur = await conn.execute(f"SELECT 1 FROM elevators e WHERE {' AND '.join(where)}", params)
         if await cur.fetchone() is None:
