@@ -32,3 +32,23 @@ def restrict(principal: Principal, column: str, where: list[str], params: list[A
 def same_scope(before: Principal, now: Principal | None) -> bool:
     """Whether a caller re-resolved later (token looked up again) still sees exactly what it saw."""
     return now is not None and (now.role, now.maintainer_id) == (before.role, before.maintainer_id)
+
+
+_ALL_TIME = "SELECT '-infinity'::timestamptz AS since, 'infinity'::timestamptz AS until"
+_FIRM_PERIODS = (
+    "SELECT since, coalesce(until, 'infinity') AS until FROM elevator_maintainers"
+    " WHERE registration_code = %(periods_elevator)s AND maintainer_id = %(periods_firm)s"
+)
+
+
+def telemetry_periods(principal: Principal, registration_code: str | None) -> tuple[str, dict[str, Any]]:
+    """SQL of the ``(since, until)`` periods whose samples of an elevator the caller may read, and its parameters.
+
+    A maintenance firm reads the samples taken while it maintained the elevator (the history the
+    ``elevator_maintainers`` triggers keep): after a handover the previous firm sees nothing newer,
+    the new firm nothing older. Other roles read all of it. Periods do not overlap, so a join on
+    them never repeats a sample.
+    """
+    if not principal.firm_scoped:
+        return _ALL_TIME, {}
+    return _FIRM_PERIODS, {"periods_elevator": registration_code, "periods_firm": principal.maintainer_id}

@@ -265,13 +265,17 @@ async def get_incident(
             (incident_id,),
         )
         events = [IncidentEvent.model_validate(e) for e in await cur.fetchall()]
-        # The elevator's terminal now (it may have been replaced since), else the one that reported.
+        # The elevator's terminal now (it may have been replaced since), else the one that reported;
+        # a firm reads only samples from while it maintained the elevator (no handover leak).
+        periods, params = access.telemetry_periods(principal, row["registration_code"])
         cur = await conn.execute(
-            "SELECT ts, mode, floor, door_zone, direction, speed, door, occupied, safety_circuit, door_lock,"
+            f"SELECT s.* FROM ({periods}) h CROSS JOIN LATERAL ("
+            " SELECT ts, mode, floor, door_zone, direction, speed, door, occupied, safety_circuit, door_lock,"
             " alarm_button, power, load_pct, limit_up, limit_down, received_at FROM telemetry"
-            " WHERE terminal_id = coalesce((SELECT terminal_id FROM terminals WHERE registration_code = %s), %s)"
-            " ORDER BY ts DESC LIMIT 1",
-            (row["registration_code"], row["terminal_id"]),
+            " WHERE terminal_id = coalesce("
+            "(SELECT terminal_id FROM terminals WHERE registration_code = %(elevator)s), %(terminal)s)"
+            " AND ts >= h.since AND ts < h.until ORDER BY ts DESC LIMIT 1) s ORDER BY s.ts DESC LIMIT 1",
+            {**params, "elevator": row["registration_code"], "terminal": row["terminal_id"]},
         )
         latest = await cur.fetchone()
     return IncidentDetail(incident=incident_model(row, state(request).settings), events=events, latest_telemetry=latest)

@@ -222,12 +222,15 @@ async def elevator_telemetry(
     found: list[TelemetryPoint] = []
     if elevator["terminal_id"] is not None:
         async with state(request).pool.connection() as conn:
+            # A firm reads only samples from while it maintained the elevator (access.telemetry_periods).
+            periods, params = access.telemetry_periods(principal, registration_code)
             cur = await conn.execute(
                 "SELECT to_timestamp(floor(extract(epoch FROM ts) / %(b)s) * %(b)s) AS t, count(*) AS samples,"
                 " avg(speed) AS speed_avg, max(speed) AS speed_max, round(avg(floor))::int AS floor,"
                 " avg((door <> 'closed')::int) AS door_open_share, avg(occupied::int) AS occupied_share"
-                " FROM telemetry WHERE terminal_id = %(t)s AND ts >= %(s)s AND ts < %(u)s GROUP BY 1 ORDER BY 1",
-                {"b": bucket_s, "t": elevator["terminal_id"], "s": since, "u": until},
+                f" FROM ({periods}) h JOIN telemetry ON terminal_id = %(t)s"
+                " AND ts >= greatest(%(s)s, h.since) AND ts < least(%(u)s, h.until) GROUP BY 1 ORDER BY 1",
+                {**params, "b": bucket_s, "t": elevator["terminal_id"], "s": since, "u": until},
             )
             found = [TelemetryPoint.model_validate(row) for row in await cur.fetchall()]
     return TelemetrySeries(
