@@ -215,6 +215,7 @@ def test_only_the_https_proxy_and_the_mqtt_tls_listener_are_published(compose: d
     assert f"reverse_proxy api:{api['LIFTWATCH_API_PORT']}" in caddyfile
     assert "reverse_proxy grafana:3000" in caddyfile
     assert api["LIFTWATCH_API_COOKIE_SECURE"] == "true"
+    assert "ports" not in services["api"] and api["FORWARDED_ALLOW_IPS"] == "*"  # only the proxy reaches it
     grafana = services["grafana"]["environment"]
     assert grafana["GF_SERVER_SERVE_FROM_SUB_PATH"] == "true" and grafana["GF_SERVER_ROOT_URL"].endswith("/grafana/")
     proxy_volumes = services["proxy"]["volumes"]
