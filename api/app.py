@@ -260,7 +260,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.add_middleware(_UrlTextMiddleware)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
-    from liftwatch.api import centre, incidents, ops, suppression
+    from liftwatch.api import centre, fleet, incidents, ops, suppression
     from liftwatch.api import registry as registry_routes
 
     app.include_router(ops.router)
@@ -268,6 +268,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.include_router(incidents.router)
     app.include_router(registry_routes.router)
     app.include_router(suppression.router)
+    app.include_router(fleet.router)
     _include_reports(app)
 
     static_dir = str(_STATIC)

@@ -15,9 +15,9 @@ const PAGES = [
   { name: "risk", roles: OVERSIGHT, render: renderRisk },
   { name: "orders", roles: ["admin", "regulator", "maintainer"] },
   { name: "map", roles: OVERSIGHT },
-  { name: "fleet", roles: ["admin", "maintainer"] },
+  { name: "fleet", roles: ["admin", "maintainer"], render: renderFleet },
   { name: "history", roles: OVERSIGHT },
-  { name: "elevators", roles: EVERYONE, hidden: true },
+  { name: "elevators", roles: EVERYONE, hidden: true, render: renderElevator },
 ];
 
 const pages = { seq: 0, charts: [], scopes: null };
@@ -479,4 +479,171 @@ async function renderRisk(root, where, current) {
         el("th", { class: c === "score" || c === "repeats" ? "num" : null }, tr(`pages.risk.col.${c}`))))),
       body),
     more);
+}
+
+// --- my fleet ----------------------------------------------------------------------------------
+
+const FLEET_PAGE = 100;
+
+function fleetRow(item) {
+  const late = item.next_inspection_due && item.next_inspection_due < new Date().toISOString().slice(0, 10);
+  return el("tr", { "data-elevator": item.registration_code },
+    el("td", {}, elevatorLink(item.registration_code)), el("td", {}, item.rescue_code),
+    el("td", {}, item.address), el("td", {}, item.district),
+    el("td", {}, item.terminal_id ? el("span", { class: `chip ${item.online ? "online" : "offline"}`, "data-testid": "online" },
+      tr(item.online ? "pages.fleet.online" : "pages.fleet.offline")) : "—"),
+    el("td", { class: "when" }, item.sample_at ? formatTime(item.sample_at) : "—"),
+    el("td", {}, item.mode ? tr(`console.mode.${item.mode}`) : "—"),
+    el("td", { class: "num", "data-key": "open" }, String(item.open_incidents)),
+    el("td", { class: late ? "late" : null }, item.next_inspection_due || "—"),
+    el("td", { class: "num" }, String(item.repeats)));
+}
+
+async function renderFleet(root, where, current) {
+  const q = (where.params.get("q") || "").trim();
+  const query = (extra) => new URLSearchParams({ ...(q ? { q } : {}), limit: FLEET_PAGE, ...extra });
+  const found = await api("GET", `/api/v1/fleet?${query({})}`);
+  if (!current()) return;
+  const search = el("input", { type: "search", value: q, "data-testid": "fleet-q", size: 30,
+    placeholder: tr("pages.fleet.search") });
+  const form = el("form", { class: "controls" }, search,
+    el("button", { type: "submit", "data-testid": "fleet-search" }, tr("console.search.submit")));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.hash = address("fleet", search.value.trim() ? { q: search.value.trim() } : null);
+  });
+  const body = el("tbody", {}, found.items.map(fleetRow));
+  const shown = el("span", { "data-testid": "fleet-shown" });
+  const more = el("button", { type: "button" }, tr("pages.risk.more"));
+  const update = () => {
+    shown.textContent = tr("pages.risk.shown", { shown: number(body.children.length, 0), total: number(found.total, 0) });
+    more.hidden = body.children.length >= found.total;
+  };
+  more.addEventListener("click", async () => {
+    const next = await api("GET", `/api/v1/fleet?${query({ offset: body.children.length })}`);
+    body.append(...next.items.map(fleetRow));
+    update();
+  });
+  update();
+  root.replaceChildren(
+    el("h2", {}, tr("pages.fleet.title"), " ", el("span", { class: "count" }, state.me.maintainer || ""), " ", shown),
+    form,
+    el("table", { class: "data", "data-testid": "fleet" },
+      el("thead", {}, el("tr", {}, ["registration_code", "rescue_code", "address", "district"].map((c) =>
+        el("th", {}, tr(`pages.risk.col.${c}`))),
+      el("th", {}, tr("pages.fleet.state")), el("th", {}, tr("pages.fleet.sample_at")), el("th", {}, tr("console.detail.mode")),
+      el("th", { class: "num" }, tr("pages.fleet.open_incidents")), el("th", {}, tr("pages.risk.col.next_inspection_due")),
+      el("th", { class: "num" }, tr("pages.risk.col.repeats")))),
+      body),
+    more);
+}
+
+// --- one elevator --------------------------------------------------------------------------------
+
+const TELEMETRY_WINDOWS = { "1h": 3600, "24h": 86400, "7d": 7 * 86400 };
+
+function timeChart(testid, title, times, series, scales) {
+  const holder = el("div", { class: "chart wide", "data-testid": testid }, el("h4", {}, title));
+  const zone = state.me ? state.me.timezone : "Asia/Shanghai";
+  const options = {
+    width: 900, height: 220, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), zone),
+    series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 1.5,
+      scale: s.scale || "y", value: (u, v) => (v === null ? "—" : number(v)) }))],
+    axes: [{}, ...scales.map((scale, i) => ({ scale, side: i === 0 ? 3 : 1, size: 50,
+      grid: { show: i === 0 }, values: (u, ticks) => ticks.map((t) => number(t)) }))],
+    scales: Object.fromEntries(scales.map((s) => [s, { auto: true }])),
+  };
+  requestAnimationFrame(() => {
+    if (!holder.isConnected) return;
+    pages.charts.push(new uPlot(options, [times, ...series.map((s) => s.values)], holder));
+  });
+  return holder;
+}
+
+async function renderElevator(root, where, current) {
+  const code = where.arg || "";
+  const windowName = TELEMETRY_WINDOWS[where.params.get("window")] ? where.params.get("window") : "24h";
+  const until = new Date();
+  const since = new Date(until.getTime() - TELEMETRY_WINDOWS[windowName] * 1000);
+  let elevator;
+  try {
+    elevator = await api("GET", `/api/v1/elevators/${encodeURIComponent(code)}`);
+  } catch (error) {
+    if (error.status === 404 || error.status === 422) {
+      root.replaceChildren(el("p", { class: "empty", "data-testid": "elevator-missing" }, tr("pages.elevator.not_found")));
+      return;
+    }
+    throw error;
+  }
+  const [series, usage, history] = await Promise.all([
+    api("GET", `/api/v1/elevators/${code}/telemetry?points=300&since=${since.toISOString()}&until=${until.toISOString()}`),
+    api("GET", `/api/v1/fleet/${code}/usage?days=30`),
+    api("GET", `/api/v1/incidents?registration_code=${code}&limit=100`),
+  ]);
+  if (!current()) return;
+  const windows = el("p", { class: "controls" }, tr("pages.elevator.window"), " ",
+    Object.keys(TELEMETRY_WINDOWS).map((name) => el("a", { href: address(`elevators/${code}`, { window: name }),
+      class: "window", "aria-current": name === windowName ? "true" : null, "data-testid": `window-${name}` },
+    tr(`pages.elevator.window.${name}`))));
+  const times = series.points.map((p) => Date.parse(p.t) / 1000);
+  const telemetry = series.points.length
+    ? [timeChart("chart-telemetry", tr("pages.elevator.chart.motion"), times, [
+      { label: tr("console.detail.speed"), values: series.points.map((p) => p.speed_avg), scale: "speed" },
+      { label: tr("console.detail.floor"), values: series.points.map((p) => p.floor), scale: "floor" }], ["speed", "floor"]),
+    timeChart("chart-door", tr("pages.elevator.chart.door"), times, [
+      { label: tr("pages.elevator.door_open"), values: series.points.map((p) => p.door_open_share * 100) }], ["y"])]
+    : el("p", { class: "empty" }, tr("console.detail.no_telemetry"));
+  const usageChart = trendDays("chart-usage", tr("pages.elevator.chart.usage"), usage.per_day, [
+    { label: tr("pages.elevator.trips"), values: usage.per_day.map((d) => d.trips) },
+    { label: tr("pages.elevator.door_cycles"), values: usage.per_day.map((d) => d.door_cycles) }]);
+  const incidents = history.items.length ? table("elevator-incidents",
+    [tr("console.col.detected"), tr("console.col.fault"), tr("console.col.status"), tr("console.col.maintainer")],
+    history.items.map((i) => [
+      el("a", { href: "#", class: "incident-link", "data-incident": String(i.id),
+        onclick: (e) => { e.preventDefault(); showIncident(i.id); } }, formatTime(i.detected_at)),
+      tr(`common.fault.${i.code}`), tr(`common.status.${i.status}`), i.maintainer || "—"]))
+    : el("p", { class: "empty" }, tr("pages.elevator.no_incidents"));
+  root.replaceChildren(
+    el("h2", {}, tr("console.detail.title"), " ", el("span", { class: "count" }, `${elevator.rescue_code} · ${elevator.address}`)),
+    el("dl", { class: "facts", "data-testid": "elevator-facts" },
+      field("console.detail.registration_code", elevator.registration_code),
+      field("console.detail.rescue_code", elevator.rescue_code),
+      field("console.col.address", `${elevator.address} (${elevator.district})`),
+      field("console.detail.kind", tr(`common.kind_elevator.${elevator.kind}`)),
+      field("console.col.maintainer", elevator.maintainer),
+      field("console.detail.use_unit", elevator.use_unit),
+      field("console.detail.floors", `${elevator.bottom_floor} … ${elevator.top_floor}`),
+      field("console.detail.rated_speed", `${elevator.rated_speed} m/s`),
+      field("console.detail.installed_on", elevator.installed_on),
+      field("console.detail.next_inspection_due", elevator.next_inspection_due),
+      field("pages.risk.col.insured", elevator.insured === null || elevator.insured === undefined ? null
+        : tr(elevator.insured ? "console.yes" : "console.no")),
+      field("console.detail.terminal", elevator.terminal_id)),
+    el("h3", {}, tr("pages.elevator.usage")),
+    el("div", { class: "figures", "data-testid": "usage" },
+      figure("trips", tr("pages.elevator.trips_30"), usage.trips, number(usage.trips, 0)),
+      figure("door_cycles", tr("pages.elevator.door_cycles_30"), usage.door_cycles, number(usage.door_cycles, 0)),
+      figure("availability", tr("pages.elevator.availability"), usage.availability, percent(usage.availability)),
+      figure("observed", tr("pages.elevator.observed"), usage.observed_share, percent(usage.observed_share))),
+    el("div", { class: "charts" }, usageChart),
+    el("h3", {}, tr("pages.elevator.telemetry")), windows, el("div", { class: "charts" }, telemetry),
+    el("h3", {}, tr("console.detail.history")), incidents);
+}
+
+// A per-day chart (x: the days, labelled MM-DD).
+function trendDays(testid, title, perDay, series) {
+  const holder = el("div", { class: "chart wide", "data-testid": testid }, el("h4", {}, title));
+  const x = perDay.map((d, i) => i);
+  const options = {
+    width: 900, height: 200,
+    series: [{ label: tr("pages.elevator.day"), value: (u, v) => (v === null ? "" : perDay[v].day) },
+      ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 2, points: { size: 4 } }))],
+    axes: [{ values: (u, ticks) => ticks.map((t) => (perDay[t] ? perDay[t].day.slice(5) : "")) }, { size: 50 }],
+    scales: { x: { time: false }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+  };
+  requestAnimationFrame(() => {
+    if (!holder.isConnected) return;
+    pages.charts.push(new uPlot(options, [x, ...series.map((s) => s.values)], holder));
+  });
+  return holder;
 }
