@@ -222,7 +222,7 @@ function row(incident) {
     el("td", {}, elevator),
     el("td", { class: "addr" }, incident.address || "", el("br"), el("span", { class: "code" }, incident.district || "")),
     el("td", {}, incident.maintainer || ""),
-    el("td", { "data-testid": "status" }, tr(`common.status.${incident.status}`), assigneeTag(incident)),
+    el("td", { "data-testid": "status" }, tr(`common.status.${incident.status}`), assigneeTag(incident), suppressionTag(incident)),
     el("td", { class: "when" }, ...dateAndTime(incident.detected_at)),
     el("td", {}, deadlines),
     el("td", { class: "actions" }, actions));
@@ -481,6 +481,7 @@ async function showElevator(registrationCode, preloaded) {
     el("p", { class: "legend" }, el("span", { class: "speed" }, "— " + tr("console.detail.speed")), " ",
       el("span", { class: "floor" }, "— " + tr("console.detail.floor"))),
     callForm(elevator),
+    elevatorStates(elevator),
     el("h3", {}, tr("console.detail.history")),
     el("ul", { class: "history" }, history.items.map((i) => el("li", {},
       el("a", { href: "#", onclick: (e) => { e.preventDefault(); showIncident(i.id); } },
@@ -544,6 +545,7 @@ async function showIncident(id) {
     deadlines.length ? el("div", { class: "deadlines" }, deadlines) : [],
     actions.length ? el("div", { class: "actions" }, actions) : [],
     centreWork(incident),
+    shelfForm(incident),
     el("h3", {}, tr("console.detail.trail")),
     events.length ? el("table", { class: "trail", "data-testid": "trail" },
       el("thead", {}, el("tr", {}, el("th", {}, tr("console.incident.time")), el("th", {}, tr("console.incident.step")),
@@ -681,6 +683,101 @@ function centreWork(incident) {
       el("button", { type: "submit", "data-testid": "comment-add" }, tr("console.centre.comment"))));
   }
   return el("div", { class: "centre" }, parts);
+}
+
+// --- recorded but not notified: maintenance windows, shelves, out of service (issue 17) ------------
+
+const SAFETY_CODES = new Set(["trapped_passenger", "overspeed"]); // never shelved nor silenced (server-side too)
+const SHELF_MINUTES = [30, 60, 120, 240, 480];
+const WINDOW_HOURS = [1, 2, 4, 8, 24, 72];
+
+function suppressionTag(incident) {
+  if (!incident.suppressed) return null;
+  return el("span", { class: `suppressed ${incident.suppressed}`, "data-testid": "suppressed" },
+    tr(`console.suppressed.${incident.suppressed}`));
+}
+
+// A small form: a select of durations, a reason, a button; `send(value, reason)` does the request.
+function durationForm(testid, options, label, submitText, send) {
+  const select = el("select", { "data-testid": `${testid}-duration` }, options.map(([value, text]) => el("option", { value }, text)));
+  const reason = el("input", { maxlength: "500", required: true, "data-testid": `${testid}-reason`, placeholder: tr("console.suppressed.reason") });
+  const error = el("p", { class: "error", hidden: true });
+  const submit = async (event) => {
+    event.preventDefault();
+    try {
+      await send(Number(select.value), reason.value);
+    } catch (failure) {
+      error.textContent = tr("console.action.failed", { message: failure.message });
+      error.hidden = false;
+    }
+  };
+  return el("form", { class: "duration", "data-testid": `${testid}-form`, onsubmit: submit },
+    options.length ? el("label", {}, label, " ", select) : el("span", {}, label), reason, error, el("button", { type: "submit", "data-testid": `${testid}-submit` }, submitText));
+}
+
+// The incident panel: shelve this (elevator, fault) for a while, or take the shelf off.
+function shelfForm(incident) {
+  if (!isCentre() || !incident.registration_code || SAFETY_CODES.has(incident.code) || !OPEN.has(incident.status)) return [];
+  if (incident.suppressed === "shelved") {
+    const unshelve = async () => {
+      const shelves = await api("GET", `/api/v1/shelves?registration_code=${incident.registration_code}`);
+      for (const shelf of shelves.filter((s) => s.code === incident.code)) await api("DELETE", `/api/v1/shelves/${shelf.id}`);
+      await showIncident(incident.id);
+    };
+    return el("div", { class: "shelf" }, el("button", { type: "button", "data-testid": "unshelve", onclick: unshelve },
+      tr("console.suppressed.unshelve")));
+  }
+  const options = SHELF_MINUTES.map((m) => [m, tr("console.suppressed.minutes", { minutes: m })]);
+  return durationForm("shelf", options, tr("console.suppressed.shelve_for"), tr("console.suppressed.shelve"), async (minutes, reason) => {
+    await api("POST", "/api/v1/shelves", { registration_code: incident.registration_code, code: incident.code, minutes, reason });
+    const refreshed = await api("GET", `/api/v1/incidents/${incident.id}`);
+    state.incidents.set(incident.id, refreshed.incident);
+    renderBoard();
+    await showIncident(incident.id);
+  });
+}
+
+// The elevator panel: its maintenance windows (declare one), and whether it is out of service.
+function elevatorStates(elevator) {
+  const box = el("div", { class: "states", "data-testid": "elevator-states" });
+  const role = state.me.role;
+  const code = elevator.registration_code;
+  const refresh = async () => {
+    const [windows, out] = await Promise.all([
+      api("GET", `/api/v1/maintenance-windows?registration_code=${code}`),
+      api("GET", `/api/v1/out-of-service?registration_code=${code}`),
+    ]);
+    const parts = [el("h3", {}, tr("console.suppressed.windows"))];
+    parts.push(windows.length ? el("ul", { "data-testid": "windows" }, windows.map((w) =>
+      el("li", {}, `${formatTime(w.starts_at)} – ${formatTime(w.ends_at)} · ${w.reason} · ${w.created_by}`)))
+      : el("p", { class: "empty" }, tr("console.suppressed.no_windows")));
+    if (role !== "regulator") {
+      const options = WINDOW_HOURS.map((h) => [h, tr("console.suppressed.hours", { hours: h })]);
+      parts.push(durationForm("window", options, tr("console.suppressed.window_for"), tr("console.suppressed.declare"),
+        async (hours, reason) => {
+          const ends = new Date(Date.now() + hours * 3600 * 1000).toISOString();
+          await api("POST", "/api/v1/maintenance-windows", { registration_code: code, ends_at: ends, reason });
+          await refresh();
+          await loadBoard();
+        }));
+    }
+    if (out.length) {
+      parts.push(el("p", { class: "suppressed out_of_service", "data-testid": "out-of-service" },
+        tr("console.suppressed.out_of_service_since", { since: formatTime(out[0].since), reason: out[0].reason })));
+    }
+    if (role !== "operator") {
+      parts.push(out.length
+        ? el("button", { type: "button", "data-testid": "back-in-service", onclick: async () => {
+          await api("DELETE", `/api/v1/elevators/${code}/out-of-service`); await refresh(); await loadBoard();
+        } }, tr("console.suppressed.back_in_service"))
+        : durationForm("oos", [], tr("console.suppressed.out_of_service"), tr("console.suppressed.take_out"), async (_, reason) => {
+          await api("PUT", `/api/v1/elevators/${code}/out-of-service`, { reason }); await refresh(); await loadBoard();
+        }));
+    }
+    box.replaceChildren(...parts);
+  };
+  refresh().catch((failure) => box.replaceChildren(el("p", { class: "error" }, failure.message)));
+  return box;
 }
 
 // --- session ----------------------------------------------------------------------------------

@@ -138,3 +138,78 @@ def test_a_call_becomes_an_incident_that_is_claimed_and_commented(
     expect(page.get_by_test_id("call-form")).to_have_count(0)
     assert not problems, problems
     firm.close()
+
+
+def test_maintenance_windows_shelves_and_out_of_service_in_the_console(
+    browser: object,  # noqa: F811 - the fixture imported above
+    api_server: RunningApi,
+    api_world: World,
+    outbox_relay: None,
+) -> None:
+    from playwright.sync_api import expect
+
+    refused: list[list[str]] = []  # per context, filled as its requests are refused
+
+    def as_role(role: str) -> tuple[object, object, list[str]]:
+        """A fresh browser context (its own session cookie) signed in as ``role``."""
+        context = browser.new_context(locale="en-GB", viewport={"width": 1500, "height": 900})  # type: ignore[attr-defined]
+        refused.append(_offline(context, api_server.url))
+        page = context.new_page()
+        problems = _watch(page)
+        _login(page, api_server.url, api_world.tokens[role])
+        return context, page, problems
+
+    # The firm declares a maintenance window from its elevator's panel: its power failure is "in maintenance".
+    context, page, problems = as_role("maintainer")
+    page.get_by_test_id("rescue-code").fill(api_world.rescue_codes["a"])
+    page.get_by_test_id("rescue-code").press("Enter")
+    expect(page.get_by_test_id("elevator-states")).to_contain_text("No maintenance window")
+    page.get_by_test_id("window-duration").select_option("4")
+    page.get_by_test_id("window-reason").fill("Annual inspection")
+    page.get_by_test_id("window-submit").click()
+    expect(page.get_by_test_id("windows")).to_contain_text("Annual inspection · tech-ma")
+    power = page.locator(f'tr[data-incident="{api_world.dispatched["a"]}"]')
+    expect(power.get_by_test_id("suppressed")).to_have_text("In maintenance")
+    entrapment = page.locator(f'tr[data-incident="{api_world.incidents["a"]}"]')
+    expect(entrapment.get_by_test_id("suppressed")).to_have_count(0)  # entrapments always page
+    _shot(page, "5-maintenance-window")
+    assert not problems, problems
+    context.close()  # type: ignore[attr-defined]
+
+    # The operator shelves firm b's flapping power-failure alarm for an hour, then takes it off.
+    context, page, problems = as_role("operator")
+    row = page.locator(f'tr[data-incident="{api_world.dispatched["b"]}"]')
+    row.get_by_test_id("open-incident").click()
+    page.get_by_test_id("shelf-duration").select_option("60")
+    page.get_by_test_id("shelf-reason").fill("Flapping mains sensor, firm informed")
+    page.get_by_test_id("shelf-submit").click()
+    expect(row.get_by_test_id("suppressed")).to_have_text("Shelved")
+    expect(page.get_by_test_id("trail")).to_contain_text("Flapping mains sensor, firm informed")
+    _shot(page, "6-shelved")
+    page.locator(f'tr[data-incident="{api_world.incidents["b"]}"]').get_by_test_id("open-incident").click()
+    expect(page.get_by_test_id("shelf-form")).to_have_count(0)  # an entrapment is never shelved
+    row.get_by_test_id("open-incident").click()
+    page.get_by_test_id("unshelve").click()
+    expect(page.get_by_test_id("trail")).to_contain_text("Unshelved")
+    page.evaluate("loadBoard()")
+    expect(row.get_by_test_id("suppressed")).to_have_count(0)
+    assert not problems, problems
+    context.close()  # type: ignore[attr-defined]
+
+    # The regulator takes elevator b out of service, then back.
+    context, page, problems = as_role("regulator")
+    page.get_by_test_id("rescue-code").fill(api_world.rescue_codes["b"])
+    page.get_by_test_id("rescue-code").press("Enter")
+    expect(page.get_by_test_id("window-form")).to_have_count(0)
+    page.get_by_test_id("oos-reason").fill("Flooded pit")
+    page.get_by_test_id("oos-submit").click()
+    expect(page.get_by_test_id("out-of-service")).to_contain_text("Flooded pit")
+    expect(page.locator(f'tr[data-incident="{api_world.dispatched["b"]}"]').get_by_test_id("suppressed")).to_have_text(
+        "Out of service"
+    )
+    _shot(page, "7-out-of-service")
+    page.get_by_test_id("back-in-service").click()
+    expect(page.get_by_test_id("out-of-service")).to_have_count(0)
+    assert not problems, problems
+    context.close()  # type: ignore[attr-defined]
+    assert not any(refused), refused
