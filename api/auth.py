@@ -41,6 +41,8 @@ class Principal:
     name: str
     maintainer_id: int | None = None
     maintainer_name: str | None = None
+    token_id: int | None = None
+    """Row of ``api_tokens`` (None for the bootstrap admin): idempotency keys belong to it."""
 
     @property
     def firm_scoped(self) -> bool:
@@ -81,7 +83,7 @@ class TokenStore:
             # Stamps the last use (at most once per cache period): `liftwatch token list` shows it.
             cur = await conn.execute(
                 "UPDATE api_tokens t SET last_used_at = now() WHERE t.token_hash = %s AND t.revoked_at IS NULL"
-                " RETURNING t.role, t.name, t.maintainer_id,"
+                " RETURNING t.id, t.role, t.name, t.maintainer_id,"
                 " (SELECT f.name FROM maintenance_firms f WHERE f.id = t.maintainer_id) AS maintainer_name",
                 (digest,),
             )
@@ -94,6 +96,7 @@ class TokenStore:
                 name=row["name"],
                 maintainer_id=row["maintainer_id"],
                 maintainer_name=row["maintainer_name"],
+                token_id=row["id"],
             )
         )
         if len(self._cache) >= _CACHE_MAX:

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from liftwatch import i18n
 from liftwatch.alerts import centre, centre_store
 from liftwatch.alerts.errors import ElevatorNotFound, IllegalTransition, IncidentNotFound
+from liftwatch.api import idempotency
 from liftwatch.api.app import language, state
 from liftwatch.api.auth import Principal, require_roles
 from liftwatch.api.errors import ApiError, not_found
@@ -59,6 +60,9 @@ async def open_from_call(
         raise ApiError("validation_error", 422, detail="caller_phone: not a phone number") from None
     api = state(request)
     async with api.pool.connection() as conn:
+        if idempotency_key is not None:
+            # 422 for the key reused with another call; a retry of this one is answered by record_call.
+            await idempotency.claim(conn, principal, idempotency_key, idempotency.digest(call=body.model_dump()))
         registration_code = body.registration_code
         if body.rescue_code is not None:
             cur = await conn.execute(
@@ -105,6 +109,11 @@ async def comment(
         raise ApiError("validation_error", 422, detail=f"note: {error}") from None
     api = state(request)
     async with api.pool.connection() as conn:
+        if idempotency_key is not None:
+            # 422 for the key reused with another comment; a retry of this one is answered by add_comment.
+            await idempotency.claim(
+                conn, principal, idempotency_key, idempotency.digest(incident=incident_id, note=note)
+            )
         try:
             change_id = await centre_store.add_comment(
                 conn,

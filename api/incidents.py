@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from liftwatch import i18n
 from liftwatch.alerts.suppression import suppression_sql
-from liftwatch.api import access
+from liftwatch.api import access, idempotency
 from liftwatch.api.app import ApiState, language, state
 from liftwatch.api.auth import Principal, TokenStore, current_principal, require_roles, token_from_request
 from liftwatch.api.errors import ApiError, forbidden, not_found
@@ -288,7 +288,14 @@ async def act(
     incident_id: Annotated[int, Path(ge=1, le=2**62)],
     action: Annotated[Action, Path(description="What the operator did.")],
     body: TransitionRequest | None = None,
-    idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=100,
+            description="Makes a retry harmless: the same key with the same request acts once; with another"
+            " request (action, incident or body) it is refused (422 `idempotency_key_reused`).",
+        ),
+    ] = None,
 ) -> Incident:
     """Move an incident along its lifecycle (maintenance firms: ``arrive`` and ``release`` only)."""
     from liftwatch.alerts import store
@@ -301,19 +308,20 @@ async def act(
         raise forbidden()
     lifecycle_action = LifecycleAction(action.replace("-", "_"))
     api = state(request)
+    request_digest = idempotency.digest(incident=incident_id, action=action, note=body.note, cause=body.cause)
     try:
+        # One transaction (the pool commits on leaving): the key is recorded exactly when the action is.
         async with api.pool.connection() as conn:
-            await store.apply_action(
-                conn,
-                incident_id,
-                lifecycle_action,
-                actor=principal.name,
-                note=body.note,
-                cause=body.cause,
-                now=datetime.now(UTC),
-                # Per caller and incident: a key reused on another incident is another click.
-                idempotency_key=f"api:{principal.name}:{incident_id}:{idempotency_key}" if idempotency_key else None,
-            )
+            if idempotency_key is None or await idempotency.claim(conn, principal, idempotency_key, request_digest):
+                await store.apply_action(
+                    conn,
+                    incident_id,
+                    lifecycle_action,
+                    actor=principal.name,
+                    note=body.note,
+                    cause=body.cause,
+                    now=datetime.now(UTC),
+                )
     except IncidentNotFound as error:
         raise not_found("incident_not_found") from error
     except IllegalTransition as error:
