@@ -260,13 +260,16 @@ def test_routing_is_configurable() -> None:
 # --- channels ---------------------------------------------------------------------------------
 
 
-def test_signature_is_hmac_sha256_of_the_body() -> None:
-    # Reference value: printf '{"a":1}' | openssl dgst -sha256 -hmac key
-    expected = "sha256=88a67f24bbcdaed0e6c997404bb79a743baf44c6bab2f4c27328e3009d22e342"
-    assert channels.sign("key", b'{"a":1}') == expected
-    assert channels.verify("key", b'{"a":1}', expected)
-    assert not channels.verify("other", b'{"a":1}', channels.sign("key", b'{"a":1}'))
-    assert not channels.verify("key", b'{"a":2}', channels.sign("key", b'{"a":1}'))
+def test_signature_is_hmac_sha256_of_the_timestamp_and_body() -> None:
+    # Reference value: printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac key
+    expected = "sha256=a438e398bfafc57e4396bb7fc2304422f0f768e965d073ca313cb52e22e6ad03"
+    assert channels.sign("key", b'{"a":1}', 1_700_000_000) == expected
+    assert channels.verify("key", b'{"a":1}', expected, "1700000000", now=1_700_000_010)
+    assert not channels.verify("other", b'{"a":1}', expected, "1700000000", now=1_700_000_010)
+    assert not channels.verify("key", b'{"a":2}', expected, "1700000000", now=1_700_000_010)
+    # a captured request replayed later, or with another timestamp, is refused
+    assert not channels.verify("key", b'{"a":1}', expected, "1700000000", now=1_700_000_000 + 3600)
+    assert not channels.verify("key", b'{"a":1}', expected, "1700000001", now=1_700_000_010)
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
