@@ -16,7 +16,7 @@ const PAGES = [
   { name: "orders", roles: ["admin", "regulator", "maintainer"] },
   { name: "map", roles: OVERSIGHT },
   { name: "fleet", roles: ["admin", "maintainer"], render: renderFleet },
-  { name: "history", roles: OVERSIGHT },
+  { name: "history", roles: OVERSIGHT, render: renderHistory },
   { name: "elevators", roles: EVERYONE, hidden: true, render: renderElevator },
 ];
 
@@ -646,4 +646,94 @@ function trendDays(testid, title, perDay, series) {
     pages.charts.push(new uPlot(options, [x, ...series.map((s) => s.values)], holder));
   });
   return holder;
+}
+
+// --- history ------------------------------------------------------------------------------------
+
+// "+08:00" for a site-local day in the site's zone (the API takes times with an offset).
+function zoneOffset(day, zone) {
+  const name = new Intl.DateTimeFormat("en-US", { timeZone: zone, timeZoneName: "longOffset" })
+    .formatToParts(new Date(`${day}T12:00:00Z`)).find((p) => p.type === "timeZoneName").value;
+  return name === "GMT" ? "+00:00" : name.slice(3);
+}
+
+function siteDay(offsetDays) {
+  const zone = state.me ? state.me.timezone : "Asia/Shanghai";
+  const now = new Date(Date.now() + offsetDays * 86400000);
+  return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).format(now);
+}
+
+function historyRow(item) {
+  return el("tr", { "data-incident": String(item.id) },
+    el("td", { class: "when" }, el("a", { href: "#", class: "incident-link", "data-incident": String(item.id),
+      onclick: (e) => { e.preventDefault(); showIncident(item.id); } }, formatTime(item.detected_at))),
+    el("td", {}, tr(`common.fault.${item.code}`)), el("td", {}, tr(`common.status.${item.status}`)),
+    el("td", {}, item.close_cause ? tr(`common.cause.${item.close_cause}`) : "—"),
+    el("td", {}, item.registration_code ? elevatorLink(item.registration_code) : "—"),
+    el("td", {}, item.address || "—"), el("td", {}, item.district || "—"), el("td", {}, item.maintainer || "—"),
+    el("td", { class: "num" }, minutes(item.arrive_s)));
+}
+
+async function renderHistory(root, where, current) {
+  const p = where.params;
+  const zone = state.me.timezone;
+  const since = /^\d{4}-\d{2}-\d{2}$/.test(p.get("since") || "") ? p.get("since") : siteDay(-30);
+  const until = /^\d{4}-\d{2}-\d{2}$/.test(p.get("until") || "") ? p.get("until") : siteDay(0);
+  const chosen = { district: p.get("district") || "", maintainer_id: p.get("maintainer_id") || "",
+    code: p.get("code") || "", cause: p.get("cause") || "", q: p.get("q") || "" };
+  const query = (extra) => {
+    const next = new Date(`${until}T00:00:00Z`);
+    next.setUTCDate(next.getUTCDate() + 1);
+    const end = next.toISOString().slice(0, 10);
+    const params = new URLSearchParams({ since: `${since}T00:00:00${zoneOffset(since, zone)}`,
+      until: `${end}T00:00:00${zoneOffset(end, zone)}` });
+    for (const [name, value] of Object.entries(chosen)) if (value) params.set(name, value);
+    for (const [name, value] of Object.entries(extra || {})) params.set(name, value);
+    return params;
+  };
+  const [scopes, found] = await Promise.all([statsScopes(), api("GET", `/api/v1/history?${query({ limit: 100 })}`)]);
+  if (!current()) return;
+  const labels = { district: "pages.history.col.district", maintainer_id: "pages.history.col.maintainer",
+    code: "pages.history.col.code", cause: "pages.history.col.close_cause" };
+  const select = (name, options) => el("label", {}, tr(labels[name]), " ",
+    el("select", { name, "data-testid": `history-${name}` },
+      el("option", { value: "" }, tr("pages.history.any")),
+      options.map(([value, label]) => el("option", { value, selected: String(value) === chosen[name] }, label))));
+  const codes = Object.keys(state.texts).filter((k) => k.startsWith("common.fault.")).map((k) => k.slice(13));
+  const form = el("form", { class: "controls", "data-testid": "history-form" },
+    el("label", {}, tr("pages.history.since"), " ", el("input", { type: "date", name: "since", value: since })),
+    el("label", {}, tr("pages.history.until"), " ", el("input", { type: "date", name: "until", value: until })),
+    scopes.city ? select("district", scopes.districts.map((d) => [d, d])) : [],
+    scopes.city ? select("maintainer_id", scopes.firms.map((f) => [f.id, f.name])) : [],
+    select("code", codes.map((c) => [c, tr(`common.fault.${c}`)])),
+    select("cause", CAUSES.map((c) => [c, tr(`common.cause.${c}`)])),
+    el("input", { type: "search", name: "q", value: chosen.q, placeholder: tr("pages.history.q"), size: 22,
+      "data-testid": "history-q" }),
+    el("button", { type: "submit", "data-testid": "history-search" }, tr("pages.history.search")));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const data = Object.fromEntries([...new FormData(form).entries()].filter(([, v]) => v));
+    location.hash = address("history", data);
+  });
+  const body = el("tbody", {}, found.items.map(historyRow));
+  let cursor = found.next_cursor;
+  const more = el("button", { type: "button", hidden: !cursor, "data-testid": "history-more" }, tr("pages.risk.more"));
+  more.addEventListener("click", async () => {
+    const next = await api("GET", `/api/v1/history?${query({ limit: 100, cursor })}`);
+    body.append(...next.items.map(historyRow));
+    cursor = next.next_cursor;
+    more.hidden = !cursor;
+  });
+  const exportUrl = (format) => `/api/v1/history/export?${query({ format, lang: state.lang })}`;
+  root.replaceChildren(
+    el("h2", {}, tr("pages.history.title")), form,
+    el("p", { class: "downloads" }, tr("pages.stats.download"), ": ",
+      ["csv", "xlsx"].map((f) => el("a", { href: exportUrl(f), download: "", "data-testid": `history-export-${f}` },
+        f.toUpperCase()))),
+    found.items.length ? el("table", { class: "data", "data-testid": "history" },
+      el("thead", {}, el("tr", {}, ["detected_at", "code", "status", "close_cause", "registration_code", "address",
+        "district", "maintainer", "arrive_s"].map((c) => el("th", { class: c === "arrive_s" ? "num" : null },
+        tr(`pages.history.col.${c}`))))),
+      body) : el("p", { class: "empty", "data-testid": "history-empty" }, tr("pages.history.none")),
+    more);
 }

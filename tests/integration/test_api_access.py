@@ -95,6 +95,8 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/api/v1/elevators/{el_a}/telemetry", None, {"*": 200, "anonymous": 401}),
     ("GET", "/api/v1/elevators/{el_b}/telemetry", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
     ("GET", "/api/v1/fleet", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/history", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/history/export", None, {"*": 200, "anonymous": 401}),
     ("GET", "/api/v1/fleet/{el_a}/usage", None, {"*": 200, "anonymous": 401}),
     ("GET", "/api/v1/fleet/{el_b}/usage", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
     ("POST", "/api/v1/elevators", NEW_ELEVATOR, {"*": 403, "admin": 201, "anonymous": 401}),
