@@ -52,3 +52,20 @@ def telemetry_periods(principal: Principal, registration_code: str | None) -> tu
     if not principal.firm_scoped:
         return _ALL_TIME, {}
     return _FIRM_PERIODS, {"periods_elevator": registration_code, "periods_firm": principal.maintainer_id}
+
+
+def since_handover(principal: Principal, elevator_sql: str, firm_sql: str = "%s") -> tuple[str, list[Any]]:
+    """A condition on ``ts`` keeping the samples of the caller's current period with the elevator, and its parameters.
+
+    For queries over the elevators a firm maintains now (``elevator_sql`` is their registration
+    code, a column or a placeholder): the samples from before the firm took the elevator over are
+    not its own. ``firm_sql`` is the placeholder of the one parameter (for named-style queries).
+    """
+    if not principal.firm_scoped:
+        return "TRUE", []
+    return (
+        "ts >= coalesce((SELECT h.since FROM elevator_maintainers h"
+        f" WHERE h.registration_code = {elevator_sql} AND h.maintainer_id = {firm_sql} AND h.until IS NULL),"
+        " 'infinity')",
+        [principal.maintainer_id],
+    )

@@ -61,6 +61,7 @@ async def fleet(
         where.append("e.district = %s")
         params.append(district)
     now = datetime.now(UTC)
+    own_samples, own_params = access.since_handover(principal, "e.registration_code")
     query = f"""
         SELECT e.registration_code, e.rescue_code, e.address, e.district, e.maintainer_id,
                f.name AS maintainer, e.next_inspection_due, e.installed_on,
@@ -81,7 +82,7 @@ async def fleet(
         LEFT JOIN terminals t ON t.registration_code = e.registration_code
         LEFT JOIN LATERAL (
             SELECT ts, mode, floor FROM telemetry
-            WHERE terminal_id = t.terminal_id AND ts >= %s ORDER BY ts DESC LIMIT 1) s ON true
+            WHERE terminal_id = t.terminal_id AND ts >= %s AND {own_samples} ORDER BY ts DESC LIMIT 1) s ON true
         WHERE {" AND ".join(where)}
         ORDER BY open_incidents DESC, e.next_inspection_due NULLS LAST, e.registration_code
         LIMIT %s OFFSET %s"""
@@ -90,7 +91,17 @@ async def fleet(
     async with state(request).pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             query,
-            [now - ONLINE_WITHIN, since - window, window, since, now - LATEST_WITHIN, *params, limit, offset],
+            [
+                now - ONLINE_WITHIN,
+                since - window,
+                window,
+                since,
+                now - LATEST_WITHIN,
+                *own_params,
+                *params,
+                limit,
+                offset,
+            ],
         )
         rows = await cur.fetchall()
     total = int(rows[0]["total"]) if rows else 0
@@ -127,15 +138,17 @@ async def usage(
         since = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), ZoneInfo(zone))
         rows: list[dict[str, Any]] = []
         if elevator["terminal_id"] is not None:
+            # A firm counts only its own time with the elevator (not the previous firm's).
+            own_samples, own_params = access.since_handover(principal, "%(elevator)s", "%(firm)s")
             await cur.execute(
-                """
+                f"""
                 WITH s AS (
                     SELECT ts, mode, direction, door,
                            lag(direction) OVER w AS prev_direction, lag(door) OVER w AS prev_door,
                            -- least() would turn the last sample's NULL into the cap: it stands for nothing.
                            CASE WHEN lead(ts) OVER w IS NOT NULL
                                 THEN least(extract(epoch FROM lead(ts) OVER w - ts), %(cap)s) ELSE 0 END AS seconds
-                    FROM telemetry WHERE terminal_id = %(terminal)s AND ts >= %(since)s
+                    FROM telemetry WHERE terminal_id = %(terminal)s AND ts >= %(since)s AND {own_samples}
                     WINDOW w AS (ORDER BY ts, seq, idx)
                 )
                 SELECT (ts AT TIME ZONE %(zone)s)::date AS day,
@@ -144,7 +157,14 @@ async def usage(
                        coalesce(sum(seconds), 0)::float AS observed_s,
                        coalesce(sum(seconds) FILTER (WHERE mode = 'normal'), 0)::float AS normal_s
                 FROM s GROUP BY 1 ORDER BY 1""",
-                {"cap": GAP_CAP_S, "terminal": elevator["terminal_id"], "since": since, "zone": zone},
+                {
+                    "cap": GAP_CAP_S,
+                    "terminal": elevator["terminal_id"],
+                    "since": since,
+                    "zone": zone,
+                    "elevator": registration_code,
+                    "firm": own_params[0] if own_params else None,
+                },
             )
             rows = await cur.fetchall()
     found = {row["day"]: row for row in rows}

@@ -32,6 +32,13 @@ def test_after_a_handover_the_previous_firm_reads_no_newer_sample(api_http: Runn
         f"/api/v1/elevators/{elevator}", json={"maintainer": row[0]}, headers=api_world.headers("admin")
     )
     assert moved.status_code == 200 and moved.json()["maintainer_id"] == api_world.firms["b"]
+    # Firm B's fleet shows its new elevator without firm A's last sample (none of its own yet).
+    fleet = client.get("/api/v1/fleet", headers=api_world.headers("maintainer_b")).json()["items"]
+    assert [(row["registration_code"], row["sample_at"]) for row in fleet if row["registration_code"] == elevator] == [
+        (elevator, None)
+    ]
+    everyone_fleet = client.get("/api/v1/fleet", headers=api_world.headers("operator")).json()["items"]
+    assert [row["floor"] for row in everyone_fleet if row["registration_code"] == elevator] == [3]
     after = datetime.now(UTC) + timedelta(seconds=1)
     with psycopg.connect(api_world.database_url) as conn:
         _sample(conn, terminal, after, floor=9)
