@@ -260,7 +260,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.add_middleware(_UrlTextMiddleware)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
-    from liftwatch.api import centre, fleet, history, incidents, ops, suppression
+    from liftwatch.api import centre, fleet, history, incidents, ops, orders, suppression
     from liftwatch.api import registry as registry_routes
 
     app.include_router(ops.router)
@@ -270,6 +270,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.include_router(suppression.router)
     app.include_router(fleet.router)
     app.include_router(history.router)
+    app.include_router(orders.router)
     _include_reports(app)
 
     static_dir = str(_STATIC)

@@ -13,7 +13,7 @@ const PAGES = [
   { name: "stats", roles: EVERYONE, render: renderStats },
   { name: "league", roles: OVERSIGHT, render: renderLeague },
   { name: "risk", roles: OVERSIGHT, render: renderRisk },
-  { name: "orders", roles: ["admin", "regulator", "maintainer"] },
+  { name: "orders", roles: ["admin", "regulator", "maintainer"], render: renderOrders },
   { name: "map", roles: OVERSIGHT },
   { name: "fleet", roles: ["admin", "maintainer"], render: renderFleet },
   { name: "history", roles: OVERSIGHT, render: renderHistory },
@@ -367,7 +367,7 @@ async function renderLeague(root, where, current) {
       LEAGUE_COLUMNS.map(([key, , show]) => el("td", { class: key === "name" ? null : "num", "data-key": key }, show(firm))),
       el("td", { "data-testid": "flags" }, firm.flags.map((f) => el("span", { class: "chip flag" }, tr(`pages.league.flag.${f}`)))),
       el("td", {}, el("button", { type: "button", "data-testid": "evidence", onclick: () => toggleEvidence(firm, evidenceRow, months, end) },
-        tr("pages.league.evidence"))));
+        tr("pages.league.evidence")), " ", orderLink({ maintainer_id: firm.maintainer_id })));
     body.append(row, evidenceRow);
   }
   const bounds = league.thresholds;
@@ -418,7 +418,8 @@ function riskRow(item) {
     el("td", {}, item.insured === null ? "—" : tr(item.insured ? "console.yes" : "console.no")),
     el("td", {}, item.terminal_id ? (item.last_seen_at ? formatTime(item.last_seen_at) : "—") : ""),
     el("td", { class: "num" }, String(item.repeats)),
-    el("td", {}, item.lists.map((name) => el("span", { class: "chip" }, tr(`pages.risk.list.${name}`)))));
+    el("td", {}, item.lists.map((name) => el("span", { class: "chip" }, tr(`pages.risk.list.${name}`)))),
+    el("td", {}, orderLink({ registration_code: item.registration_code })));
 }
 
 async function renderRisk(root, where, current) {
@@ -476,7 +477,7 @@ async function renderRisk(root, where, current) {
     el("table", { class: "data", "data-testid": "risk-items" },
       el("thead", {}, el("tr", {}, ["score", "registration_code", "rescue_code", "district", "address", "maintainer",
         "next_inspection_due", "insured", "last_seen_at", "repeats", "lists"].map((c) =>
-        el("th", { class: c === "score" || c === "repeats" ? "num" : null }, tr(`pages.risk.col.${c}`))))),
+        el("th", { class: c === "score" || c === "repeats" ? "num" : null }, tr(`pages.risk.col.${c}`))), el("th", {}))),
       body),
     more);
 }
@@ -604,7 +605,8 @@ async function renderElevator(root, where, current) {
       tr(`common.fault.${i.code}`), tr(`common.status.${i.status}`), i.maintainer || "—"]))
     : el("p", { class: "empty" }, tr("pages.elevator.no_incidents"));
   root.replaceChildren(
-    el("h2", {}, tr("console.detail.title"), " ", el("span", { class: "count" }, `${elevator.rescue_code} · ${elevator.address}`)),
+    el("h2", {}, tr("console.detail.title"), " ", el("span", { class: "count" }, `${elevator.rescue_code} · ${elevator.address}`),
+      " ", orderLink({ registration_code: elevator.registration_code })),
     el("dl", { class: "facts", "data-testid": "elevator-facts" },
       field("console.detail.registration_code", elevator.registration_code),
       field("console.detail.rescue_code", elevator.rescue_code),
@@ -671,7 +673,8 @@ function historyRow(item) {
     el("td", {}, item.close_cause ? tr(`common.cause.${item.close_cause}`) : "—"),
     el("td", {}, item.registration_code ? elevatorLink(item.registration_code) : "—"),
     el("td", {}, item.address || "—"), el("td", {}, item.district || "—"), el("td", {}, item.maintainer || "—"),
-    el("td", { class: "num" }, minutes(item.arrive_s)));
+    el("td", { class: "num" }, minutes(item.arrive_s)),
+    el("td", {}, item.registration_code ? orderLink({ incident_id: item.id }) : null));
 }
 
 async function renderHistory(root, where, current) {
@@ -733,7 +736,118 @@ async function renderHistory(root, where, current) {
     found.items.length ? el("table", { class: "data", "data-testid": "history" },
       el("thead", {}, el("tr", {}, ["detected_at", "code", "status", "close_cause", "registration_code", "address",
         "district", "maintainer", "arrive_s"].map((c) => el("th", { class: c === "arrive_s" ? "num" : null },
-        tr(`pages.history.col.${c}`))))),
+        tr(`pages.history.col.${c}`))), el("th", {}))),
       body) : el("p", { class: "empty", "data-testid": "history-empty" }, tr("pages.history.none")),
     more);
+}
+
+// --- rectification orders -----------------------------------------------------------------------
+
+const ORDER_VIEWS = ["open", "answered", "overdue", "closed", "all"];
+const ORDER_OPENERS = ["admin", "regulator"];
+
+function mayOpenOrders() {
+  return state.me && ORDER_OPENERS.includes(state.me.role);
+}
+
+// A link that opens the order form for an elevator, an incident or a firm (for those who may order).
+function orderLink(target) {
+  if (!mayOpenOrders()) return null;
+  return el("a", { href: address("orders", target), class: "order-link", "data-testid": "order-link" },
+    tr("pages.orders.new"));
+}
+
+function orderTarget(order) {
+  if (order.registration_code) return [elevatorLink(order.registration_code), order.address ? ` ${order.address}` : ""];
+  return tr("pages.orders.whole_firm");
+}
+
+async function showOrder(order, holder) {
+  const found = await api("GET", `/api/v1/orders/${order.id}`);
+  const note = el("textarea", { rows: 2, maxlength: 2000, "data-testid": "order-note", required: true,
+    placeholder: tr("pages.orders.note") });
+  const error = el("p", { class: "error", hidden: true });
+  const buttons = found.order.actions.map((action) => el("button", { type: "button", "data-order-action": action,
+    onclick: async () => {
+      if (!note.value.trim()) { note.reportValidity(); return; }
+      try {
+        await api("POST", `/api/v1/orders/${order.id}/${action}`, { note: note.value.trim() });
+        route();
+      } catch (failure) {
+        error.textContent = failure.message;
+        error.hidden = false;
+      }
+    } }, tr(`pages.orders.action.${action}`)));
+  holder.replaceChildren(
+    table(`order-trail-${order.id}`, [tr("console.incident.time"), tr("console.incident.step"),
+      tr("console.incident.actor"), tr("console.incident.note")],
+    found.events.map((e) => [formatTime(e.at), tr(`pages.orders.kind.${e.kind}`), e.actor, e.note])),
+    buttons.length ? el("div", { class: "order-actions" }, note, el("div", {}, buttons), error) : []);
+}
+
+function newOrderForm(where) {
+  const p = where.params;
+  const target = p.get("registration_code") ? ["registration_code", p.get("registration_code")]
+    : p.get("incident_id") ? ["incident_id", p.get("incident_id")]
+      : p.get("maintainer_id") ? ["maintainer_id", p.get("maintainer_id")] : null;
+  if (!mayOpenOrders()) return [];
+  const due = new Date(Date.now() + 30 * 86400000).toISOString().slice(0, 10);
+  const kind = el("select", { name: "kind", "data-testid": "order-kind" },
+    ["registration_code", "incident_id", "maintainer_id"].map((k) =>
+      el("option", { value: k, selected: target && target[0] === k }, tr(`pages.orders.target.${k}`))));
+  const value = el("input", { name: "value", value: target ? target[1] : "", required: true, size: 22,
+    "data-testid": "order-target" });
+  const title = el("input", { name: "title", maxlength: 200, required: true, size: 30, "data-testid": "order-title",
+    placeholder: tr("pages.orders.title_placeholder") });
+  const dueOn = el("input", { type: "date", name: "due_on", value: due, required: true, "data-testid": "order-due" });
+  const note = el("input", { name: "note", maxlength: 2000, required: true, size: 30, "data-testid": "order-new-note",
+    placeholder: tr("pages.orders.note") });
+  const error = el("p", { class: "error", hidden: true, "data-testid": "order-error" });
+  const form = el("form", { class: "controls new-order", "data-testid": "order-form", open: target ? true : null },
+    el("strong", {}, tr("pages.orders.new")), kind, value, title,
+    el("label", {}, tr("pages.orders.due_on"), " ", dueOn), note,
+    el("button", { type: "submit", "data-testid": "order-submit" }, tr("pages.orders.submit")), error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { title: title.value.trim(), due_on: dueOn.value, note: note.value.trim() };
+    body[kind.value] = kind.value === "registration_code" ? value.value.trim() : Number(value.value);
+    try {
+      const created = await api("POST", "/api/v1/orders", body);
+      location.hash = address("orders", { view: "open", order: created.order.id });
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+    }
+  });
+  return form;
+}
+
+async function renderOrders(root, where, current) {
+  const view = ORDER_VIEWS.includes(where.params.get("view")) ? where.params.get("view") : "open";
+  const query = view === "overdue" ? "overdue=true" : view === "all" ? "" : `status=${view}`;
+  const found = await api("GET", `/api/v1/orders?${query}`);
+  if (!current()) return;
+  const tabs = el("p", { class: "controls tabs" }, ORDER_VIEWS.map((name) => el("a", {
+    href: address("orders", { view: name }), class: "window", "data-testid": `orders-${name}`,
+    "aria-current": name === view ? "true" : null }, tr(`pages.orders.view.${name}`))));
+  const body = el("tbody", {});
+  const wanted = where.params.get("order");
+  for (const order of found.items) {
+    const detail = el("tr", { class: "evidence", hidden: true }, el("td", { colspan: 8 }));
+    const open = () => { detail.hidden = !detail.hidden; if (!detail.hidden) showOrder(order, detail.firstChild); };
+    body.append(el("tr", { "data-order": String(order.id), class: order.overdue ? "flagged" : null },
+      el("td", {}, el("a", { href: "#", class: "incident-link", "data-testid": "open-order",
+        onclick: (e) => { e.preventDefault(); open(); } }, `#${order.id} ${order.title}`)),
+      el("td", {}, orderTarget(order)), el("td", {}, order.maintainer),
+      el("td", { "data-testid": "order-status" }, tr(`pages.orders.status.${order.status}`)),
+      el("td", { class: order.overdue ? "late" : null }, order.due_on, order.overdue ? ` · ${tr("pages.orders.overdue")}` : ""),
+      el("td", {}, order.opened_by), el("td", { class: "when" }, formatTime(order.opened_at))), detail);
+    if (String(order.id) === wanted) open();
+  }
+  root.replaceChildren(
+    el("h2", {}, tr("pages.orders.heading")), newOrderForm(where), tabs,
+    found.items.length ? el("table", { class: "data", "data-testid": "orders" },
+      el("thead", {}, el("tr", {}, ["title", "target", "maintainer", "status", "due_on", "opened_by", "opened_at"].map((c) =>
+        el("th", {}, tr(`pages.orders.col.${c}`))))), body)
+      : el("p", { class: "empty", "data-testid": "orders-empty" }, tr("pages.orders.none")));
 }

@@ -1,0 +1,81 @@
+"""Rectification orders (the hidden-hazard closed loop): statuses, actions and who may take them.
+
+An order's lifecycle::
+
+    open --answer (the firm: what it did)--> answered --close (regulator)--> closed
+      ^                                          |
+      +------------reopen (regulator: not done)--+
+
+A regulator (or admin) opens an order on an elevator or a firm, from a risk list, an incident or
+the league; the firm that maintains it answers with what it did; the regulator closes it or sends
+it back. Every action needs a note and appends an event (the audit trail). An order still not
+closed after its due date is **overdue**. Pure: the routes (``api/orders.py``) store the result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+
+class OrderStatus(enum.StrEnum):
+    OPEN = "open"
+    ANSWERED = "answered"
+    CLOSED = "closed"
+
+
+class OrderAction(enum.StrEnum):
+    ANSWER = "answer"
+    REOPEN = "reopen"
+    CLOSE = "close"
+
+
+OPENERS = frozenset({"admin", "regulator"})
+"""Roles that open, reopen and close orders."""
+READERS = frozenset({"admin", "regulator", "operator", "maintainer"})
+
+# action -> (statuses it applies to, status after, event kind, roles that may take it)
+_RULES: dict[OrderAction, tuple[frozenset[OrderStatus], OrderStatus, str, frozenset[str]]] = {
+    OrderAction.ANSWER: (frozenset({OrderStatus.OPEN}), OrderStatus.ANSWERED, "answered",
+                         frozenset({"maintainer", "admin"})),
+    OrderAction.REOPEN: (frozenset({OrderStatus.ANSWERED}), OrderStatus.OPEN, "reopened", OPENERS),
+    OrderAction.CLOSE: (frozenset({OrderStatus.OPEN, OrderStatus.ANSWERED}), OrderStatus.CLOSED, "closed", OPENERS),
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What an allowed action does: the new status and the event to append."""
+
+    status: OrderStatus
+    kind: str
+
+
+class NotAllowed(Exception):
+    """The action does not apply: ``role`` is True when the role may never take it (403), False when
+    the order's status does not allow it now (409)."""
+
+    def __init__(self, *, role: bool) -> None:
+        super().__init__("role" if role else "status")
+        self.role = role
+
+
+def step(action: OrderAction, status: OrderStatus, role: str) -> Step:
+    """The transition ``role`` takes with ``action`` on an order in ``status`` (NotAllowed otherwise)."""
+    applies, after, kind, roles = _RULES[action]
+    if role not in roles:
+        raise NotAllowed(role=True)
+    if status not in applies:
+        raise NotAllowed(role=False)
+    return Step(after, kind)
+
+
+def actions(status: OrderStatus, role: str) -> list[OrderAction]:
+    """The actions ``role`` may take now (what the console offers)."""
+    return [a for a, (applies, _, _, roles) in _RULES.items() if role in roles and status in applies]
+
+
+def overdue(status: OrderStatus, due_on: dt.date, today: dt.date) -> bool:
+    """Not closed and past its due date (the due day itself is still on time)."""
+    return status is not OrderStatus.CLOSED and due_on < today
