@@ -26,9 +26,9 @@ from liftwatch import db, i18n
 from liftwatch.api.errors import ApiError
 from liftwatch.config import CommonSettings
 from liftwatch.reports import export as export_module
+from liftwatch.reports import geo, sheet, stats
 from liftwatch.reports import league as league_module
 from liftwatch.reports import risk as risk_module
-from liftwatch.reports import sheet, stats
 from liftwatch.reports.errors import BadMonth, BadScope
 from liftwatch.reports.monthly import MonthlyReport, monthly_report, scope_exists
 
@@ -314,6 +314,27 @@ def build_router(
         return Response(
             data, media_type=EXPORT_TYPES[format], headers={"Content-Disposition": f'attachment; filename="{name}"'}
         )
+
+    def map_of(config: CommonSettings, box: geo.Box, cells: int, firm: int | None) -> dict[str, Any]:
+        with db.connect(config.require_database_url(), autocommit=True) as conn:
+            return geo.clusters(conn, box, cells, firm, site_today(config))
+
+    @router.get("/map", summary="Elevators clustered on a grid, and open incidents, inside a box")
+    async def city_map(
+        request: Request,
+        principal: Annotated[Any, Depends(principal_dependency)],
+        west: Annotated[float, Query(ge=-180, le=180)] = 120.8,
+        south: Annotated[float, Query(ge=-90, le=90)] = 30.6,
+        east: Annotated[float, Query(ge=-180, le=180)] = 122.0,
+        north: Annotated[float, Query(ge=-90, le=90)] = 31.9,
+        cells: Annotated[int, Query(ge=1, le=geo.MAX_CELLS)] = 60,
+    ) -> dict[str, Any]:
+        """Default box: Shanghai. A firm: its own elevators and incidents."""
+        box = geo.Box(west, south, east, north)
+        if not box.valid():
+            raise ApiError("validation_error", 422, detail="west < east and south < north")
+        config = settings_of(request)
+        return await anyio.to_thread.run_sync(map_of, config, box, cells, own_firm(principal), limiter=limiter)
 
     @router.get("/scopes", summary="The scopes the caller may read")
     async def scopes(

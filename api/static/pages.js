@@ -14,13 +14,13 @@ const PAGES = [
   { name: "league", roles: OVERSIGHT, render: renderLeague },
   { name: "risk", roles: OVERSIGHT, render: renderRisk },
   { name: "orders", roles: ["admin", "regulator", "maintainer"], render: renderOrders },
-  { name: "map", roles: OVERSIGHT },
+  { name: "map", roles: OVERSIGHT, render: renderMap },
   { name: "fleet", roles: ["admin", "maintainer"], render: renderFleet },
   { name: "history", roles: OVERSIGHT, render: renderHistory },
   { name: "elevators", roles: EVERYONE, hidden: true, render: renderElevator },
 ];
 
-const pages = { seq: 0, charts: [], scopes: null };
+const pages = { seq: 0, charts: [], scopes: null, districts: null };
 
 // "#/stats?month=2026-03&scope=city" -> { name: "stats", arg: null, params }; "#/elevators/X" -> arg "X".
 function parseAddress(hash) {
@@ -850,4 +850,93 @@ async function renderOrders(root, where, current) {
       el("thead", {}, el("tr", {}, ["title", "target", "maintainer", "status", "due_on", "opened_by", "opened_at"].map((c) =>
         el("th", {}, tr(`pages.orders.col.${c}`))))), body)
       : el("p", { class: "empty", "data-testid": "orders-empty" }, tr("pages.orders.none")));
+}
+
+// --- map ------------------------------------------------------------------------------------------
+
+const CITY_BOX = [120.8, 30.6, 122.0, 31.9]; // Shanghai: the box the API defaults to
+const MAP_W = 1000, MAP_H = 760, MAP_CELLS = 60;
+
+async function districtOutlines() {
+  if (!pages.districts) {
+    const response = await fetch("/static/shanghai-districts.geojson", { credentials: "same-origin" });
+    pages.districts = await response.json();
+  }
+  return pages.districts;
+}
+
+// Equirectangular projection of a box onto the drawing, x scaled by cos(latitude) so shapes keep their proportions.
+function projection(box) {
+  const [w, s, e, n] = box;
+  const k = Math.cos(((s + n) / 2) * Math.PI / 180);
+  const scale = Math.min(MAP_W / ((e - w) * k), MAP_H / (n - s));
+  const ox = (MAP_W - (e - w) * k * scale) / 2, oy = (MAP_H - (n - s) * scale) / 2;
+  return { x: (lon) => ox + (lon - w) * k * scale, y: (lat) => oy + (n - lat) * scale,
+    lon: (x) => w + (x - ox) / (k * scale), lat: (y) => n - (y - oy) / scale };
+}
+
+function outlinePath(geometry, p) {
+  const polygons = geometry.type === "Polygon" ? [geometry.coordinates] : geometry.coordinates;
+  return polygons.flatMap((rings) => rings.map((ring) =>
+    "M" + ring.map(([lon, lat]) => `${p.x(lon).toFixed(1)},${p.y(lat).toFixed(1)}`).join("L") + "Z")).join("");
+}
+
+async function renderMap(root, where, current) {
+  const asked = (where.params.get("box") || "").split(",").map(Number);
+  const box = asked.length === 4 && asked.every(Number.isFinite) && asked[0] < asked[2] && asked[1] < asked[3]
+    ? asked : CITY_BOX;
+  const started = performance.now();
+  const [outlines, data] = await Promise.all([districtOutlines(), api("GET",
+    `/api/v1/stats/map?west=${box[0]}&south=${box[1]}&east=${box[2]}&north=${box[3]}&cells=${MAP_CELLS}`)]);
+  if (!current()) return;
+  const p = projection(box);
+  const svg = svgNode("svg", { viewBox: `0 0 ${MAP_W} ${MAP_H}`, class: "city-map", role: "img" });
+  svg.dataset.testid = "map";
+  const outlineLayer = svgNode("g", { class: "districts" });
+  for (const feature of outlines.features) {
+    const path = svgNode("path", { d: outlinePath(feature.geometry, p), class: "district" });
+    path.append(svgNode("title", {}, feature.properties.name));
+    outlineLayer.append(path);
+  }
+  svg.append(outlineLayer);
+  const clusterLayer = svgNode("g", { class: "clusters" });
+  const cellW = (box[2] - box[0]) / MAP_CELLS, cellH = (box[3] - box[1]) / MAP_CELLS;
+  for (const c of data.clusters) {
+    const r = Math.min(22, 3 + Math.sqrt(c.elevators) * 0.9);
+    const cls = c.trapped ? "cluster trapped" : c.incidents ? "cluster incident" : c.overdue ? "cluster overdue" : "cluster";
+    const g = svgNode("g", { class: cls, transform: `translate(${p.x(c.lon).toFixed(1)},${p.y(c.lat).toFixed(1)})` });
+    g.dataset.elevators = String(c.elevators);
+    g.append(svgNode("circle", { r: r.toFixed(1) }));
+    if (c.elevators > 1 && r > 8) g.append(svgNode("text", { "text-anchor": "middle", dy: "0.35em" }, String(c.elevators)));
+    g.append(svgNode("title", {}, tr("pages.map.cluster", { elevators: c.elevators, incidents: c.incidents, overdue: c.overdue })));
+    g.addEventListener("click", () => {
+      if (c.registration_code) { location.hash = address(`elevators/${c.registration_code}`); return; }
+      const zoom = [c.lon - cellW * 2, c.lat - cellH * 2, c.lon + cellW * 2, c.lat + cellH * 2].map((v) => v.toFixed(5));
+      location.hash = address("map", { box: zoom.join(",") });
+    });
+    clusterLayer.append(g);
+  }
+  svg.append(clusterLayer);
+  const incidentLayer = svgNode("g", { class: "incidents" });
+  for (const i of data.incidents) {
+    const marker = svgNode("path", { d: "M0,-9 L6,3 L-6,3 Z", class: `incident-marker ${i.severity}`,
+      transform: `translate(${p.x(i.lon).toFixed(1)},${p.y(i.lat).toFixed(1)})` });
+    marker.dataset.incident = String(i.id);
+    marker.append(svgNode("title", {}, `${tr(`common.fault.${i.code}`)} · ${i.address}`));
+    marker.addEventListener("click", () => showIncident(i.id));
+    incidentLayer.append(marker);
+  }
+  svg.append(incidentLayer);
+  const zoomed = box !== CITY_BOX;
+  root.replaceChildren(
+    el("h2", {}, tr("pages.map.title"), " ", el("span", { class: "count", "data-testid": "map-summary" },
+      tr("pages.map.summary", { elevators: number(data.elevators, 0), incidents: number(data.incidents.length, 0),
+        unplaced: number(data.unplaced, 0) }))),
+    el("p", { class: "controls" }, zoomed ? el("a", { href: address("map"), "data-testid": "map-city" }, tr("pages.map.city")) : [],
+      el("span", { class: "legend-map" }, el("span", { class: "dot trapped" }), tr("pages.map.legend.trapped"),
+        el("span", { class: "dot incident" }), tr("pages.map.legend.incident"),
+        el("span", { class: "dot overdue" }), tr("pages.map.legend.overdue"),
+        el("span", { class: "dot" }), tr("pages.map.legend.fleet"))),
+    svg);
+  root.dataset.loadMs = String(Math.round(performance.now() - started));
 }
