@@ -39,8 +39,15 @@ def create_token(
     maintainer: Annotated[
         str | None, typer.Option(help="Maintenance firm's registered name (role maintainer only).")
     ] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, max=3650, help="Valid this many days (default: LIFTWATCH_API_TOKEN_DAYS, 90)."),
+    ] = None,
+    no_expiry: Annotated[
+        bool, typer.Option("--no-expiry", help="Never expires (an integration's token; revoke it by hand).")
+    ] = False,
 ) -> None:
-    """Create a token and print it once (only its SHA-256 is stored)."""
+    """Create a token and print it once (only its SHA-256 is stored); it expires unless --no-expiry."""
     if role not in ROLES:
         raise typer.BadParameter(f"must be one of {', '.join(ROLES)}", param_hint="--role")
     if (role == "maintainer") != (maintainer is not None):
@@ -57,9 +64,11 @@ def create_token(
                 typer.echo(f"no maintenance firm named {maintainer!r}", err=True)
                 raise typer.Exit(2)
             firm_id = row[0]
+        lifetime = None if no_expiry else (days if days is not None else settings.api_token_days) or None
         conn.execute(
-            "INSERT INTO api_tokens (name, role, maintainer_id, token_hash) VALUES (%s, %s, %s, %s)",
-            (name.strip(), role, firm_id, hash_token(token)),
+            "INSERT INTO api_tokens (name, role, maintainer_id, token_hash, expires_at)"
+            " VALUES (%s, %s, %s, %s, now() + make_interval(days => %s))",
+            (name.strip(), role, firm_id, hash_token(token), lifetime),
         )
     typer.echo(token)
 
@@ -72,15 +81,16 @@ def list_tokens(
     settings = ApiSettings()
     with db.connect(settings.require_database_url()) as conn:
         rows = conn.execute(
-            "SELECT t.name, t.role, f.name AS firm, t.created_at, t.last_used_at, t.revoked_at FROM api_tokens t"
+            "SELECT t.name, t.role, f.name AS firm, t.created_at, t.last_used_at, t.expires_at, t.revoked_at"
+            " FROM api_tokens t"
             " LEFT JOIN maintenance_firms f ON f.id = t.maintainer_id"
             " WHERE %s OR t.revoked_at IS NULL ORDER BY t.name, t.created_at",
             (all_,),
         ).fetchall()
     zone = settings.site_timezone
-    typer.echo("name\trole\tfirm\tcreated\tlast used\trevoked")
-    for name, role, firm, created, used, revoked in rows:
-        times = (i18n.format_datetime(moment, zone) or "-" for moment in (created, used, revoked))
+    typer.echo("name\trole\tfirm\tcreated\tlast used\texpires\trevoked")
+    for name, role, firm, created, used, expires, revoked in rows:
+        times = (i18n.format_datetime(moment, zone) or "-" for moment in (created, used, expires, revoked))
         typer.echo("\t".join([name, role, firm or "-", *times]))
 
 

@@ -18,9 +18,9 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from liftwatch import i18n
 from liftwatch.alerts.suppression import suppression_sql
-from liftwatch.api import access, idempotency
+from liftwatch.api import access, auth, idempotency
 from liftwatch.api.app import ApiState, language, state
-from liftwatch.api.auth import Principal, TokenStore, current_principal, require_roles, token_from_request
+from liftwatch.api.auth import Principal, current_principal, require_roles
 from liftwatch.api.errors import ApiError, forbidden, not_found
 from liftwatch.api.feed import FeedItem, item_from_row
 from liftwatch.api.models import (
@@ -165,10 +165,13 @@ async def _replay(request: Request, principal: Principal, after: int, limit: int
 )
 async def stream(
     request: Request,
-    principal: Reader,
+    principal: Annotated[Principal, Depends(auth.stream_principal)],
     last_event_id: Annotated[int | None, Header(ge=0, description="Sent by EventSource on reconnection.")] = None,
     after: Annotated[
         int | None, Query(ge=0, description="Start after this change id (e.g. `last_change_id` of a list).")
+    ] = None,
+    access_token: Annotated[
+        str | None, Query(max_length=256, description="A token, for clients that cannot send headers (read by auth).")
     ] = None,
 ) -> StreamingResponse:
     """Live incident changes the caller may see (``event: incident``, ``id:`` = change id).
@@ -178,18 +181,17 @@ async def stream(
     ``event: feed`` (``{"live": true|false}``) comes first and whenever the server's own feed
     connects or loses Kafka: while false, changes are not coming through.
     Browsers authenticate with the session cookie, other clients with a bearer header or the
-    ``access_token`` query parameter.
+    ``access_token`` query parameter (accepted here only: anywhere else a token in a URL is refused).
     """
     api = state(request)
     start = last_event_id if last_event_id is not None else after
     limit = api.settings.sse_replay_limit
-    token = token_from_request(request) or ""
-    tokens: TokenStore = request.app.state.tokens
+    credential: auth.Credential = request.state.credential
 
     async def still_valid() -> bool:
-        # Looked up again: a revoked token, or one now of another role or firm, ends the stream
-        # (the reconnection gets 401, or a stream scoped anew).
-        return access.same_scope(principal, await tokens.resolve(token))
+        # Looked up again: a revoked or expired token, an ended session, or a token now of another
+        # role or firm ends the stream (the reconnection gets 401, or a stream scoped anew).
+        return access.same_scope(principal, await auth.resolve(request, credential))
 
     async def frames() -> AsyncIterator[bytes]:
         # Subscribe before reading the replay: a change committed meanwhile comes live (duplicates skipped).

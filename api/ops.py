@@ -151,31 +151,42 @@ async def me(request: Request, principal: Annotated[Principal, Depends(current_p
 
 @router.post("/api/v1/session", status_code=204, tags=["session"], response_class=Response)
 async def login(request: Request) -> Response:
-    """Console sign-in: checks the bearer token and keeps it in an HttpOnly, SameSite=Strict cookie."""
+    """Console sign-in: checks the bearer token and opens a session (HttpOnly, SameSite=Strict cookie).
+
+    The cookie holds a random session id, never the token; ``DELETE`` ends the session.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise unauthenticated()
-    if await request.app.state.tokens.resolve(token.strip()) is None:
+    tokens: auth.TokenStore = request.app.state.tokens
+    if await tokens.resolve(token) is None:
         state(request).metrics.auth_failures.labels(reason="unknown_token").inc()
         raise unauthenticated()
+    settings = state(request).settings
+    session_id = await tokens.open_session(token, settings.api_session_hours)
     response = Response(status_code=204)
     response.set_cookie(
         auth.COOKIE_NAME,
-        token.strip(),
+        session_id,
         httponly=True,
         samesite="strict",
-        secure=state(request).settings.api_cookie_secure,
-        max_age=12 * 3600,
+        secure=settings.api_cookie_secure,
+        max_age=int(settings.api_session_hours * 3600),
+        path="/",
     )
     return response
 
 
 @router.delete("/api/v1/session", status_code=204, tags=["session"], response_class=Response)
-async def logout() -> Response:
-    """Console sign-out."""
+async def logout(request: Request) -> Response:
+    """Console sign-out: the session ends on the server too (a copy of the cookie stops working)."""
+    session_id = request.cookies.get(auth.COOKIE_NAME)
+    if session_id:
+        await request.app.state.tokens.close_session(session_id)
     response = Response(status_code=204)
-    response.delete_cookie(auth.COOKIE_NAME)
+    response.delete_cookie(auth.COOKIE_NAME, path="/")
     return response
 
 

@@ -15,10 +15,10 @@ from liftwatch.api import access
 from liftwatch.api.app import state
 from liftwatch.api.auth import Principal, current_principal, require_roles
 from liftwatch.api.errors import ApiError, forbidden, not_found
-from liftwatch.api.models import RegistrationCode
+from liftwatch.api.models import Input, RegistrationCode
 from liftwatch.api.rectification import NotAllowed, OrderAction, OrderStatus, actions, overdue, step
 from psycopg.rows import dict_row
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 router = APIRouter(prefix="/api/v1/orders", tags=["rectification"])
 Reader = Annotated[Principal, Depends(current_principal)]
@@ -27,10 +27,9 @@ Opener = Annotated[Principal, Depends(require_roles("admin", "regulator"))]
 Note = Annotated[str, Field(min_length=1, max_length=2000)]
 
 
-class OrderCreate(BaseModel):
+class OrderCreate(Input):
     """An order on an elevator (``registration_code``), an incident's elevator, or a whole firm."""
 
-    model_config = ConfigDict(extra="forbid")
     registration_code: RegistrationCode | None = None
     incident_id: int | None = Field(default=None, ge=1)
     maintainer_id: int | None = Field(default=None, ge=1, description="For an order on the firm as a whole.")
@@ -39,8 +38,7 @@ class OrderCreate(BaseModel):
     note: Note
 
 
-class OrderNote(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OrderNote(Input):
     note: Note
 
 

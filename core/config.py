@@ -429,6 +429,18 @@ class ApiSettings(CommonSettings):
         description="/healthz reports late_samples as high above this share of samples arriving late (5 min).",
     )
     api_cookie_secure: bool = Field(default=False, description="Mark the console's session cookie Secure (HTTPS).")
+    api_token_days: int = Field(
+        default=90, ge=0, le=3650, description="Days a token from `liftwatch token create` stays valid (0 = never)."
+    )
+    api_session_hours: float = Field(
+        default=12, gt=0, le=24 * 30, description="Lifetime of a console session (sign-in cookie)."
+    )
+    sse_streams_per_token: int = Field(
+        default=10, gt=0, le=10_000, description="Live-feed streams one token may hold open at once (429 beyond)."
+    )
+    sse_streams_max: int = Field(
+        default=1_000, gt=0, le=1_000_000, description="Live-feed streams one API process holds open at once."
+    )
     sse_replay_limit: int = Field(
         default=10_000, gt=0, description="Most changes replayed to a reconnecting live-feed client."
     )

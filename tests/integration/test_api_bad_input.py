@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import re
 from typing import Any
 
+import liftwatch.api as api_package
 import pytest
 from liftwatch.api import models
 from liftwatch.api.app import create_app
 from liftwatch.config import ApiSettings
+from liftwatch.reports import api as reports_api
 
 from tests.fixtures.api import RunningApi, World
 from tests.fixtures.fuzz import fuzz_api
@@ -79,9 +83,17 @@ def test_every_request_body_refuses_nul_in_any_string() -> None:
     refs = {where: re.findall(r"#/components/schemas/(\w+)", json.dumps(schema)) for where, schema in bodies.items()}
     assert all(len(found) == 1 for found in refs.values()), refs
     names = {where: found[0] for where, found in refs.items()}
-    assert {
-        where: name for where, name in names.items() if not issubclass(getattr(models, name, str), models.Input)
-    } == {}
+    assert {where: name for where, name in names.items() if not issubclass(_body_models()[name], models.Input)} == {}
+
+
+def _body_models() -> dict[str, type]:
+    """Every pydantic model defined in the API's modules (and the reports router's), by name."""
+    found: dict[str, type] = {}
+    for module in pkgutil.iter_modules(api_package.__path__):
+        loaded = importlib.import_module(f"liftwatch.api.{module.name}")
+        found |= {name: value for name, value in vars(loaded).items() if isinstance(value, type)}
+    found |= {name: value for name, value in vars(reports_api).items() if isinstance(value, type)}
+    return found
 
 
 FUZZ_EXAMPLES = 8

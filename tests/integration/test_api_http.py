@@ -272,9 +272,9 @@ def test_token_cli_prints_once_and_stores_only_the_hash(api_http: RunningApi, ap
     listed = runner.invoke(token_app, ["list"], env=env)
     assert listed.exit_code == 0, listed.output
     line = next(row for row in listed.output.splitlines() if row.startswith("tech-new\t"))
-    _, role, firm, created, used, revoked = line.split("\t")
+    _, role, firm, created, used, expires, revoked = line.split("\t")
     assert (role, firm, revoked) == ("maintainer", "Brightlift Maintenance Co.", "-")
-    assert used != "-" and used >= created
+    assert used != "-" and used >= created and expires > created
     assert token not in listed.output and stored[0] not in listed.output
     assert runner.invoke(token_app, ["revoke", "--name", "tech-new"], env=env).output.strip() == "revoked 1 token(s)"
     assert "tech-new" not in runner.invoke(token_app, ["list"], env=env).output

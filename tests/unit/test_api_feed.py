@@ -6,7 +6,7 @@ import json
 
 import pytest
 from liftwatch.api import feed
-from liftwatch.api.auth import Principal, hash_token, new_token, token_from_request
+from liftwatch.api.auth import Credential, Principal, credential_from_request, hash_token, new_token
 from liftwatch.api.metrics import ApiMetrics
 from liftwatch.config import CommonSettings
 from liftwatch.schema import FaultCode, IncidentChange, Severity
@@ -80,15 +80,19 @@ def _request(headers: dict[str, str], query: str = "") -> Request:
     return Request({"type": "http", "headers": raw, "query_string": query.encode(), "method": "GET", "path": "/"})
 
 
-def test_tokens_come_from_header_then_cookie_then_query_and_are_stored_hashed() -> None:
+def test_credentials_come_from_header_then_session_cookie_and_tokens_are_stored_hashed() -> None:
     token = new_token()
     assert token.startswith("lw_") and new_token() != token
     assert hash_token(token) != token and len(hash_token(token)) == 64
-    assert token_from_request(_request({"Authorization": f"Bearer {token}"})) == token
-    assert token_from_request(_request({"Authorization": "Basic abc"})) is None
-    assert token_from_request(_request({"Cookie": f"liftwatch_token={token}"})) == token
-    assert token_from_request(_request({}, f"access_token={token}")) == token
-    assert token_from_request(_request({})) is None
+    assert credential_from_request(_request({"Authorization": f"Bearer {token}"})) == Credential("token", token)
+    assert credential_from_request(_request({"Authorization": "Basic abc"})) is None
+    assert credential_from_request(_request({"Cookie": "liftwatch_session=s1"})) == Credential("session", "s1")
+    # A token in the URL counts on the live-feed stream only (the stream's dependency asks for it).
+    assert credential_from_request(_request({}, f"access_token={token}")) is None
+    assert credential_from_request(_request({}, f"access_token={token}"), query_token=True) == Credential(
+        "token", token
+    )
+    assert credential_from_request(_request({})) is None
 
 
 def test_the_feed_remembers_where_it_is_to_resume_after_an_outage(
