@@ -41,6 +41,7 @@ def alerts(ctx: typer.Context) -> None:
     try:  # fail fast, before any connection, on a fault code or change kind that does not exist
         service.deadline_policy(settings)
         service.routing_policy(settings)
+        service.storm_policy(settings)
     except AlertsConfigError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error

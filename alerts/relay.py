@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from liftwatch.alerts.routing import ChangeFacts, RoutingPolicy, Target, Webhook, recipients
+from liftwatch.alerts.storms import (
+    DEFAULT_INHIBIT_RULES,
+    GroupRule,
+    InhibitRule,
+    StormIncident,
+    group_leader,
+    inhibitor,
+)
 from liftwatch.alerts.suppression import suppression_sql
 from liftwatch.schema import FaultCode, IncidentChange, Severity
 from psycopg.rows import dict_row
@@ -36,7 +44,8 @@ _CHANGES = f"""
 SELECT ev.id AS change_id, ev.incident_id, ev.kind, ev.status_after, ev.at, ev.actor, ev.note, ev.data,
        i.code, i.severity, i.registration_code, i.terminal_id, i.district, i.escalation_level, i.maintainer_id,
        i.detected_at, i.occurrences, i.chattering, f.name AS maintainer, e.rescue_code, e.address,
-       u.name AS use_unit, {suppression_sql("i", "ev.at")} AS suppressed
+       u.name AS use_unit, {suppression_sql("i", "ev.at")} AS suppressed,
+       i.opened_at, i.closed_at, i.condition_cleared_at, i.group_id, i.inhibited_by
 FROM incident_events ev
 JOIN incidents i ON i.id = ev.incident_id
 LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id
@@ -124,6 +133,7 @@ def notification_body(row: dict[str, Any]) -> bytes:
         "occurrences": row["occurrences"],
         "chattering": row["chattering"],
         "data": row["data"],
+        "group_id": row.get("group_id"),
     }
     return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
 
@@ -160,6 +170,99 @@ class Routed:
     """Changes not notified, by why (maintenance, shelved, out_of_service)."""
 
 
+@dataclass(frozen=True, slots=True)
+class StormPolicy:
+    """Grouping and inhibition (liftwatch.alerts.storms), as configured."""
+
+    group: GroupRule = field(default_factory=GroupRule)
+    inhibit: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
+
+
+_STORM_COLUMNS = (
+    "id, code, registration_code, district, maintainer_id, opened_at, group_id, closed_at, condition_cleared_at"
+)
+
+
+def _storm_incident(row: dict[str, Any], id_column: str = "id") -> StormIncident:
+    return StormIncident(
+        id=row[id_column],
+        code=row["code"],
+        registration_code=row["registration_code"],
+        district=row["district"],
+        maintainer_id=row["maintainer_id"],
+        opened_at=row["opened_at"],
+        group_id=row["group_id"],
+        closed_at=row["closed_at"],
+        condition_cleared_at=row["condition_cleared_at"],
+    )
+
+
+async def _apply_storms(conn: psycopg.AsyncConnection[Any], rows: list[dict[str, Any]], storms: StormPolicy) -> None:
+    """Group newly opened incidents and judge inhibition for each change, in change order.
+
+    Sets ``group_id`` and ``inhibited_by`` on the rows and stores them on the incidents (in the
+    relay's transaction: a replayed batch decides the same again).
+    """
+    cur = conn.cursor(row_factory=dict_row)
+    opened = [row for row in rows if row["kind"] == "opened"]
+    if opened and storms.group.window_s > 0:
+        since = min(row["opened_at"] for row in opened) - timedelta(seconds=storms.group.window_s)
+        await cur.execute(
+            f"SELECT {_STORM_COLUMNS} FROM incidents WHERE code = ANY(%s) AND opened_at >= %s"
+            " AND status NOT IN ('closed', 'false_alarm', 'auto_cleared')",
+            (sorted({row["code"] for row in opened}), since),
+        )
+        recent = {row["id"]: _storm_incident(row) for row in await cur.fetchall()}
+        for row in opened:
+            new = recent.get(row["incident_id"]) or _storm_incident(row, "incident_id")
+            earlier = [incident for incident in recent.values() if incident.id < new.id]
+            leader = group_leader(new, earlier, storms.group)
+            if leader is None:
+                continue
+            for member in {leader, new.id}:
+                await conn.execute("UPDATE incidents SET group_id = %s WHERE id = %s", (leader, member))
+                if member in recent:
+                    recent[member] = replace(recent[member], group_id=leader)
+            for row_of in rows:
+                if row_of["incident_id"] in (leader, new.id):
+                    row_of["group_id"] = leader
+    targets = {code for rule in storms.inhibit for code in rule.target}
+    candidates = [row for row in rows if row["code"] in targets]
+    if not candidates:
+        return
+    await cur.execute(
+        f"SELECT {_STORM_COLUMNS} FROM incidents WHERE code = ANY(%s)"
+        " AND (registration_code = ANY(%s) OR district = ANY(%s))"
+        " AND (closed_at IS NULL OR closed_at > %s)",
+        (
+            sorted({code for rule in storms.inhibit for code in rule.source}),
+            sorted({row["registration_code"] for row in candidates if row["registration_code"]}),
+            sorted({row["district"] for row in candidates if row["district"]}),
+            min(row["at"] for row in candidates),
+        ),
+    )
+    sources = [_storm_incident(row) for row in await cur.fetchall()]
+    for row in candidates:
+        by = inhibitor(_storm_incident(row, "incident_id"), row["at"], sources, storms.inhibit)
+        if by != row["inhibited_by"]:
+            await conn.execute("UPDATE incidents SET inhibited_by = %s WHERE id = %s", (by, row["incident_id"]))
+            for row_of in rows:
+                if row_of["incident_id"] == row["incident_id"]:
+                    row_of["inhibited_by"] = by
+        row["inhibited_now"] = by
+
+
+async def _group_notified(conn: psycopg.AsyncConnection[Any], group_id: int) -> set[tuple[int, str]]:
+    """(webhook, change kind) pairs some member of the group was already notified of."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT DISTINCT d.webhook_id, ev.kind FROM alerts_deliveries d JOIN incident_events ev ON ev.id = d.change_id"
+        " JOIN incidents i ON i.id = ev.incident_id WHERE i.group_id = %s",
+        (group_id,),
+    )
+    return {(row["webhook_id"], row["kind"]) for row in await cur.fetchall()}
+
+
 async def route_changes(
     conn: psycopg.AsyncConnection[Any],
     *,
@@ -167,43 +270,60 @@ async def route_changes(
     default_secret: str,
     now: datetime,
     limit: int,
+    storms: StormPolicy | None = None,
 ) -> Routed:
-    """The ``notify`` relay: one batch, in one transaction (pending deliveries + position)."""
+    """The ``notify`` relay: one batch, in one transaction (pending deliveries + position).
+
+    Before routing, storms are judged (:func:`_apply_storms`): an inhibited change is not
+    notified; a grouped incident's change goes to each receiver once per group and change kind.
+    """
+    storms = storms if storms is not None else StormPolicy()
     async with conn.transaction():
         after = await lock_position(conn, NOTIFY_RELAY)
         rows = await read_changes(conn, after, limit)
         if not rows:
             return Routed(0, 0, after)
+        await _apply_storms(conn, rows, storms)
         hooks = await load_webhooks(conn, default_secret)
-        deliveries: list[tuple[Any, ...]] = []
+        deliveries = 0
         suppressed: dict[str, int] = {}
+        notified: dict[int, set[tuple[int, str]]] = {}  # group -> (webhook, kind) already told
         for row in rows:
+            why = row["suppressed"] or ("inhibited" if row.get("inhibited_now") else None)
             facts = ChangeFacts(
                 kind=row["kind"],
                 severity=row["severity"],
                 maintainer_id=row["maintainer_id"],
                 district=row["district"],
                 escalation_level=row["escalation_level"],
-                suppressed=row["suppressed"],
+                suppressed=why,
             )
-            if row["suppressed"] is not None and facts.kind not in policy.quiet_kinds:
-                suppressed[row["suppressed"]] = suppressed.get(row["suppressed"], 0) + 1
+            if why is not None and facts.kind not in policy.quiet_kinds:
+                suppressed[why] = suppressed.get(why, 0) + 1
             targets = recipients(facts, hooks, policy)
+            group = row["group_id"]
+            if targets and group is not None:
+                if group not in notified:
+                    notified[group] = await _group_notified(conn, group)
+                told = notified[group]
+                kept = [hook for hook in targets if (hook.id, row["kind"]) not in told]
+                if len(kept) < len(targets):
+                    suppressed["grouped"] = suppressed.get("grouped", 0) + 1
+                told.update((hook.id, row["kind"]) for hook in kept)
+                targets = kept
             if targets:
                 body = notification_body(row)
-                deliveries.extend(
-                    (row["change_id"], hook.id, f"{row['change_id']}:webhook:{hook.id}", body, now) for hook in targets
-                )
-        if deliveries:
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO alerts_deliveries (change_id, webhook_id, idempotency_key, body, next_attempt_at)"
-                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
-                    deliveries,
-                )
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO alerts_deliveries (change_id, webhook_id, idempotency_key, body, next_attempt_at)"
+                        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
+                        [(row["change_id"], hook.id, f"{row['change_id']}:webhook:{hook.id}", body, now)
+                         for hook in targets],
+                    )  # fmt: skip
+                deliveries += len(targets)
         last = int(rows[-1]["change_id"])
         await save_position(conn, NOTIFY_RELAY, last)
-        return Routed(len(rows), len(deliveries), last, suppressed)
+        return Routed(len(rows), deliveries, last, suppressed)
 
 
 # --- webhook deliveries -----------------------------------------------------------------------

@@ -30,7 +30,7 @@ import msgspec
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from liftwatch import db
-from liftwatch.alerts import relay, store
+from liftwatch.alerts import relay, store, storms
 from liftwatch.alerts.channels import KafkaChannel, WebhookCall, WebhookChannel, backoff_s
 from liftwatch.alerts.deadlines import CodeDeadlines, DeadlinePolicy, DueKind, due
 from liftwatch.alerts.errors import AlertsConfigError, Backpressure, NotificationError
@@ -83,6 +83,31 @@ def deadline_policy(settings: AlertsSettings) -> DeadlinePolicy:
     )
 
 
+def storm_policy(settings: AlertsSettings) -> relay.StormPolicy:
+    """Grouping and inhibition from the settings; raises :class:`AlertsConfigError` for a rule it refuses."""
+    group = storms.GroupRule(by=tuple(settings.group_by), window_s=settings.group_window_s)
+    inhibit = storms.DEFAULT_INHIBIT_RULES
+    if settings.inhibit_rules is not None:
+        rules = []
+        for rule in settings.inhibit_rules:
+            extra = set(rule) - {"source", "target", "equal"}
+            if extra or not {"source", "target"} <= set(rule):
+                raise AlertsConfigError("LIFTWATCH_INHIBIT_RULES: each rule has source, target and optionally equal")
+            rules.append(
+                storms.InhibitRule(
+                    source=frozenset(rule["source"]),
+                    target=frozenset(rule["target"]),
+                    equal=tuple(rule.get("equal", ["registration_code"])),
+                )
+            )
+        inhibit = tuple(rules)
+    try:
+        storms.check_rules(group, inhibit)
+    except AlertsConfigError as error:
+        raise AlertsConfigError(f"LIFTWATCH_GROUP_BY / LIFTWATCH_INHIBIT_RULES: {error}") from None
+    return relay.StormPolicy(group=group, inhibit=inhibit)
+
+
 def routing_policy(settings: AlertsSettings) -> RoutingPolicy:
     """Who gets what, from the settings; raises :class:`AlertsConfigError` for an unknown change kind."""
     unknown = sorted(set(settings.quiet_kinds) - CHANGE_KINDS)
@@ -108,6 +133,7 @@ class AlertService:
         self.bad_input = BadInputPolicy(registry, self._dead_letter)
         self.deadlines = deadline_policy(settings)
         self.routing = routing_policy(settings)
+        self.storms = storm_policy(settings)
         self.faults_topic = settings.topic("faults")
         self.dead: list[DeadLetter] = []
         self.wake_kafka = asyncio.Event()
@@ -339,6 +365,7 @@ class AlertService:
                 default_secret=self.settings.webhook_secret.get_secret_value(),
                 now=utc_now(),
                 limit=limit,
+                storms=self.storms,
             )
         if routed.deliveries:
             self.wake_deliveries.set()

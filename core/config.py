@@ -394,6 +394,20 @@ class AlertsSettings(CommonSettings):
         default=["updated", "assigned"],
         description="Incident change kinds published on Kafka but not sent to webhooks.",
     )
+    group_by: list[Literal["code", "district", "maintainer_id"]] = Field(
+        default=["code", "district"],
+        description="Incidents equal on these (code required) opened within group_window_s form one incident group.",
+    )
+    group_window_s: int = Field(
+        default=300, ge=0, description="Window in which incidents join a group (0 = no grouping; never entrapments)."
+    )
+    inhibit_rules: list[dict[str, list[str]]] | None = Field(
+        default=None,
+        description=(
+            'Inhibit rules [{"source": [codes], "target": [codes], "equal": [fields]}]; null = the defaults of'
+            " docs/alerts.md (a power failure or an offline terminal inhibits the derived faults of its elevator)."
+        ),
+    )
     webhook_allow_private: bool = Field(
         default=False,
         description=(
