@@ -59,6 +59,10 @@ class EventKind(enum.StrEnum):
     DEADLINE_MISSED = "deadline_missed"
     ESCALATED = "escalated"
     AUTO_CLEARED = "auto_cleared"
+    GROUPED = "grouped"
+    """Joined (or now leads) an incident group (``data.group``: the leader); liftwatch.alerts.storms."""
+    INHIBITED = "inhibited"
+    """Its changes are not notified while another incident lasts (``data.by``); liftwatch.alerts.storms."""
 
 
 # Operator actions record the status they lead to; an escalation records "escalated"; the

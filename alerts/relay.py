@@ -23,7 +23,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from liftwatch.alerts.incidents import EventKind
 from liftwatch.alerts.routing import ChangeFacts, RoutingPolicy, Target, Webhook, recipients
+from liftwatch.alerts.store import append_event, lock_outbox
 from liftwatch.alerts.storms import (
     DEFAULT_INHIBIT_RULES,
     GroupRule,
@@ -34,6 +36,7 @@ from liftwatch.alerts.storms import (
 )
 from liftwatch.alerts.suppression import suppression_sql
 from liftwatch.schema import FaultCode, IncidentChange, Severity
+from psycopg import sql
 from psycopg.rows import dict_row
 
 KAFKA_RELAY = "kafka"
@@ -197,13 +200,18 @@ def _storm_incident(row: dict[str, Any], id_column: str = "id") -> StormIncident
     )
 
 
-async def _apply_storms(conn: psycopg.AsyncConnection[Any], rows: list[dict[str, Any]], storms: StormPolicy) -> None:
+async def _apply_storms(
+    conn: psycopg.AsyncConnection[Any], rows: list[dict[str, Any]], storms: StormPolicy, now: datetime
+) -> None:
     """Group newly opened incidents and judge inhibition for each change, in change order.
 
-    Sets ``group_id`` and ``inhibited_by`` on the rows and stores them on the incidents (in the
-    relay's transaction: a replayed batch decides the same again).
+    Sets ``group_id`` and ``inhibited_by`` on the rows; what changed is stored on the incidents
+    with a ``grouped`` / ``inhibited`` row on their trail (so the board and the live feed learn
+    of it), in the relay's transaction: a replayed batch decides the same again. The writes take
+    the outbox lock first, in the order every incident writer uses (outbox lock, then rows).
     """
     cur = conn.cursor(row_factory=dict_row)
+    writes: dict[tuple[int, str], int | None] = {}  # (incident, column) -> new value, in decision order
     opened = [row for row in rows if row["kind"] == "opened"]
     if opened and storms.group.window_s > 0:
         since = min(row["opened_at"] for row in opened) - timedelta(seconds=storms.group.window_s)
@@ -219,8 +227,10 @@ async def _apply_storms(conn: psycopg.AsyncConnection[Any], rows: list[dict[str,
             leader = group_leader(new, earlier, storms.group)
             if leader is None:
                 continue
-            for member in {leader, new.id}:
-                await conn.execute("UPDATE incidents SET group_id = %s WHERE id = %s", (leader, member))
+            for member in (leader, new.id):
+                if member in recent and recent[member].group_id == leader:
+                    continue
+                writes[(member, "group_id")] = leader
                 if member in recent:
                     recent[member] = replace(recent[member], group_id=leader)
             for row_of in rows:
@@ -228,28 +238,44 @@ async def _apply_storms(conn: psycopg.AsyncConnection[Any], rows: list[dict[str,
                     row_of["group_id"] = leader
     targets = {code for rule in storms.inhibit for code in rule.target}
     candidates = [row for row in rows if row["code"] in targets]
-    if not candidates:
+    if candidates:
+        await cur.execute(
+            f"SELECT {_STORM_COLUMNS} FROM incidents WHERE code = ANY(%s)"
+            " AND (registration_code = ANY(%s) OR district = ANY(%s))"
+            " AND (closed_at IS NULL OR closed_at > %s)",
+            (
+                sorted({code for rule in storms.inhibit for code in rule.source}),
+                sorted({row["registration_code"] for row in candidates if row["registration_code"]}),
+                sorted({row["district"] for row in candidates if row["district"]}),
+                min(row["at"] for row in candidates),
+            ),
+        )
+        sources = [_storm_incident(row) for row in await cur.fetchall()]
+        for row in candidates:
+            by = inhibitor(_storm_incident(row, "incident_id"), row["at"], sources, storms.inhibit)
+            row["inhibited_now"] = by
+            if by != row["inhibited_by"]:
+                writes[(row["incident_id"], "inhibited_by")] = by
+                for row_of in rows:
+                    if row_of["incident_id"] == row["incident_id"]:
+                        row_of["inhibited_by"] = by
+    if not writes:
         return
-    await cur.execute(
-        f"SELECT {_STORM_COLUMNS} FROM incidents WHERE code = ANY(%s)"
-        " AND (registration_code = ANY(%s) OR district = ANY(%s))"
-        " AND (closed_at IS NULL OR closed_at > %s)",
-        (
-            sorted({code for rule in storms.inhibit for code in rule.source}),
-            sorted({row["registration_code"] for row in candidates if row["registration_code"]}),
-            sorted({row["district"] for row in candidates if row["district"]}),
-            min(row["at"] for row in candidates),
-        ),
-    )
-    sources = [_storm_incident(row) for row in await cur.fetchall()]
-    for row in candidates:
-        by = inhibitor(_storm_incident(row, "incident_id"), row["at"], sources, storms.inhibit)
-        if by != row["inhibited_by"]:
-            await conn.execute("UPDATE incidents SET inhibited_by = %s WHERE id = %s", (by, row["incident_id"]))
-            for row_of in rows:
-                if row_of["incident_id"] == row["incident_id"]:
-                    row_of["inhibited_by"] = by
-        row["inhibited_now"] = by
+    await lock_outbox(conn)
+    for (incident_id, column), value in writes.items():
+        await cur.execute(
+            sql.SQL("UPDATE incidents SET {} = %s WHERE id = %s RETURNING status").format(sql.Identifier(column)),
+            (value, incident_id),
+        )
+        updated = await cur.fetchone()
+        if updated is None or value is None:
+            continue  # an inhibition that ended shows as the next change being notified again
+        kind, data = (
+            (EventKind.GROUPED, {"group": value}) if column == "group_id" else (EventKind.INHIBITED, {"by": value})
+        )
+        await append_event(
+            conn, incident_id, kind=kind.value, status_after=updated["status"], actor="system", at=now, data=data
+        )
 
 
 async def _group_notified(conn: psycopg.AsyncConnection[Any], group_id: int) -> set[tuple[int, str]]:
@@ -283,7 +309,7 @@ async def route_changes(
         rows = await read_changes(conn, after, limit)
         if not rows:
             return Routed(0, 0, after)
-        await _apply_storms(conn, rows, storms)
+        await _apply_storms(conn, rows, storms, now)
         hooks = await load_webhooks(conn, default_secret)
         deliveries = 0
         suppressed: dict[str, int] = {}

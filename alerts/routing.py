@@ -54,7 +54,9 @@ class RoutingPolicy:
     """Severities the emergency centres receive."""
     firm_severities: frozenset[str] = frozenset({"critical", "major", "minor"})
     """Severities the maintenance firms receive."""
-    quiet_kinds: frozenset[str] = field(default_factory=lambda: frozenset({"updated", "assigned"}))
+    quiet_kinds: frozenset[str] = field(
+        default_factory=lambda: frozenset({"updated", "assigned", "grouped", "inhibited"})
+    )
     """Change kinds published on Kafka only."""
 
 

@@ -265,6 +265,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
 
     app.include_router(ops.router)
     app.include_router(centre.router)  # before incidents: its /{id}/{action} would take /{id}/comments
+    app.include_router(centre.groups)
     app.include_router(incidents.router)
     app.include_router(registry_routes.router)
     app.include_router(suppression.router)

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from liftwatch import i18n
-from liftwatch.alerts import centre, centre_store
+from liftwatch.alerts import centre, centre_store, store
 from liftwatch.alerts.errors import ElevatorNotFound, IllegalTransition, IncidentNotFound
 from liftwatch.api import idempotency
 from liftwatch.api.app import language, state
@@ -27,11 +27,14 @@ from liftwatch.api.models import (
     CallRequest,
     CallResult,
     CommentRequest,
+    GroupActionResult,
     Incident,
     IncidentEvent,
+    TransitionRequest,
 )
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+groups = APIRouter(prefix="/api/v1/incident-groups", tags=["incidents"])
 
 Centre = Annotated[Principal, Depends(require_roles("admin", "operator"))]
 Commenter = Annotated[Principal, Depends(require_roles("admin", "operator", "maintainer"))]
@@ -156,3 +159,33 @@ async def set_assignee(request: Request, principal: Centre, incident_id: Inciden
             shown = i18n.t(f"common.status.{error.current_status}", language(request))
             raise ApiError(error.reason, 409, status=shown) from error
     return incident_model(await load_incident(request, principal, incident_id), api.settings)
+
+
+@groups.post("/{group_id}/acknowledge", response_model=GroupActionResult)
+async def acknowledge_group(
+    request: Request, principal: Centre, group_id: IncidentId, body: TransitionRequest | None = None
+) -> GroupActionResult:
+    """Acknowledge every member of an incident group still ``detected`` (a storm, worked as one)."""
+    from liftwatch.alerts.lifecycle import Action
+
+    body = body or TransitionRequest()
+    api = state(request)
+    now = datetime.now(UTC)
+    async with api.pool.connection() as conn:
+        cur = await conn.execute("SELECT id, status FROM incidents WHERE group_id = %s ORDER BY id", (group_id,))
+        members = await cur.fetchall()
+        if not members:
+            raise not_found("incident_not_found")
+        done: list[int] = []
+        for member in members:
+            if member["status"] != "detected":
+                continue
+            try:
+                await store.apply_action(
+                    conn, member["id"], Action.ACKNOWLEDGE, actor=principal.name, note=body.note, now=now
+                )
+            except IllegalTransition:
+                continue  # acknowledged meanwhile by someone else: nothing to do
+            done.append(member["id"])
+        await conn.commit()
+    return GroupActionResult(group_id=group_id, acknowledged=done)

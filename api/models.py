@@ -221,6 +221,10 @@ class Incident(BaseModel):
         default=None, description="Not notified now: a maintenance window, a shelf, or the elevator is out of service."
     )
     assignee: str | None = Field(default=None, description="The operator working it; null = unclaimed.")
+    group_id: int | None = Field(default=None, description="Its incident group (the leader's id); null = alone.")
+    inhibited_by: int | None = Field(
+        default=None, description="The incident (e.g. a power failure) that kept its last change from being notified."
+    )
 
 
 class IncidentPage(BaseModel):
@@ -327,6 +331,11 @@ class CallRequest(Input):
 class CallResult(BaseModel):
     incident: Incident
     joined: bool = Field(description="True: an incident of this elevator and code was already open.")
+
+
+class GroupActionResult(BaseModel):
+    group_id: int
+    acknowledged: list[int] = Field(description="Members acknowledged now (those still detected).")
 
 
 class CommentRequest(Input):

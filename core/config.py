@@ -391,7 +391,7 @@ class AlertsSettings(CommonSettings):
         default=["critical", "major", "minor"], description="Severities sent to the maintenance firm's webhooks."
     )
     quiet_kinds: list[str] = Field(
-        default=["updated", "assigned"],
+        default=["updated", "assigned", "grouped", "inhibited"],
         description="Incident change kinds published on Kafka but not sent to webhooks.",
     )
     group_by: list[Literal["code", "district", "maintainer_id"]] = Field(

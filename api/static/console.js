@@ -222,7 +222,7 @@ function row(incident) {
     el("td", {}, elevator),
     el("td", { class: "addr" }, incident.address || "", el("br"), el("span", { class: "code" }, incident.district || "")),
     el("td", {}, incident.maintainer || ""),
-    el("td", { "data-testid": "status" }, tr(`common.status.${incident.status}`), assigneeTag(incident), suppressionTag(incident)),
+    el("td", { "data-testid": "status" }, tr(`common.status.${incident.status}`), assigneeTag(incident), suppressionTag(incident), stormTag(incident)),
     el("td", { class: "when" }, ...dateAndTime(incident.detected_at)),
     el("td", {}, deadlines),
     el("td", { class: "actions" }, actions));
@@ -231,7 +231,7 @@ function row(incident) {
 function renderBoard() {
   if (!state.me) return;
   const open = [...state.incidents.values()].filter((i) => OPEN.has(i.status)).sort(compare);
-  $("rows").replaceChildren(...open.map(row));
+  $("rows").replaceChildren(...groupedRows(open));
   $("empty").hidden = open.length > 0;
   const bySeverity = { critical: 0, major: 0, minor: 0 };
   let trapped = 0;
@@ -778,6 +778,56 @@ function elevatorStates(elevator) {
   };
   refresh().catch((failure) => box.replaceChildren(el("p", { class: "error" }, failure.message)));
   return box;
+}
+
+// --- storms: incident groups and inhibition (issue 17) ---------------------------------------------
+
+state.expandedGroups = new Set();
+
+function groupMembers(open, leaderId) {
+  return open.filter((i) => i.group_id === leaderId && i.id !== leaderId);
+}
+
+// A group shows as its leader's row with "+N" (expand) and "acknowledge all"; members only when expanded.
+// A member whose leader is no longer open shows as a row of its own.
+function groupedRows(open) {
+  const openIds = new Set(open.map((i) => i.id));
+  const rows = [];
+  for (const incident of open) {
+    const grouped = incident.group_id && incident.group_id !== incident.id && openIds.has(incident.group_id);
+    if (grouped && !state.expandedGroups.has(incident.group_id)) continue;
+    const node = row(incident);
+    if (grouped) node.classList.add("member");
+    if (incident.group_id === incident.id) {
+      const members = groupMembers(open, incident.id);
+      if (members.length) node.querySelector("td.actions").prepend(groupControls(incident, members));
+    }
+    rows.push(node);
+  }
+  return rows;
+}
+
+function groupControls(leader, members) {
+  const expanded = state.expandedGroups.has(leader.id);
+  const toggle = el("button", { type: "button", class: "group", "data-testid": "group-toggle", onclick: () => {
+    if (expanded) state.expandedGroups.delete(leader.id); else state.expandedGroups.add(leader.id);
+    renderBoard();
+  } }, tr(expanded ? "console.storm.collapse" : "console.storm.expand", { count: members.length }));
+  const parts = [toggle];
+  const waiting = [leader, ...members].filter((i) => i.status === "detected").length;
+  if (isCentre() && waiting > 1) {
+    parts.push(el("button", { type: "button", class: "primary", "data-testid": "group-acknowledge", onclick: async () => {
+      await api("POST", `/api/v1/incident-groups/${leader.id}/acknowledge`, { note: "" });
+      await loadBoard();
+    } }, tr("console.storm.acknowledge_all", { count: waiting })));
+  }
+  return el("span", { class: "group-controls" }, parts);
+}
+
+function stormTag(incident) {
+  if (!incident.inhibited_by) return null;
+  return el("span", { class: "suppressed inhibited", "data-testid": "inhibited" },
+    tr("console.storm.inhibited", { id: incident.inhibited_by }));
 }
 
 // --- session ----------------------------------------------------------------------------------

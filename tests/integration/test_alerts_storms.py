@@ -91,6 +91,16 @@ async def test_a_district_power_cut(database_url: str, batches: int) -> None:
         assert len({i["group_id"] for i in door}) == 1
         trapped = [i for i in incidents if i["code"] == "trapped_passenger"]
         assert len(trapped) == 2 and all(i["group_id"] is None and i["inhibited_by"] is None for i in trapped)
+        # Each decision is on the incident's trail (and so on the live feed), and pages nobody.
+        await cur.execute("SELECT kind, incident_id, data FROM incident_events WHERE actor = 'system'"
+                          " AND kind IN ('grouped', 'inhibited') ORDER BY id")  # fmt: skip
+        decisions = await cur.fetchall()
+        assert Counter(row["kind"] for row in decisions) == {"grouped": 8, "inhibited": 4}
+        assert {row["incident_id"]: row["data"] for row in decisions if row["kind"] == "grouped"}[power[2]["id"]] == {
+            "group": power[0]["id"]
+        }
+        await _route(conn)
+        assert not any(kind in ("grouped", "inhibited") for _, _, kind in await _told(conn))
 
         # The power comes back on one elevator: its car still outside the door zone is news now.
         later = T0 + timedelta(minutes=2)

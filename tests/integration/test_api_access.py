@@ -67,6 +67,8 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/api/v1/incidents/{inc_a}/comments", {"note": "备注"}, {"*": 201, "regulator": 403, "anonymous": 401}),
     ("POST", "/api/v1/incidents/{inc_b}/comments", {"note": "备注"},
      {"*": 201, "regulator": 403, "maintainer": 404, "anonymous": 401}),
+    ("POST", "/api/v1/incident-groups/{inc_a}/acknowledge", None,  # no group in the seed: 404
+     {"*": 404, "regulator": 403, "maintainer": 403, "anonymous": 401}),
     ("PUT", "/api/v1/incidents/{inc_a}/assignee", {"assignee": None},
      {"*": 200, "regulator": 403, "maintainer": 403, "anonymous": 401}),
     ("PUT", "/api/v1/incidents/{inc_b}/assignee", {"assignee": None},
@@ -208,6 +210,7 @@ def test_every_api_route_is_in_the_table(module_api: RunningApi) -> None:
         "/api/v1/incidents/{incident_id}": "/api/v1/incidents/{inc_a}",
         "/api/v1/incidents/{incident_id}/{action}": "/api/v1/incidents/{inc_a}/acknowledge",
         "/api/v1/incidents/{incident_id}/comments": "/api/v1/incidents/{inc_a}/comments",
+        "/api/v1/incident-groups/{group_id}/acknowledge": "/api/v1/incident-groups/{inc_a}/acknowledge",
         "/api/v1/incidents/{incident_id}/assignee": "/api/v1/incidents/{inc_a}/assignee",
         "/api/v1/elevators/{registration_code}": "/api/v1/elevators/{el_a}",
         "/api/v1/elevators/by-rescue-code/{rescue_code}": "/api/v1/elevators/by-rescue-code/{rc_a}",

@@ -161,3 +161,35 @@ def test_an_operator_claims_an_incident_others_see_it_and_it_can_be_handed_over(
     client.post(f"/api/v1/incidents/{a}/false-alarm", json={}, headers=api_world.headers("operator"))
     closed = client.put(url, json={"assignee": "operator-olivia"}, headers=api_world.headers("operator"))
     assert closed.status_code == 409 and closed.json()["error"]["code"] == "illegal_transition"
+
+
+def test_an_incident_group_is_acknowledged_together(api_http: RunningApi, api_world: World) -> None:
+    with psycopg.connect(api_world.database_url) as conn:
+        leader = api_world.incidents["a"]
+        conn.execute(
+            "UPDATE incidents SET group_id = %s WHERE id IN (%s, %s, %s)",
+            (leader, leader, api_world.incidents["b"], api_world.dispatched["b"]),
+        )
+    client = api_http.client
+    listed = client.get("/api/v1/incidents?open=true", headers=api_world.headers("operator")).json()["items"]
+    assert {i["id"]: i["group_id"] for i in listed}[api_world.incidents["b"]] == leader
+    answer = client.post(
+        f"/api/v1/incident-groups/{leader}/acknowledge",
+        json={"note": "power cut, 浦东"},
+        headers=api_world.headers("operator"),
+    )
+    assert answer.status_code == 200, answer.text
+    # The dispatched member is past acknowledgement: left as it is.
+    assert answer.json() == {"group_id": leader, "acknowledged": [leader, api_world.incidents["b"]]}
+    for incident in (leader, api_world.incidents["b"]):
+        detail = client.get(f"/api/v1/incidents/{incident}", headers=api_world.headers("operator")).json()
+        assert detail["incident"]["status"] == "acknowledged"
+        assert (detail["events"][-1]["actor"], detail["events"][-1]["note"]) == ("operator-olivia", "power cut, 浦东")
+    again = client.post(f"/api/v1/incident-groups/{leader}/acknowledge", headers=api_world.headers("operator"))
+    assert again.json()["acknowledged"] == []
+    assert (
+        client.post(
+            f"/api/v1/incident-groups/{leader}/acknowledge", headers=api_world.headers("maintainer")
+        ).status_code
+        == 403
+    )

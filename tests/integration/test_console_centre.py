@@ -213,3 +213,51 @@ def test_maintenance_windows_shelves_and_out_of_service_in_the_console(
     assert not problems, problems
     context.close()  # type: ignore[attr-defined]
     assert not any(refused), refused
+
+
+def test_a_power_cut_is_one_group_on_the_board_acknowledged_together(
+    browser: object,  # noqa: F811 - the fixture imported above
+    api_server: RunningApi,
+    api_world: World,
+    alerts_service: object,
+) -> None:
+    """Through the real alert service: faults on Kafka, grouped and inhibited by its notify relay."""
+    from liftwatch.schema import FaultCode
+    from playwright.sync_api import expect
+
+    from tests.fixtures.api import raise_fault
+
+    with psycopg.connect(api_world.database_url) as conn:
+        lifts = [add_elevator(conn, api_world.firms["a" if n % 2 else "b"], n, "闵行区") for n in (7, 8, 9)]
+    context = browser.new_context(locale="en-GB", viewport={"width": 1500, "height": 900})  # type: ignore[attr-defined]
+    refused = _offline(context, api_server.url)
+    page = context.new_page()
+    problems = _watch(page)
+    _login(page, api_server.url, api_world.tokens["operator"])
+    for registration, _, terminal in lifts:
+        raise_fault(api_server.settings, terminal, registration, FaultCode.POWER_FAILURE)
+    toggle = page.get_by_test_id("group-toggle")
+    expect(toggle).to_have_text("+2 in group", timeout=20_000)
+    power_rows = page.locator('tr[data-code="power_failure"]:has-text("闵行区")')
+    expect(power_rows).to_have_count(1)  # the group shows as its leader's row
+    # The first car stopped outside the door zone because of the cut: on the board, inhibited.
+    registration, _, terminal = lifts[0]
+    raise_fault(api_server.settings, terminal, registration, FaultCode.STOPPED_OUTSIDE_DOOR_ZONE)
+    door = page.locator('tr[data-code="stopped_outside_door_zone"]')
+    expect(door.get_by_test_id("inhibited")).to_contain_text("Inhibited by #", timeout=20_000)
+    # Someone is trapped in the second car: its own critical incident, never grouped away.
+    raise_fault(api_server.settings, lifts[1][2], lifts[1][0], FaultCode.TRAPPED_PASSENGER)
+    trapped = page.locator(f'tr[data-code="trapped_passenger"]:has-text("{lifts[1][1]}")')
+    expect(trapped).to_be_visible(timeout=20_000)
+    expect(trapped.get_by_test_id("group-toggle")).to_have_count(0)
+    _shot(page, "8-storm-grouped")
+    toggle.click()
+    expect(power_rows).to_have_count(3)
+    page.get_by_test_id("group-acknowledge").click()
+    for row in power_rows.all():
+        expect(row.get_by_test_id("status")).to_contain_text("Acknowledged")
+    expect(trapped.get_by_test_id("status")).to_contain_text("Detected")  # not part of the group
+    _shot(page, "9-storm-acknowledged")
+    assert not problems, problems
+    assert not refused, refused
+    context.close()  # type: ignore[attr-defined]
