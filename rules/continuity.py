@@ -19,11 +19,15 @@ Transitions for a message (seq ``s``, newest sample ``m``) of a terminal:
 * first message, or ``s == seq_next``: the run grows (``seq_bound = max(seq_bound, m)``) and takes
   in any held messages that now follow on;
 * ``s > seq_next``: a hole; the message is held (``beyond``) and the clock of the hole starts;
+  unless no hole is open and all its samples are older than ``seq_bound``: a buffer numbered after
+  the live messages; its samples are late and the count moves on to it (no hole waits);
 * ``s < seq_next`` and ``m <= seq_bound``: a copy of a message already judged (a gateway
-  re-delivered it after a restart): dropped, counted as a duplicate, never as late;
+  re-delivered it after a restart): dropped, counted as a duplicate, never as late; unless it is
+  one the run skipped and has not had yet (``skipped``): then its samples are late;
 * ``s < seq_next`` and newer samples: the terminal rebooted and counts again: a new run starts;
 * a hole open longer than the allowed lateness is given up: the run resumes at the oldest held
-  message (the missing ones, should they come, are late).
+  message (the missing ones, should they come, are late). The first message seen of a terminal,
+  and a reboot's first message seen, skip the seqs before them the same way.
 
 Each message's samples are judged late when older than ``seq_bound`` as it was before the message
 arrived (the engine's ``floor``): samples up to it have been released to the rules already.
@@ -41,6 +45,21 @@ from liftwatch.rules.engine import NONE, State
 MAX_BEYOND = 1_000
 # Given-up holes remembered per terminal, to tell a late message from a re-delivered copy.
 MAX_SKIPPED = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Seqs ``lo..hi`` the run went past without them; such a message is late, once.
+
+    ``after``..``newest`` bound their newest sample (the run's bound before them, the newest
+    sample of the message the run resumed at): a message of another run (before or after a reboot)
+    with a seq in the range is older or newer, so a copy of it is not mistaken for a skipped one.
+    """
+
+    lo: int
+    hi: int
+    after: int
+    newest: int
 
 
 @dataclass(slots=True)
@@ -64,7 +83,7 @@ class Continuity:
     lateness_ms: int
     beyond: dict[int, dict[int, int]] = field(default_factory=dict)
     """slot -> {seq: newest sample ts} of the messages held beyond an open hole."""
-    skipped: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    skipped: dict[int, list[Skipped]] = field(default_factory=dict)
     """slot -> the seq ranges of holes given up lately (a message from one is late, not a copy)."""
 
     def admit(
@@ -92,7 +111,8 @@ class Continuity:
         step[1:] = s_seq[1:] == s_seq[:-1] + 1
         step[first] = True
         contiguous = np.logical_and.reduceat(step, first)
-        start_ok = (s_seq[first] == st.seq_next[gslot]) | (st.seq_next[gslot] < 0)
+        # (a terminal's first message starts its run here only at seq 0: else the ones before it are skipped)
+        start_ok = s_seq[first] == np.where(st.seq_next[gslot] < 0, 0, st.seq_next[gslot])
         no_hole = st.hole_since[gslot] == NONE
         fast = contiguous & start_ok & no_hole
         fast_rows = np.arange(n) if fast.all() else np.flatnonzero(np.repeat(fast, ends - first))
@@ -145,10 +165,23 @@ class Continuity:
         floor = int(st.seq_bound[slot])
         expected = int(st.seq_next[slot])
         held = self.beyond.get(slot)
-        if expected < 0 or seq == expected:
+        if expected < 0:
+            if seq > 0:  # the messages before the first one seen were never judged here
+                self._skip(slot, 0, seq - 1, int(NONE), newest)
+            st.seq_next[slot] = seq + 1
+            st.seq_bound[slot] = newest
+            return floor, True
+        if seq == expected:
             st.seq_next[slot] = seq + 1
             st.seq_bound[slot] = max(floor, newest)
             self._follow_on(st, slot)
+            return floor, True
+        if seq > expected and newest < floor and not held:
+            # Older than the run, so not beyond a hole of it: a buffer numbered after the live
+            # messages (late; a copy from before a reboot cannot be told from one). The run's count
+            # moves on, the bound stays: no hole waits for messages whose samples would be late.
+            self._skip(slot, expected, seq - 1, int(NONE), newest)
+            st.seq_next[slot] = seq + 1
             return floor, True
         if seq > expected:
             if held is not None and seq in held:
@@ -163,17 +196,42 @@ class Continuity:
             return floor, True
         if newest <= floor:
             # Already judged, unless it is one of the messages a given-up hole was missing: late.
-            return floor, any(lo <= seq <= hi for lo, hi in self.skipped.get(slot, ()))
-        # Counting again with newer samples: a reboot. Whatever was held beyond an old hole is older.
+            return floor, self._late(slot, seq, newest)
+        # Counting again with newer samples: a reboot. Whatever was held beyond an old hole is older:
+        # it is released, and the messages its hole was missing are late should they come; so are
+        # the new run's messages before this one (overtaken by it).
         if held:
             floor_after = max(floor, max(held.values()))
-            self.beyond.pop(slot, None)
+            lo = expected
+            for hi in sorted(held):
+                if hi > lo:
+                    self._skip(slot, lo, hi - 1, floor, floor_after)
+                lo = hi + 1
+            del self.beyond[slot]
         else:
             floor_after = floor
+        if seq > 0:
+            self._skip(slot, 0, seq - 1, floor_after, newest)
         st.hole_since[slot] = NONE
         st.seq_next[slot] = seq + 1
         st.seq_bound[slot] = max(floor_after, newest)
         return floor, True
+
+    def _skip(self, slot: int, lo: int, hi: int, after: int, newest: int) -> None:
+        ranges = self.skipped.setdefault(slot, [])
+        ranges.append(Skipped(lo, hi, after, newest))
+        del ranges[:-MAX_SKIPPED]
+
+    def _late(self, slot: int, seq: int, newest: int) -> bool:
+        """True (and forgotten, so a copy of it is a copy) if the message is one the run skipped."""
+        ranges = self.skipped.get(slot, [])
+        for i, r in enumerate(ranges):
+            if r.lo <= seq <= r.hi and r.after <= newest <= r.newest:
+                rest = [Skipped(lo, hi, r.after, r.newest) for lo, hi in ((r.lo, seq - 1), (seq + 1, r.hi)) if lo <= hi]
+                ranges[i : i + 1] = rest
+                del ranges[:-MAX_SKIPPED]
+                return True
+        return False
 
     def _follow_on(self, st: State, slot: int) -> None:
         """Take in held messages that continue the run; the hole is closed when none is left."""
@@ -198,9 +256,7 @@ class Continuity:
             st.hole_since[slot] = NONE
             return
         resume = min(held)
-        ranges = self.skipped.setdefault(slot, [])
-        ranges.append((int(st.seq_next[slot]), resume - 1))
-        del ranges[:-MAX_SKIPPED]
+        self._skip(slot, int(st.seq_next[slot]), resume - 1, int(st.seq_bound[slot]), held[resume])
         st.seq_next[slot] = resume
         self._follow_on(st, slot)
         if slot in self.beyond:  # another hole further on: its clock starts now
@@ -228,7 +284,24 @@ class Continuity:
                 newest.append(ts)
         return np.asarray(index, np.int64), np.asarray(seqs, np.int64), np.asarray(newest, np.int64)
 
+    def skipped_rows(self, slots: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], ...]:
+        """The skipped ranges of some slots as (index into ``slots``, lo, hi, newest) arrays (checkpoints):
+        without them a missing message that comes after a restart would be dropped as a copy."""
+        rows = [
+            (i, r.lo, r.hi, r.after, r.newest)
+            for i, slot in enumerate(slots.tolist())
+            for r in self.skipped.get(slot, ())
+        ]
+        columns = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
+        return tuple(np.asarray(c, np.int64) for c in columns)
+
     def load_rows(self, slots: np.ndarray[Any, Any], index: Any, seqs: Any, newest: Any) -> None:
         """Restore held messages saved by :meth:`held_rows`."""
         for i, seq, ts in zip(index.tolist(), seqs.tolist(), newest.tolist(), strict=True):
             self.beyond.setdefault(int(slots[i]), {})[int(seq)] = int(ts)
+
+    def load_skipped(self, slots: np.ndarray[Any, Any], index: Any, lo: Any, hi: Any, after: Any, newest: Any) -> None:
+        """Restore skipped ranges saved by :meth:`skipped_rows`."""
+        rows = zip(index.tolist(), lo.tolist(), hi.tolist(), after.tolist(), newest.tolist(), strict=True)
+        for i, a, b, t0, t1 in rows:
+            self.skipped.setdefault(int(slots[i]), []).append(Skipped(a, b, t0, t1))

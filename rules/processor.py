@@ -367,6 +367,9 @@ class RuleProcessor:
         arrays.update({f"held_{k}": v for k, v in held.raw().items() if k != "slot"})
         arrays["held_index"] = held_index
         arrays["beyond_index"], arrays["beyond_seq"], arrays["beyond_newest"] = self.continuity.held_rows(slots)
+        skipped = self.continuity.skipped_rows(slots)
+        names = ("skipped_index", "skipped_lo", "skipped_hi", "skipped_after", "skipped_newest")
+        arrays.update(zip(names, skipped, strict=True))
         self.late_state.grow(self.params.capacity)
         arrays.update({f"late_{k}": v for k, v in self.late_state.rows(slots).items()})
         arrays["terminals"] = np.asarray(list(terminals), dtype=np.str_)
@@ -388,6 +391,10 @@ class RuleProcessor:
                 held_index = data["held_index"]
                 beyond = tuple(data[k] for k in ("beyond_index", "beyond_seq", "beyond_newest")) if version > 2 else ()
                 late_rows = {k[5:]: data[k] for k in data.files if k.startswith("late_")}
+                # skipped ranges came within version 3: a checkpoint without them has none to restore
+                skipped = tuple(
+                    data[f"skipped_{k}"] for k in ("index", "lo", "hi", "after", "newest") if "skipped_index" in data
+                )
         except (OSError, ValueError, KeyError) as error:
             raise CheckpointError(f"unreadable checkpoint: {error}") from error
         slots = self.slots_of(terminals)
@@ -400,6 +407,8 @@ class RuleProcessor:
         self.late_state.load_rows(slots, late_rows)
         if beyond:
             self.continuity.load_rows(slots, *beyond)
+        if skipped:
+            self.continuity.load_skipped(slots, *skipped)
         if held_index.shape[0]:
             self.state.hold(Columns.from_raw(slot=slots[held_index], **held))
         return terminals
