@@ -8,18 +8,24 @@ only the API keeps a module-level instance.
 
 from __future__ import annotations
 
+import json
 import re
+import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from liftwatch.errors import InvalidSettings
 from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PREFIX = "LIFTWATCH_"
-_ENV = SettingsConfigDict(env_prefix=_PREFIX, env_file=".env", extra="ignore", frozen=True)
+# enable_decoding=False: lists and mappings arrive as text and CommonSettings decodes the JSON itself,
+# so a value that is not JSON is a validation error naming its variable (pydantic-settings would
+# raise an error that names it only inside its message).
+_ENV = SettingsConfigDict(env_prefix=_PREFIX, env_file=".env", extra="ignore", frozen=True, enable_decoding=False)
+_NOT_JSON = "not valid JSON (this variable takes a JSON list or object)"
 _URL_PASSWORD = re.compile(r"(//[^:/@]*:)[^@]*@")
 _KAFKA_NAME = re.compile(r"[A-Za-z0-9._-]*")  # the characters Kafka allows in a topic name
 
@@ -46,6 +52,13 @@ def _describe(settings_class: type[BaseSettings], error: ValidationError) -> Inv
         problems[variable] = reason
         lines.append(f"  {variable}{shown}: {reason}")
     return InvalidSettings("\n".join(lines), problems)
+
+
+def _takes_json(annotation: Any) -> bool:
+    """Whether a setting of this type is a list or mapping (possibly optional)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_takes_json(arg) for arg in get_args(annotation))
+    return get_origin(annotation) in (list, dict, tuple, set, frozenset) or annotation in (list, dict, tuple, set)
 
 
 def _port_ok(netloc: str) -> bool:
@@ -94,14 +107,18 @@ class CommonSettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as error:
             raise _describe(type(self), error) from None
-        except SettingsError as error:  # a list or dict variable that is not JSON
-            field = re.search(r'field "([^"]+)"', str(error))
-            variable = f"{_PREFIX}{field.group(1).upper() if field else '?'}"
-            reason = "not valid JSON (this variable takes a JSON list or object)"
-            raise InvalidSettings(
-                f"invalid configuration ({type(self).__name__}), the process does not start:\n  {variable}: {reason}",
-                {variable: reason},
-            ) from None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_for_lists_and_mappings(cls, value: Any, info: ValidationInfo) -> Any:
+        """A list or mapping given as text (a variable) is JSON."""
+        name = info.field_name
+        if isinstance(value, str) and name is not None and _takes_json(cls.model_fields[name].annotation):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError(_NOT_JSON) from None
+        return value
 
     mqtt_url: str | None = Field(
         default=None,

@@ -151,3 +151,24 @@ def test_topic_names_take_the_prefix_and_the_overrides(monkeypatch: pytest.Monke
     settings = CommonSettings()
     assert [settings.topic(name) for name in ("telemetry", "faults")] == ["city1.lift.telemetry.v1", "city1.faults"]
     assert settings.mqtt_topic("lift/v1/T1/telemetry") == "city1/lift/v1/T1/telemetry"
+
+
+@pytest.mark.parametrize(
+    ("variable", "bad", "good", "value"),
+    [
+        ("TOPICS", "{telemetry: x}", '{"telemetry": "x"}', {"telemetry": "x"}),
+        ("DEADLINE_CODES", "[trapped_passenger", '["trapped_passenger"]', ["trapped_passenger"]),
+        ("CODE_DEADLINES_S", "overspeed=60", '{"overspeed": [60, null]}', {"overspeed": (60, None)}),
+    ],
+)
+def test_a_list_or_mapping_variable_that_is_not_json_is_named(
+    monkeypatch: pytest.MonkeyPatch, variable: str, bad: str, good: str, value: object
+) -> None:
+    monkeypatch.setenv(f"LIFTWATCH_{variable}", bad)
+    with pytest.raises(InvalidSettings) as caught:
+        AlertsSettings()
+    assert caught.value.problems == {
+        f"LIFTWATCH_{variable}": "not valid JSON (this variable takes a JSON list or object)"
+    }
+    monkeypatch.setenv(f"LIFTWATCH_{variable}", good)
+    assert getattr(AlertsSettings(), variable.lower()) == value
