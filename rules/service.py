@@ -257,6 +257,9 @@ class RulesService:
         if statuses:
             self.processor.status(statuses)
         events: list[FaultEvent] = []
+        # Holes open longer than the allowed lateness are given up on every poll, not only on empty
+        # ones: a busy stream must not keep a silent terminal's held samples waiting.
+        expired = self.processor.expire(int(time.time() * 1000))
         if records:
             await self._look_up(records)
             started = time.perf_counter()
@@ -269,7 +272,7 @@ class RulesService:
             self.late_share.record(time.monotonic(), det.late, det.evaluated)
             if det.duplicates:
                 self.metrics.duplicates.inc(det.duplicates)
-        elif self.processor.expire(int(time.time() * 1000)) or self.processor.waiting:
+        elif expired or self.processor.waiting:
             # No batch came, and samples can be judged: a silent terminal's hole has waited the
             # allowed lateness, or samples were held back for one more batch (a large batch's, under
             # load). Their events are checkpointed at once although no offset moved, so a restart

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Callable
 
 import psycopg
 import pytest
+from aiokafka import AIOKafkaProducer
 from liftwatch.config import RulesSettings
 from liftwatch.rules import engine, service
-from liftwatch.schema import TelemetryRecord
+from liftwatch.schema import TelemetryRecord, encode_record
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
@@ -265,3 +266,42 @@ async def test_a_registry_change_reaches_the_running_engine_without_a_reload_per
         events = await read_faults(settings, until=1, settle=1.0)
         assert registry.get_sample_value("liftwatch_rules_registry_pushes_total") == pushes + 1
     assert [(e.code, e.transition, e.evidence["limit_mps"]) for e in events] == [("overspeed", "raised", 1.15)]
+
+
+async def test_a_silent_terminals_hole_is_given_up_while_a_backlog_is_consumed(
+    rules_settings: RulesSettings, database_url: str
+) -> None:
+    register_elevator(database_url, terminal="BUSY1", code="31100000000000000078")
+    settings = rules_settings.model_copy(update={"allowed_lateness_ms": 300, "rules_batch_max": 1_000})
+    pressed = [idle(T0 + 1000 + 500 * i, alarm_button=True) for i in range(8)]  # 3.5 s of alarm button
+    # seq 1 never comes: seq 2 (the alarm) waits behind the hole, and the terminal goes silent.
+    await send_telemetry(settings, [record(0, idle(T0)), record(2, *pressed)])
+    # Then a backlog of another terminal: the engine works through it batch by batch, never polling
+    # empty; the silent terminal's hole must be given up meanwhile, not once the backlog is done.
+    backlog = 20_000
+    producer = AIOKafkaProducer(bootstrap_servers=settings.require_kafka(), acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                settings.topic("telemetry"),
+                encode_record(record(i, idle(T0 + 100 * i), terminal="BUSY1")),
+                key=b"BUSY1",
+            )
+            for i in range(backlog)
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    async with engine_in_process(settings) as registry:
+
+        async def judged() -> bool:
+            value = registry.get_sample_value(
+                "liftwatch_rules_events_total", {"code": "alarm_button", "transition": "raised"}
+            )
+            return value == 1
+
+        await wait_until(judged, timeout=60, every=0.005)
+        evaluated_then = registry.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0
+        assert evaluated_then < backlog  # judged while the backlog was still being consumed
+        assert (registry.get_sample_value("liftwatch_rules_late_samples_total") or 0) == 0
