@@ -7,6 +7,10 @@ the whole batch (acks=all) and only then sends the PUBACKs, in receive order. A 
 PUBACK means the broker re-delivers (persistent session); the writer's primary key absorbs the
 copy that may already be in Kafka.
 
+Order: batches are pipelined, but their records are appended to each Kafka partition by one sender
+per partition, one Kafka batch at a time, retried before anything later
+(:mod:`liftwatch.ingest.ordering`), so a terminal's records reach Kafka in receive order.
+
 Back-pressure: while Kafka does not acknowledge, nothing is acknowledged to MQTT, so the broker
 stops sending once ``max_in_flight`` (MQTT Receive Maximum) messages are unacknowledged, and
 keeps the rest queued in our session. The gateway retries the pending batches until Kafka answers.
@@ -20,7 +24,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -36,6 +40,7 @@ from prometheus_client import CollectorRegistry
 
 from .handling import HandlerConfig, MessageHandler, OutRecord
 from .metrics import GatewayMetrics
+from .ordering import Chunk, PartitionQueue
 from .plumbing import RETRY_MAX_S, RETRY_MIN_S, process_registry, sleep_unless
 from .sequence import SequenceTracker
 
@@ -70,8 +75,14 @@ def subscription_filters(settings: GatewaySettings) -> list[str]:
 class Gateway:
     """One gateway process: an MQTT session, a Kafka producer and the handler between them."""
 
-    def __init__(self, settings: GatewaySettings, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        registry: CollectorRegistry,
+        backoff: tuple[float, float] = (RETRY_MIN_S, RETRY_MAX_S),
+    ) -> None:
         self.settings = settings
+        self._backoff = backoff  # first and longest wait between produce retries
         self.metrics = GatewayMetrics(registry)
         self.policy = BadInputPolicy(registry)
         config = HandlerConfig(
@@ -86,6 +97,7 @@ class Gateway:
         self._producer: AIOKafkaProducer | None = None
         self._partition_counts: dict[str, int] = {}
         self._partitions: dict[tuple[str, bytes], int] = {}
+        self._senders: dict[tuple[str, int], _PartitionSender] = {}
         self._mqtt: MqttClient | None = None
         self._stopping = False
         self._last: asyncio.Task[bool] | None = None
@@ -102,6 +114,7 @@ class Gateway:
             try:
                 await ensure_topics(self.settings)
                 await producer.start()
+                await self._learn_partitions(producer)
                 return producer
             except (KafkaError, OSError) as error:
                 await producer.stop()
@@ -162,6 +175,7 @@ class Gateway:
                     await self._pump(self._mqtt, stop)
             finally:
                 await self._drain()
+                await self._stop_senders()
                 await self._mqtt.disconnect(end_session=drained and not self._unacknowledged())
                 if leave:
                     log.info("gateway %s %s", self._mqtt.client_id, "left" if drained else "stopped before leaving")
@@ -228,20 +242,30 @@ class Gateway:
         self.metrics.in_flight.inc(len(messages))
         self._received += len(messages)
         self._unacked += len(messages)
-        task = asyncio.create_task(self._deliver(records, messages, self._last))
+        # Queued here, synchronously and in receive order: the order of every partition's queue is
+        # the order in which the messages arrived, whatever order the deliveries run in.
+        chunks = self._enqueue(records)
+        task = asyncio.create_task(self._deliver(records, chunks, messages, self._last))
         self._last = task
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _partition(self, topic: str, key: bytes | None) -> int:
+    async def _learn_partitions(self, producer: AIOKafkaProducer) -> None:
+        """Partition counts of our topics, fixed for the life of the process.
+
+        Records are assigned to partitions synchronously in ``dispatch`` (that is what keeps their
+        order), so the counts are read once here. A topic given more partitions while the gateway
+        runs keeps its old key -> partition mapping until the gateway restarts.
+        """
+        for topic in self._topics.values():
+            self._partition_counts[topic] = len(await producer.partitions_for(topic))
+
+    def _partition(self, topic: str, key: bytes | None) -> int:
         """Kafka's default partitioner (murmur2 of the key), memoised per key."""
         cached = self._partitions.get((topic, key)) if key is not None else None
         if cached is not None:
             return cached
-        count = self._partition_counts.get(topic)
-        if count is None:
-            assert self._producer is not None
-            count = self._partition_counts[topic] = len(await self._producer.partitions_for(topic))
+        count = self._partition_counts[topic]
         if key is None:
             return random.randrange(count)  # noqa: S311 - load spreading, not security
         partition: int = (murmur2(key) & 0x7FFFFFFF) % count
@@ -249,51 +273,50 @@ class Gateway:
             self._partitions[(topic, key)] = partition
         return partition
 
-    async def _produce(self, records: Sequence[OutRecord]) -> None:
-        """Send records as one Kafka batch per partition and wait until all are acknowledged.
-
-        Building the batches ourselves costs a few microseconds per record where
-        ``producer.send()`` costs tens (a coroutine, partitioner and future per record).
-        """
-        producer = self._producer
-        assert producer is not None
+    def _enqueue(self, records: Sequence[OutRecord]) -> list[Chunk]:
+        """Queue a batch's records on their partitions' senders; one chunk per partition."""
         by_partition: dict[tuple[str, int], list[OutRecord]] = {}
         for record in records:
             topic = self._topics[record.topic]
-            by_partition.setdefault((topic, await self._partition(topic, record.key)), []).append(record)
-        futures = []
-        for (topic, partition), items in by_partition.items():
-            batch = producer.create_batch()
-            for record in items:
-                if batch.append(key=record.key, value=record.value, timestamp=None) is None:
-                    batch.close()
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=record.key, value=record.value, timestamp=None)
-            batch.close()
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*futures)
+            by_partition.setdefault((topic, self._partition(topic, record.key)), []).append(record)
+        loop = asyncio.get_running_loop()
+        chunks = []
+        for topic_partition, items in by_partition.items():
+            sender = self._senders.get(topic_partition)
+            if sender is None:
+                assert self._producer is not None
+                sender = self._senders[topic_partition] = _PartitionSender(
+                    self._producer, *topic_partition, self.metrics, self._backoff, lambda: self._stopping
+                )
+            chunk = Chunk(items, loop.create_future())
+            sender.put(chunk)
+            chunks.append(chunk)
+        return chunks
+
+    async def _stop_senders(self) -> None:
+        """Cancel the partition senders; whatever they still held is abandoned (re-delivered)."""
+        senders = list(self._senders.values())
+        for sender in senders:
+            sender.cancel()
+        for sender in senders:
+            await sender.stopped()
 
     async def _deliver(
-        self, records: list[OutRecord], messages: Sequence[InboundMessage], previous: asyncio.Task[bool] | None
+        self,
+        records: list[OutRecord],
+        chunks: list[Chunk],
+        messages: Sequence[InboundMessage],
+        previous: asyncio.Task[bool] | None,
     ) -> bool:
-        """Produce a batch, then PUBACK its messages after the previous batch's; True once acknowledged."""
+        """Wait until the partition senders have a batch in Kafka, then PUBACK its messages after
+        the previous batch's; True once acknowledged."""
         started = time.perf_counter()
-        delay = RETRY_MIN_S
-        while records:
-            try:
-                await self._produce(records)
-                break
-            except Exception as error:  # KafkaError, or a bug: either way nothing is acknowledged
-                self.metrics.produce_failures.inc()
-                if not isinstance(error, KafkaError):
-                    log.exception("producing %d records failed", len(records))
-                if self._stopping:
-                    log.warning("stopping with %d messages not in Kafka; the broker re-delivers them", len(messages))
-                    return False
-                log.warning("Kafka did not acknowledge %d records (%r); retrying in %.1f s", len(records), error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        if chunks:
+            # asyncio.wait, not gather: cancelling this task must not cancel the senders' futures.
+            await asyncio.wait([chunk.done for chunk in chunks])
+            if not all(chunk.done.result() for chunk in chunks):
+                log.warning("stopping with %d messages not in Kafka; the broker re-delivers them", len(messages))
+                return False
         self.metrics.produce_latency.observe(time.perf_counter() - started)
         if previous is not None:
             # PUBACKs go out in receive order, as MQTT asks of a receiver. If an earlier batch was
@@ -319,6 +342,7 @@ class Gateway:
             return
         done, not_done = await asyncio.wait(set(self._pending), timeout=DRAIN_TIMEOUT_S)
         self._stopping = True
+        await self._stop_senders()  # completes their chunks as not delivered
         for task in not_done:
             task.cancel()
         for task in not_done:
@@ -327,6 +351,103 @@ class Gateway:
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 log.error("delivery failed", exc_info=task.exception())
+
+
+class _PartitionSender:
+    """Appends one partition's queued records to Kafka, one batch at a time, in queue order.
+
+    The driver of a :class:`PartitionQueue`: it takes as many of the oldest waiting records as one
+    Kafka batch holds, hands the batch to the producer, awaits its acknowledgement, and on a
+    failure sends the same records again after a back-off. Retrying the same records is what keeps
+    the order: aiokafka's ``send_batch`` can fail before appending (its wait for the partition's
+    queue raises ``KafkaTimeoutError`` under load), and a batch can fail after being sent; either
+    way nothing later for this partition has been appended. While the gateway stops, a failure
+    abandons everything queued (the broker re-delivers it to the next session).
+    """
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        partition: int,
+        metrics: GatewayMetrics,
+        backoff: tuple[float, float],
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._producer = producer
+        self.topic = topic
+        self.partition = partition
+        self._metrics = metrics
+        self._backoff = backoff
+        self._stopping = stopping
+        self._queue = PartitionQueue()
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    def put(self, chunk: Chunk) -> None:
+        """Queue a chunk; the sender takes it after everything queued before."""
+        self._queue.put(chunk)
+        self._wake.set()
+
+    def cancel(self) -> None:
+        """Stop sending; the chunks left are abandoned."""
+        self._task.cancel()
+
+    async def stopped(self) -> None:
+        """Wait until the sender has stopped."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        queue = self._queue
+        first_delay, longest_delay = self._backoff
+        delay = first_delay
+        try:
+            while True:
+                if not queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                try:
+                    count = await self._send_one_batch()
+                except Exception as error:  # KafkaError, or a bug: either way nothing is acknowledged
+                    self._metrics.produce_failures.inc()
+                    if not isinstance(error, KafkaError):
+                        log.exception("producing to %s[%d] failed", self.topic, self.partition)
+                    if self._stopping():
+                        queue.abandon()
+                        return
+                    log.warning(
+                        "Kafka did not acknowledge a batch for %s[%d] (%r); retrying in %.1f s",
+                        self.topic,
+                        self.partition,
+                        error,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, longest_delay)
+                    continue
+                delay = first_delay
+                queue.acknowledged(count)
+        finally:
+            queue.abandon()
+
+    async def _send_one_batch(self) -> int:
+        """Send the oldest waiting records that fit one Kafka batch; how many, once acknowledged.
+
+        Building the batch ourselves costs a few microseconds per record where ``producer.send()``
+        costs tens (a coroutine, partitioner and future per record).
+        """
+        producer = self._producer
+        batch = producer.create_batch()
+        count = 0
+        for record in self._queue.waiting():
+            if batch.append(key=record.key, value=record.value, timestamp=None) is None:
+                break  # full (the first record always fits)
+            count += 1
+        batch.close()
+        await (await producer.send_batch(batch, self.topic, partition=self.partition))
+        return count
 
 
 async def serve(

@@ -1,23 +1,107 @@
-"""The gateway's delivery chain: PUBACKs only after Kafka, in receive order, never past an abandoned batch."""
+"""The gateway's delivery chain: each terminal's records reach Kafka in receive order whatever fails,
+PUBACKs only after Kafka, in receive order, never past an abandoned batch."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal, cast
 
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaTimeoutError, RequestTimedOutError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from liftwatch.config import GatewaySettings
 from liftwatch.ingest.gateway import Gateway, default_client_id
-from liftwatch.ingest.handling import OutRecord
 from liftwatch.mqtt import InboundMessage, MqttClient
 from liftwatch.schema import decode_dead_letter, decode_status_record, decode_telemetry_record
 from prometheus_client import CollectorRegistry
 
 from tests.fixtures.ingest import telemetry_payload
+
+# How one ``send_batch`` call goes. ``refused``: aiokafka's ``add_batch`` times out waiting for the
+# partition's queue (KafkaTimeoutError), nothing appended; ``lost``: sent, not written, the request
+# fails; ``ambiguous``: written, but the acknowledgement is lost; ``bug``: an unexpected exception.
+Fate = Literal["ok", "refused", "lost", "ambiguous", "bug"]
+Record = tuple[bytes | None, bytes]
+
+
+class FakeBatch:
+    """aiokafka's BatchBuilder as the gateway uses it: full after ``capacity`` records."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.records: list[Record] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: int | None) -> object | None:
+        if len(self.records) >= self.capacity:
+            return None
+        self.records.append((key, value))
+        return object()
+
+    def close(self) -> None:
+        pass
+
+
+async def no_wait(topic: str, partition: int, records: list[Record]) -> Fate:
+    return "ok"
+
+
+class FakeProducer:
+    """The batch API of AIOKafkaProducer over an in-memory log per partition.
+
+    ``decide`` is awaited inside ``send_batch`` (where aiokafka may wait for the partition's queue
+    to drain) and says how the call goes; ``settle`` is awaited before the acknowledgement. Like
+    Kafka, a partition's log takes batches in the order they are written.
+    """
+
+    def __init__(
+        self,
+        decide: Callable[[str, int, list[Record]], Awaitable[Fate]] = no_wait,
+        settle: Callable[[list[Record]], Awaitable[None]] | None = None,
+        capacity: int = 3,
+        partitions: int = 4,
+    ) -> None:
+        self.decide, self.settle = decide, settle
+        self.capacity, self.partitions = capacity, partitions
+        self.log: dict[tuple[str, int], list[Record]] = defaultdict(list)
+        self.fates: list[Fate] = []
+        self._answering: set[asyncio.Task[None]] = set()
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(self.partitions))
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch(self.capacity)
+
+    async def send_batch(self, batch: FakeBatch, topic: str, partition: int) -> asyncio.Future[None]:
+        fate = await self.decide(topic, partition, batch.records)
+        self.fates.append(fate)
+        if fate == "refused":
+            raise KafkaTimeoutError()
+        if fate == "bug":
+            raise RuntimeError("a bug in building the batch")
+        if fate in ("ok", "ambiguous"):
+            self.log[(topic, partition)].extend(batch.records)
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def answer() -> None:
+            if self.settle is not None:
+                await self.settle(batch.records)
+            if fate == "ok":
+                acknowledged.set_result(None)
+            else:
+                acknowledged.set_exception(RequestTimedOutError())
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._answering.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._answering.discard)
+        return acknowledged
+
+    def records(self, topic: str) -> list[Record]:
+        return [record for (name, _), log in self.log.items() if name == topic for record in log]
 
 
 class AckRecorder:
@@ -30,72 +114,168 @@ class AckRecorder:
         self.acked.extend(m.mid for m in messages)
 
 
-def message(mid: int) -> InboundMessage:
-    return InboundMessage("lift/v1/T1/telemetry", b"{}", 1, mid, cast(MqttClient, None))
-
-
-def gateway_with(produce: Any, registry: CollectorRegistry | None = None) -> tuple[Gateway, AckRecorder]:
-    gateway = Gateway(GatewaySettings(), registry or CollectorRegistry())
+async def gateway_with(
+    producer: FakeProducer, registry: CollectorRegistry | None = None
+) -> tuple[Gateway, AckRecorder]:
+    gateway = Gateway(GatewaySettings(), registry or CollectorRegistry(), backoff=(0.0, 0.0))
     recorder = AckRecorder()
     gateway._mqtt = cast(MqttClient, recorder)
-    gateway._produce = produce  # type: ignore[method-assign]
+    gateway._producer = cast(Any, producer)
+    await gateway._learn_partitions(cast(Any, producer))
     return gateway, recorder
 
 
-def batch(key: bytes) -> list[OutRecord]:
-    return [OutRecord("telemetry", key, b"value", 1)]
+async def settled(gateway: Gateway) -> list[bool]:
+    """Wait for every delivery, then stop the partition senders."""
+    results = await asyncio.gather(*gateway._pending)
+    await gateway._stop_senders()
+    return list(results)
+
+
+def message(mid: int, terminal: str = "T1", seq: int | None = None) -> InboundMessage:
+    payload = telemetry_payload(terminal, mid if seq is None else seq)
+    return InboundMessage(f"lift/v1/{terminal}/telemetry", payload, 1, mid, cast(MqttClient, None))
+
+
+def terminals_on_distinct_partitions(producer: FakeProducer, count: int) -> list[str]:
+    """Terminal ids that the gateway sends to ``count`` different telemetry partitions."""
+    gateway = Gateway(GatewaySettings(), CollectorRegistry())
+    gateway._partition_counts = {gateway._topics["telemetry"]: producer.partitions}
+    found: dict[int, str] = {}
+    for n in range(1000):
+        found.setdefault(gateway._partition(gateway._topics["telemetry"], f"T{n}".encode()), f"T{n}")
+    return list(found.values())[:count]
 
 
 async def test_pubacks_follow_receive_order_even_when_kafka_answers_out_of_order() -> None:
     first_may_finish = asyncio.Event()
+    producer = FakeProducer()
+    slow, fast = terminals_on_distinct_partitions(producer, 2)
 
-    async def produce(records: Sequence[OutRecord]) -> None:
-        if records[0].key == b"slow":
+    async def settle(records: list[Record]) -> None:
+        if records[0][0] == slow.encode():
             await first_may_finish.wait()
 
-    gateway, recorder = gateway_with(produce)
-    first = asyncio.create_task(gateway._deliver(batch(b"slow"), [message(1), message(2)], None))
-    second = asyncio.create_task(gateway._deliver(batch(b"fast"), [message(3)], first))
+    producer.settle = settle
+    gateway, recorder = await gateway_with(producer)
+    gateway.dispatch([message(1, slow), message(2, slow)])
+    gateway.dispatch([message(3, fast)])
     await asyncio.sleep(0.01)
+    assert len(producer.records("telemetry")) == 3
     assert recorder.acked == []  # the second batch is in Kafka but waits for the first
     first_may_finish.set()
-    assert await first and await second
+    assert await settled(gateway) == [True, True]
     assert recorder.acked == [1, 2, 3]
 
 
 async def test_no_puback_after_a_batch_given_up_on_stop() -> None:
-    """A batch abandoned while stopping blocks the PUBACKs of every later batch.
+    """A batch abandoned while stopping blocks the PUBACKs of every later batch, and nothing later
+    for its partition reaches Kafka.
 
     A later batch may hold a message dropped as a duplicate of one in the abandoned batch (a
     re-delivery after a reconnect): acknowledging it would acknowledge a message never in Kafka.
     """
+    producer = FakeProducer()
+    lost, fine = terminals_on_distinct_partitions(producer, 2)
 
-    async def produce(records: Sequence[OutRecord]) -> None:
-        if records[0].key == b"lost":
-            raise KafkaConnectionError()
+    async def decide(topic: str, partition: int, records: list[Record]) -> Fate:
+        return "lost" if records[0][0] == lost.encode() else "ok"
 
+    producer.decide = decide
     registry = CollectorRegistry()
-    gateway, recorder = gateway_with(produce, registry)
+    gateway, recorder = await gateway_with(producer, registry)
     gateway._stopping = True
-    first = asyncio.create_task(gateway._deliver(batch(b"lost"), [message(1)], None))
-    second = asyncio.create_task(gateway._deliver(batch(b"fine"), [message(2)], first))
-    assert await first is False and await second is False
+    gateway.dispatch([message(1, lost, 0)])
+    gateway.dispatch([message(2, fine, 0)])
+    gateway.dispatch([message(3, lost, 1)])
+    assert await settled(gateway) == [False, False, False]
     assert recorder.acked == []
+    assert [decode_telemetry_record(v).terminal for _, v in producer.records("telemetry")] == [fine]
     assert registry.get_sample_value("liftwatch_gateway_produce_failures_total") == 1
 
 
 async def test_an_unexpected_producer_error_is_retried_not_acknowledged() -> None:
     attempts = 0
 
-    async def produce(records: Sequence[OutRecord]) -> None:
+    async def decide(topic: str, partition: int, records: list[Record]) -> Fate:
         nonlocal attempts
         attempts += 1
-        if attempts == 1:
-            raise RuntimeError("a bug in building the batch")
+        return "bug" if attempts == 1 else "ok"
 
-    gateway, recorder = gateway_with(produce)
-    assert await gateway._deliver(batch(b"k"), [message(7)], None)
+    producer = FakeProducer(decide)
+    gateway, recorder = await gateway_with(producer)
+    gateway.dispatch([message(7)])
+    assert await settled(gateway) == [True]
     assert attempts == 2 and recorder.acked == [7]
+    assert len(producer.records("telemetry")) == 1
+
+
+FATES: list[Fate] = ["ok", "refused", "lost", "ambiguous", "bug"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    bursts=st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=25), min_size=1, max_size=8),
+    failure_rate=st.sampled_from([0.0, 0.1, 0.3, 0.6]),
+    fates=st.lists(st.sampled_from(FATES[1:]), min_size=1, max_size=4),
+    capacity=st.integers(1, 6),
+    seed=st.integers(0, 2**32),
+)
+def test_each_terminals_records_reach_kafka_in_receive_order_whatever_fails(
+    bursts: list[list[int]], failure_rate: float, fates: list[Fate], capacity: int, seed: int
+) -> None:
+    """Concurrent bursts of several terminals, dispatched while earlier ones are still in flight,
+    against a producer that waits, refuses, loses and half-writes batches at random: per terminal,
+    the topic holds every message in receive order (a copy only right after an ambiguous failure,
+    of records already there), and every message is acknowledged once, in order."""
+    # A seeded Random, not st.randoms(): the number of draws is unbounded (retries), and a
+    # hypothesis-backed Random raises StopTest inside the producer when its buffer runs out.
+    rnd = random.Random(seed)
+
+    async def pause() -> None:
+        for _ in range(rnd.randrange(4)):
+            await asyncio.sleep(0)
+
+    async def decide(topic: str, partition: int, records: list[Record]) -> Fate:
+        await pause()  # aiokafka's send_batch may wait for the partition's previous batch
+        return rnd.choice(fates) if rnd.random() < failure_rate else "ok"
+
+    async def settle(records: list[Record]) -> None:
+        await pause()
+
+    async def run() -> tuple[FakeProducer, list[int], CollectorRegistry, list[list[int]]]:
+        registry = CollectorRegistry()
+        producer = FakeProducer(decide, settle, capacity=capacity)
+        gateway, recorder = await gateway_with(producer, registry)
+        seqs = [0] * 6
+        mid = 0
+        received: list[list[int]] = [[] for _ in range(6)]
+        for burst in bursts:
+            messages = []
+            for terminal in burst:
+                mid += 1
+                messages.append(message(mid, f"T{terminal}", seqs[terminal]))
+                received[terminal].append(seqs[terminal])
+                seqs[terminal] += 1
+            gateway.dispatch(messages)
+            await pause()
+        assert all(await settled(gateway))
+        return producer, recorder.acked, registry, received
+
+    producer, acked, registry, received = asyncio.run(run())
+    assert acked == list(range(1, sum(map(len, bursts)) + 1))
+    in_topic: dict[str, list[int]] = defaultdict(list)
+    for _, value in producer.records("telemetry"):
+        record = decode_telemetry_record(value)
+        in_topic[record.terminal].append(record.seq)
+    for terminal, seqs in enumerate(received):
+        topic_seqs = in_topic.get(f"T{terminal}", [])
+        first_copies = [seq for i, seq in enumerate(topic_seqs) if seq not in topic_seqs[:i]]
+        assert first_copies == seqs
+        if "ambiguous" not in producer.fates:
+            assert topic_seqs == seqs
+    failures = sum(fate != "ok" for fate in producer.fates)
+    assert registry.get_sample_value("liftwatch_gateway_produce_failures_total") == failures
 
 
 VALID = telemetry_payload("T1", 5, 3, int(time.time() * 1000))
@@ -131,14 +311,14 @@ def test_gateway_path_acknowledges_every_message_once_in_order_whatever_the_inpu
 ) -> None:
     """Random and mutated payloads through dispatch and delivery, in a few bursts: no exception,
     every message acknowledged exactly once and in receive order, every record produced readable."""
-    produced: list[OutRecord] = []
 
-    async def produce(records: Sequence[OutRecord]) -> None:
+    async def settle(records: list[Record]) -> None:
         await asyncio.sleep(0)
-        produced.extend(records)
+
+    producer = FakeProducer(settle=settle)
 
     async def run() -> list[int]:
-        gateway, recorder = gateway_with(produce)
+        gateway, recorder = await gateway_with(producer)
         inbound = [
             InboundMessage(topic, payload, 1, mid, cast(MqttClient, None))
             for mid, (topic, payload) in enumerate(messages, 1)
@@ -146,14 +326,15 @@ def test_gateway_path_acknowledges_every_message_once_in_order_whatever_the_inpu
         size = max(1, len(inbound) // bursts)
         for start in range(0, len(inbound), size):
             gateway.dispatch(inbound[start : start + size])
-        await asyncio.gather(*gateway._pending)
+        await settled(gateway)
         return recorder.acked
 
     acked = asyncio.run(run())
     assert acked == list(range(1, len(messages) + 1))
-    for record in produced:
-        decoder = {"telemetry": decode_telemetry_record, "status": decode_status_record}.get(record.topic)
-        (decoder or decode_dead_letter)(record.value)
+    for (topic, _), log in producer.log.items():
+        decoder = {"telemetry": decode_telemetry_record, "status": decode_status_record}.get(topic)
+        for _, value in log:
+            (decoder or decode_dead_letter)(value)
 
 
 def test_the_client_id_defaults_to_the_broker_account() -> None:
