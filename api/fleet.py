@@ -2,7 +2,8 @@
 every role's elevator page.
 
 ``GET /api/v1/fleet``: elevators (a firm: its own) with terminal state, latest sample, open
-incidents, inspection due date and recent repeat faults, searchable by rescue code,
+incidents, a maintenance window in force (migration 081), out of service, inspection due date
+and recent repeat faults, searchable by rescue code,
 registration code or address. ``GET /api/v1/fleet/{registration_code}/usage``: trips and door
 cycles per day and the share of time in normal service over the last days. Another firm's
 elevator answers 404, as everywhere.
@@ -76,6 +77,10 @@ async def fleet(
                     FROM incidents i WHERE i.registration_code = e.registration_code
                       AND i.status <> 'false_alarm' AND i.detected_at >= %s) r
                 WHERE r.gap <= %s AND r.detected_at >= %s) AS repeats,
+               (SELECT max(w.ends_at) FROM maintenance_windows w WHERE w.registration_code = e.registration_code
+                  AND now() >= w.starts_at AND now() < w.ends_at AND w.ended_at IS NULL) AS maintenance_until,
+               EXISTS (SELECT 1 FROM out_of_service x WHERE x.registration_code = e.registration_code
+                  AND x.ended_at IS NULL) AS out_of_service,
                count(*) OVER () AS total
         FROM elevators e
         JOIN maintenance_firms f ON f.id = e.maintainer_id

@@ -67,21 +67,22 @@ async function route() {
   destroyCharts();
   const seq = ++pages.seq;
   const root = $("page");
-  if (!page) { root.replaceChildren(el("p", { class: "empty" }, tr("pages.not_found"))); return; }
-  if (!page.roles.includes(state.me.role)) {
-    root.replaceChildren(el("p", { class: "empty", "data-testid": "forbidden" }, tr("pages.forbidden")));
-    return;
-  }
-  if (!page.render) { root.replaceChildren(el("p", { class: "empty" }, tr("pages.not_built"))); return; }
-  root.replaceChildren(el("p", { class: "empty" }, tr("pages.loading")));
   try {
-    await page.render(root, where, () => seq === pages.seq);
+    if (!page) {
+      root.replaceChildren(el("p", { class: "empty", "data-testid": "no-page" }, tr("pages.not_found")));
+    } else if (!page.roles.includes(state.me.role)) {
+      root.replaceChildren(el("p", { class: "empty", "data-testid": "forbidden" }, tr("pages.forbidden")));
+    } else {
+      root.replaceChildren(el("p", { class: "empty" }, tr("pages.loading")));
+      await page.render(root, where, () => seq === pages.seq);
+    }
   } catch (error) {
     if (seq === pages.seq) {
       root.replaceChildren(el("p", { class: "error", "data-testid": "page-error" },
         tr("pages.failed", { message: error.message })));
     }
   }
+  // Set when the page is drawn (or refused): what tests and the map benchmark wait for.
   if (seq === pages.seq) root.dataset.ready = String(seq);
 }
 
@@ -494,7 +495,10 @@ function fleetRow(item) {
     el("td", {}, item.terminal_id ? el("span", { class: `chip ${item.online ? "online" : "offline"}`, "data-testid": "online" },
       tr(item.online ? "pages.fleet.online" : "pages.fleet.offline")) : "—"),
     el("td", { class: "when" }, item.sample_at ? formatTime(item.sample_at) : "—"),
-    el("td", {}, item.mode ? tr(`console.mode.${item.mode}`) : "—"),
+    el("td", { "data-key": "mode" }, item.mode ? tr(`console.mode.${item.mode}`) : "—",
+      item.maintenance_until ? el("span", { class: "chip", "data-testid": "in-window" },
+        tr("pages.fleet.window_until", { time: formatTime(item.maintenance_until).slice(5, 16) })) : "",
+      item.out_of_service ? el("span", { class: "chip" }, tr("pages.fleet.out_of_service")) : ""),
     el("td", { class: "num", "data-key": "open" }, String(item.open_incidents)),
     el("td", { class: late ? "late" : null }, item.next_inspection_due || "—"),
     el("td", { class: "num" }, String(item.repeats)));

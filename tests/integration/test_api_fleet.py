@@ -81,11 +81,17 @@ def test_fleet_lists_live_state_and_a_firm_only_its_own(api_http: RunningApi, ap
         samples(
             conn, api_world.terminals["a"], datetime.now(UTC) - timedelta(seconds=30), [("maintenance", "stop", "open")]
         )
+        conn.execute(
+            "INSERT INTO maintenance_windows (registration_code, starts_at, ends_at, reason, created_by)"
+            " VALUES (%s, now() - interval '1 hour', now() + interval '1 hour', '年检', 'tech-ma')",
+            (api_world.elevators["a"],),
+        )
     everything = get(api_http, api_world, "regulator", "/api/v1/fleet").json()
     assert everything["total"] == 2
     rows = {r["registration_code"]: r for r in everything["items"]}
     a = rows[api_world.elevators["a"]]
     assert (a["online"], a["mode"], a["open_incidents"]) == (True, "maintenance", 2)
+    assert a["maintenance_until"] is not None and rows[api_world.elevators["b"]]["maintenance_until"] is None
     assert rows[api_world.elevators["b"]]["online"] is False and rows[api_world.elevators["b"]]["mode"] is None
     mine = get(api_http, api_world, "maintainer_b", "/api/v1/fleet").json()
     assert [r["registration_code"] for r in mine["items"]] == [api_world.elevators["b"]]
