@@ -57,3 +57,10 @@ def test_the_lock_pins_the_setuptools_that_builds_liftwatch() -> None:
         canonicalize_name(c["name"]): SpecifierSet(c["specifier"]) for c in lock["manifest"]["build-constraints"]
     }
     assert recorded == asked, FIX
+
+
+def test_the_image_installs_the_lock_too() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = " ".join(re.findall(r"^COPY (.+)$", dockerfile, re.M))
+    assert "uv.lock" in copied and "requirements-uv.txt" in copied
+    assert "uv sync --locked" in dockerfile and "pip install --no-cache-dir ." not in dockerfile
