@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from liftwatch import db, i18n
 from liftwatch.api import auth
 from liftwatch.api.errors import ApiError
-from liftwatch.api.feed import IncidentFeed
+from liftwatch.api.feed import IncidentFeed, StreamSlots
 from liftwatch.api.metrics import ApiMetrics
 from liftwatch.config import ApiSettings
 from prometheus_client import CollectorRegistry
@@ -56,6 +56,7 @@ class ApiState:
     feed: IncidentFeed | None
     metrics: ApiMetrics
     registry: CollectorRegistry
+    streams: StreamSlots
 
 
 def state(request: Request) -> ApiState:
@@ -104,9 +105,11 @@ def _invalid(request: Request, items: list[Any]) -> JSONResponse:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
-        if error.status in (400, 422):
+        if error.status in (400, 422, 429):
             request.app.state.api.metrics.rejected.labels(reason=error.reason).inc()
-        return _error(request, error.status, error.reason, **error.params)
+        response = _error(request, error.status, error.reason, **error.params)
+        response.headers.update(error.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -236,7 +239,8 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
         stop = asyncio.Event()
         task = asyncio.create_task(feed.run(stop)) if feed is not None else None
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
-        app.state.api = ApiState(settings, pool, feed, metrics, registry)
+        streams = StreamSlots(settings.sse_streams_per_token, settings.sse_streams_max)
+        app.state.api = ApiState(settings, pool, feed, metrics, registry, streams)
         app.state.tokens = auth.TokenStore(pool, admin)
         app.state.metrics = metrics
         try:

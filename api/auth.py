@@ -48,6 +48,11 @@ class Principal:
     """Row of ``api_tokens`` (None for the bootstrap admin): idempotency keys belong to it."""
 
     @property
+    def key(self) -> str:
+        """Who holds what (idempotency keys, stream slots): the token, or the bootstrap admin's name."""
+        return f"token:{self.token_id}" if self.token_id is not None else f"name:{self.name}"
+
+    @property
     def firm_scoped(self) -> bool:
         """True when the caller sees only the elevators of its own maintenance firm."""
         return self.role == "maintainer"

@@ -14,10 +14,11 @@ class ApiError(LiftwatchError):
 
     status: int = 400
 
-    def __init__(self, code: str, http_status: int, /, **params: object) -> None:
+    def __init__(self, code: str, http_status: int, /, headers: dict[str, str] | None = None, **params: object) -> None:
         super().__init__(code, reason=code)
         self.status = http_status
         self.params = params
+        self.headers = headers or {}
 
 
 def not_found(what: str = "not_found") -> ApiError:
@@ -33,3 +34,8 @@ def forbidden() -> ApiError:
 def unauthenticated() -> ApiError:
     """401: no token, or a token that is unknown or revoked."""
     return ApiError("unauthenticated", 401)
+
+
+def too_many_streams(retry_after_s: int) -> ApiError:
+    """429: the caller (or this API process) holds as many live-feed streams as allowed."""
+    return ApiError("too_many_streams", 429, headers={"Retry-After": str(retry_after_s)})

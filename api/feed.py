@@ -229,3 +229,40 @@ class IncidentFeed:
             return
         self._metrics.feed_changes.inc()
         self.publish(item_from_change(change))
+
+
+class StreamSlots:
+    """Open live-feed streams of one API process, per caller and in all, each capped.
+
+    Every stream holds a replay and a queue of up to ``SUBSCRIBER_QUEUE`` changes, so one token
+    opening hundreds of streams would cost every other client. Transitions of a slot:
+    :meth:`take` when a stream is asked for (False: refuse with 429), :meth:`give_back` exactly
+    once when it ends (the stream's ``finally`` and the response's background task both call it:
+    a client gone before the first byte never ran the stream).
+    """
+
+    def __init__(self, per_caller: int, total: int) -> None:
+        self.per_caller = per_caller
+        self.total = total
+        self.open = 0
+        """Streams open now."""
+        self._held: dict[str, int] = {}
+
+    def take(self, caller: str) -> bool:
+        """Reserve a slot for ``caller``; False when it, or the process, is at its cap."""
+        if self._held.get(caller, 0) >= self.per_caller or self.open >= self.total:
+            return False
+        self._held[caller] = self._held.get(caller, 0) + 1
+        self.open += 1
+        return True
+
+    def give_back(self, caller: str) -> None:
+        """Free one of ``caller``'s slots."""
+        held = self._held.get(caller, 0)
+        if held == 0:
+            return
+        self.open -= 1
+        if held > 1:
+            self._held[caller] = held - 1
+        else:
+            del self._held[caller]

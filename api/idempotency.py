@@ -22,11 +22,6 @@ from liftwatch.api.errors import ApiError
 RETENTION = "24 hours"
 
 
-def caller(principal: Principal) -> str:
-    """Whose keys these are: the token (a renamed or re-issued holder starts afresh)."""
-    return f"token:{principal.token_id}" if principal.token_id is not None else f"name:{principal.name}"
-
-
 def digest(**request: Any) -> str:
     """What identifies a request for the key: the same digest means the same request."""
     return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
@@ -37,7 +32,7 @@ async def claim(conn: psycopg.AsyncConnection[Any], principal: Principal, key: s
 
     Must run in the transaction of the write it guards (committed or rolled back with it).
     """
-    who = caller(principal)
+    who = principal.key  # the token: a re-issued holder starts afresh
     await conn.execute(
         f"DELETE FROM api_idempotency_keys WHERE caller = %s AND created_at < now() - interval '{RETENTION}'", (who,)
     )

@@ -21,7 +21,7 @@ from liftwatch.alerts.suppression import suppression_sql
 from liftwatch.api import access, auth, idempotency
 from liftwatch.api.app import ApiState, language, state
 from liftwatch.api.auth import Principal, current_principal, require_roles
-from liftwatch.api.errors import ApiError, forbidden, not_found
+from liftwatch.api.errors import ApiError, forbidden, not_found, too_many_streams
 from liftwatch.api.feed import FeedItem, item_from_row
 from liftwatch.api.models import (
     Action,
@@ -36,6 +36,7 @@ from liftwatch.api.models import (
 from liftwatch.api.pagination import decode_cursor, encode_cursor
 from liftwatch.config import ApiSettings
 from liftwatch.schema import FaultCode, IncidentStatus, Severity
+from starlette.background import BackgroundTask
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
@@ -53,6 +54,8 @@ _RETRY_MS = 2_000
 # A comment line this often keeps proxies from closing an idle stream; the caller's token is
 # checked again as often, so a revoked token also ends the streams it opened.
 _KEEPALIVE_S = 15.0
+# A caller refused a stream (429) may try again after this long: streams end as their clients leave.
+_RETRY_AFTER_S = 30
 # How often an idle stream looks whether the feed's Kafka consumer is still connected.
 _POLL_S = 2.0
 
@@ -161,7 +164,10 @@ async def _replay(request: Request, principal: Principal, after: int, limit: int
 @router.get(
     "/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."},
+        429: {"description": "The token (or this API process) holds as many streams as allowed; see Retry-After."},
+    },
 )
 async def stream(
     request: Request,
@@ -182,11 +188,23 @@ async def stream(
     connects or loses Kafka: while false, changes are not coming through.
     Browsers authenticate with the session cookie, other clients with a bearer header or the
     ``access_token`` query parameter (accepted here only: anywhere else a token in a URL is refused).
+    A token holds at most ``LIFTWATCH_SSE_STREAMS_PER_TOKEN`` streams, a process
+    ``LIFTWATCH_SSE_STREAMS_MAX``; beyond, 429 ``too_many_streams`` with ``Retry-After``.
     """
     api = state(request)
     start = last_event_id if last_event_id is not None else after
     limit = api.settings.sse_replay_limit
     credential: auth.Credential = request.state.credential
+    caller = principal.key
+    if not api.streams.take(caller):
+        raise too_many_streams(_RETRY_AFTER_S)
+    given_back = False
+
+    def give_back() -> None:
+        nonlocal given_back
+        if not given_back:
+            given_back = True
+            api.streams.give_back(caller)
 
     async def still_valid() -> bool:
         # Looked up again: a revoked or expired token, an ended session, or a token now of another
@@ -194,6 +212,13 @@ async def stream(
         return access.same_scope(principal, await auth.resolve(request, credential))
 
     async def frames() -> AsyncIterator[bytes]:
+        try:
+            async for frame in _frames():
+                yield frame
+        finally:
+            give_back()
+
+    async def _frames() -> AsyncIterator[bytes]:
         # Subscribe before reading the replay: a change committed meanwhile comes live (duplicates skipped).
         with api.feed.subscribe(principal) if api.feed is not None else contextlib.nullcontext() as sub:
             yield f": liftwatch incident feed\nretry: {_RETRY_MS}\n\n".encode()
@@ -230,7 +255,10 @@ async def stream(
                     yield live.frame
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
+    # The background task gives the slot back too when the stream never ran (client gone at once).
+    return StreamingResponse(
+        frames(), media_type="text/event-stream", headers=headers, background=BackgroundTask(give_back)
+    )
 
 
 def _feed_live(api: ApiState) -> bool:

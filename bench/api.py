@@ -224,6 +224,8 @@ async def main(quick: bool) -> None:
             "LIFTWATCH_TOPIC_PREFIX": prefix,
             "LIFTWATCH_API_PORT": str(port),
             "LIFTWATCH_LOG_LEVEL": "WARNING",
+            # 500 clients of one token: the fan-out is measured, not the per-token stream cap.
+            "LIFTWATCH_SSE_STREAMS_PER_TOKEN": "1000",
         }
         env.pop("LIFTWATCH_MQTT_URL", None)
         api = await asyncio.create_subprocess_exec(
