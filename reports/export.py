@@ -16,6 +16,7 @@ from typing import Literal
 
 from liftwatch.i18n import t as translate
 from liftwatch.reports.monthly import MonthlyReport
+from liftwatch.reports.sheet import safe
 
 Format = Literal["csv", "xlsx", "pdf"]
 Cell = str | int | float | None
@@ -167,15 +168,20 @@ def tables(report: MonthlyReport, lang: str) -> list[Table]:
 
 
 def to_csv(report: MonthlyReport, lang: str) -> bytes:
-    """The tables one after another, each under its title row, separated by an empty line."""
+    """The tables one after another, each under its title row, separated by an empty line.
+
+    Firm names and districts come from the registry, which people type: a cell a spreadsheet would
+    run as a formula (``= + - @``, tab, carriage return first) is neutralised (``sheet.safe``), in
+    the XLSX too, where every text cell is also written as a string cell.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([t("reports.title", lang), scope_label(report, lang), report.month])
+    writer.writerow([safe(t("reports.title", lang)), safe(scope_label(report, lang)), report.month])
     for table in tables(report, lang):
         writer.writerow([])
-        writer.writerow([table.title])
-        writer.writerow(table.headers)
-        writer.writerows([["" if v is None else v for v in row] for row in table.rows])
+        writer.writerow([safe(table.title)])
+        writer.writerow([safe(h) for h in table.headers])
+        writer.writerows([["" if v is None else safe(v) for v in row] for row in table.rows])
     return buffer.getvalue().encode("utf-8-sig")
 
 
@@ -188,11 +194,15 @@ def to_xlsx(report: MonthlyReport, lang: str) -> bytes:
     book.remove(book.active)
     for table in tables(report, lang):
         sheet = book.create_sheet(title=table.title[:31])
-        sheet.append(table.headers)
+        sheet.append([safe(h) for h in table.headers])
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for row in table.rows:
-            sheet.append(row)
+            sheet.append([safe(v) for v in row])
+        for cells in sheet.iter_rows():
+            for cell in cells:
+                if isinstance(cell.value, str):
+                    cell.data_type = "s"  # text stays text, whatever it looks like
         sheet.freeze_panes = "A2"
         for index, header in enumerate(table.headers, start=1):
             width = max([len(str(header))] + [len(str(r[index - 1] or "")) for r in table.rows])

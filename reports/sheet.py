@@ -43,6 +43,10 @@ def to_xlsx(title: str, headers: Sequence[str], rows: Sequence[Sequence[Cell]]) 
         cell.font = Font(bold=True)
     for row in rows:
         sheet.append([safe(c) for c in row])
+    for cells in sheet.iter_rows():
+        for cell in cells:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # text stays text, whatever it looks like
     sheet.freeze_panes = "A2"
     buffer = io.BytesIO()
     book.save(buffer)

