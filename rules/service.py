@@ -104,6 +104,8 @@ class RulesService:
         self.saved_offset: dict[int, int] = {}
         self.dead: list[DeadLetter] = []
         self.lag = 0
+        self.received_ms = 0
+        """Newest gateway receive time of the telemetry read (the clock that gives up holes while busy)."""
         self.registry_changed = asyncio.Event()
         self.late_share = LateShare()
         self.pool: AsyncConnectionPool | None = None
@@ -258,8 +260,17 @@ class RulesService:
             self.processor.status(statuses)
         events: list[FaultEvent] = []
         # Holes open longer than the allowed lateness are given up on every poll, not only on empty
-        # ones: a busy stream must not keep a silent terminal's held samples waiting.
-        expired = self.processor.expire(int(time.time() * 1000))
+        # ones: a busy stream must not keep a silent terminal's held samples waiting. The clock is
+        # the gateway receive time of the records read so far (capped by the wall clock): while
+        # the engine works through a backlog, the wall clock would give up every hole it meets
+        # (their missing messages, a few records on, late or not depending on when the engine
+        # read them); the records' receive time only passes a hole's when the missing message, in
+        # partition order, would be late by its own. Only an empty poll with nothing left to read
+        # (caught up: a silent fleet) uses the wall clock; aiokafka polls empty between fetches too.
+        now_ms = int(time.time() * 1000)
+        caught_up = not records and self.lag == 0
+        expired = self.processor.expire(now_ms if caught_up else min(now_ms, self.received_ms))
+        self.received_ms = max([self.received_ms, *(r.received_ms for r in records)])
         if records:
             await self._look_up(records)
             started = time.perf_counter()
