@@ -19,6 +19,7 @@ from liftwatch.api import access
 from liftwatch.api.app import language, state
 from liftwatch.api.auth import Principal, current_principal
 from liftwatch.api.errors import ApiError
+from liftwatch.api.models import Instant
 from liftwatch.api.pagination import decode_cursor_parts, encode_cursor
 from liftwatch.reports import sheet
 from liftwatch.schema import FaultCode
@@ -39,8 +40,8 @@ class Filters:
 
     def __init__(
         self,
-        since: Annotated[datetime | None, Query(description="Detected at or after (ISO 8601 with offset).")] = None,
-        until: Annotated[datetime | None, Query(description="Detected before; default now, at most 366 days.")] = None,
+        since: Annotated[Instant | None, Query(description="Detected at or after (ISO 8601 with offset).")] = None,
+        until: Annotated[Instant | None, Query(description="Detected before; default now, at most 366 days.")] = None,
         district: Annotated[str | None, Query(max_length=200)] = None,
         maintainer_id: Annotated[int | None, Query(ge=1)] = None,
         code: Annotated[list[FaultCode] | None, Query()] = None,

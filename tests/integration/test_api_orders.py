@@ -68,6 +68,8 @@ def test_orders_from_an_incident_or_on_a_firm_and_the_overdue_list(api_http: Run
             "note": "n",
         },
         {"registration_code": api_world.elevators["a"], "title": "", "due_on": "2027-01-01", "note": "n"},
+        {"registration_code": api_world.elevators["a"], "title": "a\x00b", "due_on": "2027-01-01", "note": "n"},
+        {"registration_code": api_world.elevators["a"], "title": "t", "due_on": "2027-01-01", "note": "\x00"},
     ):
         assert call(api_http, api_world, "regulator", "POST", "/api/v1/orders", bad)[0] == 422, bad
     assert call(api_http, api_world, "regulator", "POST", "/api/v1/orders", {
