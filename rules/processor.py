@@ -200,15 +200,25 @@ class RuleProcessor:
                 return []
         st = self.late_state
         st.grow(self.params.capacity)
-        first = np.flatnonzero(np.concatenate(([True], late.slot[1:] != late.slot[:-1])))
-        slots = late.slot[first].astype(np.intp)
-        previous = st.max_ts[slots]
-        start = late.ts[first]
-        afresh = (previous == NONE) | (start < previous) | (start - previous > LATE_RUN_GAP_MS)
-        if afresh.any():
-            st.reset(slots[afresh])
-        det = evaluate(late, st, self.params, lateness_ms=0, day_offset_ms=self.day_offset_ms, flush=True)
-        events = self._events(det)
+        # A gap of more than LATE_RUN_GAP_MS within a batch ends a late run as it does across batches:
+        # the runs of a terminal are judged one after the other (round k: every terminal's k-th run).
+        terminal_start = np.concatenate(([True], late.slot[1:] != late.slot[:-1]))
+        run_start = terminal_start.copy()
+        run_start[1:] |= late.ts[1:] - late.ts[:-1] > LATE_RUN_GAP_MS
+        run = np.cumsum(run_start) - 1
+        rounds = run - np.maximum.accumulate(np.where(terminal_start, run, 0))
+        events: list[FaultEvent] = []
+        for k in range(int(rounds.max()) + 1):
+            part = late if k == 0 and not rounds.any() else late.take(rounds == k)
+            first = np.flatnonzero(np.concatenate(([True], part.slot[1:] != part.slot[:-1])))
+            slots = part.slot[first].astype(np.intp)
+            previous = st.max_ts[slots]
+            start = part.ts[first]
+            afresh = (previous == NONE) | (start < previous) | (start - previous > LATE_RUN_GAP_MS)
+            if afresh.any():
+                st.reset(slots[afresh])
+            det = evaluate(part, st, self.params, lateness_ms=0, day_offset_ms=self.day_offset_ms, flush=True)
+            events += self._events(det)
         for event in events:
             event.evidence["late"] = True
         return events
