@@ -96,7 +96,7 @@ def _body_models() -> dict[str, type]:
     return found
 
 
-FUZZ_EXAMPLES = 8
+FUZZ_EXAMPLES = 5
 
 
 def test_schemathesis_finds_no_server_error_in_any_operation_for_any_role(
