@@ -4,6 +4,8 @@ Migrates a fresh schema, inserts N elevators (default 300,000) scattered around 
 district centres with 1,000 open incidents, starts ``liftwatch api`` (no Kafka) and measures:
 
 * ``GET /api/v1/stats/map`` for the whole city and for a zoomed box (p50 / max of 10);
+* the other fleet-wide reads: My fleet's first page and an address search (as admin), the risk
+  ranking and the overdue list (p50 / max of 5);
 * in headless Chromium, the console's ``#/map``: from navigation to the drawn map (outlines,
   clusters, incidents), 5 loads, and the page's own fetch-to-drawn time (``data-load-ms``).
 
@@ -129,11 +131,20 @@ def main(elevators: int) -> None:
             city = timed_get(client, "/api/v1/stats/map?cells=60")
             zoom = timed_get(client, "/api/v1/stats/map?west=121.40&south=31.18&east=121.50&north=31.26&cells=60")
             body = client.get("/api/v1/stats/map?cells=60").json()
+            # The other pages that read the whole fleet: My fleet (as admin) and the risk ranking.
+            others = {
+                "GET /api/v1/fleet (first page)": timed_get(client, "/api/v1/fleet?limit=100", 5),
+                "GET /api/v1/fleet?q=<address>": timed_get(client, "/api/v1/fleet?q=%E8%B7%AF12345%E5%8F%B7", 5),
+                "GET /api/v1/stats/risk (ranking)": timed_get(client, "/api/v1/stats/risk?limit=100", 5),
+                "GET /api/v1/stats/risk?list=overdue": timed_get(client, "/api/v1/stats/risk?list=overdue", 5),
+            }
         print(f"city view: {body['elevators']:,} elevators in {len(body['clusters'])} cells, "
               f"{len(body['incidents'])} incidents")  # fmt: skip
         print(f"{'GET /api/v1/stats/map':<34} {'p50 ms':>8} {'max ms':>8}")
         print(f"{'  whole city':<34} {statistics.median(city):8.0f} {max(city):8.0f}")
         print(f"{'  zoomed box':<34} {statistics.median(zoom):8.0f} {max(zoom):8.0f}")
+        for name, times in others.items():
+            print(f"{name:<34} {statistics.median(times):8.0f} {max(times):8.0f}")
         total, inner = browser_loads(url, token, 5)
         label = "#/map in Chromium (navigation -> drawn)"
         print(f"{label:<40} p50 {statistics.median(total):6.0f} ms, max {max(total):6.0f}")
