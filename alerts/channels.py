@@ -150,29 +150,34 @@ class WebhookChannel(Channel[WebhookCall]):
             raise DeliveryRejected(str(error), reason=error.reason) from error
 
     async def send(self, item: WebhookCall) -> None:
+        timestamp = int(self._clock())
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(item.secret, item.body, timestamp),
+            TIMESTAMP_HEADER: str(timestamp),
+            DELIVERY_HEADER: item.idempotency_key,
+            "Idempotency-Key": item.idempotency_key,
+            "X-Liftwatch-Attempt": str(item.attempt),
+        }
+        await self.post(item.url, item.body, headers)
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST ``body`` to a checked target; a 2xx answer is returned, anything else raised as a NotificationError."""
         if self._slots.locked():
             raise Backpressure("too many webhook calls in flight")
         async with self._slots:
-            await self._check_target(item.url)
-            timestamp = int(self._clock())
-            headers = {
-                "Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(item.secret, item.body, timestamp),
-                TIMESTAMP_HEADER: str(timestamp),
-                DELIVERY_HEADER: item.idempotency_key,
-                "Idempotency-Key": item.idempotency_key,
-                "X-Liftwatch-Attempt": str(item.attempt),
-                "User-Agent": "liftwatch-alerts",
-            }
+            await self._check_target(url)
             try:
-                response = await self._client.post(item.url, content=item.body, headers=headers)
+                response = await self._client.post(
+                    url, content=body, headers={**headers, "User-Agent": "liftwatch-alerts"}
+                )
             except httpx.HTTPError as error:
                 # httpx's messages may quote the URL: only its redacted form is stored and logged.
-                text = str(error).replace(item.url, redact(item.url))
+                text = str(error).replace(url, redact(url))
                 raise DeliveryFailed(f"{type(error).__name__}: {text}") from error
         status = response.status_code
         if 200 <= status < 300:
-            return
+            return response
         if status == 429:
             raise Backpressure("receiver answered 429", retry_after_s=_retry_after(response))
         if status == 408 or status >= 500:

@@ -8,12 +8,15 @@ the service reads them for every routed batch.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
+from datetime import time
 from typing import Annotated, Any
 
 import psycopg
 import typer
 from liftwatch.alerts.errors import AlertsConfigError
+from liftwatch.alerts.notifiers import CHANNELS
 from liftwatch.alerts.routing import Target
 from liftwatch.alerts.targets import TargetRefused, check_url, redact
 from liftwatch.config import AlertsSettings
@@ -67,20 +70,41 @@ def webhook_add(
     firm: Annotated[str | None, typer.Option(help="Maintenance firm name (target maintenance_firm).")] = None,
     district: Annotated[str | None, typer.Option(help="Only incidents of this district (default: all).")] = None,
     secret: Annotated[
-        str | None, typer.Option(help="HMAC key of X-Liftwatch-Signature; default: a new random one, printed.")
+        str | None,
+        typer.Option(
+            help="HMAC key of X-Liftwatch-Signature (webhook; default: a new random one, printed),"
+            " or a DingTalk robot's signing secret."
+        ),
+    ] = None,
+    channel: Annotated[
+        str, typer.Option(help="webhook (signed JSON), email (--url mailto:...), wecom or dingtalk (group robots).")
+    ] = "webhook",
+    language: Annotated[str, typer.Option(help="Language of e-mail and robot messages: zh or en.")] = "zh",
+    quiet: Annotated[
+        str | None, typer.Option(help="Quiet hours HH:MM-HH:MM (site time): non-critical changes wait until they end.")
     ] = None,
 ) -> None:
-    """Add a webhook receiver."""
-    try:  # what the URL's text already refuses; the addresses it resolves to are checked at each call
-        check_url(url, allow_private=AlertsSettings().webhook_allow_private)
-    except TargetRefused as error:
-        hint = "" if error.reason == "bad_url" else " (LIFTWATCH_WEBHOOK_ALLOW_PRIVATE=true allows it)"
-        raise typer.BadParameter(f"{error}{hint}", param_hint="--url") from None
+    """Add a receiver: a signed webhook, an e-mail address or a WeCom / DingTalk group robot."""
+    if channel not in CHANNELS:
+        raise typer.BadParameter(f"one of {', '.join(CHANNELS)}", param_hint="--channel")
+    if language not in ("zh", "en"):
+        raise typer.BadParameter("zh or en", param_hint="--language")
+    quiet_hours = _quiet_hours(quiet)
+    if channel == "email":
+        if re.fullmatch(r"mailto:[^@\s]+@[^@\s]+", url) is None:
+            raise typer.BadParameter("an e-mail receiver's URL is mailto:<address>", param_hint="--url")
+    else:
+        try:  # what the URL's text already refuses; the addresses it resolves to are checked at each call
+            check_url(url, allow_private=AlertsSettings().webhook_allow_private)
+        except TargetRefused as error:
+            hint = "" if error.reason == "bad_url" else " (LIFTWATCH_WEBHOOK_ALLOW_PRIVATE=true allows it)"
+            raise typer.BadParameter(f"{error}{hint}", param_hint="--url") from None
     if (target is Target.MAINTENANCE_FIRM) != (firm is not None):
         raise typer.BadParameter("--firm is required for, and only for, --target maintenance_firm")
     if secret is not None and len(secret) < 16:
         raise typer.BadParameter("at least 16 characters (or leave it out for a random one)", param_hint="--secret")
-    key = secret or secrets.token_urlsafe(32)
+    # Only webhooks sign with a key of ours; a DingTalk robot signs with the robot's own secret.
+    key = secret or (secrets.token_urlsafe(32) if channel == "webhook" else None)
     with _connect() as conn:
         firm_id = None
         if firm is not None:
@@ -91,17 +115,29 @@ def webhook_add(
             firm_id = row["id"]
         try:
             row = conn.execute(
-                "INSERT INTO alerts_webhooks (name, target, maintainer_id, district, url, secret)"
-                " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                (name, target.value, firm_id, district, url, key),
+                "INSERT INTO alerts_webhooks (name, target, maintainer_id, district, url, secret, channel, language,"
+                " quiet_from, quiet_to) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (name, target.value, firm_id, district, url, key, channel, language, *quiet_hours),
             ).fetchone()
         except psycopg.errors.UniqueViolation:
             typer.echo(f"error: a webhook named {name!r} exists", err=True)
             raise typer.Exit(1) from None
     assert row is not None
     typer.echo(f"webhook {row['id']} added")
-    if secret is None:
+    if secret is None and key is not None:
         typer.echo(f"secret: {key}")
+
+
+def _quiet_hours(value: str | None) -> tuple[time | None, time | None]:
+    if value is None:
+        return None, None
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError:
+        raise typer.BadParameter("HH:MM-HH:MM, e.g. 22:00-07:00", param_hint="--quiet") from None
+    if start == end:
+        raise typer.BadParameter("start and end differ", param_hint="--quiet")
+    return start, end
 
 
 @webhook_app.command("list")
@@ -109,13 +145,14 @@ def webhook_list() -> None:
     """List webhook receivers (secrets are not shown)."""
     with _connect() as conn:
         rows = conn.execute(
-            "SELECT w.id, w.name, w.target, f.name AS firm, w.district, w.url, w.enabled FROM alerts_webhooks w"
-            " LEFT JOIN maintenance_firms f ON f.id = w.maintainer_id ORDER BY w.id"
+            "SELECT w.id, w.name, w.target, f.name AS firm, w.district, w.url, w.enabled, w.channel"
+            " FROM alerts_webhooks w LEFT JOIN maintenance_firms f ON f.id = w.maintainer_id ORDER BY w.id"
         ).fetchall()
     for row in rows:
         scope = row["firm"] or row["district"] or "all districts"
         state = "" if row["enabled"] else " (disabled)"
-        typer.echo(f"{row['id']:>4}  {row['name']}  {row['target']}  {scope}  {redact(row['url'])}{state}")
+        where = row["url"] if row["channel"] == "email" else redact(row["url"])
+        typer.echo(f"{row['id']:>4}  {row['name']}  {row['channel']}  {row['target']}  {scope}  {where}{state}")
 
 
 @webhook_app.command("remove")

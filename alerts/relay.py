@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from liftwatch.alerts.incidents import EventKind
+from liftwatch.alerts.messages import quiet_until
 from liftwatch.alerts.routing import ChangeFacts, RoutingPolicy, Target, Webhook, recipients
 from liftwatch.alerts.store import append_event, lock_outbox
 from liftwatch.alerts.storms import (
@@ -145,8 +146,8 @@ async def load_webhooks(conn: psycopg.AsyncConnection[Any], default_secret: str)
     """Enabled webhooks (the secret falls back to the service's ``webhook_secret``)."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
-        "SELECT id, name, target, url, secret, maintainer_id, district, enabled FROM alerts_webhooks"
-        " WHERE enabled ORDER BY id"
+        "SELECT id, name, target, url, secret, maintainer_id, district, enabled, channel, language, quiet_from,"
+        " quiet_to FROM alerts_webhooks WHERE enabled ORDER BY id"
     )
     return [
         Webhook(
@@ -157,6 +158,9 @@ async def load_webhooks(conn: psycopg.AsyncConnection[Any], default_secret: str)
             secret=row["secret"] or default_secret,
             maintainer_id=row["maintainer_id"],
             district=row["district"],
+            channel=row["channel"],
+            quiet_from=row["quiet_from"],
+            quiet_to=row["quiet_to"],
         )
         for row in await cur.fetchall()
     ]
@@ -289,6 +293,13 @@ async def _group_notified(conn: psycopg.AsyncConnection[Any], group_id: int) -> 
     return {(row["webhook_id"], row["kind"]) for row in await cur.fetchall()}
 
 
+def _first_attempt(hook: Webhook, severity: str, now: datetime, timezone: str) -> datetime:
+    """Now, or the end of the receiver's quiet hours for a non-critical change."""
+    if severity == "critical":
+        return now
+    return quiet_until(now, timezone, hook.quiet_from, hook.quiet_to) or now
+
+
 async def route_changes(
     conn: psycopg.AsyncConnection[Any],
     *,
@@ -297,6 +308,7 @@ async def route_changes(
     now: datetime,
     limit: int,
     storms: StormPolicy | None = None,
+    timezone: str = "Asia/Shanghai",
 ) -> Routed:
     """The ``notify`` relay: one batch, in one transaction (pending deliveries + position).
 
@@ -343,8 +355,8 @@ async def route_changes(
                     await cur.executemany(
                         "INSERT INTO alerts_deliveries (change_id, webhook_id, idempotency_key, body, next_attempt_at)"
                         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
-                        [(row["change_id"], hook.id, f"{row['change_id']}:webhook:{hook.id}", body, now)
-                         for hook in targets],
+                        [(row["change_id"], hook.id, f"{row['change_id']}:webhook:{hook.id}", body,
+                          _first_attempt(hook, row["severity"], now, timezone)) for hook in targets],
                     )  # fmt: skip
                 deliveries += len(targets)
         last = int(rows[-1]["change_id"])
@@ -363,7 +375,8 @@ WHERE w.id = d.webhook_id AND d.id IN (
     ORDER BY next_attempt_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED)
-RETURNING d.id, d.change_id, d.idempotency_key, d.body, d.attempts, w.url, w.secret, w.name, w.enabled
+RETURNING d.id, d.change_id, d.idempotency_key, d.body, d.attempts, w.url, w.secret, w.name, w.enabled, w.channel,
+    w.language
 """
 
 

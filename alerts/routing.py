@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import time
 
 
 class Target(enum.StrEnum):
@@ -44,6 +45,11 @@ class Webhook:
     maintainer_id: int | None = None
     district: str | None = None
     enabled: bool = True
+    channel: str = "webhook"
+    """webhook, email, wecom, dingtalk (liftwatch.alerts.notifiers)."""
+    quiet_from: time | None = None
+    """Quiet hours (site time) during which non-critical changes wait; None = never quiet."""
+    quiet_to: time | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,20 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from liftwatch import db
 from liftwatch.alerts import relay, store, storms
-from liftwatch.alerts.channels import KafkaChannel, WebhookCall, WebhookChannel, backoff_s
+from liftwatch.alerts.channels import KafkaChannel, WebhookChannel, backoff_s
 from liftwatch.alerts.deadlines import CodeDeadlines, DeadlinePolicy, DueKind, due
 from liftwatch.alerts.errors import AlertsConfigError, Backpressure, NotificationError
 from liftwatch.alerts.incidents import CHANGE_KINDS, Outcome, check_event
 from liftwatch.alerts.lifecycle import is_open
 from liftwatch.alerts.metrics import AlertsMetrics
+from liftwatch.alerts.notifiers import (
+    Delivery,
+    EmailNotifier,
+    Notifier,
+    RobotNotifier,
+    SmtpSettings,
+    WebhookNotifier,
+)
 from liftwatch.alerts.routing import RoutingPolicy
 from liftwatch.badinput import BadInputPolicy
 from liftwatch.config import AlertsSettings
@@ -148,6 +156,25 @@ class AlertService:
             max_in_flight=settings.webhook_concurrency,
             allow_private=settings.webhook_allow_private,
         )
+        smtp = (
+            None
+            if settings.smtp_host is None
+            else SmtpSettings(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                sender=settings.smtp_from,
+                user=settings.smtp_user,
+                password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                starttls=settings.smtp_starttls,
+                timeout_s=settings.webhook_timeout_s,
+            )
+        )
+        self.notifiers: dict[str, Notifier] = {
+            "webhook": WebhookNotifier(self.webhooks),
+            "wecom": RobotNotifier("wecom", self.webhooks, timezone=settings.site_timezone),
+            "dingtalk": RobotNotifier("dingtalk", self.webhooks, timezone=settings.site_timezone),
+            "email": EmailNotifier(smtp, timezone=settings.site_timezone),
+        }
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         self.dead.append(letter)
@@ -366,6 +393,7 @@ class AlertService:
                 now=utc_now(),
                 limit=limit,
                 storms=self.storms,
+                timezone=self.settings.site_timezone,
             )
         if routed.deliveries:
             self.wake_deliveries.set()
@@ -394,9 +422,9 @@ class AlertService:
             for row, error in zip(claimed, results, strict=True):
                 if error is None:
                     await relay.mark_sent(conn, row["id"], now=now)
-                    self.metrics.notifications_sent.labels(channel="webhook").inc()
+                    self.metrics.notifications_sent.labels(channel=row["channel"]).inc()
                     continue
-                self.metrics.notifications_failed.labels(channel="webhook", reason=error.reason).inc()
+                self.metrics.notifications_failed.labels(channel=row["channel"], reason=error.reason).inc()
                 retry_at: datetime | None = None
                 if error.retriable and row["attempts"] < settings.webhook_max_attempts:
                     delay = backoff_s(
@@ -406,7 +434,7 @@ class AlertService:
                         delay = max(delay, error.retry_after_s)
                     retry_at = now + timedelta(seconds=delay)
                 else:
-                    self.metrics.notifications_dead.labels(channel="webhook").inc()
+                    self.metrics.notifications_dead.labels(channel=row["channel"]).inc()
                     log.warning("webhook delivery %s dead-lettered: %s", row["idempotency_key"], error)
                 await relay.mark_failed(conn, row["id"], error=f"{error.reason}: {error}", retry_at=retry_at, now=now)
         return len(claimed) == limit
@@ -414,24 +442,29 @@ class AlertService:
     async def _send(self, row: dict[str, Any]) -> NotificationError | None:
         if not row["enabled"]:
             return NotificationError("webhook disabled", reason="webhook_disabled", retriable=False)
-        secret = row["secret"] or self.settings.webhook_secret.get_secret_value()
-        if not secret:
-            # Unsigned, a receiver could not tell us from anyone: dead-letter with the reason
-            # (`deliveries dead` shows it; `deliveries retry` once a secret is configured).
-            return NotificationError(
-                "no HMAC secret: set one with `webhook add --secret` or LIFTWATCH_WEBHOOK_SECRET",
-                reason="no_secret",
-                retriable=False,
-            )
-        call = WebhookCall(
+        channel = row["channel"]
+        secret = row["secret"] or ""
+        if channel == "webhook":
+            secret = secret or self.settings.webhook_secret.get_secret_value()
+            if not secret:
+                # Unsigned, a receiver could not tell us from anyone: dead-letter with the reason
+                # (`deliveries dead` shows it; `deliveries retry` once a secret is configured).
+                return NotificationError(
+                    "no HMAC secret: set one with `webhook add --secret` or LIFTWATCH_WEBHOOK_SECRET",
+                    reason="no_secret",
+                    retriable=False,
+                )
+        delivery = Delivery(
+            channel=channel,
             url=row["url"],
             secret=secret,
             body=bytes(row["body"]),
             idempotency_key=row["idempotency_key"],
             attempt=row["attempts"],
+            language=row["language"],
         )
         try:
-            await self.webhooks.send(call)
+            await self.notifiers[channel].send(delivery)
         except NotificationError as error:
             return error
         return None

@@ -26,6 +26,7 @@ from liftwatch.api.feed import FeedItem, item_from_row
 from liftwatch.api.models import (
     Action,
     Incident,
+    IncidentDelivery,
     IncidentDetail,
     IncidentEvent,
     IncidentPage,
@@ -286,7 +287,7 @@ async def load_incident(request: Request, principal: Principal, incident_id: int
 async def get_incident(
     request: Request, principal: Reader, incident_id: Annotated[int, Path(ge=1, le=2**62)]
 ) -> IncidentDetail:
-    """One incident with its event trail and the latest telemetry sample of its elevator."""
+    """One incident with its event trail, its notifications and the latest telemetry sample of its elevator."""
     row = await load_incident(request, principal, incident_id)
     async with state(request).pool.connection() as conn:
         cur = await conn.execute(
@@ -308,7 +309,23 @@ async def get_incident(
             {**params, "elevator": row["registration_code"], "terminal": row["terminal_id"]},
         )
         latest = await cur.fetchone()
-    return IncidentDetail(incident=incident_model(row, state(request).settings), events=events, latest_telemetry=latest)
+        # Every notification of its changes, retried and recorded (a firm: those to its own receivers).
+        where, params_d = ["ev.incident_id = %s"], [incident_id]
+        access.restrict(principal, "w.maintainer_id", where, params_d)
+        cur = await conn.execute(
+            "SELECT d.id, d.change_id, ev.kind, w.name AS receiver, w.channel, d.status, d.attempts, d.last_error,"
+            " d.created_at, d.sent_at, d.next_attempt_at FROM alerts_deliveries d"
+            " JOIN incident_events ev ON ev.id = d.change_id JOIN alerts_webhooks w ON w.id = d.webhook_id"
+            f" WHERE {' AND '.join(where)} ORDER BY d.id",
+            params_d,
+        )
+        deliveries = [IncidentDelivery.model_validate(d) for d in await cur.fetchall()]
+    return IncidentDetail(
+        incident=incident_model(row, state(request).settings),
+        events=events,
+        latest_telemetry=latest,
+        deliveries=deliveries,
+    )
 
 
 @router.post("/{incident_id}/{action}", response_model=Incident)

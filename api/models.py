@@ -243,10 +243,29 @@ class IncidentEvent(BaseModel):
     data: dict[str, Any]
 
 
+class IncidentDelivery(BaseModel):
+    """One notification of one of the incident's changes to one receiver, as the delivery loop left it."""
+
+    id: int
+    change_id: int
+    kind: str = Field(description="The change notified (opened, acknowledged, ...).")
+    receiver: str
+    channel: str = Field(description="webhook, email, wecom or dingtalk.")
+    status: str = Field(description="pending, sent or dead.")
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime
+
+
 class IncidentDetail(BaseModel):
     incident: Incident
     events: list[IncidentEvent]
     latest_telemetry: dict[str, Any] | None
+    deliveries: list[IncidentDelivery] = Field(
+        default=[], description="Notifications of its changes (a firm sees those to its own receivers)."
+    )
 
 
 class TransitionRequest(Input):

@@ -425,6 +425,14 @@ class AlertsSettings(CommonSettings):
             " docs/alerts.md (a power failure or an offline terminal inhibits the derived faults of its elevator)."
         ),
     )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server of e-mail receivers; unset = e-mail deliveries are dead-lettered."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port (587 submission with STARTTLS).")
+    smtp_from: str = Field(default="liftwatch@localhost", description="Sender address of notification mails.")
+    smtp_user: str | None = Field(default=None, description="SMTP login (unset = none).")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_starttls: bool = Field(default=True, description="Upgrade the SMTP connection with STARTTLS before sending.")
     webhook_allow_private: bool = Field(
         default=False,
         description=(

@@ -502,7 +502,7 @@ function stepText(event) {
 async function showIncident(id) {
   const panel = $("detail");
   const seq = claimPanel({ kind: "incident", id });
-  const { incident, events, latest_telemetry: latest } = await api("GET", `/api/v1/incidents/${id}`);
+  const { incident, events, latest_telemetry: latest, deliveries } = await api("GET", `/api/v1/incidents/${id}`);
   if (seq !== state.panelSeq) return;
   const deadlines = [];
   if (incident.dispatch_deadline_at) {
@@ -554,6 +554,7 @@ async function showIncident(id) {
         el("td", { class: "when" }, formatTime(e.at)), el("td", {}, stepText(e)),
         el("td", {}, e.actor), el("td", {}, e.note)))))
       : el("p", { class: "empty" }, tr("console.incident.no_events")),
+    deliveriesSection(deliveries || []),
     el("h3", {}, tr("console.incident.latest")),
     latest ? el("dl", {},
       field("console.incident.sampled_at", formatTime(latest.ts)),
@@ -828,6 +829,20 @@ function stormTag(incident) {
   if (!incident.inhibited_by) return null;
   return el("span", { class: "suppressed inhibited", "data-testid": "inhibited" },
     tr("console.storm.inhibited", { id: incident.inhibited_by }));
+}
+
+// --- notifications of an incident, every channel (issue 17) ---------------------------------------
+
+function deliveriesSection(deliveries) {
+  if (!deliveries.length) return [];
+  return el("div", { class: "deliveries" }, el("h3", {}, tr("console.notify.title")),
+    el("table", { class: "trail", "data-testid": "deliveries" },
+      el("thead", {}, el("tr", {}, ...["receiver", "step", "status", "attempts"].map((k) => el("th", {}, tr(`console.notify.${k}`))))),
+      el("tbody", {}, deliveries.map((d) => el("tr", { class: `delivery ${d.status}` },
+        el("td", {}, `${d.receiver} (${tr(`console.notify.channel.${d.channel}`)})`),
+        el("td", {}, tr(`common.kind.${d.kind}`)),
+        el("td", { title: d.last_error || "" }, tr(`console.notify.status.${d.status}`) + (d.sent_at ? ` · ${formatTime(d.sent_at)}` : "")),
+        el("td", {}, String(d.attempts)))))));
 }
 
 // --- session ----------------------------------------------------------------------------------

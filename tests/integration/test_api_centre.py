@@ -193,3 +193,43 @@ def test_an_incident_group_is_acknowledged_together(api_http: RunningApi, api_wo
         ).status_code
         == 403
     )
+
+
+def test_every_notification_of_an_incident_is_visible_on_it_scoped_to_the_firm(
+    api_http: RunningApi, api_world: World
+) -> None:
+    incident = api_world.incidents["a"]
+    with psycopg.connect(api_world.database_url) as conn:
+        change = conn.execute(
+            "SELECT id FROM incident_events WHERE incident_id = %s ORDER BY id LIMIT 1", (incident,)
+        ).fetchone()[0]  # type: ignore[index]
+        hooks = {}
+        for name, target, firm, channel, url in (
+            ("firm-a-mail", "maintenance_firm", api_world.firms["a"], "email", "mailto:duty@a.test"),
+            ("firm-b-hook", "maintenance_firm", api_world.firms["b"], "webhook", "https://b.example/h"),
+            ("centre-robot", "emergency_centre", None, "wecom", "https://qyapi.example/send?key=K"),
+        ):
+            hooks[name] = conn.execute(
+                "INSERT INTO alerts_webhooks (name, target, maintainer_id, url, channel) VALUES (%s, %s, %s, %s, %s)"
+                " RETURNING id",
+                (name, target, firm, url, channel),
+            ).fetchone()[0]  # type: ignore[index]
+        for name, status, attempts, error in (
+            ("firm-a-mail", "sent", 2, None),
+            ("centre-robot", "dead", 8, "receiver answered 500"),
+            ("firm-b-hook", "pending", 1, "ConnectError"),
+        ):
+            conn.execute(
+                "INSERT INTO alerts_deliveries (change_id, webhook_id, idempotency_key, body, status, attempts,"
+                " last_error, next_attempt_at) VALUES (%s, %s, %s, '{}', %s, %s, %s, now())",
+                (change, hooks[name], f"{change}:webhook:{hooks[name]}", status, attempts, error),
+            )
+    client = api_http.client
+    seen = client.get(f"/api/v1/incidents/{incident}", headers=api_world.headers("operator")).json()["deliveries"]
+    assert [(d["receiver"], d["channel"], d["kind"], d["status"], d["attempts"]) for d in seen] == [
+        ("firm-a-mail", "email", "opened", "sent", 2),
+        ("centre-robot", "wecom", "opened", "dead", 8),
+        ("firm-b-hook", "webhook", "opened", "pending", 1),
+    ]
+    firm = client.get(f"/api/v1/incidents/{incident}", headers=api_world.headers("maintainer")).json()["deliveries"]
+    assert [d["receiver"] for d in firm] == ["firm-a-mail"]  # not the centre's, not another firm's

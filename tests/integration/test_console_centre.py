@@ -106,9 +106,25 @@ def test_a_call_becomes_an_incident_that_is_claimed_and_commented(
     expect(held).to_have_text("Held by operator-olivia", timeout=10_000)  # through the live feed
     _shot(second, "3-claimed-seen-by-another")
 
-    # 5. Comments go on the trail; the admin takes the incident over.
+    # Its notifications, every channel, with their state (here written as the delivery loop leaves them).
+    with psycopg.connect(api_world.database_url) as conn:
+        hook = conn.execute(
+            "INSERT INTO alerts_webhooks (name, target, maintainer_id, url, channel, language)"
+            " VALUES ('Firm A duty mail', 'maintenance_firm', %s, 'mailto:duty@a.test', 'email', 'en') RETURNING id",
+            (api_world.firms["a"],),
+        ).fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            "INSERT INTO alerts_deliveries (change_id, webhook_id, idempotency_key, body, status, attempts, sent_at,"
+            " next_attempt_at) SELECT id, %s, id || ':webhook:' || %s, '{}', 'sent', 2, now(), now()"
+            " FROM incident_events WHERE incident_id = %s AND kind = 'opened'",
+            (hook, hook, incident),
+        )
     page.get_by_test_id("comment-text").fill("Caller calm, lights on; firm technician 10 min away")
     page.get_by_test_id("comment-add").click()
+    expect(page.get_by_test_id("deliveries")).to_contain_text("Firm A duty mail (e-mail)")
+    expect(page.get_by_test_id("deliveries")).to_contain_text("Sent")
+
+    # 5. Comments go on the trail; the admin takes the incident over.
     expect(trail).to_contain_text("Comment")
     expect(trail).to_contain_text("Caller calm, lights on")
     second.locator(f'tr[data-incident="{incident}"]').get_by_test_id("open-incident").click()

@@ -1,0 +1,157 @@
+"""Every channel through the real alert service: e-mail to a real local SMTP server (aiosmtpd),
+WeCom and DingTalk group robots to a local receiver in their documented JSON, each delivery
+retried and recorded; quiet hours hold non-critical ones."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from datetime import time as clock
+from email import message_from_bytes
+from typing import Any
+
+import pytest
+from liftwatch import services
+from liftwatch.alerts import relay
+from liftwatch.alerts.routing import RoutingPolicy
+from liftwatch.config import AlertsSettings
+from liftwatch.schema import FaultCode
+
+from tests.fixtures.alerts import Lift, Receiver, add_webhook, eventually, fault, produce_faults, query, running_service
+
+pytestmark = pytest.mark.integration
+
+
+class Mailbox:
+    """What the SMTP server received: (envelope recipients, raw message)."""
+
+    def __init__(self) -> None:
+        self.mails: list[tuple[list[str], bytes]] = []
+        self.refuse_next: int = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.refuse_next:
+            self.refuse_next -= 1
+            return "451 4.3.0 try again later"  # a transient refusal: retried
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.mails.append((list(envelope.rcpt_tos), bytes(envelope.content)))
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Mailbox]]:
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+    port = services.free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, mailbox
+    controller.stop()
+
+
+async def test_email_and_group_robots_receive_the_incident_in_their_language(
+    alerts_settings: AlertsSettings, database_url: str, lifts: list[Lift], receiver: Receiver, smtp: tuple[int, Mailbox]
+) -> None:
+    port, mailbox = smtp
+    mailbox.refuse_next = 1  # the first attempt is deferred by the server: retried, then delivered
+    settings = alerts_settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": False,
+                                                  "smtp_from": "alerts@liftwatch.test"})  # fmt: skip
+    receiver.answers["/wecom"] = b'{"errcode":0,"errmsg":"ok"}'
+    receiver.answers["/ding"] = b'{"errcode":0,"errmsg":"ok"}'
+    receiver.answers["/ding-bad"] = b'{"errcode":310000,"errmsg":"keywords not in content"}'
+    for name, channel, url, lang, secret in (
+        ("mail", "email", "mailto:duty@firm-a.test", "en", None),
+        ("wecom", "wecom", f"{receiver.url}/wecom?key=K", "zh", None),
+        ("ding", "dingtalk", f"{receiver.url}/ding?access_token=T", "en", "SECret"),
+        ("ding-bad", "dingtalk", f"{receiver.url}/ding-bad?access_token=T", "zh", None),
+    ):
+        add_webhook(database_url, name, "maintenance_firm", url, firm_id=lifts[0].firm_id, secret=secret,
+                    channel=channel, language=lang)  # fmt: skip
+    await produce_faults(settings, [fault(lifts[0], FaultCode.TRAPPED_PASSENGER, since_ms=int(time.time() * 1000))])
+    async with running_service(settings) as registry:
+        await eventually(lambda: _settled(database_url, 4), what="four deliveries settled")
+        sent = "liftwatch_alerts_notifications_sent_total"
+        assert registry.get_sample_value(sent, {"channel": "email"}) == 1
+        assert registry.get_sample_value(sent, {"channel": "wecom"}) == 1
+        assert registry.get_sample_value(sent, {"channel": "dingtalk"}) == 1
+    rows = await query(database_url, "SELECT w.name, d.status, d.attempts, d.last_error FROM alerts_deliveries d"
+                       " JOIN alerts_webhooks w ON w.id = d.webhook_id ORDER BY w.name")  # fmt: skip
+    state = {row["name"]: (row["status"], row["attempts"]) for row in rows}
+    assert state == {"mail": ("sent", 2), "wecom": ("sent", 1), "ding": ("sent", 1), "ding-bad": ("dead", 1)}
+    assert "310000" in next(row["last_error"] for row in rows if row["name"] == "ding-bad")
+
+    [(recipients, raw)] = mailbox.mails
+    mail = message_from_bytes(raw)
+    assert recipients == ["duty@firm-a.test"] and mail["From"] == "alerts@liftwatch.test"
+    assert mail["Subject"].startswith("[Critical] Trapped passenger") and mail["Auto-Submitted"] == "auto-generated"
+    assert lifts[0].rescue_code in mail.get_payload()
+    wecom = json.loads(next(r["body"] for r in receiver.requests if r["path"].startswith("/wecom")))
+    assert wecom["msgtype"] == "markdown" and "困人" in wecom["markdown"]["content"]
+    ding_request = next(r for r in receiver.requests if r["path"].startswith("/ding?"))
+    ding = json.loads(ding_request["body"])
+    assert ding["msgtype"] == "markdown" and "Trapped passenger" in ding["markdown"]["title"]
+    assert "timestamp=" in ding_request["path"] and "sign=" in ding_request["path"]
+
+
+async def _settled(url: str, count: int) -> bool:
+    rows = await query(url, "SELECT status FROM alerts_deliveries")
+    return len(rows) == count and all(row["status"] in ("sent", "dead") for row in rows)
+
+
+async def test_quiet_hours_hold_non_critical_changes_only(database_url: str, lifts: list[Lift]) -> None:
+    import psycopg
+    from liftwatch.alerts import store
+
+    hook = add_webhook(database_url, "night", "maintenance_firm", "https://a.example/h", firm_id=lifts[0].firm_id)
+    # Quiet all day but one minute: whatever the clock says now, it is inside.
+    now = datetime.now(UTC)
+    await query(database_url, "UPDATE alerts_webhooks SET quiet_from = %s, quiet_to = %s WHERE id = %s RETURNING id",
+                (clock(0, 0), clock(23, 59), hook))  # fmt: skip
+    events = [fault(lifts[0], code, since_ms=int(now.timestamp() * 1000)) for code in
+              (FaultCode.TRAPPED_PASSENGER, FaultCode.DOOR_REOPEN_LOOP)]  # fmt: skip
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        async with conn.transaction():
+            await store.lock_outbox(conn)
+            await store.record_faults(conn, events, now=now)
+        await relay.route_changes(conn, policy=RoutingPolicy(), default_secret="", now=now, limit=100,
+                                  timezone="UTC")  # fmt: skip
+    rows = await query(database_url, "SELECT i.code, d.next_attempt_at FROM alerts_deliveries d JOIN incident_events"
+                       " ev ON ev.id = d.change_id JOIN incidents i ON i.id = ev.incident_id")  # fmt: skip
+    due = {row["code"]: row["next_attempt_at"] for row in rows}
+    assert due["trapped_passenger"] == now  # critical: never held
+    if now.time() < clock(23, 59):
+        assert due["door_reopen_loop"] == now.replace(hour=23, minute=59, second=0, microsecond=0)
+
+
+def test_receivers_of_every_channel_are_added_from_the_cli(database_url: str) -> None:
+    from liftwatch.alerts.cli import app
+    from typer.testing import CliRunner
+
+    env = {"LIFTWATCH_DATABASE_URL": database_url}
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(app, ["webhook", "add", *args], env=env)
+
+    mail = run("duty", "--target", "emergency_centre", "--channel", "email", "--url", "mailto:duty@centre.test",
+               "--language", "en", "--quiet", "22:00-07:00")  # fmt: skip
+    assert mail.exit_code == 0 and "secret:" not in mail.output, mail.output
+    ding = "https://oapi.dingtalk.com/robot/send?access_token=T"
+    robot = run("group", "--target", "emergency_centre", "--channel", "dingtalk", "--url", ding, "--secret", "S" * 16)
+    assert robot.exit_code == 0, robot.output
+    for args in (
+        ("--channel", "email", "--url", "https://not-mail.test/x"),
+        ("--channel", "sms", "--url", "https://sms.test/x"),
+        ("--channel", "wecom", "--url", "http://qyapi.test/x"),  # robots are https to public hosts too
+        ("--channel", "email", "--url", "mailto:a@b.test", "--quiet", "late"),
+        ("--channel", "email", "--url", "mailto:a@b.test", "--language", "fr"),
+    ):
+        refused = run("x", "--target", "emergency_centre", *args)
+        assert refused.exit_code == 2, (args, refused.output)
+    listing = CliRunner().invoke(app, ["webhook", "list"], env=env).output
+    assert "email" in listing and "mailto:duty@centre.test" in listing and "access_token=***" in listing
