@@ -8,15 +8,29 @@ a terminal's samples in topic order and counts anything older than what it has s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from liftwatch.config import GatewaySettings
 from liftwatch.ingest import gateway
+from liftwatch.kafka import TOPIC_PARTITIONS
+from liftwatch.mqtt import MqttClient
 from liftwatch.schema import TelemetryRecord, decode_telemetry_record
 
-from tests.fixtures.ingest import gateway_subscribed, publisher, read_records, running, telemetry_payload, wait_until
+from tests.fixtures.ingest import (
+    Process,
+    gateway_subscribed,
+    publisher,
+    read_records,
+    running,
+    telemetry_payload,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +45,57 @@ def out_of_order(records: list[TelemetryRecord]) -> dict[str, list[int]]:
     return {terminal: seqs for terminal, seqs in by_terminal.items() if seqs != list(range(MESSAGES))}
 
 
+def in_order_but_for_copies(seqs: list[int]) -> bool:
+    """Each seq is the next one, or a copy of one already there (a re-delivery), and none is missing."""
+    highest = -1
+    for seq in seqs:
+        if seq == highest + 1:
+            highest = seq
+        elif seq > highest:
+            return False
+    return highest == MESSAGES - 1
+
+
+async def publish_burst(pub: MqttClient, settings: GatewaySettings) -> None:
+    """Every message of every terminal, interleaved like a fleet uploading at once, no pacing."""
+    ts0 = int(time.time() * 1000) - MESSAGES * PER_MESSAGE * 100
+    for seq in range(MESSAGES):
+        for t in range(TERMINALS):
+            terminal = f"B{t:02d}"
+            payload = telemetry_payload(terminal, seq, PER_MESSAGE, ts0 + seq * PER_MESSAGE * 100)
+            pub.publish(settings.mqtt_topic(f"lift/v1/{terminal}/telemetry"), payload)
+    await pub.wait_below(1)
+
+
+async def topic_exists(settings: GatewaySettings) -> bool:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.require_kafka())
+    await consumer.start()
+    try:
+        return settings.topic("telemetry") in await consumer.topics()
+    finally:
+        await consumer.stop()
+
+
+async def follow_telemetry(settings: GatewaySettings, seqs: dict[str, list[int]]) -> None:
+    """Append every record's seq to its terminal's list, in topic order, until cancelled.
+
+    A consumer that keeps fetching, not end offsets: tansu's can lag behind what a fetch returns.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.require_kafka(), auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.topic("telemetry"), p) for p in range(TOPIC_PARTITIONS["telemetry"])]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        while True:
+            for batch in (await consumer.getmany(timeout_ms=100)).values():
+                for message in batch:
+                    record = decode_telemetry_record(message.value)
+                    seqs.setdefault(record.terminal, []).append(record.seq)
+    finally:
+        await consumer.stop()
+
+
 async def test_a_burst_keeps_every_terminals_order_into_kafka(gateway_settings: GatewaySettings) -> None:
     total = TERMINALS * MESSAGES
     async with (
@@ -38,13 +103,7 @@ async def test_a_burst_keeps_every_terminals_order_into_kafka(gateway_settings: 
         publisher(str(gateway_settings.mqtt_url)) as pub,
     ):
         await gateway_subscribed(registry)
-        ts0 = int(time.time() * 1000) - MESSAGES * PER_MESSAGE * 100
-        for seq in range(MESSAGES):  # interleaved like a fleet uploading at once, no pacing
-            for t in range(TERMINALS):
-                terminal = f"B{t:02d}"
-                payload = telemetry_payload(terminal, seq, PER_MESSAGE, ts0 + seq * PER_MESSAGE * 100)
-                pub.publish(gateway_settings.mqtt_topic(f"lift/v1/{terminal}/telemetry"), payload)
-        await pub.wait_below(1)
+        await publish_burst(pub, gateway_settings)
 
         async def all_out() -> bool:
             return registry.get_sample_value("liftwatch_gateway_records_out_total", {"topic": "telemetry"}) == total
@@ -58,3 +117,60 @@ async def test_a_burst_keeps_every_terminals_order_into_kafka(gateway_settings: 
     records = await read_records(gateway_settings, "telemetry", total, decode_telemetry_record, timeout=60)
     assert len(records) == total
     assert out_of_order(records) == {}
+
+
+async def test_a_gateway_killed_mid_burst_keeps_every_terminals_order_but_for_redelivered_copies(
+    ingest_env: dict[str, str],
+    gateway_settings: GatewaySettings,
+    process_factory: Callable[[str, dict[str, str]], Process],
+) -> None:
+    """SIGKILL while thousands of messages are in flight, restart with the same client id: per
+    terminal, the topic holds every message in publish order, interrupted only by copies of
+    messages that were in Kafka but not yet acknowledged (the broker re-delivers them)."""
+    total = TERMINALS * MESSAGES
+    seqs: dict[str, list[int]] = {}
+
+    def in_kafka() -> int:
+        return sum(len(seen) for terminal, seen in seqs.items() if terminal != "probe")
+
+    gw = process_factory("gateway", ingest_env)
+    gw.start()
+
+    async def created() -> bool:
+        return await topic_exists(gateway_settings)
+
+    await wait_until(created, timeout=60, every=0.2)  # by the gateway, at start-up
+    reader = asyncio.create_task(follow_telemetry(gateway_settings, seqs))
+    try:
+        async with publisher(str(gateway_settings.mqtt_url)) as pub:
+            probe = gateway_settings.mqtt_topic("lift/v1/probe/telemetry")
+
+            async def subscribed() -> bool:
+                pub.publish(probe, telemetry_payload("probe", 0))  # one seq: copies are dropped as duplicates
+                return "probe" in seqs
+
+            await wait_until(subscribed, timeout=60, every=0.2)
+            burst = asyncio.create_task(publish_burst(pub, gateway_settings))
+
+            async def some_in_kafka() -> bool:
+                return in_kafka() > total // 10
+
+            await wait_until(some_in_kafka, timeout=60, every=0.01)
+            gw.kill()
+            await asyncio.sleep(0.5)
+            assert in_kafka() < total  # the kill landed mid-burst
+            gw.start()
+            await burst
+
+            async def complete() -> bool:
+                # Re-delivered copies come before a terminal's last message: nothing of it is later.
+                return all(MESSAGES - 1 in seqs.get(f"B{t:02d}", ()) for t in range(TERMINALS))
+
+            await wait_until(complete, timeout=90)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    del seqs["probe"]
+    assert {terminal for terminal, seen in seqs.items() if not in_order_but_for_copies(seen)} == set()
+    assert gw.terminate() == 0
