@@ -189,6 +189,7 @@ class IncidentFeed:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,  # see liftwatch.kafka.make_consumer
         )
         await consumer.start()
         try:

@@ -148,6 +148,15 @@ class CommonSettings(BaseSettings):
         default="gzip",
         description="Compression of produced Kafka batches (gzip needs no extra library; none to turn it off).",
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description=(
+            "Longest a consumer's fetch waits at the broker for data. tansu answers a fetch only when this"
+            " expires (Apache Kafka answers as soon as data comes), so it bounds every hop's latency there."
+        ),
+    )
     kafka_replication_factor: int = Field(
         default=1,
         ge=1,

@@ -70,6 +70,9 @@ def make_consumer(settings: CommonSettings, *topics: str, group_id: str, **overr
         "auto_offset_reset": "earliest",
         "max_partition_fetch_bytes": 8 * 1024 * 1024,
         "fetch_max_bytes": 64 * 1024 * 1024,
+        # aiokafka's 500 ms default: tansu holds each fetch that long even when data has come, which
+        # added up to half a second per Kafka hop to every alarm (docs/rules.md, Latency).
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
