@@ -324,3 +324,61 @@ async def test_a_hole_that_filled_in_receive_time_is_not_late_when_the_engine_ca
         # not on when the engine happened to read it.
         assert (registry.get_sample_value("liftwatch_rules_late_samples_total") or 0) == 0
         assert registry.get_sample_value("liftwatch_rules_samples_evaluated_total") == 2_003
+
+
+async def test_registry_notifications_of_another_schema_trigger_no_reload(
+    rules_settings: RulesSettings, database_url: str
+) -> None:
+    settings = rules_settings.model_copy(update={"rules_registry_refresh_s": 3600.0})
+    async with engine_in_process(settings) as registry:
+        await wait_until(
+            lambda: asyncio.sleep(0, registry.get_sample_value("liftwatch_rules_registry_listening") == 1),
+            timeout=10,
+            every=0.05,
+        )
+        pushes = registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify('liftwatch_registry', 'another_platform')")
+            conn.execute("SELECT pg_notify('liftwatch_registry', current_schema())")
+
+        async def pushed() -> bool:
+            return (registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0) > pushes
+
+        await wait_until(pushed, timeout=10, every=0.05)
+        await asyncio.sleep(0.5)
+        assert registry.get_sample_value("liftwatch_rules_registry_pushes_total") == pushes + 1
+
+
+async def test_an_unknown_terminal_waits_for_its_look_up_while_the_database_is_away(
+    rules_settings: RulesSettings, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = service.load_registry
+    failures: list[list[str]] = []
+    loads = []
+
+    async def flaky(pool: object, terminals: list[str] | None = None) -> object:
+        # Started with the database up; then away for every reload and for the first three look-ups.
+        if terminals is None and not loads:
+            loads.append(1)
+        elif terminals is None or len(failures) < 3:
+            if terminals is not None:
+                failures.append(terminals)
+            raise psycopg.OperationalError("connection refused")
+        return await real(pool, terminals)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "load_registry", flaky)
+    monkeypatch.setattr(service, "RETRY_MIN_S", 0.05)
+    async with engine_in_process(rules_settings) as registry:
+        await wait_until(
+            lambda: asyncio.sleep(0, registry.get_sample_value("liftwatch_rules_registry_listening") == 1),
+            timeout=10,
+            every=0.05,
+        )
+        register_elevator(database_url, terminal="NEW2", code="31100000000000000066")
+        await send_telemetry(rules_settings, [record(i, trapped(T0 + 1000 * i), terminal="NEW2") for i in range(25)])
+        events = await read_faults(rules_settings, until=1, settle=1.0)
+        assert registry.get_sample_value("liftwatch_rules_registry_lookups_total") == 1
+    assert failures == [["NEW2"]] * 3
+    assert [(e.code, e.transition, e.registration_code) for e in events] == [
+        ("trapped_passenger", "raised", "31100000000000000066")
+    ]

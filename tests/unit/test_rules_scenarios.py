@@ -418,3 +418,39 @@ def test_late_lane_events_do_not_depend_on_how_late_messages_are_batched() -> No
         return [(e.code.value, e.transition, e.since_ms - T0) for e in found]
 
     assert events([[newer], [older]]) == events([[newer, older]])
+
+
+@pytest.mark.parametrize("restart_at", [None, 1, 3, 5])
+def test_a_late_run_goes_on_across_a_restart(restart_at: int | None) -> None:
+    def fresh() -> RuleProcessor:
+        processor = RuleProcessor(build(), lateness_ms=5_000)
+        processor.set_registry(REGISTRY)
+        return processor
+
+    processor = fresh()
+    processor.process([TelemetryRecord("E1", 100, 0, [Sample(ts=T0 + 3_600_000, **IDLE)])])
+    trapped = {**IDLE, "door_zone": False, "occupied": True}
+    buffer = [Sample(ts=T0 + 1000 * i, **(trapped if i < 40 else IDLE)) for i in range(60)]
+    events = []
+    for k in range(6):
+        if k == restart_at:
+            blob = processor.snapshot(["E1"])
+            processor = fresh()
+            processor.slot("U1")  # another slot numbering
+            processor.restore(blob)
+        found, det = processor.process([TelemetryRecord("E1", 101 + k, 0, buffer[10 * k : 10 * k + 10])])
+        assert det.late == 10
+        events += [(e.code.value, e.transition, e.since_ms - T0, e.evidence["late"]) for e in found]
+    assert events == [("trapped_passenger", "raised", 0, True), ("trapped_passenger", "cleared", 40_000, True)]
+
+
+def test_late_samples_of_an_unregistered_terminal_raise_nothing_more() -> None:
+    processor = RuleProcessor(build(), lateness_ms=5_000)
+    processor.set_registry(REGISTRY)
+    found, _ = processor.process([TelemetryRecord("U1", 100, 0, [Sample(ts=T0 + 3_600_000, **IDLE)])])
+    assert [e.code.value for e in found] == ["unregistered_terminal"]
+    trapped = {**IDLE, "door_zone": False, "occupied": True}
+    found, det = processor.process(
+        [TelemetryRecord("U1", 101, 0, [Sample(ts=T0 + 1000 * i, **trapped) for i in range(60)])]
+    )
+    assert (found, det.late) == ([], 60)
