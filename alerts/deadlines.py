@@ -53,6 +53,15 @@ class DeadlinePolicy:
     )
     auto_escalation_limit: int = AUTO_ESCALATION_LIMIT
     """Highest level a missed deadline raises an incident to (1 = never escalate by itself)."""
+    reminders_s: Mapping[str, int] | None = None
+    """Seconds between reminders of an unacknowledged incident, per severity (a severity absent:
+    none); None = critical every ``renotify_s`` only (the behaviour before reminders per severity)."""
+
+    def reminder_s(self, severity: str) -> int | None:
+        """Seconds between reminders of an unacknowledged incident of ``severity``; None = no reminders."""
+        if self.reminders_s is None:
+            return self.renotify_s if severity == "critical" else None
+        return self.reminders_s.get(severity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +113,9 @@ def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> l
     found: list[Due] = []
     detected = min(incident.detected_at, incident.opened_at)
     level = incident.escalation_level
-    if incident.severity == "critical" and incident.status == Status.DETECTED:
-        deadline = (incident.last_notified_at or incident.opened_at) + timedelta(seconds=policy.renotify_s)
+    every = policy.reminder_s(incident.severity)
+    if every is not None and incident.status == Status.DETECTED:
+        deadline = (incident.last_notified_at or incident.opened_at) + timedelta(seconds=every)
         if now >= deadline:
             found.append(Due(incident.id, DueKind.RENOTIFY, deadline))
     rule = policy.codes.get(incident.code)

@@ -340,7 +340,12 @@ async def route_changes(
                 suppressed[why] = suppressed.get(why, 0) + 1
             targets = recipients(facts, hooks, policy)
             group = row["group_id"]
-            if targets and group is not None:
+            if targets and group is not None and row["kind"] == "renotified":
+                # A group is reminded through its leader, every time; the members' reminders are its.
+                if group != row["incident_id"]:
+                    suppressed["grouped"] = suppressed.get("grouped", 0) + 1
+                    targets = []
+            elif targets and group is not None:
                 if group not in notified:
                     notified[group] = await _group_notified(conn, group)
                 told = notified[group]

@@ -74,6 +74,8 @@ def deadline_policy(settings: AlertsSettings) -> DeadlinePolicy:
         raise AlertsConfigError(
             f"LIFTWATCH_DEADLINE_CODES / LIFTWATCH_CODE_DEADLINES_S: unknown fault code(s) {', '.join(unknown)}"
         )
+    if any(seconds <= 0 for seconds in settings.reminder_intervals_s.values()):
+        raise AlertsConfigError("LIFTWATCH_REMINDER_INTERVALS_S: reminders must be > 0 s apart (leave a severity out)")
     for code, pair in settings.code_deadlines_s.items():
         if any(seconds is not None and seconds <= 0 for seconds in pair):
             raise AlertsConfigError(f"LIFTWATCH_CODE_DEADLINES_S: {code}: deadlines must be > 0 s or null")
@@ -85,6 +87,8 @@ def deadline_policy(settings: AlertsSettings) -> DeadlinePolicy:
         codes[code] = CodeDeadlines(dispatch_s=dispatch_s, arrival_s=arrival_s)
     return DeadlinePolicy(
         renotify_s=settings.renotify_interval_s,
+        reminders_s={"critical": settings.renotify_interval_s}
+        | {k: v for k, v in settings.reminder_intervals_s.items()},
         auto_clear_s=settings.auto_close_after_s,
         codes=codes,
         auto_escalation_limit=settings.auto_escalation_limit,

@@ -642,7 +642,9 @@ WHERE status IN ('closed', 'false_alarm', 'auto_cleared') AND NOT deadlines_sett
 UNION ALL
 SELECT {_TIMES_COLUMNS} FROM incidents
 WHERE status IN ('detected', 'acknowledged', 'dispatched', 'arrived', 'released')
-  AND ((severity = 'critical' AND status = 'detected' AND COALESCE(last_notified_at, opened_at) <= %(renotify)s)
+  AND ((status = 'detected' AND COALESCE(last_notified_at, opened_at) <= (
+           SELECT r.before FROM json_to_recordset(%(reminders)s::json) AS r(severity text, before timestamptz)
+           WHERE r.severity = incidents.severity))
        OR (code = ANY(%(codes)s) AND NOT (dispatch_deadline_missed AND arrival_deadline_missed)
            AND LEAST(detected_at, opened_at) < %(deadline)s)
        OR (severity <> 'critical' AND status = 'detected' AND condition_cleared_at IS NOT NULL
@@ -663,7 +665,13 @@ async def deadline_candidates(
     await cur.execute(
         _CANDIDATES,
         {
-            "renotify": now - timedelta(seconds=policy.renotify_s),
+            "reminders": json.dumps(
+                [
+                    {"severity": severity, "before": (now - timedelta(seconds=every)).isoformat()}
+                    for severity in ("critical", "major", "minor")
+                    if (every := policy.reminder_s(severity)) is not None
+                ]
+            ),
             "codes": list(policy.codes) if seconds else [],
             "deadline": now - timedelta(seconds=min(seconds, default=0)),
             "auto_clear": now - timedelta(seconds=policy.auto_clear_s),

@@ -378,6 +378,12 @@ class AlertsSettings(CommonSettings):
     renotify_interval_s: int = Field(
         default=60, gt=0, description="Re-notify an unacknowledged critical incident this often."
     )
+    reminder_intervals_s: dict[Literal["major", "minor"], int] = Field(
+        default={"major": 900},
+        description=(
+            'Reminders of unacknowledged major/minor incidents, seconds apart (absent = none), e.g. {"major": 600}.'
+        ),
+    )
     dispatch_deadline_s: int = Field(
         default=5 * 60, gt=0, description="Detection to dispatch, for the deadline codes (trapped passenger: 5 min)."
     )

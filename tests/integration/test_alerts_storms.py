@@ -110,3 +110,30 @@ async def test_a_district_power_cut(database_url: str, batches: int) -> None:
         assert routed.suppressed.get("inhibited", 0) == 0
         told = await _told(conn)
         assert told[("A", "stopped_outside_door_zone", "condition_cleared")] == 1
+
+
+async def test_reminders_per_severity_and_a_group_reminded_through_its_leader(database_url: str) -> None:
+    from liftwatch.alerts import service
+    from liftwatch.alerts.deadlines import due
+    from liftwatch.config import AlertsSettings
+
+    lifts = seed_registry(database_url, 4)
+    futian = [lift for lift in lifts if lift.district == "Futian"]
+    add_webhook(database_url, "A", "maintenance_firm", "https://a.example/h", firm_id=futian[0].firm_id)
+    policy = service.deadline_policy(AlertsSettings())  # major every 15 min, minor never
+    events = [fault(lift, POWER, since_ms=T0_MS + i * 1000) for i, lift in enumerate(futian)]
+    events.append(fault(futian[0], FaultCode.DOOR_HELD_OPEN, since_ms=T0_MS))  # minor
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await _fold(conn, events)
+        await _route(conn)  # the two power failures form a group
+        later = T0 + timedelta(minutes=16)
+        candidates = await store.deadline_candidates(conn, policy, later)
+        items = due(candidates, later, policy)
+        await conn.commit()
+        assert len(items) == 2 and {c.code for c in candidates} == {"power_failure"}  # not the minor one
+        for item in items:
+            assert await store.apply_due(conn, item, now=later, policy=policy)
+        await conn.commit()
+        await relay.route_changes(conn, policy=POLICY, default_secret="", now=later, limit=500)
+        told = await _told(conn)
+        assert told[("A", "power_failure", "renotified")] == 1  # the leader's reminder stands for the group

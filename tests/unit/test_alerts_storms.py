@@ -94,3 +94,26 @@ def test_the_settings_build_the_policy_and_refuse_bad_rules_at_start() -> None:
     for rules in ([{"source": ["power_failure"], "target": ["trapped_passenger"]}], [{"source": ["power_failure"]}]):
         with pytest.raises(AlertsConfigError, match="LIFTWATCH_INHIBIT_RULES"):
             service.storm_policy(AlertsSettings(inhibit_rules=rules))
+
+
+# --- reminders per severity (deadlines.DeadlinePolicy.reminders_s) -------------------------------
+
+
+def test_unacknowledged_incidents_are_reminded_per_severity_until_acknowledged() -> None:
+    from liftwatch.alerts.deadlines import DueKind, IncidentTimes, due_for
+
+    policy = service.deadline_policy(AlertsSettings())  # critical 60 s, major 900 s, minor never
+    assert (policy.reminder_s("critical"), policy.reminder_s("major"), policy.reminder_s("minor")) == (60, 900, None)
+
+    def reminded(severity: str, after_s: int, status: str = "detected") -> bool:
+        incident = IncidentTimes(1, "power_failure", severity, status, T0, T0, last_notified_at=T0)
+        return DueKind.RENOTIFY in {d.kind for d in due_for(incident, T0 + after_s * S, policy)}
+
+    assert reminded("critical", 60) and not reminded("critical", 59)
+    assert reminded("major", 900) and not reminded("major", 899)
+    assert not reminded("minor", 86_400)
+    assert not reminded("major", 5_000, status="acknowledged")
+    custom = service.deadline_policy(AlertsSettings(reminder_intervals_s={"major": 120, "minor": 3600}))
+    assert (custom.reminder_s("major"), custom.reminder_s("minor")) == (120, 3600)
+    with pytest.raises(AlertsConfigError, match="REMINDER"):
+        service.deadline_policy(AlertsSettings(reminder_intervals_s={"major": 0}))
