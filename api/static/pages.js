@@ -860,6 +860,7 @@ async function renderOrders(root, where, current) {
 
 const CITY_BOX = [120.8, 30.6, 122.0, 31.9]; // Shanghai: the box the API defaults to
 const MAP_W = 1000, MAP_H = 760, MAP_CELLS = 60;
+const MAP_REFRESH_MS = 30000; // open incidents move on the map this often while it is shown
 
 async function districtOutlines() {
   if (!pages.districts) {
@@ -943,4 +944,6 @@ async function renderMap(root, where, current) {
         el("span", { class: "dot" }), tr("pages.map.legend.fleet"))),
     svg);
   root.dataset.loadMs = String(Math.round(performance.now() - started));
+  clearTimeout(pages.mapTimer);
+  pages.mapTimer = setTimeout(() => { if (current() && !document.hidden) route(); }, MAP_REFRESH_MS);
 }
