@@ -117,3 +117,14 @@ def test_the_feed_remembers_where_it_is_to_resume_after_an_outage(
         assert sub.queue.empty()  # the undecodable record is skipped and counted
     assert hub_._positions == {0: 43}
     assert registry.get_sample_value("liftwatch_api_feed_rejected_total", {"reason": "undecodable"}) == 1
+
+
+def test_stream_slots_cap_each_caller_and_the_process() -> None:
+    slots = feed.StreamSlots(per_caller=2, total=3)
+    assert slots.take("token:1") and slots.take("token:1")
+    assert not slots.take("token:1")  # its own cap
+    assert slots.take("token:2") and not slots.take("token:3")  # the process's cap
+    slots.give_back("token:1")
+    assert slots.open == 2 and slots.take("token:3")
+    slots.give_back("token:9")  # nothing held: nothing changes
+    assert slots.open == 3
