@@ -99,6 +99,8 @@ def _body_models() -> dict[str, type]:
 FUZZ_EXAMPLES = 5
 
 
+# About 2,000 requests: under a minute on an idle machine, more when the machine is shared.
+@pytest.mark.timeout(300)
 def test_schemathesis_finds_no_server_error_in_any_operation_for_any_role(
     api_http: RunningApi, api_world: World
 ) -> None:
