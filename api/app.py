@@ -264,7 +264,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.add_middleware(_UrlTextMiddleware)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
-    from liftwatch.api import centre, fleet, history, incidents, ops, orders, suppression
+    from liftwatch.api import alarm_load, centre, fleet, history, incidents, ops, orders, suppression
     from liftwatch.api import registry as registry_routes
 
     app.include_router(ops.router)
@@ -273,6 +273,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.include_router(incidents.router)
     app.include_router(registry_routes.router)
     app.include_router(suppression.router)
+    app.include_router(alarm_load.router)
     app.include_router(fleet.router)
     app.include_router(history.router)
     app.include_router(orders.router)

@@ -425,3 +425,15 @@ class OutOfService(BaseModel):
     ended_by: str | None
     ended_at: datetime | None
     active: bool
+
+
+# --- alarm load (api/alarm_load.py) ---------------------------------------------------------------
+
+
+class Desk(BaseModel):
+    name: str
+    districts: list[str]
+
+
+class DeskUpdate(Input):
+    districts: Annotated[list[Name], Field(min_length=1, max_length=50, description="Districts the desk watches.")]

@@ -120,6 +120,11 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("POST", "/api/v1/terminals", {"terminal_id": "T-NEW"}, {"*": 403, "admin": 201, "anonymous": 401}),
     ("PATCH", "/api/v1/terminals/{t_b}", {"registration_code": None}, {"*": 403, "admin": 200, "anonymous": 401}),
     ("GET", "/api/v1/dead-letters", None, {"*": 403, "admin": 200, "anonymous": 401}),
+    # Alarm load: the centre's and the regulator's; desks set by admins.
+    ("GET", "/api/v1/desks", None, {"*": 200, "maintainer": 403, "anonymous": 401}),
+    ("PUT", "/api/v1/desks/East", {"districts": ["浦东新区"]}, {"*": 403, "admin": 200, "anonymous": 401}),
+    ("GET", "/api/v1/alarm-load?desk=nowhere&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z", None,
+     {"*": 404, "maintainer": 403, "anonymous": 401}),
     # Recorded but not notified: windows (firm, centre), shelves (centre), out of service (firm, regulator).
     ("GET", "/api/v1/maintenance-windows", None, {"*": 200, "anonymous": 401}),
     ("POST", "/api/v1/maintenance-windows", WINDOW_A, {"*": 201, "regulator": 403, "anonymous": 401}),
@@ -221,6 +226,8 @@ def test_every_api_route_is_in_the_table(module_api: RunningApi) -> None:
         "/api/v1/maintainers/{firm_id}": "/api/v1/maintainers/{firm_a}",
         "/api/v1/terminals/{terminal_id}": "/api/v1/terminals/{t_a}",
         "/api/v1/i18n/{lang}": "/api/v1/i18n/zh",
+        "/api/v1/desks/{name}": "/api/v1/desks/East",
+        "/api/v1/alarm-load": "/api/v1/alarm-load?desk=nowhere&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z",
         "/api/v1/maintenance-windows/{window_id}": "/api/v1/maintenance-windows/{window_a}",
         "/api/v1/shelves/{shelf_id}": "/api/v1/shelves/{shelf_a}",
         "/api/v1/elevators/{registration_code}/out-of-service": "/api/v1/elevators/{el_a}/out-of-service",
