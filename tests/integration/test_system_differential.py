@@ -616,6 +616,8 @@ async def _run(platform: Platform, shape: str, seed: int, tmp: Path) -> None:
         "messages": messages,
         "samples": samples,
         "offered_per_s": offered,
+        # Acknowledged by the broker, per second of the largest section (barrier to barrier).
+        "acked_per_s": max(published.reports, key=lambda r: r["messages"])["rate"],
         "late_samples_total": late,
         "records_behind_in_topic": behind,
         "judged": bool(drained),
