@@ -104,6 +104,8 @@ class RulesService:
         self.saved_offset: dict[int, int] = {}
         self.dead: list[DeadLetter] = []
         self.lag = 0
+        self.caught_up = False
+        """Nothing left to read in any partition with a known end (set per poll, see ``_update_lag``)."""
         self.received_ms = 0
         """Newest gateway receive time of the telemetry read (the clock that gives up holes while busy)."""
         self.registry_changed = asyncio.Event()
@@ -268,7 +270,7 @@ class RulesService:
         # partition order, would be late by its own. Only an empty poll with nothing left to read
         # (caught up: a silent fleet) uses the wall clock; aiokafka polls empty between fetches too.
         now_ms = int(time.time() * 1000)
-        caught_up = not records and self.lag == 0
+        caught_up = not records and self.caught_up
         expired = self.processor.expire(now_ms if caught_up else min(now_ms, self.received_ms))
         self.received_ms = max([self.received_ms, *(r.received_ms for r in records)])
         if records:
@@ -339,11 +341,15 @@ class RulesService:
         if self.consumer is None:
             return
         lag = 0
+        known = True
         for partition, offset in self.next_offset.items():
             high = self.consumer.highwater(TopicPartition(self.telemetry_topic, partition))
             if high is not None:
                 lag += max(0, high - offset)
+            else:
+                known = False  # not fetched yet (just restored): what follows is unknown
         self.lag = lag
+        self.caught_up = known and lag == 0
         self.metrics.lag.set(lag)
         self.metrics.terminals.set(len(self.processor.terminals))
 

@@ -382,3 +382,35 @@ async def test_an_unknown_terminal_waits_for_its_look_up_while_the_database_is_a
     assert [(e.code, e.transition, e.registration_code) for e in events] == [
         ("trapped_passenger", "raised", "31100000000000000066")
     ]
+
+
+async def test_a_hole_restored_from_a_checkpoint_waits_for_the_records_behind_it(
+    rules_settings: RulesSettings, database_url: str
+) -> None:
+    # Seq 2 overtook seq 1, which the gateway received within the allowed lateness: the engine stops
+    # (checkpointing the open hole) before it reads seq 1, and comes back after more than 5 s.
+    async with engine_in_process(rules_settings):
+        await send_telemetry(rules_settings, [record(0, idle(T0)), record(2, idle(T0 + 2_000))])
+        await wait_checkpoint(database_url, rules_settings.rules_group, 2)
+    await send_telemetry(rules_settings, [record(1, idle(T0 + 1_000))])
+    await asyncio.sleep(6)
+    async with engine_in_process(rules_settings) as registry:
+        await wait_checkpoint(database_url, rules_settings.rules_group, 3)
+        # The restored hole is not given up by the wall clock before the engine has read what follows.
+        assert (registry.get_sample_value("liftwatch_rules_late_samples_total") or 0) == 0
+        assert registry.get_sample_value("liftwatch_rules_samples_evaluated_total") == 2
+
+
+async def test_a_hole_restored_from_a_checkpoint_is_given_up_when_nothing_follows(
+    rules_settings: RulesSettings, database_url: str
+) -> None:
+    async with engine_in_process(rules_settings):
+        await send_telemetry(rules_settings, [record(0, idle(T0)), record(2, idle(T0 + 2_000))])
+        await wait_checkpoint(database_url, rules_settings.rules_group, 2)
+    # The terminal went silent for good: after a restart its held sample is judged all the same.
+    async with engine_in_process(rules_settings) as registry:
+
+        async def judged() -> bool:
+            return registry.get_sample_value("liftwatch_rules_samples_evaluated_total") == 1
+
+        await wait_until(judged, timeout=15, every=0.1)
