@@ -248,3 +248,20 @@ def test_equal_times_across_a_hole_keep_the_terminals_order() -> None:
     in_order = events([0, 1, 2])
     assert in_order == [("T0", "alarm_button", "raised", T + 3_000, T + 6_000)]
     assert events([0, 2, 1]) == in_order  # seq 1 overtaken by seq 2: a hole that fills at once
+
+
+def test_the_missing_message_of_a_given_up_hole_is_judged_in_the_late_lane() -> None:
+    proc = registered()
+    proc.process([idle_message(0, T, received=T)])
+    proc.process([idle_message(2, T + 10_000, received=T + 2_000)])  # seq 1 is missing
+    found, det = proc.process([idle_message(3, T + 11_000, received=T + 8_000)])  # open 6 s: given up
+    assert (det.evaluated, found) == (2, [])
+    pressed = idle_message(1, *(T + 1_000 + 500 * i for i in range(10)), received=T + 8_500)
+    pressed = msgspec.structs.replace(
+        pressed, samples=[msgspec.structs.replace(s, alarm_button=True) for s in pressed.samples]
+    )
+    found, det = proc.process([pressed])
+    assert (det.evaluated, det.late, det.duplicates) == (0, 10, 0)
+    assert [(e.code.value, e.transition, e.since_ms - T, e.evidence["late"]) for e in found] == [
+        ("alarm_button", "raised", 1_000, True)
+    ]
