@@ -17,6 +17,7 @@ const PAGES = [
   { name: "map", roles: OVERSIGHT, render: renderMap },
   { name: "fleet", roles: ["admin", "maintainer"], render: renderFleet },
   { name: "history", roles: OVERSIGHT, render: renderHistory },
+  { name: "alarm-load", roles: OVERSIGHT, render: renderAlarmLoad }, // alarmload.js (issue 17)
   { name: "elevators", roles: EVERYONE, hidden: true, render: renderElevator },
 ];
 

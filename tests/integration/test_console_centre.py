@@ -277,3 +277,49 @@ def test_a_power_cut_is_one_group_on_the_board_acknowledged_together(
     assert not problems, problems
     assert not refused, refused
     context.close()  # type: ignore[attr-defined]
+
+
+def test_the_alarm_load_page_of_a_desk(
+    browser: object,  # noqa: F811 - the fixture imported above
+    api_http: RunningApi,
+    api_world: World,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.sync_api import expect
+
+    client = api_http.client
+    client.put("/api/v1/desks/East", json={"districts": ["浦东新区"]}, headers=api_world.headers("admin"))
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with psycopg.connect(api_world.database_url) as conn:  # a flood at 01:00 UTC: 12 alarms in 6 minutes
+        for i in range(12):
+            at = day + timedelta(hours=1, seconds=30 * i)
+            incident = conn.execute(
+                "INSERT INTO incidents (registration_code, terminal_id, code, severity, status, maintainer_id,"
+                " district, detected_at, opened_at, last_seen_at) SELECT registration_code, %s, 'door_reopen_loop',"
+                " 'major', 'closed', maintainer_id, district, %s, %s, %s FROM elevators"
+                " WHERE registration_code = %s RETURNING id",
+                (api_world.terminals["a"], at, at, at, api_world.elevators["a"]),
+            ).fetchone()[0]  # type: ignore[index]
+            conn.execute(
+                "INSERT INTO incident_events (incident_id, at, kind, status_after, actor)"
+                " VALUES (%s, %s, 'opened', 'detected', 'system')",
+                (incident, at),
+            )
+    context = browser.new_context(locale="en-GB", viewport={"width": 1500, "height": 900})  # type: ignore[attr-defined]
+    refused = _offline(context, api_server_url := api_http.url)
+    page = context.new_page()
+    problems = _watch(page)
+    _login(page, api_server_url, api_world.tokens["operator"])
+    page.locator('nav a[data-page="alarm-load"]').click()
+    expect(page.get_by_test_id("load-alarms")).to_have_attribute("data-value", "14")  # + the seed's two of today
+    expect(page.get_by_test_id("load-flood")).to_have_attribute("data-value", "10")
+    expect(page.get_by_test_id("load-peak")).to_have_attribute("data-value", "12")
+    expect(page.get_by_test_id("load-bad-actors")).to_contain_text("Door reopening loop")
+    _shot(page, "10-alarm-load")
+    with page.expect_download() as download:
+        page.get_by_test_id("load-csv").click()
+    assert "flood_minutes,10" in download.value.path().read_text(encoding="utf-8-sig")
+    assert not problems, problems
+    assert not refused, refused
+    context.close()  # type: ignore[attr-defined]
