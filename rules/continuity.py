@@ -85,6 +85,10 @@ class Continuity:
     """slot -> {seq: newest sample ts} of the messages held beyond an open hole."""
     skipped: dict[int, list[Skipped]] = field(default_factory=dict)
     """slot -> the seq ranges of holes given up lately (a message from one is late, not a copy)."""
+    holes_opened: int = 0
+    """Holes seen so far (a message skipped ahead of its run): lost messages, or several gateways racing."""
+    holes_given_up: int = 0
+    """Holes that waited the allowed lateness without filling (their messages, if they come, are late)."""
 
     def admit(
         self,
@@ -191,6 +195,7 @@ class Continuity:
             held[seq] = newest
             if int(st.hole_since[slot]) == NONE:
                 st.hole_since[slot] = received
+                self.holes_opened += 1
             if len(held) > MAX_BEYOND:
                 self._give_up(st, slot, received)
             return floor, True
@@ -256,6 +261,7 @@ class Continuity:
             st.hole_since[slot] = NONE
             return
         resume = min(held)
+        self.holes_given_up += 1
         self._skip(slot, int(st.seq_next[slot]), resume - 1, int(st.seq_bound[slot]), held[resume])
         st.seq_next[slot] = resume
         self._follow_on(st, slot)

@@ -31,6 +31,13 @@ class RulesMetrics:
             "Copies of telemetry messages already judged (re-delivered after a gateway restart): dropped.",
             registry=registry,
         )
+        self.holes = Counter(
+            "liftwatch_rules_sequence_holes",
+            "Holes in terminals' message sequences: opened (a message skipped ahead: lost, or racing"
+            " gateways) and given_up (waited the allowed lateness without filling).",
+            ["outcome"],
+            registry=registry,
+        )
         self.registry_pushes = Counter(
             "liftwatch_rules_registry_pushes",
             "Registry change notifications received (each leads to a reload before the next batch).",

@@ -110,6 +110,7 @@ class RulesService:
         """Newest gateway receive time of the telemetry read (the clock that gives up holes while busy)."""
         self.registry_changed = asyncio.Event()
         self.late_share = LateShare()
+        self._holes = (0, 0)  # the continuity's counters already in the metric
         self.pool: AsyncConnectionPool | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -294,6 +295,13 @@ class RulesService:
             self.metrics.samples.inc(det.evaluated)
             if events:
                 touched = sorted(set(touched) | set(self.owned))
+        continuity = self.processor.continuity
+        opened, given_up = continuity.holes_opened, continuity.holes_given_up
+        if opened > self._holes[0]:
+            self.metrics.holes.labels(outcome="opened").inc(opened - self._holes[0])
+        if given_up > self._holes[1]:
+            self.metrics.holes.labels(outcome="given_up").inc(given_up - self._holes[1])
+        self._holes = (opened, given_up)
         await self._produce(events)
         await self._checkpoint(touched, force=bool(events), unmoved=not records)
         self._update_lag()

@@ -414,3 +414,21 @@ async def test_a_hole_restored_from_a_checkpoint_is_given_up_when_nothing_follow
             return registry.get_sample_value("liftwatch_rules_samples_evaluated_total") == 1
 
         await wait_until(judged, timeout=15, every=0.1)
+
+
+async def test_messages_racing_into_the_topic_are_judged_in_sequence_order(rules_settings: RulesSettings) -> None:
+    # What two gateways racing a terminal's messages into its partition leave in the topic: some
+    # messages after their successor. The engine holds the successor until the hole fills.
+    stream = [record(i, trapped(T0 + 1000 * i)) for i in range(40)]
+    for i in range(3, 37, 6):
+        stream[i], stream[i + 1] = stream[i + 1], stream[i]
+    async with engine_in_process(rules_settings) as registry:
+        await send_telemetry(rules_settings, stream)
+        events = await read_faults(rules_settings, until=1, settle=1.0)
+        assert registry.get_sample_value("liftwatch_rules_sequence_holes_total", {"outcome": "opened"}) == 6
+        assert (registry.get_sample_value("liftwatch_rules_sequence_holes_total", {"outcome": "given_up"}) or 0) == 0
+        assert (registry.get_sample_value("liftwatch_rules_late_samples_total") or 0) == 0
+        assert registry.get_sample_value("liftwatch_rules_samples_evaluated_total") == 40
+    assert [(e.code, e.transition, e.since_ms, e.at_ms) for e in events] == [
+        ("trapped_passenger", "raised", T0, T0 + 20_000)
+    ]
