@@ -948,3 +948,26 @@ async function renderMap(root, where, current) {
   clearTimeout(pages.mapTimer);
   pages.mapTimer = setTimeout(() => { if (current() && !document.hidden) route(); }, MAP_REFRESH_MS);
 }
+
+// --- links from the side panel ------------------------------------------------------------------
+
+// The board's side panel (console.js) shows an elevator or an incident: add the way to the elevator's
+// page and, for those who may, to a rectification order on it. Watched here so console.js stays as is.
+function decorateDetail() {
+  const panel = $("detail");
+  if (panel.hidden || !state.panel || panel.querySelector(".page-links")) return;
+  const links = [];
+  if (state.panel.kind === "elevator" && state.panel.code) {
+    links.push(el("a", { href: address(`elevators/${state.panel.code}`), "data-testid": "detail-elevator-page" },
+      tr("pages.detail.elevator_page")));
+    links.push(orderLink({ registration_code: state.panel.code }));
+  } else if (state.panel.kind === "incident") {
+    links.push(orderLink({ incident_id: state.panel.id }));
+  }
+  const shown = links.filter(Boolean);
+  if (shown.length) panel.append(el("p", { class: "page-links" }, shown.flatMap((l, i) => (i ? [" · ", l] : [l]))));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  new MutationObserver(decorateDetail).observe($("detail"), { childList: true, attributes: true, attributeFilter: ["hidden"] });
+});

@@ -70,6 +70,16 @@ def test_regulator_orders_firm_answers_regulator_closes(
     page.locator('[data-order-action="close"]').click()
     page.get_by_test_id("orders-closed").click()
     expect(page.get_by_test_id("orders").locator("tr[data-order]")).to_have_count(1)
+    # From an incident's trail in the history (the side panel): order on it in one click.
+    page.goto(f"{pages_api.api.url}/#/history?since=2026-03-01&until=2026-03-31&code=overspeed")
+    page.get_by_test_id("history").locator("a.incident-link").click()
+    page.get_by_test_id("detail").get_by_test_id("order-link").click()
+    expect(page.get_by_test_id("order-kind")).to_have_value("incident_id")
+    # And from an elevator's side panel to its page.
+    page.get_by_test_id("rescue-code").fill("10008")
+    page.get_by_test_id("rescue-code").press("Enter")
+    page.get_by_test_id("detail-elevator-page").click()
+    expect(page.get_by_test_id("elevator-facts")).to_contain_text(code(8))
     detail = pages_api.get("regulator", f"/api/v1/orders/{order_id}").json()
     assert [e["kind"] for e in detail["events"]] == ["opened", "answered", "closed"]
     assert detail["order"]["maintainer_id"] == fleet.firm_b

@@ -80,7 +80,7 @@ def test_a_regulator_reads_the_same_numbers_as_the_api_for_every_scope(chromium:
     sign_in(page, pages_api.api.url, pages_api.tokens["regulator"])
     nav = page.get_by_test_id("nav")
     expect(nav.locator("a")).to_have_text(
-        ["实时告警", "统计分析", "维保单位排名", "风险电梯", "隐患整改", "地图", "历史告警"]
+        ["实时告警", "统计分析", "维保单位排名", "风险电梯", "隐患整改", "地图", "历史告警", "报警负荷"]
     )
     expect(page.get_by_test_id("board")).to_be_visible()  # "#/" stays the live board
 
