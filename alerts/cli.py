@@ -77,7 +77,10 @@ def webhook_add(
         ),
     ] = None,
     channel: Annotated[
-        str, typer.Option(help="webhook (signed JSON), email (--url mailto:...), wecom or dingtalk (group robots).")
+        str,
+        typer.Option(
+            help="webhook (signed JSON), email (mailto:...), wecom, dingtalk (robots), sms, voice (tel:+...)."
+        ),
     ] = "webhook",
     language: Annotated[str, typer.Option(help="Language of e-mail and robot messages: zh or en.")] = "zh",
     quiet: Annotated[
@@ -93,6 +96,9 @@ def webhook_add(
     if channel == "email":
         if re.fullmatch(r"mailto:[^@\s]+@[^@\s]+", url) is None:
             raise typer.BadParameter("an e-mail receiver's URL is mailto:<address>", param_hint="--url")
+    elif channel in ("sms", "voice"):
+        if re.fullmatch(r"tel:\+[0-9]{6,15}", url) is None:
+            raise typer.BadParameter("a phone receiver's URL is tel:+<digits>", param_hint="--url")
     else:
         try:  # what the URL's text already refuses; the addresses it resolves to are checked at each call
             check_url(url, allow_private=AlertsSettings().webhook_allow_private)
@@ -151,7 +157,7 @@ def webhook_list() -> None:
     for row in rows:
         scope = row["firm"] or row["district"] or "all districts"
         state = "" if row["enabled"] else " (disabled)"
-        where = row["url"] if row["channel"] == "email" else redact(row["url"])
+        where = row["url"] if row["channel"] in ("email", "sms", "voice") else redact(row["url"])
         typer.echo(f"{row['id']:>4}  {row['name']}  {row['channel']}  {row['target']}  {scope}  {where}{state}")
 
 

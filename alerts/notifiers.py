@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import base64
 import json
 import smtplib
 import ssl
@@ -23,12 +24,14 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
+from urllib.parse import quote, urlencode
+from xml.sax.saxutils import escape
 
 from liftwatch.alerts.channels import WebhookCall, WebhookChannel
 from liftwatch.alerts.errors import Backpressure, DeliveryFailed, DeliveryRejected
 from liftwatch.alerts.messages import dingtalk_payload, dingtalk_url, render, wecom_payload
 
-CHANNELS = ("webhook", "email", "wecom", "dingtalk")
+CHANNELS = ("webhook", "email", "wecom", "dingtalk", "sms", "voice")
 # Robot error codes meaning "too many messages now" (WeCom 45009, DingTalk 130101): retried later.
 _ROBOT_RATE_LIMITED = frozenset({45009, 130101})
 
@@ -161,3 +164,60 @@ class EmailNotifier(Notifier):
             raise DeliveryRejected(f"SMTP {error.smtp_code}") from error
         except (OSError, smtplib.SMTPException) as error:
             raise DeliveryFailed(f"{type(error).__name__}: {error}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneProvider:
+    """An SMS / voice provider speaking Twilio's documented REST API (Messages.json, Calls.json)."""
+
+    account: str
+    token: str
+    sender: str
+    """The provider number messages and calls come from (E.164)."""
+    api_base: str = "https://api.twilio.com"
+
+
+SMS_MAX = 320
+"""Characters of an SMS body (two segments of a GSM message; Chinese text takes more segments)."""
+
+
+class PhoneNotifier(Notifier):
+    """SMS or a voice call through :class:`PhoneProvider` (``url`` = ``tel:+<number>``).
+
+    The provider answers 201 with the message's or call's JSON; 4xx (an invalid number, an
+    unverified sender) is dead-lettered, 429 backs off, 5xx is retried, like every HTTP receiver.
+    """
+
+    def __init__(self, channel: str, http: WebhookChannel, provider: PhoneProvider | None, *, timezone: str) -> None:
+        if channel not in ("sms", "voice"):
+            raise ValueError(channel)
+        self.channel = channel
+        self._http = http
+        self._provider = provider
+        self._timezone = timezone
+
+    def request(self, delivery: Delivery) -> tuple[str, bytes]:
+        """The provider URL and form body of a delivery."""
+        provider = self._provider
+        assert provider is not None
+        message = render(json.loads(delivery.body), delivery.language, self._timezone)
+        to = delivery.url.removeprefix("tel:")
+        form: dict[str, str] = {"To": to, "From": provider.sender}
+        if self.channel == "sms":
+            resource = "Messages.json"
+            form["Body"] = (message.subject + "\n" + "\n".join(message.lines[1:4]))[:SMS_MAX]
+        else:
+            resource = "Calls.json"
+            voice = "zh-CN" if delivery.language == "zh" else "en-GB"
+            spoken = escape(". ".join((message.subject, *message.lines[1:3])))
+            form["Twiml"] = f'<Response><Say language="{voice}" loop="2">{spoken}</Say></Response>'
+        url = f"{provider.api_base.rstrip('/')}/2010-04-01/Accounts/{quote(provider.account)}/{resource}"
+        return url, urlencode(form).encode()
+
+    async def send(self, delivery: Delivery) -> None:
+        if self._provider is None:
+            raise DeliveryRejected("no SMS / voice provider configured (LIFTWATCH_SMS_*)", reason="no_phone_provider")
+        url, body = self.request(delivery)
+        basic = base64.b64encode(f"{self._provider.account}:{self._provider.token}".encode()).decode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {basic}"}
+        await self._http.post(url, body, headers)

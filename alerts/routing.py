@@ -79,6 +79,10 @@ class ChangeFacts:
     """Why nobody is told (liftwatch.alerts.suppression: maintenance, shelved, out_of_service), or None."""
 
 
+VOICE_KINDS = frozenset({"opened", "called", "renotified", "escalated", "deadline_missed"})
+"""Changes worth a phone call (voice receivers, critical incidents only): someone must act now."""
+
+
 def recipients(change: ChangeFacts, webhooks: Iterable[Webhook], policy: RoutingPolicy) -> list[Webhook]:
     """The webhooks ``change`` is delivered to, in id order."""
     if change.kind in policy.quiet_kinds or change.suppressed is not None:
@@ -86,6 +90,8 @@ def recipients(change: ChangeFacts, webhooks: Iterable[Webhook], policy: Routing
     chosen: list[Webhook] = []
     for hook in webhooks:
         if not hook.enabled or change.escalation_level < TARGET_LEVEL[hook.target]:
+            continue
+        if hook.channel == "voice" and not (change.severity == "critical" and change.kind in VOICE_KINDS):
             continue
         if hook.target is Target.MAINTENANCE_FIRM:
             wanted = hook.maintainer_id == change.maintainer_id and change.severity in policy.firm_severities

@@ -41,6 +41,8 @@ from liftwatch.alerts.notifiers import (
     Delivery,
     EmailNotifier,
     Notifier,
+    PhoneNotifier,
+    PhoneProvider,
     RobotNotifier,
     SmtpSettings,
     WebhookNotifier,
@@ -179,6 +181,18 @@ class AlertService:
             "dingtalk": RobotNotifier("dingtalk", self.webhooks, timezone=settings.site_timezone),
             "email": EmailNotifier(smtp, timezone=settings.site_timezone),
         }
+        phone = (
+            PhoneProvider(
+                account=settings.sms_account,
+                token=settings.sms_token.get_secret_value(),
+                sender=settings.sms_from,
+                api_base=settings.sms_api_base,
+            )
+            if settings.sms_account and settings.sms_token and settings.sms_from
+            else None
+        )
+        for channel in ("sms", "voice"):
+            self.notifiers[channel] = PhoneNotifier(channel, self.webhooks, phone, timezone=settings.site_timezone)
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         self.dead.append(letter)

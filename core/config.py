@@ -448,6 +448,12 @@ class AlertsSettings(CommonSettings):
     smtp_user: str | None = Field(default=None, description="SMTP login (unset = none).")
     smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
     smtp_starttls: bool = Field(default=True, description="Upgrade the SMTP connection with STARTTLS before sending.")
+    sms_account: str | None = Field(
+        default=None, description="SMS / voice provider account (Twilio's REST format); unset = such deliveries dead."
+    )
+    sms_token: SecretStr | None = Field(default=None, description="SMS / voice provider auth token.")
+    sms_from: str | None = Field(default=None, description="Number SMS and calls come from (E.164, +...).")
+    sms_api_base: str = Field(default="https://api.twilio.com", description="Base URL of the SMS / voice provider.")
     webhook_allow_private: bool = Field(
         default=False,
         description=(

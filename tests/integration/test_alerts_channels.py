@@ -144,9 +144,12 @@ def test_receivers_of_every_channel_are_added_from_the_cli(database_url: str) ->
     ding = "https://oapi.dingtalk.com/robot/send?access_token=T"
     robot = run("group", "--target", "emergency_centre", "--channel", "dingtalk", "--url", ding, "--secret", "S" * 16)
     assert robot.exit_code == 0, robot.output
+    phone = run("phone", "--target", "emergency_centre", "--channel", "voice", "--url", "tel:+8613800138000")
+    assert phone.exit_code == 0, phone.output
     for args in (
+        ("--channel", "sms", "--url", "tel:13800138000"),  # E.164 with its +
         ("--channel", "email", "--url", "https://not-mail.test/x"),
-        ("--channel", "sms", "--url", "https://sms.test/x"),
+        ("--channel", "pager", "--url", "https://pager.test/x"),
         ("--channel", "wecom", "--url", "http://qyapi.test/x"),  # robots are https to public hosts too
         ("--channel", "email", "--url", "mailto:a@b.test", "--quiet", "late"),
         ("--channel", "email", "--url", "mailto:a@b.test", "--language", "fr"),
@@ -155,3 +158,36 @@ def test_receivers_of_every_channel_are_added_from_the_cli(database_url: str) ->
         assert refused.exit_code == 2, (args, refused.output)
     listing = CliRunner().invoke(app, ["webhook", "list"], env=env).output
     assert "email" in listing and "mailto:duty@centre.test" in listing and "access_token=***" in listing
+
+
+async def test_sms_and_voice_through_a_provider_in_twilios_format(
+    alerts_settings: AlertsSettings, database_url: str, lifts: list[Lift], receiver: Receiver
+) -> None:
+    """The provider is a local stand-in receiver speaking the same REST format (Messages.json, Calls.json)."""
+    import base64
+    from urllib.parse import parse_qs
+
+    from pydantic import SecretStr
+
+    provider = {"sms_account": "AC123", "sms_token": SecretStr("tok-456"), "sms_from": "+8621960000"}
+    settings = alerts_settings.model_copy(update={**provider, "sms_api_base": receiver.url})
+    add_webhook(database_url, "duty phone", "maintenance_firm", "tel:+8613800138000", firm_id=lifts[0].firm_id,
+                channel="sms", language="zh")  # fmt: skip
+    add_webhook(database_url, "duty call", "maintenance_firm", "tel:+8613900139000", firm_id=lifts[0].firm_id,
+                channel="voice", language="en")  # fmt: skip
+    now_ms = int(time.time() * 1000)
+    await produce_faults(settings, [fault(lifts[0], FaultCode.TRAPPED_PASSENGER, since_ms=now_ms),
+                                    fault(lifts[0], FaultCode.DOOR_REOPEN_LOOP, since_ms=now_ms)])  # fmt: skip
+    async with running_service(settings):
+        # SMS for both; a call only for the entrapment (critical).
+        await eventually(lambda: _settled(database_url, 3), what="three deliveries settled")
+    paths = sorted(r["path"] for r in receiver.requests)
+    assert paths == ["/2010-04-01/Accounts/AC123/Calls.json"] + ["/2010-04-01/Accounts/AC123/Messages.json"] * 2
+    auth = receiver.requests[0]["headers"]["authorization"]
+    assert auth == "Basic " + base64.b64encode(b"AC123:tok-456").decode()
+    sms = [parse_qs(r["body"].decode()) for r in receiver.requests if r["path"].endswith("Messages.json")]
+    assert {m["To"][0] for m in sms} == {"+8613800138000"} and {m["From"][0] for m in sms} == {"+8621960000"}
+    assert any("困人" in m["Body"][0] for m in sms) and all(len(m["Body"][0]) <= 320 for m in sms)
+    [call] = [parse_qs(r["body"].decode()) for r in receiver.requests if r["path"].endswith("Calls.json")]
+    assert call["To"] == ["+8613900139000"]
+    assert call["Twiml"][0].startswith('<Response><Say language="en-GB" loop="2">[Critical] Trapped passenger')

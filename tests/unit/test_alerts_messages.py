@@ -61,3 +61,19 @@ def test_quiet_hours(utc: str, window: tuple[str, str] | None, until: str | None
     start, end = (time.fromisoformat(window[0]), time.fromisoformat(window[1])) if window else (None, None)
     got = messages.quiet_until(now, "Asia/Shanghai", start, end)
     assert got == (None if until is None else datetime.fromisoformat(until).replace(tzinfo=UTC))
+
+
+def test_a_voice_receiver_is_called_for_critical_changes_that_need_someone_now() -> None:
+    from liftwatch.alerts.routing import ChangeFacts, RoutingPolicy, Target, Webhook, recipients
+
+    call = Webhook(1, "duty call", Target.EMERGENCY_CENTRE, "tel:+8613800138000", "", channel="voice")
+    sms = Webhook(2, "duty sms", Target.EMERGENCY_CENTRE, "tel:+8613800138000", "", channel="sms")
+    policy = RoutingPolicy(emergency_severities=frozenset({"critical", "major"}))
+
+    def told(kind: str, severity: str) -> list[str]:
+        return [hook.name for hook in recipients(ChangeFacts(kind, severity, None, "Futian", 1), [call, sms], policy)]
+
+    assert told("opened", "critical") == ["duty call", "duty sms"]
+    assert told("renotified", "critical") == ["duty call", "duty sms"]
+    assert told("opened", "major") == ["duty sms"]  # a phone call is for someone who must act now
+    assert told("acknowledged", "critical") == ["duty sms"]
