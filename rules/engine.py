@@ -373,7 +373,7 @@ class Detections:
     duplicates: int = 0
     """Messages dropped as copies of messages already judged (set by the processor)."""
     late_samples: Columns = field(default_factory=Columns.empty)
-    """The late samples themselves, sorted by (slot, ts, arrival): the processor judges them apart."""
+    """The late samples themselves, sorted by (slot, arrival): the processor judges them apart."""
 
     @property
     def evaluated(self) -> int:
@@ -834,12 +834,14 @@ def _admit(
     refused = Columns.empty()
     if late is not None and n_late:
         gone = np.flatnonzero(late)
+        # in arrival order per terminal: the late lane's runs follow the order the samples came in
+        by_arrival = gone[np.lexsort((order[gone], s[gone]))]
         refused = Columns(
-            s[gone],
-            t[gone],
-            np.take(batch.speed, order[gone]),
-            np.take(batch.floor, order[gone]),
-            np.take(batch.code, order[gone]),
+            s[by_arrival],
+            t[by_arrival],
+            np.take(batch.speed, order[by_arrival]),
+            np.take(batch.floor, order[by_arrival]),
+            np.take(batch.code, order[by_arrival]),
         )
         keep = np.flatnonzero(~late)
         gid = _row_group(gstart, gend)[keep]

@@ -200,11 +200,14 @@ class RuleProcessor:
                 return []
         st = self.late_state
         st.grow(self.params.capacity)
-        # A gap of more than LATE_RUN_GAP_MS within a batch ends a late run as it does across batches:
-        # the runs of a terminal are judged one after the other (round k: every terminal's k-th run).
+        # The samples come per terminal in arrival order. Within a batch a late run ends where it would
+        # across batches (a sample older than the one before, or more than LATE_RUN_GAP_MS newer), so
+        # the events do not depend on the batches; a terminal's runs are judged one after the other
+        # (round k: every terminal's k-th run).
         terminal_start = np.concatenate(([True], late.slot[1:] != late.slot[:-1]))
         run_start = terminal_start.copy()
-        run_start[1:] |= late.ts[1:] - late.ts[:-1] > LATE_RUN_GAP_MS
+        step = late.ts[1:] - late.ts[:-1]
+        run_start[1:] |= (step < 0) | (step > LATE_RUN_GAP_MS)
         run = np.cumsum(run_start) - 1
         rounds = run - np.maximum.accumulate(np.where(terminal_start, run, 0))
         events: list[FaultEvent] = []

@@ -8,11 +8,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from liftwatch.rules.columns import from_samples
 from liftwatch.rules.engine import TerminalInfo
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.thresholds import build
 from liftwatch.schema import Sample, TelemetryRecord
+
+from tests.unit.rules_reference import fast_thresholds, random_stream
 
 T0 = 1_767_225_600_000 + 3_600_000  # 2026-01-01T01:00:00Z
 REGISTRY = {
@@ -399,11 +403,6 @@ def test_late_runs_of_two_outages_do_not_join_in_one_batch_either(batches: list[
     assert late_outages(batches, [0, 1, 2]) == []  # door_held_open needs 120 s in one run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="late samples of one batch are judged in time order, across batches in arrival order: a "
-    "backlog whose older part arrives after a newer part joins it in one batch, starts afresh across two",
-)
 def test_late_lane_events_do_not_depend_on_how_late_messages_are_batched() -> None:
     opened = {**IDLE, "door": "open"}
     # One buffer of 146 s of open door in two messages, the newer one first: live data came before.
@@ -454,3 +453,32 @@ def test_late_samples_of_an_unregistered_terminal_raise_nothing_more() -> None:
         [TelemetryRecord("U1", 101, 0, [Sample(ts=T0 + 1000 * i, **trapped) for i in range(60)])]
     )
     assert (found, det.late) == ([], 60)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), cut_fracs=st.lists(st.floats(0, 1), max_size=5), shuffle=st.booleans())
+def test_late_lane_events_do_not_depend_on_batches(seed: int, cut_fracs: list[float], shuffle: bool) -> None:
+    """Backlog messages (in order or not, gaps of every size) cut into batches anyhow: the same late events."""
+    rng = np.random.default_rng(seed)
+    stream = random_stream(rng, ["E1"], 200, disorder_ms=0, late_share=0.0)
+    samples = sorted((s for _, s in stream), key=lambda s: s["ts"])
+    live = TelemetryRecord("E1", 0, 0, [Sample(direction="stop", **{**samples[-1], "ts": samples[-1]["ts"] + 10**8})])
+    messages, i = [], 0
+    while i < len(samples):
+        n = int(rng.integers(1, 12))
+        messages.append([Sample(direction="stop", **s) for s in samples[i : i + n]])
+        i += n
+    if shuffle:
+        rng.shuffle(messages)
+    records = [TelemetryRecord("E1", 1 + k, 0, m) for k, m in enumerate(messages)]
+
+    def events(cuts: list[int]) -> list[tuple[str, str, int, int]]:
+        processor = RuleProcessor(fast_thresholds(), lateness_ms=5_000)
+        processor.set_registry(REGISTRY)
+        processor.process([live])
+        bounds = [0, *sorted(set(cuts)), len(records)]
+        found = [e for lo, hi in itertools.pairwise(bounds) for e in processor.process(records[lo:hi])[0]]
+        assert all(e.evidence["late"] for e in found)
+        return [(e.code.value, e.transition, e.since_ms, e.at_ms) for e in found]
+
+    assert events([int(f * len(records)) for f in cut_fracs]) == events(list(range(len(records))))
