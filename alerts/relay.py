@@ -32,7 +32,8 @@ from liftwatch.alerts.storms import (
     GroupRule,
     InhibitRule,
     StormIncident,
-    group_leader,
+    first_leader,
+    group_key,
     inhibitor,
 )
 from liftwatch.alerts.suppression import suppression_sql
@@ -216,6 +217,9 @@ async def _apply_storms(
     """
     cur = conn.cursor(row_factory=dict_row)
     writes: dict[tuple[int, str], int | None] = {}  # (incident, column) -> new value, in decision order
+    by_incident: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_incident.setdefault(row["incident_id"], []).append(row)
     opened = [row for row in rows if row["kind"] == "opened"]
     if opened and storms.group.window_s > 0:
         since = min(row["opened_at"] for row in opened) - timedelta(seconds=storms.group.window_s)
@@ -225,21 +229,36 @@ async def _apply_storms(
             (sorted({row["code"] for row in opened}), since),
         )
         recent = {row["id"]: _storm_incident(row) for row in await cur.fetchall()}
+        # Candidates per group key in (opened_at, id) order: a storm's first incident leads, found at once.
+        buckets: dict[tuple[Any, ...], list[StormIncident]] = {}
+        for incident in sorted(recent.values(), key=lambda incident: (incident.opened_at, incident.id)):
+            key = group_key(incident, storms.group)
+            if key is not None:
+                buckets.setdefault(key, []).append(incident)
+        position = {incident.id: index for bucket in buckets.values() for index, incident in enumerate(bucket)}
         for row in opened:
             new = recent.get(row["incident_id"]) or _storm_incident(row, "incident_id")
-            earlier = [incident for incident in recent.values() if incident.id < new.id]
-            leader = group_leader(new, earlier, storms.group)
+            key = group_key(new, storms.group)
+            if key is None:
+                continue
+            bucket = buckets.get(key, [])
+            earlier = [incident for incident in bucket[:8] if incident.id < new.id]  # the head suffices
+            leader = first_leader(new, earlier, storms.group)
+            if leader is None and len(bucket) > 8:
+                leader = first_leader(new, [i for i in bucket if i.id < new.id], storms.group)
             if leader is None:
                 continue
             for member in (leader, new.id):
-                if member in recent and recent[member].group_id == leader:
+                current = recent.get(member)
+                if current is not None and current.group_id == leader:
                     continue
                 writes[(member, "group_id")] = leader
-                if member in recent:
-                    recent[member] = replace(recent[member], group_id=leader)
-            for row_of in rows:
-                if row_of["incident_id"] in (leader, new.id):
-                    row_of["group_id"] = leader
+                if current is not None:
+                    recent[member] = replace(current, group_id=leader)
+                    if member in position:
+                        bucket[position[member]] = recent[member]
+            for row_of in by_incident.get(leader, []) + by_incident.get(new.id, []):
+                row_of["group_id"] = leader
     targets = {code for rule in storms.inhibit for code in rule.target}
     candidates = [row for row in rows if row["code"] in targets]
     if candidates:
@@ -255,14 +274,19 @@ async def _apply_storms(
             ),
         )
         sources = [_storm_incident(row) for row in await cur.fetchall()]
+        # Rules that only pair incidents of one elevator (the defaults) look at its own sources only.
+        per_elevator = all("registration_code" in rule.equal for rule in storms.inhibit)
+        by_elevator: dict[str | None, list[StormIncident]] = {}
+        for source in sources:
+            by_elevator.setdefault(source.registration_code, []).append(source)
         for row in candidates:
-            by = inhibitor(_storm_incident(row, "incident_id"), row["at"], sources, storms.inhibit)
+            near = by_elevator.get(row["registration_code"], []) if per_elevator else sources
+            by = inhibitor(_storm_incident(row, "incident_id"), row["at"], near, storms.inhibit)
             row["inhibited_now"] = by
             if by != row["inhibited_by"]:
                 writes[(row["incident_id"], "inhibited_by")] = by
-                for row_of in rows:
-                    if row_of["incident_id"] == row["incident_id"]:
-                        row_of["inhibited_by"] = by
+                for row_of in by_incident[row["incident_id"]]:
+                    row_of["inhibited_by"] = by
     if not writes:
         return
     await lock_outbox(conn)
