@@ -18,6 +18,7 @@ import typer
 from liftwatch.alerts.errors import AlertsConfigError
 from liftwatch.alerts.notifiers import CHANNELS
 from liftwatch.alerts.routing import Target
+from liftwatch.alerts.secrets import SecretUnreadable, box_of
 from liftwatch.alerts.targets import TargetRefused, check_url, redact
 from liftwatch.config import AlertsSettings
 from liftwatch.runtime import configure_logging, run_services
@@ -111,6 +112,8 @@ def webhook_add(
         raise typer.BadParameter("at least 16 characters (or leave it out for a random one)", param_hint="--secret")
     # Only webhooks sign with a key of ours; a DingTalk robot signs with the robot's own secret.
     key = secret or (secrets.token_urlsafe(32) if channel == "webhook" else None)
+    settings = AlertsSettings()
+    stored = box_of(settings.secrets_key, settings.secrets_key_previous).seal(key) if key is not None else None
     with _connect() as conn:
         firm_id = None
         if firm is not None:
@@ -123,7 +126,7 @@ def webhook_add(
             row = conn.execute(
                 "INSERT INTO alerts_webhooks (name, target, maintainer_id, district, url, secret, channel, language,"
                 " quiet_from, quiet_to) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (name, target.value, firm_id, district, url, key, channel, language, *quiet_hours),
+                (name, target.value, firm_id, district, url, stored, channel, language, *quiet_hours),
             ).fetchone()
         except psycopg.errors.UniqueViolation:
             typer.echo(f"error: a webhook named {name!r} exists", err=True)
@@ -159,6 +162,31 @@ def webhook_list() -> None:
         state = "" if row["enabled"] else " (disabled)"
         where = row["url"] if row["channel"] in ("email", "sms", "voice") else redact(row["url"])
         typer.echo(f"{row['id']:>4}  {row['name']}  {row['channel']}  {row['target']}  {scope}  {where}{state}")
+
+
+@webhook_app.command("reencrypt")
+def webhook_reencrypt() -> None:
+    """Seal every receiver secret under LIFTWATCH_SECRETS_KEY: plain-text ones (stored before it was
+    set) and ones sealed under LIFTWATCH_SECRETS_KEY_PREVIOUS (key rotation). One transaction."""
+    settings = AlertsSettings()
+    if settings.secrets_key is None:
+        typer.echo("error: set LIFTWATCH_SECRETS_KEY first", err=True)
+        raise typer.Exit(2)
+    box = box_of(settings.secrets_key, settings.secrets_key_previous)
+    changed = 0
+    with _connect() as conn, conn.transaction():
+        rows = conn.execute("SELECT id, name, secret FROM alerts_webhooks WHERE secret IS NOT NULL FOR UPDATE")
+        for row in rows.fetchall():
+            if not box.needs_sealing(row["secret"]):
+                continue
+            try:
+                plain = box.open(row["secret"])
+            except SecretUnreadable:
+                typer.echo(f"error: the secret of {row['name']!r} opens with neither key; nothing changed", err=True)
+                raise typer.Exit(1) from None
+            conn.execute("UPDATE alerts_webhooks SET secret = %s WHERE id = %s", (box.seal(plain), row["id"]))
+            changed += 1
+    typer.echo(f"{changed} secret(s) sealed under the current key")
 
 
 @webhook_app.command("remove")

@@ -41,7 +41,7 @@ class AlertsMetrics:
         self.notifications_failed = Counter(
             "liftwatch_alerts_notifications_failed",
             "Notification attempts that failed, by channel and reason (backpressure, delivery_failed, "
-            "delivery_rejected, webhook_disabled, no_secret).",
+            "delivery_rejected, webhook_disabled, no_secret, secret_unreadable).",
             ["channel", "reason"],
             registry=registry,
         )

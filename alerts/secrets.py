@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import SecretStr
 
 PREFIX = "v1:"
 NONCE_BYTES = 12  # GCM's standard nonce; random per value, so equal secrets never look alike
@@ -96,3 +97,11 @@ class SecretBox:
 
 def is_sealed(stored: str) -> bool:
     return stored.startswith(PREFIX)
+
+
+def box_of(key: SecretStr | None, previous: SecretStr | None = None) -> SecretBox:
+    """The box of the alert settings' ``secrets_key`` and ``secrets_key_previous``."""
+    return SecretBox(
+        key.get_secret_value() if key is not None else None,
+        previous.get_secret_value() if previous is not None else None,
+    )

@@ -48,6 +48,7 @@ from liftwatch.alerts.notifiers import (
     WebhookNotifier,
 )
 from liftwatch.alerts.routing import RoutingPolicy
+from liftwatch.alerts.secrets import SecretUnreadable, box_of
 from liftwatch.badinput import BadInputPolicy
 from liftwatch.config import AlertsSettings
 from liftwatch.kafka import ensure_topics, make_consumer, make_producer
@@ -147,6 +148,9 @@ class AlertService:
         self.bad_input = BadInputPolicy(registry, self._dead_letter)
         self.deadlines = deadline_policy(settings)
         self.routing = routing_policy(settings)
+        self.secret_box = box_of(settings.secrets_key, settings.secrets_key_previous)
+        if settings.secrets_key is None:
+            log.warning("LIFTWATCH_SECRETS_KEY is not set: receivers' secrets are stored unencrypted")
         self.storms = storm_policy(settings)
         self.faults_topic = settings.topic("faults")
         self.dead: list[DeadLetter] = []
@@ -461,7 +465,13 @@ class AlertService:
         if not row["enabled"]:
             return NotificationError("webhook disabled", reason="webhook_disabled", retriable=False)
         channel = row["channel"]
-        secret = row["secret"] or ""
+        try:
+            secret = self.secret_box.open(row["secret"] or "")
+        except SecretUnreadable as error:
+            # A wrong or missing LIFTWATCH_SECRETS_KEY: never send unsigned or with a guessed key.
+            return NotificationError(
+                f"the receiver's secret cannot be opened: {error}", reason="secret_unreadable", retriable=False
+            )
         if channel == "webhook":
             secret = secret or self.settings.webhook_secret.get_secret_value()
             if not secret:

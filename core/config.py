@@ -372,6 +372,16 @@ class AlertsSettings(CommonSettings):
         default=SecretStr(""),
         description="Default HMAC-SHA256 key of webhooks registered without their own (>= 16 characters).",
     )
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key (>= 32 characters) that seals receivers' secrets in alerts_webhooks (AES-256-GCM);"
+            " unset = stored as given (development only: compose requires it)."
+        ),
+    )
+    secrets_key_previous: SecretStr | None = Field(
+        default=None, description="The key before a rotation: still opens secrets until `webhook reencrypt` ran."
+    )
     webhook_max_attempts: int = Field(
         default=8, gt=0, description="Failed attempts before a delivery is dead-lettered."
     )
@@ -473,6 +483,19 @@ class AlertsSettings(CommonSettings):
     alerts_session_timeout_ms: int = Field(
         default=10_000, ge=1_000, description="Consumer-group session timeout (a dead service's partitions then move)."
     )
+
+    @field_validator("secrets_key", "secrets_key_previous", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        # compose passes an unset previous key as an empty string
+        return None if value == "" else value
+
+    @field_validator("secrets_key", "secrets_key_previous")
+    @classmethod
+    def _check_secrets_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must have at least 32 characters")
+        return value
 
 
 class ApiSettings(CommonSettings):

@@ -160,3 +160,48 @@ async def test_a_receiver_without_a_secret_gets_nothing_unsigned(
 
 async def _async(value: object) -> object:
     return value
+
+
+KEY_A, KEY_B = "key-a-" + "a" * 40, "key-b-" + "b" * 40
+
+
+async def test_receiver_secrets_are_stored_sealed_signed_with_and_re_sealed_on_rotation(
+    alerts_settings: AlertsSettings, database_url: str, lifts: list[Lift], receiver: Receiver
+) -> None:
+    def cli_with(key: str, *args: str, previous: str | None = None) -> str:
+        env = LOCAL_ENV | {"LIFTWATCH_DATABASE_URL": database_url, "LIFTWATCH_SECRETS_KEY": key}
+        if previous is not None:
+            env["LIFTWATCH_SECRETS_KEY_PREVIOUS"] = previous
+        result = CliRunner().invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    out = cli_with(KEY_A, "webhook", "add", "centre", "--target", "emergency_centre", "--url", f"{receiver.url}/c")
+    secret = out.split("secret:")[1].strip()
+    [row] = await query(database_url, "SELECT secret FROM alerts_webhooks")
+    assert row["secret"].startswith("v1:") and secret not in row["secret"]  # a dump holds nothing usable
+
+    await produce_faults(
+        alerts_settings, [fault(lifts[0], FaultCode.TRAPPED_PASSENGER, since_ms=int(time.time() * 1000))]
+    )
+    keyed = alerts_settings.model_copy(update={"secrets_key": SecretStr(KEY_A)})
+    async with running_service(keyed):
+        await eventually(lambda: _statuses(database_url, ["sent"]), what="delivered")
+    assert receiver.verify(secret, "/c")  # signed with the secret itself, not the sealed text
+
+    # Rotation: the new key with the previous one beside it, then re-seal; the old key then opens nothing.
+    assert "1 secret(s) sealed" in cli_with(KEY_B, "webhook", "reencrypt", previous=KEY_A)
+    [rotated] = await query(database_url, "SELECT secret FROM alerts_webhooks")
+    assert rotated["secret"] != row["secret"]
+    assert "0 secret(s) sealed" in cli_with(KEY_B, "webhook", "reencrypt")
+
+    # A service started with the wrong key dead-letters rather than sending unsigned or mis-signed.
+    await produce_faults(
+        alerts_settings, [fault(lifts[1], FaultCode.TRAPPED_PASSENGER, since_ms=int(time.time() * 1000))]
+    )
+    wrong = alerts_settings.model_copy(update={"secrets_key": SecretStr(KEY_A)})
+    async with running_service(wrong) as registry:
+        await eventually(lambda: _statuses(database_url, ["dead", "sent"]), what="dead-lettered")
+        failed = {"channel": "webhook", "reason": "secret_unreadable"}
+        assert registry.get_sample_value("liftwatch_alerts_notifications_failed_total", failed) == 1
+    assert receiver.attempts.count("/c") == 1
