@@ -115,8 +115,7 @@ class Continuity:
         step[1:] = s_seq[1:] == s_seq[:-1] + 1
         step[first] = True
         contiguous = np.logical_and.reduceat(step, first)
-        # (a terminal's first message starts its run here only at seq 0: else the ones before it are skipped)
-        start_ok = s_seq[first] == np.where(st.seq_next[gslot] < 0, 0, st.seq_next[gslot])
+        start_ok = (s_seq[first] == st.seq_next[gslot]) | (st.seq_next[gslot] < 0)
         no_hole = st.hole_since[gslot] == NONE
         fast = contiguous & start_ok & no_hole
         fast_rows = np.arange(n) if fast.all() else np.flatnonzero(np.repeat(fast, ends - first))
@@ -157,6 +156,11 @@ class Continuity:
         group_start = np.concatenate(([0], np.cumsum(lens)[:-1]))
         before[group_start] = st.seq_bound[gslot]
         floor[order[rows]] = before
+        # A terminal's first message seen: the seqs before it were never judged here (late if they come).
+        first_seq = s_seq[rows[group_start]]
+        unseen = (st.seq_next[gslot] < 0) & (first_seq > 0)
+        st.seq_unseen_below[gslot[unseen]] = first_seq[unseen]
+        st.seq_unseen_newest[gslot[unseen]] = values[group_start][unseen]
         last = group_start + lens - 1
         st.seq_bound[gslot] = running[last]
         st.seq_next[gslot] = s_seq[rows[last]] + 1
@@ -171,7 +175,9 @@ class Continuity:
         held = self.beyond.get(slot)
         if expected < 0:
             if seq > 0:  # the messages before the first one seen were never judged here
-                self._skip(slot, 0, seq - 1, int(NONE), newest)
+                # (kept in two state columns, not as a range: every terminal has one at a cold start)
+                st.seq_unseen_below[slot] = seq
+                st.seq_unseen_newest[slot] = newest
             st.seq_next[slot] = seq + 1
             st.seq_bound[slot] = newest
             return floor, True
@@ -201,7 +207,7 @@ class Continuity:
             return floor, True
         if newest <= floor:
             # Already judged, unless it is one of the messages a given-up hole was missing: late.
-            return floor, self._late(slot, seq, newest)
+            return floor, self._late(st, slot, seq, newest)
         # Counting again with newer samples: a reboot. Whatever was held beyond an old hole is older:
         # it is released, and the messages its hole was missing are late should they come; so are
         # the new run's messages before this one (overtaken by it).
@@ -227,8 +233,16 @@ class Continuity:
         ranges.append(Skipped(lo, hi, after, newest))
         del ranges[:-MAX_SKIPPED]
 
-    def _late(self, slot: int, seq: int, newest: int) -> bool:
+    def _late(self, st: State, slot: int, seq: int, newest: int) -> bool:
         """True (and forgotten, so a copy of it is a copy) if the message is one the run skipped."""
+        below = int(st.seq_unseen_below[slot])
+        if 0 <= seq < below and newest <= int(st.seq_unseen_newest[slot]):
+            # from before the first message seen: the rest of those seqs become explicit ranges
+            st.seq_unseen_below[slot] = -1
+            for lo, hi in ((0, seq - 1), (seq + 1, below - 1)):
+                if lo <= hi:
+                    self._skip(slot, lo, hi, int(NONE), int(st.seq_unseen_newest[slot]))
+            return True
         ranges = self.skipped.get(slot, [])
         for i, r in enumerate(ranges):
             if r.lo <= seq <= r.hi and r.after <= newest <= r.newest:

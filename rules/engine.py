@@ -245,6 +245,10 @@ _STATE_FIELDS: dict[str, tuple[type[np.generic], Any]] = {
     "seq_next": (np.int64, -1),
     "seq_bound": (np.int64, NONE),
     "hole_since": (np.int64, NONE),
+    # The seq of the first message seen (-1: none before it, or already accounted for) and its
+    # newest sample: the messages before it were never judged here, so they are late, not copies.
+    "seq_unseen_below": (np.int64, -1),
+    "seq_unseen_newest": (np.int64, NONE),
 }
 
 

@@ -286,7 +286,7 @@ def test_fast_admission_equals_one_message_at_a_time(batches: list[list[tuple[in
         floor, keep = _slow(slow[0], slow[1], *args)
         assert got.floor.tolist() == floor.tolist()
         assert got.keep.tolist() == keep.tolist()
-        for name in ("seq_next", "seq_bound", "hole_since"):
+        for name in ("seq_next", "seq_bound", "hole_since", "seq_unseen_below", "seq_unseen_newest"):
             assert getattr(fast[1], name)[:4].tolist() == getattr(slow[1], name)[:4].tolist(), name
         assert fast[0].beyond == slow[0].beyond
         assert fast[0].skipped == slow[0].skipped
