@@ -432,3 +432,31 @@ async def test_messages_racing_into_the_topic_are_judged_in_sequence_order(rules
     assert [(e.code, e.transition, e.since_ms, e.at_ms) for e in events] == [
         ("trapped_passenger", "raised", T0, T0 + 20_000)
     ]
+
+
+async def test_a_registry_change_written_from_another_search_path_still_reaches_the_engine(
+    rules_settings: RulesSettings, database_url: str, pg_database_url: str
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT current_schema()").fetchone()
+    assert row is not None
+    schema = row[0]
+    async with engine_in_process(rules_settings) as registry:
+        await wait_until(
+            lambda: asyncio.sleep(0, registry.get_sample_value("liftwatch_rules_registry_listening") == 1),
+            timeout=10,
+            every=0.05,
+        )
+        pushes = registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0
+        # A session whose search_path is the database default writes the table by its qualified name.
+        with psycopg.connect(pg_database_url) as conn:
+            conn.execute(
+                f'UPDATE "{schema}".elevators SET rated_speed = 1.0 WHERE registration_code = %s', (RULES_ELEVATOR,)
+            )
+        await wait_until(
+            lambda: asyncio.sleep(
+                0, (registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0) > pushes
+            ),
+            timeout=10,
+            every=0.05,
+        )
