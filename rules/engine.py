@@ -1010,16 +1010,7 @@ def evaluate(
     late = len(late_samples)
     empty_i = np.zeros(0, np.intp)
     if len(ev) == 0:
-        return Detections(
-            ev,
-            np.zeros(0, np.int64),
-            np.zeros(0, np.bool_),
-            empty_i,
-            np.zeros(0, np.int64),
-            empty_i,
-            late,
-            late_samples=late_samples,
-        )
+        return _no_detections(ev, empty_i, late_samples)
     gstart, gend, row_group = _groups(ev.slot)
     key, tmin, span = _group_key(row_group, ev.ts)
     gslot = ev.slot[gstart].astype(np.intp)
@@ -1113,14 +1104,20 @@ def evaluate(
             late,
             late_samples=late_samples,
         )
+    return _no_detections(ev, unregistered, late_samples)
+
+
+def _no_detections(ev: Columns, unregistered: IP, late_samples: Columns) -> Detections:
+    """The detections of a batch where no rule raised or cleared anything."""
+    empty = np.zeros(0, np.int64)
     return Detections(
         ev,
-        np.zeros(0, np.int64),
+        empty,
         np.zeros(0, np.bool_),
-        empty_i,
-        np.zeros(0, np.int64),
+        np.zeros(0, np.intp),
+        empty,
         unregistered,
-        late,
+        len(late_samples),
         late_samples=late_samples,
     )
 
