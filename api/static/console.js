@@ -25,11 +25,15 @@ const state = {
   feedLive: false, // the server's own feed reaches Kafka (event: feed); false = changes are not coming
   panel: null, // what the side panel shows: { kind: "incident", id } or { kind: "elevator", code }
   panelSeq: 0, // bumped by every request to show something: a slower, older request then renders nothing
+  panelNotice: null, // { id, key }: a notice shown on that incident's panel until another one is opened
 };
 
 // Claim the side panel for what the operator asked for last (set before any request, so a feed
 // refresh of the previous incident that answers later does not overwrite it).
 function claimPanel(panel) {
+  // A notice belongs to the incident it was given for: it survives that panel's re-renders (a live
+  // change re-draws it) and goes when the operator opens something else.
+  if (state.panelNotice && !(panel.kind === "incident" && panel.id === state.panelNotice.id)) state.panelNotice = null;
   state.panel = panel;
   return ++state.panelSeq;
 }
@@ -564,6 +568,9 @@ async function showIncident(id) {
       field("console.detail.door", tr(`console.door.${latest.door}`)),
       field("console.detail.occupied", yesNo(latest.occupied)))
       : el("p", { class: "empty" }, tr("console.detail.no_telemetry")));
+  if (state.panelNotice && state.panelNotice.id === id) {
+    panel.prepend(el("p", { class: "notice", "data-testid": "call-joined" }, tr(state.panelNotice.key)));
+  }
   panel.hidden = false;
 }
 
@@ -623,10 +630,8 @@ function callForm(elevator) {
       const result = await api("POST", "/api/v1/incidents", body);
       state.incidents.set(result.incident.id, result.incident);
       renderBoard();
+      state.panelNotice = result.joined ? { id: result.incident.id, key: "console.centre.joined" } : null;
       await showIncident(result.incident.id);
-      if (result.joined) {
-        $("detail").prepend(el("p", { class: "notice", "data-testid": "call-joined" }, tr("console.centre.joined")));
-      }
     } catch (failure) {
       error.textContent = tr("console.action.failed", { message: failure.message });
       error.hidden = false;

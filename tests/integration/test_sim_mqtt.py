@@ -144,7 +144,10 @@ def test_cli_refuses_a_bad_registry_file_with_its_line(mqtt_url: str, tmp_path: 
         "registration_code,terminal_id,kind,rated_speed,bottom_floor,top_floor\nX,T1,traction,fast,1,5\n"
     )
     result = CliRunner().invoke(
-        app, ["run", "--registry", str(registry), "--duration", "10"], env={"LIFTWATCH_MQTT_URL": mqtt_url}
+        app,
+        ["run", "--registry", str(registry), "--duration", "10"],
+        # wide enough that the error box does not wrap the (long, under pytest-xdist) path
+        env={"LIFTWATCH_MQTT_URL": mqtt_url, "COLUMNS": "400"},
     )
     assert result.exit_code == 2
     assert "fleet.csv:2" in result.output
