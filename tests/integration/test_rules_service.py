@@ -276,16 +276,21 @@ async def test_a_silent_terminals_hole_is_given_up_while_a_backlog_is_consumed(
     pressed = [idle(T0 + 1000 + 500 * i, alarm_button=True) for i in range(8)]  # 3.5 s of alarm button
     # seq 1 never comes: seq 2 (the alarm) waits behind the hole, and the terminal goes silent.
     await send_telemetry(settings, [record(0, idle(T0)), record(2, *pressed)])
-    # Then a backlog of another terminal: the engine works through it batch by batch, never polling
-    # empty; the silent terminal's hole must be given up meanwhile, not once the backlog is done.
+    # Then a backlog of another terminal, received by the gateway over the following 20 s (1 ms
+    # apart): the engine works through it batch by batch, never polling empty; once it has read
+    # records received more than the allowed lateness after the hole was seen, the silent
+    # terminal's hole must be given up, not once the backlog is done.
     backlog = 20_000
+    received = int(time.time() * 1000)
     producer = AIOKafkaProducer(bootstrap_servers=settings.require_kafka(), acks="all", linger_ms=20)
     await producer.start()
     try:
         sent = [
             await producer.send(
                 settings.topic("telemetry"),
-                encode_record(record(i, idle(T0 + 100 * i), terminal="BUSY1")),
+                encode_record(
+                    TelemetryRecord(terminal="BUSY1", seq=i, received_ms=received + i, samples=[idle(T0 + 100 * i)])
+                ),
                 key=b"BUSY1",
             )
             for i in range(backlog)
