@@ -356,7 +356,9 @@ class RulesSettings(CommonSettings):
         description="Full registry reload period (changes are also pushed at once by NOTIFY; this is the safety net).",
     )
     rules_checkpoint_interval_ms: int = Field(
-        default=2_000, ge=0, description="Checkpoint at least this often (and after every batch that produced events)."
+        default=2_000,
+        ge=0,
+        description="Checkpoint at most this often (a crash re-sends at most this much of events, same ids).",
     )
     rules_offline_check_s: float = Field(default=5.0, gt=0, description="How often terminal_offline is evaluated.")
     rules_session_timeout_ms: int = Field(
