@@ -347,7 +347,7 @@ async def route_changes(
             return Routed(0, 0, after)
         await _apply_storms(conn, rows, storms, now)
         hooks = await load_webhooks(conn, default_secret)
-        deliveries = 0
+        deliveries: list[tuple[Any, ...]] = []
         suppressed: dict[str, int] = {}
         notified: dict[int, set[tuple[int, str]]] = {}  # group -> (webhook, kind) already told
         for row in rows:
@@ -380,17 +380,20 @@ async def route_changes(
                 targets = kept
             if targets:
                 body = notification_body(row)
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO alerts_deliveries (change_id, webhook_id, idempotency_key, body, next_attempt_at)"
-                        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
-                        [(row["change_id"], hook.id, f"{row['change_id']}:webhook:{hook.id}", body,
-                          _first_attempt(hook, row["severity"], now, timezone)) for hook in targets],
-                    )  # fmt: skip
-                deliveries += len(targets)
+                deliveries.extend(
+                    (row["change_id"], hook.id, f"{row['change_id']}:webhook:{hook.id}", body,
+                     _first_attempt(hook, row["severity"], now, timezone)) for hook in targets
+                )  # fmt: skip
+        if deliveries:  # one statement for the batch, not a round trip per change
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO alerts_deliveries (change_id, webhook_id, idempotency_key, body, next_attempt_at)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
+                    deliveries,
+                )
         last = int(rows[-1]["change_id"])
         await save_position(conn, NOTIFY_RELAY, last)
-        return Routed(len(rows), deliveries, last, suppressed)
+        return Routed(len(rows), len(deliveries), last, suppressed)
 
 
 # --- webhook deliveries -----------------------------------------------------------------------
