@@ -73,9 +73,33 @@ async def _rows(request: Request, query: str, params: list[Any]) -> list[dict[st
     return rows
 
 
+async def _listed(
+    request: Request,
+    principal: Principal,
+    select: str,
+    alias: str,
+    registration_code: str | None,
+    in_force: str | None,
+    order: str,
+) -> list[dict[str, Any]]:
+    """``select`` (its table aliased ``alias``) scoped to the caller, filtered, newest first, capped."""
+    where: list[str] = ["TRUE"]
+    params: list[Any] = []
+    _scope(principal, alias, where, params)
+    if registration_code is not None:
+        where.append(f"{alias}.registration_code = %s")
+        params.append(registration_code)
+    if in_force is not None:
+        where.append(in_force)
+    return await _rows(request, f"{select} WHERE {' AND '.join(where)} ORDER BY {order} LIMIT %s", [*params, _LIMIT])
+
+
 # --- maintenance windows ----------------------------------------------------------------------
 
-_WINDOW = "SELECT w.*, (w.starts_at <= now() AND now() < w.ends_at AND w.ended_at IS NULL) AS active"
+_WINDOW = (
+    "SELECT w.*, (w.starts_at <= now() AND now() < w.ends_at AND w.ended_at IS NULL) AS active"
+    " FROM maintenance_windows w"
+)
 
 
 @router.get("/maintenance-windows", response_model=list[Window])
@@ -86,20 +110,8 @@ async def list_windows(
     current: Annotated[bool, Query(description="Only windows not over yet (true) or every one (false).")] = True,
 ) -> list[Window]:
     """Maintenance windows, latest start first (at most 500)."""
-    where: list[str] = ["TRUE"]
-    params: list[Any] = []
-    _scope(principal, "w", where, params)
-    if registration_code is not None:
-        where.append("w.registration_code = %s")
-        params.append(registration_code)
-    if current:
-        where.append("w.ends_at > now() AND w.ended_at IS NULL")
-    rows = await _rows(
-        request,
-        f"{_WINDOW} FROM maintenance_windows w WHERE {' AND '.join(where)} ORDER BY w.starts_at DESC, w.id DESC"
-        " LIMIT %s",
-        [*params, _LIMIT],
-    )
+    in_force = "w.ends_at > now() AND w.ended_at IS NULL" if current else None
+    rows = await _listed(request, principal, _WINDOW, "w", registration_code, in_force, "w.starts_at DESC, w.id DESC")
     return [Window.model_validate(row) for row in rows]
 
 
@@ -145,7 +157,7 @@ async def end_window(request: Request, principal: WindowWriter, window_id: Id) -
 
 # --- shelves ----------------------------------------------------------------------------------
 
-_SHELF = "SELECT s.*, (now() < s.expires_at AND s.ended_at IS NULL) AS active"
+_SHELF = "SELECT s.*, (now() < s.expires_at AND s.ended_at IS NULL) AS active FROM alarm_shelves s"
 
 
 @router.get("/shelves", response_model=list[Shelf])
@@ -156,19 +168,8 @@ async def list_shelves(
     current: Annotated[bool, Query(description="Only shelves in force (true) or every one (false).")] = True,
 ) -> list[Shelf]:
     """Shelved alarms, newest first (at most 500)."""
-    where: list[str] = ["TRUE"]
-    params: list[Any] = []
-    _scope(principal, "s", where, params)
-    if registration_code is not None:
-        where.append("s.registration_code = %s")
-        params.append(registration_code)
-    if current:
-        where.append("s.expires_at > now() AND s.ended_at IS NULL")
-    rows = await _rows(
-        request,
-        f"{_SHELF} FROM alarm_shelves s WHERE {' AND '.join(where)} ORDER BY s.shelved_at DESC, s.id DESC LIMIT %s",
-        [*params, _LIMIT],
-    )
+    in_force = "s.expires_at > now() AND s.ended_at IS NULL" if current else None
+    rows = await _listed(request, principal, _SHELF, "s", registration_code, in_force, "s.shelved_at DESC, s.id DESC")
     return [Shelf.model_validate(row) for row in rows]
 
 
@@ -205,7 +206,7 @@ async def end_shelf(request: Request, principal: Centre, shelf_id: Id) -> Respon
 
 # --- out of service ---------------------------------------------------------------------------
 
-_OUT = "SELECT o.*, (o.ended_at IS NULL) AS active"
+_OUT = "SELECT o.*, (o.ended_at IS NULL) AS active FROM out_of_service o"
 
 
 @router.get("/out-of-service", response_model=list[OutOfService])
@@ -216,19 +217,8 @@ async def list_out_of_service(
     current: Annotated[bool, Query(description="Only elevators out of service now (true) or every period.")] = True,
 ) -> list[OutOfService]:
     """Elevators out of service (periods), newest first (at most 500)."""
-    where: list[str] = ["TRUE"]
-    params: list[Any] = []
-    _scope(principal, "o", where, params)
-    if registration_code is not None:
-        where.append("o.registration_code = %s")
-        params.append(registration_code)
-    if current:
-        where.append("o.ended_at IS NULL")
-    rows = await _rows(
-        request,
-        f"{_OUT} FROM out_of_service o WHERE {' AND '.join(where)} ORDER BY o.since DESC, o.id DESC LIMIT %s",
-        [*params, _LIMIT],
-    )
+    in_force = "o.ended_at IS NULL" if current else None
+    rows = await _listed(request, principal, _OUT, "o", registration_code, in_force, "o.since DESC, o.id DESC")
     return [OutOfService.model_validate(row) for row in rows]
 
 
