@@ -150,15 +150,15 @@ class RuleProcessor:
         a terminal whose messages arrived without a hole has all its samples evaluated now; copies
         of messages already judged are dropped (``Detections.duplicates``).
         """
-        events = self.seen(records)
         if not records:
             rule_events, det = self.evaluate(Columns.empty(), flush=flush)
-            return events + rule_events, det
+            return rule_events, det
         n = len(records)
         slots = np.fromiter((self.slot(r.terminal) for r in records), np.int64, n)
         counts = np.fromiter((len(r.samples) for r in records), np.int64, n)
         seqs = np.fromiter((r.seq for r in records), np.int64, n)
         received = np.fromiter((r.received_ms for r in records), np.int64, n)
+        events = self._seen(slots, received)
         columns = from_samples(np.repeat(slots.astype(np.int32), counts), [s for r in records for s in r.samples])
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         if bool((counts > 0).all()):
@@ -241,7 +241,10 @@ class RuleProcessor:
         if not records:
             return []
         slots = self.slots_of(r.terminal for r in records)
-        received = np.fromiter((r.received_ms for r in records), np.int64, len(records))
+        return self._seen(slots, np.fromiter((r.received_ms for r in records), np.int64, len(records)))
+
+    def _seen(self, slots: np.ndarray[Any, Any], received: np.ndarray[Any, Any]) -> list[FaultEvent]:
+        """:meth:`seen` on the messages' slots and gateway receive times (arrays in arrival order)."""
         self.state.grow(self.params.capacity)
         back = np.flatnonzero(self.state.offline[slots])
         events = []
