@@ -37,6 +37,17 @@ def record(seq: int, *samples: object, terminal: str = RULES_TERMINAL) -> Teleme
     return TelemetryRecord(terminal=terminal, seq=seq, received_ms=int(time.time() * 1000), samples=list(samples))  # type: ignore[arg-type]
 
 
+async def metric_reaches(
+    registry: CollectorRegistry, name: str, check: Callable[[float], bool], timeout: float = 10
+) -> None:
+    """Wait until ``check`` holds for the metric's value (0 while it has none)."""
+
+    async def reached() -> bool:
+        return check(registry.get_sample_value(name) or 0)
+
+    await wait_until(reached, timeout=timeout, every=0.05)
+
+
 def checkpointed_offset(url: str, group: str) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute(
@@ -240,27 +251,13 @@ async def test_a_registry_change_reaches_the_running_engine_without_a_reload_per
     async with engine_in_process(settings) as registry:
         # The terminal is known (rated 1.75 m/s): 2.0 m/s is within 115 %.
         await send_telemetry(settings, [record(0, idle(T0))])
-        await wait_until(
-            lambda: asyncio.sleep(0, (registry.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0) >= 1),
-            timeout=30,
-            every=0.05,
-        )
-        await wait_until(
-            lambda: asyncio.sleep(0, registry.get_sample_value("liftwatch_rules_registry_listening") == 1),
-            timeout=10,
-            every=0.05,
-        )
+        await metric_reaches(registry, "liftwatch_rules_samples_evaluated_total", lambda v: v >= 1, timeout=30)
+        await metric_reaches(registry, "liftwatch_rules_registry_listening", lambda v: v == 1)
         pushes = registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0
         with psycopg.connect(database_url) as conn:
             conn.execute("UPDATE elevators SET rated_speed = 1.0 WHERE registration_code = %s", (RULES_ELEVATOR,))
             conn.execute("UPDATE terminals SET last_seen_at = now()")  # the writer's updates wake nobody
-        await wait_until(
-            lambda: asyncio.sleep(
-                0, (registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0) > pushes
-            ),
-            timeout=10,
-            every=0.05,
-        )
+        await metric_reaches(registry, "liftwatch_rules_registry_pushes_total", lambda v: v > pushes)
         moving = [idle(T0 + 1000 + 100 * i, speed=2.0, door_zone=False, direction="up") for i in range(10)]
         await send_telemetry(settings, [record(1, *moving)])
         events = await read_faults(settings, until=1, settle=1.0)
@@ -336,11 +333,7 @@ async def test_registry_notifications_of_another_schema_trigger_no_reload(
 ) -> None:
     settings = rules_settings.model_copy(update={"rules_registry_refresh_s": 3600.0})
     async with engine_in_process(settings) as registry:
-        await wait_until(
-            lambda: asyncio.sleep(0, registry.get_sample_value("liftwatch_rules_registry_listening") == 1),
-            timeout=10,
-            every=0.05,
-        )
+        await metric_reaches(registry, "liftwatch_rules_registry_listening", lambda v: v == 1)
         pushes = registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("SELECT pg_notify('liftwatch_registry', 'another_platform')")
@@ -374,11 +367,7 @@ async def test_an_unknown_terminal_waits_for_its_look_up_while_the_database_is_a
     monkeypatch.setattr(service, "load_registry", flaky)
     monkeypatch.setattr(service, "RETRY_MIN_S", 0.05)
     async with engine_in_process(rules_settings) as registry:
-        await wait_until(
-            lambda: asyncio.sleep(0, registry.get_sample_value("liftwatch_rules_registry_listening") == 1),
-            timeout=10,
-            every=0.05,
-        )
+        await metric_reaches(registry, "liftwatch_rules_registry_listening", lambda v: v == 1)
         register_elevator(database_url, terminal="NEW2", code="31100000000000000066")
         await send_telemetry(rules_settings, [record(i, trapped(T0 + 1000 * i), terminal="NEW2") for i in range(25)])
         events = await read_faults(rules_settings, until=1, settle=1.0)
@@ -447,21 +436,11 @@ async def test_a_registry_change_written_from_another_search_path_still_reaches_
     assert row is not None
     schema = row[0]
     async with engine_in_process(rules_settings) as registry:
-        await wait_until(
-            lambda: asyncio.sleep(0, registry.get_sample_value("liftwatch_rules_registry_listening") == 1),
-            timeout=10,
-            every=0.05,
-        )
+        await metric_reaches(registry, "liftwatch_rules_registry_listening", lambda v: v == 1)
         pushes = registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0
         # A session whose search_path is the database default writes the table by its qualified name.
         with psycopg.connect(pg_database_url) as conn:
             conn.execute(
                 f'UPDATE "{schema}".elevators SET rated_speed = 1.0 WHERE registration_code = %s', (RULES_ELEVATOR,)
             )
-        await wait_until(
-            lambda: asyncio.sleep(
-                0, (registry.get_sample_value("liftwatch_rules_registry_pushes_total") or 0) > pushes
-            ),
-            timeout=10,
-            every=0.05,
-        )
+        await metric_reaches(registry, "liftwatch_rules_registry_pushes_total", lambda v: v > pushes)
