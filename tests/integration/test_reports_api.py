@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import pytest
-from liftwatch import services
-from liftwatch.config import ApiSettings
 
-from tests.fixtures.api import RunningApi, add_token, running_api
+from tests.fixtures.api import RunningApi
+from tests.fixtures.console import PagesApi
 from tests.fixtures.reports import Fleet
 
 pytestmark = pytest.mark.integration
@@ -33,22 +30,9 @@ class StatsApi:
 
 
 @pytest.fixture
-def stats_api(reports_fleet: Fleet) -> Iterator[StatsApi]:
+def stats_api(pages_api: PagesApi) -> StatsApi:
     """The API process over the ground-truth month, a token per role (maintainer = firm B)."""
-    with psycopg.connect(reports_fleet.url, autocommit=True) as conn:
-        tokens = {
-            role: add_token(conn, role, f"{role} token", reports_fleet.firm_b if role == "maintainer" else None)
-            for role in ("admin", "operator", "regulator", "maintainer")
-        }
-    settings = ApiSettings(
-        database_url=reports_fleet.url,
-        kafka_bootstrap=None,
-        mqtt_url=None,
-        api_port=services.free_port(),
-        site_timezone="Asia/Shanghai",
-    )
-    with running_api(settings) as api:
-        yield StatsApi(api, reports_fleet, tokens)
+    return StatsApi(pages_api.api, pages_api.fleet, pages_api.tokens)
 
 
 def test_roles_read_the_ground_truth_and_a_firm_only_its_own(stats_api: StatsApi) -> None:
