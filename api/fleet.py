@@ -21,6 +21,7 @@ from liftwatch.api.app import state
 from liftwatch.api.auth import Principal, current_principal
 from liftwatch.api.errors import not_found
 from liftwatch.api.models import RegistrationCode
+from liftwatch.db import like_escape
 from liftwatch.reports import stats
 from psycopg.rows import dict_row
 
@@ -38,10 +39,6 @@ not counted as time in any mode (it is time not observed)."""
 MAX_USAGE_DAYS = 90
 
 
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 @router.get("", summary="Elevators with their live state")
 async def fleet(
     request: Request,
@@ -57,7 +54,7 @@ async def fleet(
     access.restrict(principal, "e.maintainer_id", where, params)
     if q:
         where.append("(e.rescue_code = %s OR e.registration_code LIKE %s OR e.address ILIKE %s)")
-        params += [q.strip(), _like(q.strip().upper()) + "%", "%" + _like(q.strip()) + "%"]
+        params += [q.strip(), like_escape(q.strip().upper()) + "%", "%" + like_escape(q.strip()) + "%"]
     if district:
         where.append("e.district = %s")
         params.append(district)

@@ -33,6 +33,7 @@ from liftwatch.api.models import (
     TerminalUpdate,
 )
 from liftwatch.api.pagination import decode_cursor_parts, encode_cursor
+from liftwatch.db import like_escape
 from psycopg import errors as pg_errors
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
@@ -47,10 +48,6 @@ _ELEVATOR_SELECT = (
     " LEFT JOIN terminals t ON t.registration_code = e.registration_code"
 )
 _MAX_TELEMETRY_RANGE = timedelta(days=31)
-
-
-def _like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _scope(principal: Principal, column: str, where: list[str], params: list[Any]) -> None:
@@ -86,7 +83,7 @@ async def list_elevators(
     _scope(principal, "e.maintainer_id", where, params)
     if q:
         where.append("(e.registration_code LIKE %s OR e.rescue_code = %s OR e.address ILIKE %s)")
-        params += [_like(q.upper()) + "%", q, "%" + _like(q) + "%"]
+        params += [like_escape(q.upper()) + "%", q, "%" + like_escape(q) + "%"]
     if district is not None:
         where.append("e.district = %s")
         params.append(district)
@@ -261,7 +258,7 @@ async def list_maintainers(
     _scope(principal, "f.id", where, params)
     if q:
         where.append("f.name ILIKE %s")
-        params.append("%" + _like(q) + "%")
+        params.append("%" + like_escape(q) + "%")
     async with state(request).pool.connection() as conn:
         cur = await conn.execute(f"{_FIRM_SELECT} WHERE {' AND '.join(where)} ORDER BY f.name LIMIT 1000", params)
         return [Maintainer.model_validate(row) for row in await cur.fetchall()]

@@ -120,6 +120,11 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
 
 
+def like_escape(text: str) -> str:
+    """``text`` matched literally by LIKE/ILIKE (PostgreSQL's default escape character is ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
     """A plain synchronous connection (CLI commands, migrations)."""
     return psycopg.connect(url, **kwargs)

@@ -161,7 +161,7 @@ def build_router(
             firms = conn.execute("SELECT id, name FROM maintenance_firms ORDER BY name").fetchall()
             units: list[tuple[int, str]] = []
             if use_unit:
-                pattern = "%" + use_unit.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                pattern = "%" + db.like_escape(use_unit) + "%"
                 units = conn.execute(
                     "SELECT id, name FROM use_units WHERE name ILIKE %s OR id::text = %s ORDER BY name LIMIT %s",
                     (pattern, use_unit, USE_UNIT_MATCHES),
