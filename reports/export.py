@@ -16,7 +16,7 @@ from typing import Literal
 
 from liftwatch.i18n import t as translate
 from liftwatch.reports.monthly import MonthlyReport
-from liftwatch.reports.sheet import safe
+from liftwatch.reports.sheet import fill, safe
 
 Format = Literal["csv", "xlsx", "pdf"]
 Cell = str | int | float | None
@@ -188,22 +188,12 @@ def to_csv(report: MonthlyReport, lang: str) -> bytes:
 def to_xlsx(report: MonthlyReport, lang: str) -> bytes:
     """One worksheet per table, header row bold and frozen, columns sized to their content."""
     from openpyxl import Workbook
-    from openpyxl.styles import Font
 
     book = Workbook()
     book.remove(book.active)
     for table in tables(report, lang):
         sheet = book.create_sheet(title=table.title[:31])
-        sheet.append([safe(h) for h in table.headers])
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        for row in table.rows:
-            sheet.append([safe(v) for v in row])
-        for cells in sheet.iter_rows():
-            for cell in cells:
-                if isinstance(cell.value, str):
-                    cell.data_type = "s"  # text stays text, whatever it looks like
-        sheet.freeze_panes = "A2"
+        fill(sheet, table.headers, table.rows)
         for index, header in enumerate(table.headers, start=1):
             width = max([len(str(header))] + [len(str(r[index - 1] or "")) for r in table.rows])
             sheet.column_dimensions[sheet.cell(row=1, column=index).column_letter].width = min(60, width * 2 + 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from typing import Any
 
 Cell = str | int | float | None
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -33,11 +34,20 @@ def to_csv(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> bytes:
 def to_xlsx(title: str, headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> bytes:
     """One sheet, bold frozen header."""
     from openpyxl import Workbook
-    from openpyxl.styles import Font
 
     book = Workbook()
     sheet = book.active
     sheet.title = title[:31]
+    fill(sheet, headers, rows)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def fill(sheet: Any, headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> None:
+    """Write a table into an empty openpyxl worksheet: bold frozen header, formula-safe text cells."""
+    from openpyxl.styles import Font
+
     sheet.append([safe(h) for h in headers])
     for cell in sheet[1]:
         cell.font = Font(bold=True)
@@ -48,6 +58,3 @@ def to_xlsx(title: str, headers: Sequence[str], rows: Sequence[Sequence[Cell]]) 
             if isinstance(cell.value, str):
                 cell.data_type = "s"  # text stays text, whatever it looks like
     sheet.freeze_panes = "A2"
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
