@@ -33,7 +33,6 @@ class OrderAction(enum.StrEnum):
 
 OPENERS = frozenset({"admin", "regulator"})
 """Roles that open, reopen and close orders."""
-READERS = frozenset({"admin", "regulator", "operator", "maintainer"})
 
 # action -> (statuses it applies to, status after, event kind, roles that may take it)
 _RULES: dict[OrderAction, tuple[frozenset[OrderStatus], OrderStatus, str, frozenset[str]]] = {
