@@ -93,10 +93,10 @@ async def list_orders(
     return {"today": today, "items": [_view(r, principal, today) for r in rows]}
 
 
-async def _order(request: Request, principal: Principal, order_id: int, cur: Any) -> dict[str, Any]:
+async def _order(principal: Principal, order_id: int, cur: Any, *, lock: bool = False) -> dict[str, Any]:
     where, params = ["o.id = %s"], [order_id]
     access.restrict(principal, "o.maintainer_id", where, params)
-    await cur.execute(f"{_SELECT} WHERE {' AND '.join(where)}", params)
+    await cur.execute(f"{_SELECT} WHERE {' AND '.join(where)}" + (" FOR UPDATE OF o" if lock else ""), params)
     row: dict[str, Any] | None = await cur.fetchone()
     if row is None:
         raise not_found()
@@ -106,7 +106,7 @@ async def _order(request: Request, principal: Principal, order_id: int, cur: Any
 @router.get("/{order_id}", summary="One order with its trail")
 async def get_order(request: Request, principal: Reader, order_id: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
     async with state(request).pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        row = await _order(request, principal, order_id, cur)
+        row = await _order(principal, order_id, cur)
         await cur.execute("SELECT * FROM rectification_events WHERE order_id = %s ORDER BY id", [order_id])
         events = await cur.fetchall()
     return {"order": _view(row, principal, _today(request)), "events": events}
@@ -166,10 +166,7 @@ async def act(
         conn.cursor(row_factory=dict_row) as cur,
         conn.transaction(),
     ):
-        await _order(request, principal, order_id, cur)  # 404 unless the caller may see it
-        await cur.execute("SELECT status FROM rectification_orders WHERE id = %s FOR UPDATE", [order_id])
-        locked = await cur.fetchone()
-        assert locked is not None
+        locked = await _order(principal, order_id, cur, lock=True)  # 404 unless the caller may see it
         try:
             change = step(action, OrderStatus(locked["status"]), principal.role)
         except NotAllowed as error:
