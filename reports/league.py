@@ -9,7 +9,7 @@ behind a firm's figures, one click from the league table.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -98,7 +98,7 @@ def record(row: dict[str, Any], bounds: LeagueThresholds) -> FirmRecord:
         false_alarm_share=stats.share(int(row["false_alarms"]), incidents),
         entrapments_per_10k=stats.per_10k(entrapments, elevator_months),
     )
-    return FirmRecord(**{**asdict(plain), "flags": flags(plain, bounds)})
+    return replace(plain, flags=flags(plain, bounds))
 
 
 def league(
