@@ -173,6 +173,9 @@ def build_router(
             "use_units": [{"id": i, "name": n} for i, n in units],
         }
 
+    def site_today(config: CommonSettings) -> dt.date:
+        return dt.datetime.now(dt.UTC).astimezone(ZoneInfo(config.site_timezone)).date()
+
     def last_month(config: CommonSettings, end: str | None) -> dt.date:
         """``end`` or, by default, the last complete site-local month."""
         if end is not None:
@@ -180,8 +183,7 @@ def build_router(
                 return stats.parse_month(end)
             except BadMonth as error:
                 raise ApiError(error.reason, 422, value=end) from error
-        today = dt.datetime.now(dt.UTC).astimezone(ZoneInfo(config.site_timezone)).date()
-        return stats.previous_month(today.replace(day=1))
+        return stats.previous_month(site_today(config).replace(day=1))
 
     def window(months: int) -> int:
         if months not in league_module.WINDOWS:
@@ -253,9 +255,6 @@ def build_router(
         if firm is not None and maintainer_id not in (None, firm):
             raise ApiError("not_found", 404)
         return risk_module.Filter(district, firm if firm is not None else maintainer_id)
-
-    def site_today(config: CommonSettings) -> dt.date:
-        return dt.datetime.now(dt.UTC).astimezone(ZoneInfo(config.site_timezone)).date()
 
     def risk_of(
         config: CommonSettings, where: risk_module.Filter, chosen: Any, limit: int, offset: int
