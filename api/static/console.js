@@ -449,6 +449,25 @@ function field(key, value) {
   return [el("dt", {}, tr(key)), el("dd", {}, value === null || value === undefined || value === "" ? "—" : value)];
 }
 
+// An elevator's registry record as dt/dd pairs: the detail panel and the elevator page (pages.js),
+// which adds its own facts (``extra``) before the terminal.
+function elevatorFacts(elevator, ...extra) {
+  return [
+    field("console.detail.rescue_code", elevator.rescue_code),
+    field("console.detail.registration_code", elevator.registration_code),
+    field("console.col.address", `${elevator.address} (${elevator.district})`),
+    field("console.detail.kind", tr(`common.kind_elevator.${elevator.kind}`)),
+    field("console.col.maintainer", elevator.maintainer),
+    field("console.detail.use_unit", elevator.use_unit),
+    field("console.detail.floors", `${elevator.bottom_floor} … ${elevator.top_floor}`),
+    field("console.detail.rated_speed", `${elevator.rated_speed} m/s`),
+    field("console.detail.installed_on", elevator.installed_on),
+    field("console.detail.next_inspection_due", elevator.next_inspection_due),
+    ...extra,
+    field("console.detail.terminal", elevator.terminal_id),
+  ].flat();
+}
+
 function closeButton() {
   return el("button", {
     type: "button", class: "ghost close", "data-testid": "close-detail",
@@ -468,18 +487,7 @@ async function showElevator(registrationCode, preloaded) {
   panel.replaceChildren(
     closeButton(),
     el("h2", {}, tr("console.detail.title")),
-    el("dl", {},
-      field("console.detail.rescue_code", elevator.rescue_code),
-      field("console.detail.registration_code", elevator.registration_code),
-      field("console.col.address", `${elevator.address} (${elevator.district})`),
-      field("console.detail.kind", tr(`common.kind_elevator.${elevator.kind}`)),
-      field("console.col.maintainer", elevator.maintainer),
-      field("console.detail.use_unit", elevator.use_unit),
-      field("console.detail.floors", `${elevator.bottom_floor} … ${elevator.top_floor}`),
-      field("console.detail.rated_speed", `${elevator.rated_speed} m/s`),
-      field("console.detail.installed_on", elevator.installed_on),
-      field("console.detail.next_inspection_due", elevator.next_inspection_due),
-      field("console.detail.terminal", elevator.terminal_id)),
+    el("dl", {}, elevatorFacts(elevator)),
     el("h3", {}, tr("console.detail.telemetry")),
     series.points.length ? chart(series.points) : el("p", { class: "empty" }, tr("console.detail.no_telemetry")),
     el("p", { class: "legend" }, el("span", { class: "speed" }, "— " + tr("console.detail.speed")), " ",
