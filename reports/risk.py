@@ -191,6 +191,12 @@ def risk(
         sql.SQL("count(*) FILTER (WHERE {}) AS {}").format(sql.SQL(_CONDITIONS[name]), sql.Identifier(name))
         for name in LISTS
     )
+    # The lists an elevator is on, from the same conditions as the counts.
+    lists = sql.SQL("array_remove(ARRAY[{}]::text[], NULL)").format(
+        sql.SQL(", ").join(
+            sql.SQL("CASE WHEN {} THEN {} END").format(sql.SQL(_CONDITIONS[name]), sql.Literal(name)) for name in LISTS
+        )
+    )
     condition = sql.SQL(_CONDITIONS[chosen]) if chosen is not None else sql.SQL("score > 0")
     # One statement: the scored fleet (a CTE read twice, so computed once) gives both the counts per
     # district and the page, instead of scoring 300,000 elevators twice.
@@ -199,9 +205,9 @@ def risk(
         SELECT (SELECT coalesce(json_agg(d ORDER BY d.district), '[]')
                 FROM (SELECT district, count(*) AS elevators, {counts} FROM scored GROUP BY district) d) AS districts,
                (SELECT coalesce(json_agg(i ORDER BY i.score DESC, i.registration_code), '[]')
-                FROM (SELECT *, count(*) OVER () AS total FROM scored WHERE {condition}
+                FROM (SELECT *, {lists} AS lists, count(*) OVER () AS total FROM scored WHERE {condition}
                       ORDER BY score DESC, registration_code LIMIT %(limit)s OFFSET %(offset)s) i) AS items"""
-    ).format(counts=counts, condition=condition)
+    ).format(counts=counts, lists=lists, condition=condition)
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(query, {**params, "limit": limit, "offset": offset}).fetchone()
     assert row is not None
@@ -210,7 +216,6 @@ def risk(
     total = int(items[0]["total"]) if items else 0
     for item in items:
         del item["total"]
-        item["lists"] = [name for name in LISTS if _meets(item, name)]
     return {
         "today": today.isoformat(),
         "list": chosen,
@@ -220,16 +225,3 @@ def risk(
         "total": total,
         "items": items,
     }
-
-
-def _meets(item: dict[str, Any], name: RiskList) -> bool:
-    """The lists an elevator row is on (the Python reading of :data:`_CONDITIONS`)."""
-    if name == "overdue":
-        return item["days_overdue"] is not None and item["days_overdue"] > 0
-    if name == "uninsured":
-        return item["insured"] is not True
-    if name == "old":
-        return bool(item["age_years"] >= OLD_YEARS)
-    if name == "repeat":
-        return bool(item["repeats"] > 0)
-    return bool(item["offline"])

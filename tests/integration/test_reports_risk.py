@@ -68,6 +68,10 @@ def test_the_ranking_follows_the_documented_score(api: PagesApi, risk_fleet: Ris
     assert [i["score"] for i in ranked["items"]] == sorted(by_hand.values(), reverse=True)
     first = ranked["items"][0]
     assert first["registration_code"] == code(0) and first["lists"] == ["overdue"]
+    on = {code(0): "overdue", code(1): "uninsured", code(2): "uninsured", code(3): "repeat", code(5): "offline",
+          code(6): "offline", code(8): "old", code(9): "old"}  # fmt: skip
+    lists = {i["registration_code"]: i["lists"] for i in ranked["items"]}
+    assert lists == {c: [on[c]] if c in on else [] for c in by_hand}
     for item in ranked["items"]:  # the pure function agrees with the SQL
         facts = risk.Facts(item["days_overdue"], item["insured"], item["age_years"], item["repeats"], item["offline"])
         assert risk.score(facts) == item["score"]
