@@ -22,6 +22,7 @@ from liftwatch.api.errors import ApiError
 from liftwatch.api.models import Instant
 from liftwatch.api.pagination import decode_cursor_parts, encode_cursor
 from liftwatch.reports import sheet
+from liftwatch.reports.api import EXPORT_TYPES
 from liftwatch.schema import FaultCode
 from psycopg.rows import dict_row
 
@@ -160,10 +161,5 @@ async def export(
     table = [[cell(row, c) for c in _COLUMNS] for row in rows]
     title = i18n.t("pages.nav.history", chosen)
     data = sheet.to_csv(headers, table) if format == "csv" else sheet.to_xlsx(title, headers, table)
-    media = (
-        "text/csv; charset=utf-8"
-        if format == "csv"
-        else ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-    )
-    return Response(data, media_type=media,
+    return Response(data, media_type=EXPORT_TYPES[format],
                     headers={"Content-Disposition": f'attachment; filename="liftwatch-history.{format}"'})  # fmt: skip

@@ -71,6 +71,11 @@ def test_history_filters_and_scopes(api_http: RunningApi, api_world: World, fini
     ).content.decode("utf-8-sig")
     assert csv.splitlines()[0].startswith("No.,Detected,Fault,Outcome,Cause") and len(csv.splitlines()) == 2
     assert "Equipment fault" in csv and FIRM_B not in csv
+    xlsx = api_http.client.get(
+        "/api/v1/history/export", params={"format": "xlsx"}, headers=api_world.headers("operator")
+    )
+    assert xlsx.headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert xlsx.content.startswith(b"PK")  # a zip: the XLSX file
 
 
 @pytest.mark.browser
