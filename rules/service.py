@@ -105,6 +105,9 @@ class RulesService:
         self.dead: list[DeadLetter] = []
         self.lag = 0
         self.caught_up = False
+        self.read_at = time.monotonic()
+        """When telemetry was last read: a stream idle for the allowed lateness counts as caught up even if
+        the broker's end offsets say otherwise (tansu's can lag behind what a fetch returns)."""
         """Nothing left to read in any partition with a known end (set per poll, see ``_update_lag``)."""
         self.received_ms = 0
         """Newest gateway receive time of the telemetry read (the clock that gives up holes while busy)."""
@@ -271,7 +274,10 @@ class RulesService:
         # partition order, would be late by its own. Only an empty poll with nothing left to read
         # (caught up: a silent fleet) uses the wall clock; aiokafka polls empty between fetches too.
         now_ms = int(time.time() * 1000)
-        caught_up = not records and self.caught_up
+        idle = time.monotonic() - self.read_at > self.settings.allowed_lateness_ms / 1000
+        caught_up = not records and (self.caught_up or idle)
+        if records:
+            self.read_at = time.monotonic()
         expired = self.processor.expire(now_ms if caught_up else min(now_ms, self.received_ms))
         self.received_ms = max([self.received_ms, *(r.received_ms for r in records)])
         if records:

@@ -444,3 +444,23 @@ async def test_a_registry_change_written_from_another_search_path_still_reaches_
                 f'UPDATE "{schema}".elevators SET rated_speed = 1.0 WHERE registration_code = %s', (RULES_ELEVATOR,)
             )
         await metric_reaches(registry, "liftwatch_rules_registry_pushes_total", lambda v: v > pushes)
+
+
+async def test_a_silent_terminals_hole_is_given_up_when_the_broker_never_says_caught_up(
+    rules_settings: RulesSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tansu's end offsets can lag behind what a fetch returned: the engine must not depend on them to
+    # judge a silent terminal's held samples once nothing has been read for the allowed lateness.
+    real = service.RulesService._update_lag
+
+    def never_caught_up(self: service.RulesService) -> None:
+        real(self)
+        self.caught_up = False
+
+    monkeypatch.setattr(service.RulesService, "_update_lag", never_caught_up)
+    settings = rules_settings.model_copy(update={"allowed_lateness_ms": 500})
+    async with engine_in_process(settings) as registry:
+        # seq 1 never comes; seq 2 waits behind the hole and the terminal goes silent.
+        await send_telemetry(settings, [record(0, idle(T0)), record(2, idle(T0 + 2_000))])
+        await metric_reaches(registry, "liftwatch_rules_samples_evaluated_total", lambda v: v >= 2, timeout=30)
+        assert (registry.get_sample_value("liftwatch_rules_late_samples_total") or 0) == 0

@@ -40,6 +40,7 @@ def car_stream(terminal_index: int, ts0: int) -> list[list[Sample]]:
     return [samples[k : k + PER_MESSAGE] for k in range(0, len(samples), PER_MESSAGE)]
 
 
+@pytest.mark.timeout(300)  # a loaded CI machine: the waits below are bounded themselves
 async def test_two_gateways_racing_a_terminals_messages_change_nothing_the_rules_judge(
     ingest_env: dict[str, str], database_url: str
 ) -> None:
@@ -76,7 +77,22 @@ async def test_two_gateways_racing_a_terminals_messages_change_nothing_the_rules
             value = rules.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0
             return value >= total
 
-        await wait_until(judged, timeout=120, every=0.1)
+        try:
+            await wait_until(judged, timeout=180, every=0.1)
+        except AssertionError:
+            names = ("samples_evaluated_total", "late_samples_total", "duplicate_messages_total", "consumer_lag")
+            seen = {n: rules.get_sample_value(f"liftwatch_rules_{n}") for n in names}
+            holes = {
+                o: rules.get_sample_value("liftwatch_rules_sequence_holes_total", {"outcome": o})
+                for o in ("opened", "given_up")
+            }
+            outs = [
+                r.get_sample_value("liftwatch_gateway_records_out_total", {"topic": "telemetry"})
+                for r in (registry_a, registry_b)
+            ]
+            raise AssertionError(
+                f"not every sample judged: {seen} holes {holes} gateways out {outs} of {TERMINALS * MESSAGES}"
+            ) from None
         shares = [
             registry.get_sample_value("liftwatch_gateway_records_out_total", {"topic": "telemetry"}) or 0
             for registry in (registry_a, registry_b)
