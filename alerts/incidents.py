@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from liftwatch.alerts.centre import WorkKind
 from liftwatch.alerts.lifecycle import Status
+from liftwatch.ids import TERMINAL_ID
 from liftwatch.schema import FAULT_SEVERITY, DeadLetterReason, FaultEvent, fault_event_id
 
 CHATTERING_WINDOW_MS = 60_000
@@ -29,8 +29,6 @@ CHATTERING_TOGGLES = 3
 EARLIEST_EVENT_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_FUTURE_MS = 24 * 3600 * 1000
 """How far ahead of the service clock an event time may be (the gateway's default skew bound)."""
-# The terminal id of the contract (core/schema.py TerminalId); FaultEvent.terminal is a plain str.
-_TERMINAL = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Outcome(enum.StrEnum):
@@ -107,8 +105,8 @@ def check_event(event: FaultEvent, *, now_ms: int) -> tuple[DeadLetterReason, st
     not is refused rather than trusted, because its id is an idempotency key (a forged one could
     shadow an operator action or a deadline) and its severity decides who is paged.
     """
-    if _TERMINAL.fullmatch(event.terminal) is None:
-        return DeadLetterReason.SCHEMA, f"terminal {event.terminal[:80]!r} is not a terminal id ([A-Za-z0-9_-]{{1,64}})"
+    if not TERMINAL_ID.matches(event.terminal):  # FaultEvent.terminal is a plain str
+        return DeadLetterReason.SCHEMA, f"terminal {event.terminal[:80]!r} is not a terminal id ({TERMINAL_ID.rule})"
     for name, ms in (("since_ms", event.since_ms), ("at_ms", event.at_ms)):
         if ms < EARLIEST_EVENT_MS:
             return DeadLetterReason.STALE_TIMESTAMP, f"{name} {ms} is before 2000-01-01"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Self
 
+from liftwatch import ids
 from liftwatch.schema import FaultCode
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -33,9 +34,13 @@ def _bounded(moment: datetime) -> datetime:
 Instant = Annotated[datetime, AfterValidator(_bounded)]
 """A time from outside: with a UTC offset, between ``EARLIEST`` and ``LATEST``."""
 
-RegistrationCode = Annotated[str, Field(pattern=r"^[0-9A-Z]{20}$", description="设备注册代码, 20 chars [0-9A-Z].")]
-RescueCode = Annotated[str, Field(pattern=r"^[0-9]{5,6}$", description="应急救援识别码, 5-6 digits.")]
-TerminalId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+RegistrationCode = Annotated[
+    str, Field(pattern=ids.REGISTRATION_CODE.schema_pattern, description=f"设备注册代码, {ids.REGISTRATION_CODE.rule}.")
+]
+RescueCode = Annotated[
+    str, Field(pattern=ids.RESCUE_CODE.schema_pattern, description=f"应急救援识别码, {ids.RESCUE_CODE.rule}.")
+]
+TerminalId = Annotated[str, Field(pattern=ids.TERMINAL_ID.schema_pattern)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 ElevatorKind = Literal["traction", "hydraulic", "escalator", "moving_walk"]
 Floor = Annotated[int, Field(ge=-10, le=200)]

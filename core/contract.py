@@ -17,14 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from liftwatch.ids import TERMINAL_ID
 from liftwatch.schema import DeadLetterReason, Sample, TelemetryMessage, TerminalStatus
 
 TELEMETRY_TOPIC_FILTER = "lift/v1/+/telemetry"
 STATUS_TOPIC_FILTER = "lift/v1/+/status"
-# A terminal id, also its MQTT user name. Only with fullmatch: `match` or `$` would accept a
-# trailing newline. The broker's service accounts are named outside this alphabet (a `.`).
-TERMINAL_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-TERMINAL_ID_RULE = "1-64 characters A-Z a-z 0-9 _ -"
 _PATH_RE = re.compile(r"`(\$[^`]*)`")
 _FIELD_RE = re.compile(r"Object (?:missing required|contains unknown) field `([^`]*)`")
 
@@ -72,7 +69,7 @@ def parse_topic(topic: str, root: str = "") -> tuple[str, str] | None:
     parts = topic[len(root) :].split("/")
     if len(parts) != 4 or parts[0] != "lift" or parts[1] != "v1" or parts[3] not in ("telemetry", "status"):
         return None
-    if not TERMINAL_ID_RE.fullmatch(parts[2]):
+    if not TERMINAL_ID.matches(parts[2]):
         return None
     return parts[2], parts[3]
 

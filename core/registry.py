@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import msgspec
 import psycopg
 from liftwatch import db
-from liftwatch.contract import TERMINAL_ID_RE, TERMINAL_ID_RULE
+from liftwatch.ids import REGISTRATION_CODE, RESCUE_CODE, TERMINAL_ID, IdPattern
 from rich import progress as rich_progress
 from rich.console import Console
 from rich.table import Table
@@ -143,8 +143,6 @@ MAX_TEXT_LENGTH = 500
 """Longest accepted free-text cell (addresses, company names)."""
 _EARLIEST_DATE = date(1900, 1, 1)
 _LATEST_DATE = date(2099, 12, 31)
-_REGISTRATION_RE = re.compile(r"[0-9A-Z]{20}")
-_RESCUE_RE = re.compile(r"[0-9]{5,6}")
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DECIMAL_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _INTEGER_RE = re.compile(r"-?[0-9]{1,9}")
@@ -193,15 +191,15 @@ class _Column:
     bulk: Callable[[list[str]], list[Any]]
 
 
-def _code(pattern: re.Pattern[str], description: str) -> _Column:
+def _code(pattern: IdPattern) -> _Column:
     def cell(text: str) -> str:
-        if pattern.fullmatch(text) is None:
-            raise _CellError(f"{text[:40]!r} is not {description}")
+        if not pattern.matches(text):
+            raise _CellError(f"{text[:40]!r} is not {pattern.rule}")
         return text
 
     def bulk(cells: list[str]) -> list[Any]:
-        if not all(map(pattern.fullmatch, cells)):
-            raise _CellError(description)
+        if not all(map(pattern.matches, cells)):
+            raise _CellError(pattern.rule)
         return cells
 
     return _Column(cell, bulk)
@@ -293,9 +291,9 @@ def _boolean_cell(text: str) -> bool:
 
 _TEXT = _Column(_text_cell, _text_bulk)
 _COLUMNS: dict[str, _Column] = {
-    "registration_code": _code(_REGISTRATION_RE, "20 characters 0-9 A-Z"),
-    "rescue_code": _code(_RESCUE_RE, "5 or 6 digits"),
-    "terminal_id": _code(TERMINAL_ID_RE, TERMINAL_ID_RULE),
+    "registration_code": _code(REGISTRATION_CODE),
+    "rescue_code": _code(RESCUE_CODE),
+    "terminal_id": _code(TERMINAL_ID),
     "kind": _Column(_kind_cell, lambda cells: list(map(_KINDS.__getitem__, cells))),
     "address": _TEXT,
     "district": _TEXT,

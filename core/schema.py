@@ -17,13 +17,13 @@ import enum
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
 import msgspec
+from liftwatch.ids import TERMINAL_ID
 from msgspec import Meta, Struct
 
 # --- terminal -> platform (MQTT) --------------------------------------------------------------
 
-# The contract's pattern ends in `$`, which in its regex dialect (ECMA-262) is the end of the text;
-# Python's `$` would also match before a final newline, so `\Z` here.
-TerminalId: TypeAlias = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
+# msgspec searches with Python's `re`, whose `$` would also match before a final newline.
+TerminalId: TypeAlias = Annotated[str, Meta(pattern=TERMINAL_ID.search_pattern)]
 Mode: TypeAlias = Literal["normal", "inspection", "maintenance", "fire", "emergency_power", "out_of_service"]
 Direction: TypeAlias = Literal["up", "down", "stop"]
 DoorState: TypeAlias = Literal["open", "opening", "closing", "closed"]

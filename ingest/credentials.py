@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
-from liftwatch.contract import TERMINAL_ID_RE, TERMINAL_ID_RULE
+from liftwatch.ids import TERMINAL_ID
 
 from .errors import CredentialError
 
@@ -73,7 +73,7 @@ def verify_password(password: str, hashed: str) -> bool:
 
 def is_terminal_id(text: str) -> bool:
     """True for a well-formed terminal id (nothing trailing, not even a newline)."""
-    return TERMINAL_ID_RE.fullmatch(text) is not None
+    return TERMINAL_ID.matches(text)
 
 
 def is_account_name(text: str) -> bool:
@@ -128,7 +128,7 @@ def provision_terminals(
     with conn.transaction():
         for terminal in terminal_ids:
             if not is_terminal_id(terminal):
-                raise CredentialError(f"invalid terminal id {terminal!r} ({TERMINAL_ID_RULE})")
+                raise CredentialError(f"invalid terminal id {terminal!r} ({TERMINAL_ID.rule})")
             # Accounts created before names needed a dot may look like terminal ids.
             if conn.execute("SELECT 1 FROM mqtt_accounts WHERE username = %s", (terminal,)).fetchone():
                 raise CredentialError(f"{terminal} is a service account; a terminal cannot have its name")
