@@ -1,7 +1,7 @@
 """PostgreSQL side of the centre's work on incidents: calls, comments, assignment.
 
 Each function runs in the caller's transaction (a savepoint in it; an autocommit connection gets
-a transaction of its own) and follows the lock order of :func:`liftwatch.alerts.store.apply_action`:
+a transaction of its own) and follows the lock order of :func:`liftwatch.alerts.actions_store.apply_action`:
 the outbox lock first, then the incident row. The rules' faults loop takes the same outbox lock
 for a whole batch, so a call and a rule detection of the same elevator and code never both open
 an incident: whichever comes second finds the other's open incident and joins it.
@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from liftwatch.alerts.centre import Call, CallOutcome, WorkKind, assignment, call_decision, opening_fields
 from liftwatch.alerts.errors import ElevatorNotFound, IncidentNotFound
-from liftwatch.alerts.store import append_event, lock_outbox
+from liftwatch.alerts.outbox import append_event, lock_outbox
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 

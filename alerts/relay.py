@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 from liftwatch.alerts.incidents import EventKind
 from liftwatch.alerts.messages import quiet_until
+from liftwatch.alerts.outbox import append_event, lock_outbox
 from liftwatch.alerts.routing import ChangeFacts, RoutingPolicy, Target, Webhook, recipients
-from liftwatch.alerts.store import append_event, lock_outbox
 from liftwatch.alerts.storms import (
     DEFAULT_INHIBIT_RULES,
     GroupRule,
@@ -443,6 +443,18 @@ async def mark_failed(
             "UPDATE alerts_deliveries SET next_attempt_at = %s, last_error = %s WHERE id = %s",
             (retry_at, error[:1000], delivery_id),
         )
+
+
+async def delivery_counts(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
+    """Webhook deliveries pending and dead (both read from their partial indexes)."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT (SELECT count(*) FROM alerts_deliveries WHERE status = 'pending') AS pending,"
+        " (SELECT count(*) FROM alerts_deliveries WHERE status = 'dead') AS dead"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return {"pending": int(row["pending"]), "dead": int(row["dead"])}
 
 
 def changes_of(rows: Sequence[dict[str, Any]]) -> list[IncidentChange]:

@@ -3,7 +3,7 @@
 Five loops share one PostgreSQL pool and stop together:
 
 * **faults**: a consumer-group member on ``faults``; each batch is folded into incidents in one
-  transaction (:func:`store.record_faults`, set-based, idempotent on ``event_id``), and only then are the
+  transaction (:func:`faults_store.record_faults`, set-based, idempotent on ``event_id``), and only then are the
   Kafka offsets committed. A crash replays a few events, which are recognised as duplicates.
 * **kafka relay** and **notify relay** (:mod:`liftwatch.alerts.relay`): the ``incident_events``
   outbox to Kafka ``incidents`` and to pending webhook deliveries, woken by ``NOTIFY``.
@@ -30,7 +30,7 @@ import msgspec
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from liftwatch import db
-from liftwatch.alerts import relay, store, storms
+from liftwatch.alerts import deadlines_store, faults_store, outbox, relay, storms
 from liftwatch.alerts.channels import KafkaChannel, WebhookChannel, backoff_s
 from liftwatch.alerts.deadlines import CodeDeadlines, DeadlinePolicy, DueKind, due
 from liftwatch.alerts.errors import AlertsConfigError, Backpressure, NotificationError
@@ -284,7 +284,7 @@ class AlertService:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.settings.require_database_url(), autocommit=True)
                 async with conn:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(store.NOTIFY_CHANNEL)))
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(outbox.NOTIFY_CHANNEL)))
                     while not stop.is_set():
                         async for _ in conn.notifies(timeout=0.5):
                             self._wake_relays()
@@ -344,8 +344,8 @@ class AlertService:
         settings = self.settings
         outcomes: list[Outcome] = []
         async with self.pool.connection() as conn, conn.transaction():
-            await store.lock_outbox(conn)
-            results = await store.record_faults(
+            await outbox.lock_outbox(conn)
+            results = await faults_store.record_faults(
                 conn,
                 events,
                 now=self.clock(),
@@ -503,10 +503,10 @@ class AlertService:
         assert self.pool is not None
         now = self.clock()
         async with self.pool.connection() as conn:
-            candidates = await store.deadline_candidates(conn, self.deadlines, now)
+            candidates = await deadlines_store.deadline_candidates(conn, self.deadlines, now)
             await conn.commit()
             for item in due(candidates, now, self.deadlines):
-                if not await store.apply_due(conn, item, now=now, policy=self.deadlines):
+                if not await deadlines_store.apply_due(conn, item, now=now, policy=self.deadlines):
                     continue
                 if item.kind is DueKind.RENOTIFY:
                     self.metrics.renotifications.inc()
@@ -518,10 +518,10 @@ class AlertService:
                 self._wake_relays()
             closed = [c.id for c in candidates if not is_open(c.status)]
             if closed:
-                await store.settle_closed(conn, closed)
+                await deadlines_store.settle_closed(conn, closed)
                 await conn.commit()
-            counts = await store.open_incident_counts(conn)
-            deliveries = await store.delivery_counts(conn)
+            counts = await deadlines_store.open_incident_counts(conn)
+            deliveries = await relay.delivery_counts(conn)
         for severity in ("critical", "major", "minor"):
             self.metrics.open_incidents.labels(severity=severity).set(counts.get(severity, 0))
         for status, count in deliveries.items():

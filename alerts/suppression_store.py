@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from liftwatch.alerts.centre import WorkKind
 from liftwatch.alerts.centre_store import outbox_transaction
-from liftwatch.alerts.store import append_event
+from liftwatch.alerts.outbox import append_event
 from psycopg.errors import UniqueViolation
 from psycopg.rows import dict_row
 

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from liftwatch import i18n
-from liftwatch.alerts import centre, centre_store, store
+from liftwatch.alerts import actions_store, centre, centre_store
 from liftwatch.alerts.errors import ElevatorNotFound, IllegalTransition, IncidentNotFound
 from liftwatch.api import idempotency
 from liftwatch.api.app import language, state
@@ -181,7 +181,7 @@ async def acknowledge_group(
             if member["status"] != "detected":
                 continue
             try:
-                await store.apply_action(
+                await actions_store.apply_action(
                     conn, member["id"], Action.ACKNOWLEDGE, actor=principal.name, note=body.note, now=now
                 )
             except IllegalTransition:

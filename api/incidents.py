@@ -1,6 +1,6 @@
 """Incident endpoints: list and detail, operator transitions, and the live feed (SSE).
 
-Transitions go through the alert service's lifecycle and store (``liftwatch.alerts.store.
+Transitions go through the alert service's lifecycle and store (``liftwatch.alerts.actions_store.
 apply_action``): this module decides only who may ask for what. The audit row it appends is the
 outbox the alert service relays to Kafka, from where every API process's feed delivers it.
 """
@@ -345,7 +345,7 @@ async def act(
     ] = None,
 ) -> Incident:
     """Move an incident along its lifecycle (maintenance firms: ``arrive`` and ``release`` only)."""
-    from liftwatch.alerts import store
+    from liftwatch.alerts import actions_store
     from liftwatch.alerts.errors import IllegalTransition, IncidentNotFound
     from liftwatch.alerts.lifecycle import Action as LifecycleAction
 
@@ -360,7 +360,7 @@ async def act(
         # One transaction (the pool commits on leaving): the key is recorded exactly when the action is.
         async with api.pool.connection() as conn:
             if idempotency_key is None or await idempotency.claim(conn, principal, idempotency_key, request_digest):
-                await store.apply_action(
+                await actions_store.apply_action(
                     conn,
                     incident_id,
                     lifecycle_action,

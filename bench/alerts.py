@@ -1,10 +1,10 @@
 """Alert-service benchmark: folding fault events into incidents on PostgreSQL.
 
 A fault storm (a city-wide power cut: every terminal raises ``power_failure``, repeats it and
-clears it) is folded with ``store.record_faults`` the way the service does it, ``--batch`` events
+clears it) is folded with ``faults_store.record_faults`` the way the service does it, ``--batch`` events
 per transaction under the outbox lock, and then replayed (every event a duplicate, as after a
 crash before the offset commit). The baseline, in the same run on a fresh schema, is one
-transaction per event; for comparison the previous per-event path (``store.record_fault``, one
+transaction per event; for comparison the previous per-event path (``faults_store.record_fault``, one
 savepoint and several round trips per event) is run batched too. Prints events/s and the ratios.
 
     .venv/bin/python bench/alerts.py                 # 3,000 terminals
@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import psycopg
 from liftwatch import db, services
-from liftwatch.alerts import store
+from liftwatch.alerts import faults_store, outbox
 from liftwatch.alerts.incidents import Outcome
 from liftwatch.schema import FaultCode, FaultEvent, Severity, fault_event_id
 
@@ -55,20 +55,20 @@ def storm(terminals: int) -> list[FaultEvent]:
 async def fold_all(url: str, events: list[FaultEvent], batch: int, *, per_event: bool = False) -> float:
     """Seconds to fold ``events``, ``batch`` per transaction.
 
-    ``store.record_faults`` (set-based, what the service runs), or with ``per_event`` the
-    previous path, ``store.record_fault`` once per event (a savepoint and ~7 round trips each).
+    ``faults_store.record_faults`` (set-based, what the service runs), or with ``per_event`` the
+    previous path, ``faults_store.record_fault`` once per event (a savepoint and ~7 round trips each).
     """
     now = datetime.now(UTC)
     async with await psycopg.AsyncConnection.connect(url) as conn:
         started = time.perf_counter()
         for start in range(0, len(events), batch):
             async with conn.transaction():
-                await store.lock_outbox(conn)
+                await outbox.lock_outbox(conn)
                 if per_event:
                     for event in events[start : start + batch]:
-                        await store.record_fault(conn, event, now=now)
+                        await faults_store.record_fault(conn, event, now=now)
                 else:
-                    results = await store.record_faults(conn, events[start : start + batch], now=now)
+                    results = await faults_store.record_faults(conn, events[start : start + batch], now=now)
                     assert all(isinstance(result, Outcome) for result in results), results
         return time.perf_counter() - started
 

@@ -1,7 +1,7 @@
 """Notify-relay benchmark: routing a district power cut with and without storm handling.
 
 Every elevator of one district raises ``power_failure``, then ``stopped_outside_door_zone``
-(folded with ``store.record_faults`` as the service does); then the notify relay routes all the
+(folded with ``faults_store.record_faults`` as the service does); then the notify relay routes all the
 changes (``relay.route_changes``, 500 per batch) to a firm webhook, a centre webhook and a
 district robot: once with grouping and inhibition off (one notification per change and
 receiver, the previous behaviour) and once with the defaults (one group per code, derived
@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import psycopg
 from liftwatch import db, services
-from liftwatch.alerts import relay, store
+from liftwatch.alerts import faults_store, outbox, relay
 from liftwatch.alerts.routing import RoutingPolicy
 from liftwatch.alerts.storms import GroupRule
 from liftwatch.schema import FAULT_SEVERITY, FaultCode, FaultEvent, fault_event_id
@@ -73,8 +73,8 @@ async def run(url: str, elevators: int, storms: relay.StormPolicy) -> tuple[floa
         batch = events(elevators)
         for start in range(0, len(batch), 500):
             async with conn.transaction():
-                await store.lock_outbox(conn)
-                await store.record_faults(conn, batch[start : start + 500], now=NOW)
+                await outbox.lock_outbox(conn)
+                await faults_store.record_faults(conn, batch[start : start + 500], now=NOW)
         policy = RoutingPolicy(emergency_severities=frozenset({"critical", "major"}))
         changes = deliveries = 0
         started = time.perf_counter()

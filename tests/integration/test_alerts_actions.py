@@ -1,4 +1,4 @@
-"""Operator actions through ``store.apply_action`` on a real PostgreSQL: every lifecycle path."""
+"""Operator actions through ``actions_store.apply_action`` on a real PostgreSQL: every lifecycle path."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from liftwatch.alerts.actions_store import apply_action
 from liftwatch.alerts.errors import IllegalTransition, IncidentNotFound, InvalidCause
 from liftwatch.alerts.lifecycle import Action
-from liftwatch.alerts.store import apply_action
 
 from tests.fixtures.alerts import T0, Lift, insert_incident
 

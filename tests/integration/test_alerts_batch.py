@@ -1,5 +1,5 @@
-"""The set-based batch fold (``store.record_faults``, what the service runs) against the reference,
-one event per transaction (``store.record_fault``), as a property: any fault sequence over a
+"""The set-based batch fold (``faults_store.record_faults``, what the service runs) against the reference,
+one event per transaction (``faults_store.record_fault``), as a property: any fault sequence over a
 few terminals and codes (repeats, clears, chattering, out-of-order and redelivered events,
 registered and unknown terminals), cut into batches anywhere, leaves the same incidents, the
 same audit trail and the same outcomes."""
@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from liftwatch.alerts import store
+from liftwatch.alerts import faults_store, outbox
 from liftwatch.alerts.incidents import Outcome
 from liftwatch.schema import FaultCode, FaultEvent
 from psycopg.rows import dict_row
@@ -63,8 +63,8 @@ async def one_by_one(conn: psycopg.AsyncConnection[Any], events: list[FaultEvent
     outcomes: list[Any] = []
     for event in events:
         async with conn.transaction():
-            await store.lock_outbox(conn)
-            outcomes.append(await store.record_fault(conn, event, now=T0))
+            await outbox.lock_outbox(conn)
+            outcomes.append(await faults_store.record_fault(conn, event, now=T0))
     return outcomes
 
 
@@ -76,12 +76,12 @@ async def batched(conn: psycopg.AsyncConnection[Any], events: list[FaultEvent], 
     start, size = 0, itertools.cycle(sizes)
     # Sound events never take the one-by-one fallback (it would hide a bug of the batch fold).
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store, "record_fault", fallback)
+        patch.setattr(faults_store, "record_fault", fallback)
         while start < len(events):
             end = start + next(size)
             async with conn.transaction():
-                await store.lock_outbox(conn)
-                outcomes.extend(await store.record_faults(conn, events[start:end], now=T0))
+                await outbox.lock_outbox(conn)
+                outcomes.extend(await faults_store.record_faults(conn, events[start:end], now=T0))
             start = end
     return outcomes
 
@@ -156,8 +156,8 @@ def test_a_refused_event_leaves_the_rest_of_the_batch(database_url: str, lifts: 
         bad = msgspec.structs.replace(fault(lifts[0], CODES[1], since_ms=T0_MS), evidence={"x": "\x00"})
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             async with conn.transaction():
-                await store.lock_outbox(conn)
-                results = await store.record_faults(conn, [good[0], bad, good[1], good[0]], now=T0)
+                await outbox.lock_outbox(conn)
+                results = await faults_store.record_faults(conn, [good[0], bad, good[1], good[0]], now=T0)
             assert results[0] is Outcome.OPENED and results[2] is Outcome.OPENED
             assert results[3] is Outcome.DUPLICATE
             assert isinstance(results[1], psycopg.DataError)

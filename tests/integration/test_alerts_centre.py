@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from liftwatch.alerts import centre_store, store
+from liftwatch.alerts import actions_store, centre_store, faults_store, outbox
 from liftwatch.alerts.centre import Call, CallOutcome
 from liftwatch.alerts.deadlines import DeadlinePolicy, DueKind, IncidentTimes, due_for
 from liftwatch.alerts.errors import ElevatorNotFound, IllegalTransition
@@ -103,11 +103,13 @@ async def test_the_rules_join_a_call_opened_incident(database_url: str, lifts: l
         raised = fault(lift, TRAPPED, since_ms=T0_MS + 60_000)
         cleared = fault(lift, TRAPPED, "cleared", since_ms=T0_MS + 120_000)
         async with conn.transaction():
-            await store.lock_outbox(conn)
+            await outbox.lock_outbox(conn)
             if batched:
-                outcomes = await store.record_faults(conn, [raised, cleared], now=T0 + timedelta(minutes=3))
+                outcomes = await faults_store.record_faults(conn, [raised, cleared], now=T0 + timedelta(minutes=3))
             else:
-                outcomes = [await store.record_fault(conn, e, now=T0 + timedelta(minutes=3)) for e in (raised, cleared)]
+                outcomes = [
+                    await faults_store.record_fault(conn, e, now=T0 + timedelta(minutes=3)) for e in (raised, cleared)
+                ]
         assert outcomes == [Outcome.REPEATED, Outcome.CLEARED]
         assert await _open(conn) == [(lift.registration_code, TRAPPED.value, "call", 2)]
         cur = conn.cursor(row_factory=dict_row)
@@ -124,8 +126,8 @@ async def test_a_call_joins_an_incident_the_rules_opened(database_url: str, lift
     lift = lifts[1]
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         async with conn.transaction():
-            await store.lock_outbox(conn)
-            await store.record_faults(conn, [fault(lift, TRAPPED, since_ms=T0_MS)], now=T0)
+            await outbox.lock_outbox(conn)
+            await faults_store.record_faults(conn, [fault(lift, TRAPPED, since_ms=T0_MS)], now=T0)
         result = await centre_store.record_call(conn, _call(lift, minutes=2), idempotency_key="k1")
         retried = await centre_store.record_call(conn, _call(lift, minutes=2), idempotency_key="k1")
         await conn.commit()
@@ -152,7 +154,7 @@ async def test_comments_at_any_time_and_assignment_of_open_incidents(database_ur
         moved = await centre_store.assign(conn, incident_id, assignee="op2", actor="op1", now=T0)
         assert (claimed["assignee"], same["assignee"], moved["assignee"]) == ("op1", "op1", "op2")
         assert moved["status"] == "detected"  # assignment is not a lifecycle step
-        await store.apply_action(conn, incident_id, Action.FALSE_ALARM, actor="op2", now=T0)
+        await actions_store.apply_action(conn, incident_id, Action.FALSE_ALARM, actor="op2", now=T0)
         with pytest.raises(IllegalTransition):
             await centre_store.assign(conn, incident_id, assignee="op1", actor="op1", now=T0)
         await centre_store.add_comment(conn, incident_id, actor="op2", note="terminal replaced later", now=T0)

@@ -106,7 +106,7 @@ async def _settled(url: str, count: int) -> bool:
 
 async def test_quiet_hours_hold_non_critical_changes_only(database_url: str, lifts: list[Lift]) -> None:
     import psycopg
-    from liftwatch.alerts import store
+    from liftwatch.alerts import faults_store, outbox
 
     hook = add_webhook(database_url, "night", "maintenance_firm", "https://a.example/h", firm_id=lifts[0].firm_id)
     # Quiet all day but one minute: whatever the clock says now, it is inside.
@@ -117,8 +117,8 @@ async def test_quiet_hours_hold_non_critical_changes_only(database_url: str, lif
               (FaultCode.TRAPPED_PASSENGER, FaultCode.DOOR_REOPEN_LOOP)]  # fmt: skip
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         async with conn.transaction():
-            await store.lock_outbox(conn)
-            await store.record_faults(conn, events, now=now)
+            await outbox.lock_outbox(conn)
+            await faults_store.record_faults(conn, events, now=now)
         await relay.route_changes(conn, policy=RoutingPolicy(), default_secret="", now=now, limit=100,
                                   timezone="UTC")  # fmt: skip
     rows = await query(database_url, "SELECT i.code, d.next_attempt_at FROM alerts_deliveries d JOIN incident_events"

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from liftwatch.alerts.actions_store import apply_action
 from liftwatch.alerts.lifecycle import Action
-from liftwatch.alerts.store import apply_action
 from liftwatch.config import AlertsSettings
 from liftwatch.schema import FaultCode
 

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from liftwatch.alerts import store
+from liftwatch.alerts import faults_store, outbox
 from liftwatch.schema import FaultCode, FaultEvent
 from psycopg.rows import dict_row
 
@@ -47,8 +47,8 @@ def deliveries(events: list[FaultEvent], back: list[int]) -> list[FaultEvent]:
 async def feed(conn: psycopg.AsyncConnection[Any], events: list[FaultEvent], batch: int) -> None:
     for start in range(0, len(events), batch):
         async with conn.transaction():
-            await store.lock_outbox(conn)
-            await store.record_faults(conn, events[start : start + batch], now=T0)
+            await outbox.lock_outbox(conn)
+            await faults_store.record_faults(conn, events[start : start + batch], now=T0)
 
 
 async def state(

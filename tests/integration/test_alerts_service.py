@@ -9,8 +9,8 @@ import msgspec
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer
+from liftwatch.alerts.actions_store import apply_action
 from liftwatch.alerts.lifecycle import Action
-from liftwatch.alerts.store import apply_action
 from liftwatch.config import AlertsSettings
 from liftwatch.schema import DeadLetter, FaultCode, FaultEvent, decode_dead_letter, encode_record
 

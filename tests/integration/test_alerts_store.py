@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from liftwatch.alerts import store
+from liftwatch.alerts import faults_store, outbox
 from liftwatch.alerts.incidents import Outcome
 from liftwatch.schema import FaultCode, FaultEvent
 from psycopg.errors import RestrictViolation
@@ -23,8 +23,8 @@ DOOR = FaultCode.DOOR_HELD_OPEN
 
 async def record(conn: psycopg.AsyncConnection[Any], *events: FaultEvent) -> list[Outcome]:
     async with conn.transaction():
-        await store.lock_outbox(conn)
-        return [await store.record_fault(conn, event, now=T0) for event in events]
+        await outbox.lock_outbox(conn)
+        return [await faults_store.record_fault(conn, event, now=T0) for event in events]
 
 
 async def open_incidents(conn: psycopg.AsyncConnection[Any]) -> list[tuple[str | None, str, int]]:
@@ -91,7 +91,7 @@ async def test_audit_trail_is_append_only_and_wakes_the_relays(database_url: str
         await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener,
         await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn,
     ):
-        await listener.execute(f"LISTEN {store.NOTIFY_CHANNEL}")
+        await listener.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
         await record(conn, fault(lifts[0], DOOR, since_ms=T0_MS))
         cur = await conn.execute("SELECT id FROM incident_events")
         (change_id,) = await cur.fetchone() or (None,)

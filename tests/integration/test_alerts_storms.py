@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from liftwatch.alerts import relay, store
+from liftwatch.alerts import deadlines_store, faults_store, outbox, relay
 from liftwatch.alerts.routing import RoutingPolicy
 from liftwatch.schema import FaultCode, FaultEvent
 from psycopg.rows import dict_row
@@ -27,8 +27,8 @@ POLICY = RoutingPolicy(emergency_severities=frozenset({"critical", "major"}))
 
 async def _fold(conn: psycopg.AsyncConnection[Any], events: list[FaultEvent], now: datetime = T0) -> None:
     async with conn.transaction():
-        await store.lock_outbox(conn)
-        await store.record_faults(conn, events, now=now)
+        await outbox.lock_outbox(conn)
+        await faults_store.record_faults(conn, events, now=now)
 
 
 async def _route(conn: psycopg.AsyncConnection[Any]) -> relay.Routed:
@@ -127,12 +127,12 @@ async def test_reminders_per_severity_and_a_group_reminded_through_its_leader(da
         await _fold(conn, events)
         await _route(conn)  # the two power failures form a group
         later = T0 + timedelta(minutes=16)
-        candidates = await store.deadline_candidates(conn, policy, later)
+        candidates = await deadlines_store.deadline_candidates(conn, policy, later)
         items = due(candidates, later, policy)
         await conn.commit()
         assert len(items) == 2 and {c.code for c in candidates} == {"power_failure"}  # not the minor one
         for item in items:
-            assert await store.apply_due(conn, item, now=later, policy=policy)
+            assert await deadlines_store.apply_due(conn, item, now=later, policy=policy)
         await conn.commit()
         await relay.route_changes(conn, policy=POLICY, default_secret="", now=later, limit=500)
         told = await _told(conn)

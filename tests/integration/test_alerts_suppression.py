@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from liftwatch.alerts import relay, store, suppression, suppression_store
+from liftwatch.alerts import faults_store, outbox, relay, suppression, suppression_store
 from liftwatch.alerts.routing import RoutingPolicy
 from liftwatch.schema import FaultCode
 from psycopg.rows import dict_row
@@ -81,8 +81,8 @@ async def test_faults_in_a_window_are_recorded_not_notified_but_entrapments_are(
             fault(lift, FaultCode.TRAPPED_PASSENGER, since_ms=T0_MS),
         ]
         async with conn.transaction():
-            await store.lock_outbox(conn)
-            await store.record_faults(conn, events, now=T0)  # recorded: three incidents
+            await outbox.lock_outbox(conn)
+            await faults_store.record_faults(conn, events, now=T0)  # recorded: three incidents
         routed = await relay.route_changes(conn, policy=RoutingPolicy(), default_secret="", now=T0, limit=100)
         assert routed.changes == 3 and routed.suppressed == {"maintenance": 2}
         assert await _deliveries(conn) == [("opened", "trapped_passenger")]
@@ -103,8 +103,8 @@ async def test_a_shelf_returns_by_itself_and_is_on_the_trail(database_url: str, 
         raised = [fault(lift, FaultCode.DOOR_REOPEN_LOOP, since_ms=T0_MS + m * 3_600_000) for m in (1, 3)]
         for at, event in zip((T0 + H, T0 + 3 * H), raised, strict=True):  # shelved at +1 h, returned at +3 h
             async with conn.transaction():
-                await store.lock_outbox(conn)
-                await store.record_faults(conn, [event], now=at)
+                await outbox.lock_outbox(conn)
+                await faults_store.record_faults(conn, [event], now=at)
         routed = await relay.route_changes(conn, policy=policy, default_secret="", now=T0, limit=100)
         # The shelving row itself falls in the shelf, and the repeat at +1 h: not notified. The
         # repeat at +3 h comes after the shelf expired: notified again, nobody had to unshelve.

@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 from liftwatch import i18n, services
-from liftwatch.alerts import store as alert_store
+from liftwatch.alerts import faults_store
 from liftwatch.api import app as app_module
 from liftwatch.api import auth, incidents, ops
 from liftwatch.config import ApiSettings
@@ -538,7 +538,7 @@ def test_a_fault_found_in_late_samples_opens_an_incident_marked_detected_late(
 
     async def fold() -> None:
         async with await psycopg.AsyncConnection.connect(api_world.database_url) as conn:
-            await alert_store.record_faults(conn, [event], now=now)
+            await faults_store.record_faults(conn, [event], now=now)
 
     asyncio.run(fold())
     page = api_http.client.get("/api/v1/incidents?code=door_reopen_loop", headers=api_world.headers("operator"))

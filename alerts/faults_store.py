@@ -1,13 +1,7 @@
-"""PostgreSQL side of incidents: operator actions, the audit trail, the outbox lock.
+"""Fault events folded into stored incidents, a whole batch per statement.
 
-Every change of an incident appends an ``incident_events`` row (the audit trail, kept for years,
-and the outbox the relay publishes from). Writers take one transaction-level advisory lock
-before appending (:func:`lock_outbox`): ids then become visible in id order, so the relay's
-"last id published" position can never skip a row committed late. Incident writes are rare
-(faults, not samples), and a fault storm is folded a whole batch per statement
-(:func:`record_faults`), so the serialisation costs little: the lock is held for well under
-0.1 s per 500-event batch. A ``NOTIFY`` at commit wakes the relay at once instead of at its
-next poll.
+The fold itself is pure (:func:`liftwatch.alerts.incidents.fold`); this module reads what it
+needs (seen event ids, registry snapshots, open incidents) and writes what it decided.
 """
 
 from __future__ import annotations
@@ -16,163 +10,26 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
-from liftwatch.alerts import lifecycle
-from liftwatch.alerts.deadlines import DeadlinePolicy, Due, DueKind, IncidentTimes, due_for
-from liftwatch.alerts.errors import IncidentNotFound
 from liftwatch.alerts.incidents import (
     CHATTERING_TOGGLES,
     CHATTERING_WINDOW_MS,
-    EventKind,
     Fold,
     OpenIncident,
     Outcome,
     fold,
     ms_to_datetime,
 )
-from liftwatch.alerts.lifecycle import Action
+from liftwatch.alerts.outbox import NOTIFY_CHANNEL, append_event
 from liftwatch.schema import FaultEvent
-from psycopg import sql
 from psycopg.errors import UniqueViolation
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 log = logging.getLogger(__name__)
-
-# pg_advisory_xact_lock key serialising incident_events writers ("LWIE").
-OUTBOX_LOCK_KEY = 0x4C574945
-# LISTEN/NOTIFY channel the relay waits on.
-NOTIFY_CHANNEL = "liftwatch_incident_events"
-
-ESCALATED = "escalated"
-"""Event kind of an escalation (other operator actions use the status they lead to)."""
-
-
-async def lock_outbox(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Serialise incident_events writers until the end of the current transaction."""
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (OUTBOX_LOCK_KEY,))
-
-
-async def append_event(
-    conn: psycopg.AsyncConnection[Any],
-    incident_id: int,
-    *,
-    kind: str,
-    status_after: str,
-    actor: str,
-    at: datetime,
-    note: str = "",
-    data: dict[str, Any] | None = None,
-    idempotency_key: str | None = None,
-) -> int:
-    """Append one audit/outbox row (caller holds :func:`lock_outbox`); returns its id (the change id)."""
-    cur = conn.cursor(row_factory=dict_row)
-    # One round trip: the row and its NOTIFY (delivered at commit, so never before the row is visible).
-    await cur.execute(
-        "WITH ev AS (INSERT INTO incident_events (incident_id, at, kind, status_after, actor, note, data,"
-        " idempotency_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
-        " SELECT id, pg_notify(%s, id::text) FROM ev",
-        (
-            incident_id,
-            at,
-            kind,
-            status_after,
-            actor,
-            note,
-            json.dumps(data or {}, ensure_ascii=False),
-            idempotency_key,
-            NOTIFY_CHANNEL,
-        ),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row["id"])
-
-
-async def apply_action(
-    conn: psycopg.AsyncConnection[Any],
-    incident_id: int,
-    action: Action,
-    *,
-    actor: str,
-    note: str = "",
-    cause: str | None = None,
-    now: datetime,
-    idempotency_key: str | None = None,
-) -> dict[str, Any]:
-    """Apply an operator action in the caller's transaction; returns the incident row after it.
-
-    The caller commits (an autocommit connection gets a transaction of its own).
-    Locks the incident, applies the lifecycle (:func:`lifecycle.transition`), stamps the status's
-    timestamp column, stores the close cause, appends the audit event. ``cause`` is required to
-    close (a :class:`lifecycle.CloseCause` value), optional for a false alarm, ignored otherwise.
-    A repeated ``idempotency_key`` (a client retrying) returns the incident unchanged.
-    Raises :class:`IncidentNotFound`, :class:`IllegalTransition` (or its :class:`InvalidCause`).
-    """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    if not conn.autocommit:
-        # Starts the caller's transaction if none is open yet, so the block below is a savepoint
-        # in it (a non-autocommit connection's transaction() would otherwise commit by itself).
-        await lock_outbox(conn)
-    async with conn.transaction():
-        if conn.autocommit:
-            await lock_outbox(conn)
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT * FROM incidents WHERE id = %s FOR UPDATE", (incident_id,))
-        incident = await cur.fetchone()
-        if incident is None:
-            raise IncidentNotFound(incident_id)
-        if idempotency_key is not None:
-            # Own namespace, so a client's key can never collide with a fault event id.
-            idempotency_key = f"action:{idempotency_key}"
-            await cur.execute("SELECT 1 FROM incident_events WHERE idempotency_key = %s", (idempotency_key,))
-            if await cur.fetchone() is not None:
-                return incident
-        status = incident["status"]
-        if action is Action.ESCALATE:
-            level = lifecycle.escalate(status, incident["escalation_level"])
-            await cur.execute(
-                "UPDATE incidents SET escalation_level = %s WHERE id = %s RETURNING *", (level, incident_id)
-            )
-            kind = ESCALATED
-            data: dict[str, Any] = {"level": level, "by": "operator"}
-        else:
-            new_status = lifecycle.transition(status, action)
-            cause_value = lifecycle.close_cause(action, cause, status)
-            lifecycle.require_note(action, note, status)
-            column = lifecycle.STATUS_TIMESTAMP[new_status]
-            await cur.execute(
-                sql.SQL(
-                    "UPDATE incidents SET status = %s, {} = %s, close_cause = COALESCE(%s, close_cause)"
-                    " WHERE id = %s RETURNING *"
-                ).format(sql.Identifier(column)),
-                (new_status.value, now, cause_value, incident_id),
-            )
-            kind = new_status.value
-            data = {"from": status, "action": action.value}
-            if cause_value is not None:
-                data["cause"] = cause_value.value
-        updated = await cur.fetchone()
-        assert updated is not None
-        await append_event(
-            conn,
-            incident_id,
-            kind=kind,
-            status_after=updated["status"],
-            actor=actor,
-            at=now,
-            note=note,
-            data=data,
-            idempotency_key=idempotency_key,
-        )
-        return updated
-
-
-# --- fault events -----------------------------------------------------------------------------
 
 # The elevator the terminal is fitted to, else the one the event names (a terminal not in the
 # registry, or unfitted, whose rule engine still knew the elevator).
@@ -626,147 +483,3 @@ async def _update_incident(
     row = await cur.fetchone()
     assert row is not None
     return str(row["status"])
-
-
-# --- deadlines --------------------------------------------------------------------------------
-
-_TIMES_COLUMNS = (
-    "id, code, severity, status, detected_at, opened_at, escalation_level, dispatched_at, arrived_at,"
-    " condition_cleared_at, last_notified_at, dispatch_deadline_missed, arrival_deadline_missed, closed_at"
-)
-# Necessary conditions of deadlines.due_for, so a tick reads only incidents with something due
-# (not every open incident of a storm, every second), plus closed incidents not judged yet.
-_CANDIDATES = f"""
-SELECT {_TIMES_COLUMNS} FROM incidents
-WHERE status IN ('closed', 'false_alarm', 'auto_cleared') AND NOT deadlines_settled
-UNION ALL
-SELECT {_TIMES_COLUMNS} FROM incidents
-WHERE status IN ('detected', 'acknowledged', 'dispatched', 'arrived', 'released')
-  AND ((status = 'detected' AND COALESCE(last_notified_at, opened_at) <= (
-           SELECT r.before FROM json_to_recordset(%(reminders)s::json) AS r(severity text, before timestamptz)
-           WHERE r.severity = incidents.severity))
-       OR (code = ANY(%(codes)s) AND NOT (dispatch_deadline_missed AND arrival_deadline_missed)
-           AND LEAST(detected_at, opened_at) < %(deadline)s)
-       OR (severity <> 'critical' AND status = 'detected' AND condition_cleared_at IS NOT NULL
-           AND LEAST(detected_at, opened_at) <= %(auto_clear)s))
-"""
-
-
-def _times(row: dict[str, Any]) -> IncidentTimes:
-    return IncidentTimes(**row)
-
-
-async def deadline_candidates(
-    conn: psycopg.AsyncConnection[Any], policy: DeadlinePolicy, now: datetime
-) -> list[IncidentTimes]:
-    """Open incidents on which something may be due at ``now`` (:func:`due` decides)."""
-    seconds = [s for rule in policy.codes.values() for s in (rule.dispatch_s, rule.arrival_s) if s is not None]
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        _CANDIDATES,
-        {
-            "reminders": json.dumps(
-                [
-                    {"severity": severity, "before": (now - timedelta(seconds=every)).isoformat()}
-                    for severity in ("critical", "major", "minor")
-                    if (every := policy.reminder_s(severity)) is not None
-                ]
-            ),
-            "codes": list(policy.codes) if seconds else [],
-            "deadline": now - timedelta(seconds=min(seconds, default=0)),
-            "auto_clear": now - timedelta(seconds=policy.auto_clear_s),
-        },
-    )
-    return [_times(row) for row in await cur.fetchall()]
-
-
-async def settle_closed(conn: psycopg.AsyncConnection[Any], incident_ids: list[int]) -> None:
-    """Mark closed incidents as judged (their missed deadlines, if any, are recorded)."""
-    if incident_ids:
-        await conn.execute(
-            "UPDATE incidents SET deadlines_settled = true"
-            " WHERE id = ANY(%s) AND status IN ('closed', 'false_alarm', 'auto_cleared')",
-            (incident_ids,),
-        )
-
-
-async def apply_due(conn: psycopg.AsyncConnection[Any], item: Due, *, now: datetime, policy: DeadlinePolicy) -> bool:
-    """Record one due item, re-checked under the incident's lock; False if no longer due."""
-    async with conn.transaction():
-        await lock_outbox(conn)
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(f"SELECT {_TIMES_COLUMNS} FROM incidents WHERE id = %s FOR UPDATE", (item.incident_id,))
-        row = await cur.fetchone()
-        if row is None:
-            return False
-        current = [d for d in due_for(_times(row), now, policy) if d.kind is item.kind]
-        if not current:
-            return False
-        item = current[0]
-        key = f"due:{item.incident_id}:{item.kind.value}:{int(item.deadline.timestamp() * 1000)}"
-        status = row["status"]
-        data: dict[str, Any]
-        if item.kind is DueKind.RENOTIFY:
-            await conn.execute("UPDATE incidents SET last_notified_at = %s WHERE id = %s", (now, item.incident_id))
-            kind, data = EventKind.RENOTIFIED, {"due_at": item.deadline.isoformat()}
-        elif item.kind is DueKind.AUTO_CLEAR:
-            status = lifecycle.auto_clear(status).value
-            await conn.execute(
-                "UPDATE incidents SET status = %s, closed_at = %s WHERE id = %s", (status, now, item.incident_id)
-            )
-            kind, data = EventKind.AUTO_CLEARED, {"due_at": item.deadline.isoformat()}
-        else:
-            deadline = "dispatch" if item.kind is DueKind.DISPATCH_MISSED else "arrival"
-            await conn.execute(
-                sql.SQL(
-                    "UPDATE incidents SET {} = true, escalation_level = GREATEST(escalation_level, %s) WHERE id = %s"
-                ).format(sql.Identifier(f"{deadline}_deadline_missed")),
-                (item.escalate_to or 1, item.incident_id),
-            )
-            kind, data = EventKind.DEADLINE_MISSED, {"deadline": deadline, "due_at": item.deadline.isoformat()}
-            if not lifecycle.is_open(status):
-                data["after_close"] = True  # found after a restart: recorded, nobody to escalate to
-        await append_event(
-            conn,
-            item.incident_id,
-            kind=kind,
-            status_after=status,
-            actor="system",
-            at=now,
-            data=data,
-            idempotency_key=key,
-        )
-        if item.escalate_to is not None:
-            await append_event(
-                conn,
-                item.incident_id,
-                kind=EventKind.ESCALATED,
-                status_after=status,
-                actor="system",
-                at=now,
-                data={"level": item.escalate_to, "by": "deadline", "deadline": data.get("deadline")},
-                idempotency_key=f"{key}:escalated",
-            )
-        return True
-
-
-async def delivery_counts(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
-    """Webhook deliveries pending and dead (both read from their partial indexes)."""
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        "SELECT (SELECT count(*) FROM alerts_deliveries WHERE status = 'pending') AS pending,"
-        " (SELECT count(*) FROM alerts_deliveries WHERE status = 'dead') AS dead"
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return {"pending": int(row["pending"]), "dead": int(row["dead"])}
-
-
-async def open_incident_counts(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
-    """Open incidents by severity."""
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
-        "SELECT severity, count(*) AS open FROM incidents"
-        " WHERE status NOT IN ('closed', 'false_alarm', 'auto_cleared') GROUP BY severity"
-    )
-    return {row["severity"]: int(row["open"]) for row in await cur.fetchall()}
