@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from liftwatch.rules.catalog import CONDITIONS, SAMPLE_RULES
 from liftwatch.rules.columns import (
     CLOSED,
     CLOSING,
@@ -50,96 +51,34 @@ NONE = np.int64(-(2**62))
 """'No value' for event-time state (older than any real timestamp)."""
 DAY_MS = 86_400_000
 
-# Fault codes evaluated on samples, by rule index (the columns of State.active).
-RULES: tuple[FaultCode, ...] = (
-    FaultCode.TRAPPED_PASSENGER,
-    FaultCode.OVERSPEED,
-    FaultCode.DOOR_OPEN_WHILE_MOVING,
-    FaultCode.OVERTRAVEL_TOP,
-    FaultCode.OVERTRAVEL_BOTTOM,
-    FaultCode.STOPPED_OUTSIDE_DOOR_ZONE,
-    FaultCode.SAFETY_CIRCUIT_OPEN,
-    FaultCode.DOOR_REOPEN_LOOP,
-    FaultCode.DOOR_HELD_OPEN,
-    FaultCode.POWER_FAILURE,
-    FaultCode.ALARM_BUTTON,
-)
-R_TRAPPED, R_OVERSPEED, R_DOWM, R_OT_TOP, R_OT_BOTTOM, R_STOPPED_OUT, R_SAFETY, R_REOPEN, R_HELD, R_POWER, R_ALARM = (
-    range(len(RULES))
-)
+RULES: tuple[FaultCode, ...] = tuple(spec.code for spec in SAMPLE_RULES)
+"""Fault codes judged on samples, by rule index (the columns of the fault state ``active``)."""
+RULE_INDEX: dict[FaultCode, int] = {code: rule for rule, code in enumerate(RULES)}
+CONDITION_INDEX: dict[str, int] = {hold.name: j for j, (_spec, hold) in enumerate(CONDITIONS)}
+"""Tracked conditions by name, by condition index (the columns of the run state ``cond/since/count``).
+Trapped passenger has two raise conditions (between floors, at a landing) and one to clear by."""
+N_COND = len(CONDITIONS)
 
-# Conditions whose runs are tracked (the columns of State.cond/since/count). Trapped passenger has
-# two raise conditions (between floors, at a landing) and one combined condition for clearing.
-C_TRAP_A, C_TRAP_B, C_TRAP = 0, 1, 2
-_RULE_COND = {
-    R_OVERSPEED: 3,
-    R_DOWM: 4,
-    R_OT_TOP: 5,
-    R_OT_BOTTOM: 6,
-    R_STOPPED_OUT: 7,
-    R_SAFETY: 8,
-    R_REOPEN: 9,
-    R_HELD: 10,
-    R_POWER: 11,
-    R_ALARM: 12,
-}
-N_COND = 13
+
+def _section(rs: RuleSet, code: FaultCode) -> Any:
+    """A rule's thresholds in a rule set."""
+    return getattr(rs, code.value)
 
 
 def _rule_hold_ms(rs: RuleSet) -> list[int]:
-    """Hold time of each condition column (ms); trapped combined never raises by itself."""
-    ms = [
-        rs.trapped_passenger.between_floors_hold_s,
-        rs.trapped_passenger.at_landing_hold_s,
-        0.0,
-        rs.overspeed.hold_s,
-        0.0,
-        0.0,
-        0.0,
-        rs.stopped_outside_door_zone.hold_s,
-        rs.safety_circuit_open.hold_s,
-        0.0,
-        rs.door_held_open.hold_s,
-        rs.power_failure.hold_s,
-        rs.alarm_button.hold_s,
+    """Hold time of each condition column (ms); a clear-only condition never raises by itself."""
+    return [
+        round(getattr(_section(rs, spec.code), hold.hold_param) * 1000) if hold.hold_param else 0
+        for spec, hold in CONDITIONS
     ]
-    return [round(s * 1000) for s in ms]
 
 
 def _rule_clear_ms(rs: RuleSet) -> list[int]:
-    by_rule = [
-        rs.trapped_passenger,
-        rs.overspeed,
-        rs.door_open_while_moving,
-        rs.overtravel_top,
-        rs.overtravel_bottom,
-        rs.stopped_outside_door_zone,
-        rs.safety_circuit_open,
-        rs.door_reopen_loop,
-        rs.door_held_open,
-        rs.power_failure,
-        rs.alarm_button,
-    ]
-    return [round(r.clear_after_s * 1000) for r in by_rule]
+    return [round(_section(rs, code).clear_after_s * 1000) for code in RULES]
 
 
 def _rule_enabled(rs: RuleSet) -> list[bool]:
-    return [
-        r.enabled
-        for r in (
-            rs.trapped_passenger,
-            rs.overspeed,
-            rs.door_open_while_moving,
-            rs.overtravel_top,
-            rs.overtravel_bottom,
-            rs.stopped_outside_door_zone,
-            rs.safety_circuit_open,
-            rs.door_reopen_loop,
-            rs.door_held_open,
-            rs.power_failure,
-            rs.alarm_button,
-        )
-    ]
+    return [bool(_section(rs, code).enabled) for code in RULES]
 
 
 @dataclass(frozen=True, slots=True)
@@ -678,7 +617,7 @@ def _clear_wanted(rule: int, ctx: _Ctx, st: State, raise_pos: IP) -> B:
 
 
 def _hold_rule(
-    rule: int,
+    code: FaultCode,
     c: B,
     ctx: _Ctx,
     st: State,
@@ -687,7 +626,9 @@ def _hold_rule(
     enabled: B,
     min_count: I64 | int = 1,
 ) -> None:
-    j = _RULE_COND[rule]
+    """A rule with one condition: raised once it has held for the hold time, cleared once false for the clear time."""
+    rule = RULE_INDEX[code]
+    j = CONDITION_INDEX[code.value]
     runs = _runs(c, ctx, st, j)
     hold = _table(params.hold_ms[:, j], params, ctx.slot[runs.pos])
     rpos, rsince = _first_ready(runs, ctx.ts, hold, min_count)
@@ -1020,7 +961,8 @@ def evaluate(
     enabled_rs = params.enabled  # (rule sets, rules)
     registered = params.registered
 
-    def enabled(rule: int) -> B:
+    def enabled(code: FaultCode) -> B:
+        rule = RULE_INDEX[code]
         if params.uniform:
             return registered if bool(enabled_rs[0, rule]) else np.zeros_like(registered)
         mask: B = registered & enabled_rs[params.model_idx, rule]
@@ -1040,51 +982,58 @@ def evaluate(
     pb = np.flatnonzero(cond_b)
     if pb.shape[0]:
         cond_b[pb[_opened_since_stop(pb, ctx, stop_marks, st, inclusive=False)]] = False
-    _trapped(cond_a, cond_b, ctx, st, params, out, enabled(R_TRAPPED))
+    _trapped(cond_a, cond_b, ctx, st, params, out, enabled(FaultCode.TRAPPED_PASSENGER))
     # carry "door opened since the car stopped" to the next batch
     last = gend - 1
     st.ons[ctx.gslot] = stopped[last] & _opened_since_stop(last, ctx, stop_marks, st, inclusive=True)
 
     os_limit = ctx.per_row(params.os_limit[gslot])
     min_count = _table(params.min_count, params, ev.slot[np.flatnonzero(speed > os_limit)])
-    _hold_rule(R_OVERSPEED, speed > os_limit, ctx, st, params, out, enabled(R_OVERSPEED), min_count)
+    overspeed = FaultCode.OVERSPEED
+    _hold_rule(overspeed, speed > os_limit, ctx, st, params, out, enabled(overspeed), min_count)
 
     dowm_speed = params.dowm_speed[0] if params.uniform else ctx.per_row(params.dowm_speed[gslot])
     cond = ~closed & ((speed >= dowm_speed) | (moving & ~dz)) & (mode != INSPECTION) & (mode != MAINTENANCE)
-    _hold_rule(R_DOWM, cond, ctx, st, params, out, enabled(R_DOWM))
+    door_open_while_moving = FaultCode.DOOR_OPEN_WHILE_MOVING
+    _hold_rule(door_open_while_moving, cond, ctx, st, params, out, enabled(door_open_while_moving))
 
     _hold_rule(
-        R_OT_TOP,
+        FaultCode.OVERTRAVEL_TOP,
         (ev.limit_up | (ev.floor > ctx.per_row(params.top[gslot]))) & normal,
         ctx,
         st,
         params,
         out,
-        enabled(R_OT_TOP),
+        enabled(FaultCode.OVERTRAVEL_TOP),
     )
     _hold_rule(
-        R_OT_BOTTOM,
+        FaultCode.OVERTRAVEL_BOTTOM,
         (ev.limit_down | (ev.floor < ctx.per_row(params.bottom[gslot]))) & normal,
         ctx,
         st,
         params,
         out,
-        enabled(R_OT_BOTTOM),
+        enabled(FaultCode.OVERTRAVEL_BOTTOM),
     )
-    _hold_rule(R_STOPPED_OUT, stopped & ~dz & ~occ & normal, ctx, st, params, out, enabled(R_STOPPED_OUT))
-    _hold_rule(R_SAFETY, ~ev.safety & normal, ctx, st, params, out, enabled(R_SAFETY))
+    stopped_outside = FaultCode.STOPPED_OUTSIDE_DOOR_ZONE
+    _hold_rule(stopped_outside, stopped & ~dz & ~occ & normal, ctx, st, params, out, enabled(stopped_outside))
+    safety = FaultCode.SAFETY_CIRCUIT_OPEN
+    _hold_rule(safety, ~ev.safety & normal, ctx, st, params, out, enabled(safety))
     _hold_rule(
-        R_REOPEN,
+        FaultCode.DOOR_REOPEN_LOOP,
         _reopen_condition(ev, ctx, st, params, moving | ~normal, normal),
         ctx,
         st,
         params,
         out,
-        enabled(R_REOPEN),
+        enabled(FaultCode.DOOR_REOPEN_LOOP),
     )
-    _hold_rule(R_HELD, (door == OPEN) & stopped & normal, ctx, st, params, out, enabled(R_HELD))
-    _hold_rule(R_POWER, ~ev.power, ctx, st, params, out, enabled(R_POWER))
-    _hold_rule(R_ALARM, ev.alarm & normal, ctx, st, params, out, enabled(R_ALARM))
+    held_open = FaultCode.DOOR_HELD_OPEN
+    _hold_rule(held_open, (door == OPEN) & stopped & normal, ctx, st, params, out, enabled(held_open))
+    power = FaultCode.POWER_FAILURE
+    _hold_rule(power, ~ev.power, ctx, st, params, out, enabled(power))
+    alarm = FaultCode.ALARM_BUTTON
+    _hold_rule(alarm, ev.alarm & normal, ctx, st, params, out, enabled(alarm))
 
     st.last_door[ctx.gslot] = door[last]
     unregistered = _unregistered(ctx, st, registered, day_offset_ms)
@@ -1137,20 +1086,26 @@ def _opened_since_stop(pos: IP, ctx: _Ctx, marks: tuple[B, B], st: State, *, inc
 
 
 def _trapped(cond_a: B, cond_b: B, ctx: _Ctx, st: State, params: SlotParams, out: _Out, enabled: B) -> None:
-    runs_a = _runs(cond_a, ctx, st, C_TRAP_A)
-    runs_b = _runs(cond_b, ctx, st, C_TRAP_B)
+    """Trapped passenger: two raise conditions with their own timers (a, between floors; b, at a landing),
+    one raise, cleared when neither has held for the clear time."""
+    rule = RULE_INDEX[FaultCode.TRAPPED_PASSENGER]
+    between_floors = CONDITION_INDEX["trapped_passenger.between_floors"]
+    at_landing = CONDITION_INDEX["trapped_passenger.at_landing"]
+    either = CONDITION_INDEX["trapped_passenger"]
+    runs_a = _runs(cond_a, ctx, st, between_floors)
+    runs_b = _runs(cond_b, ctx, st, at_landing)
     cond = cond_a | cond_b
-    runs = _runs(cond, ctx, st, C_TRAP)
-    ra, sa = _first_ready(runs_a, ctx.ts, _table(params.hold_ms[:, C_TRAP_A], params, ctx.slot[runs_a.pos]))
-    rb, sb = _first_ready(runs_b, ctx.ts, _table(params.hold_ms[:, C_TRAP_B], params, ctx.slot[runs_b.pos]))
+    runs = _runs(cond, ctx, st, either)
+    ra, sa = _first_ready(runs_a, ctx.ts, _table(params.hold_ms[:, between_floors], params, ctx.slot[runs_a.pos]))
+    rb, sb = _first_ready(runs_b, ctx.ts, _table(params.hold_ms[:, at_landing], params, ctx.slot[runs_b.pos]))
     rpos = np.concatenate([ra, rb])
     rsince = np.concatenate([sa, sb])
     keep = enabled[ctx.slot[rpos]]
     rpos, rsince = rpos[keep], rsince[keep]
-    fr = _false_runs(cond, runs, ctx, st, C_TRAP, _clear_wanted(R_TRAPPED, ctx, st, rpos))
-    cpos, csince = _first_clear(fr, ctx, _table(params.clear_ms[:, R_TRAPPED], params, ctx.gslot[fr[1]]))
-    _resolve(R_TRAPPED, rpos, rsince, cpos, csince, ctx, st, out)
-    for c, r, j in ((cond_a, runs_a, C_TRAP_A), (cond_b, runs_b, C_TRAP_B), (cond, runs, C_TRAP)):
+    fr = _false_runs(cond, runs, ctx, st, either, _clear_wanted(rule, ctx, st, rpos))
+    cpos, csince = _first_clear(fr, ctx, _table(params.clear_ms[:, rule], params, ctx.gslot[fr[1]]))
+    _resolve(rule, rpos, rsince, cpos, csince, ctx, st, out)
+    for c, r, j in ((cond_a, runs_a, between_floors), (cond_b, runs_b, at_landing), (cond, runs, either)):
         _carry(c, r, ctx, st, j)
 
 

@@ -7,21 +7,15 @@ command and the tests all drive the same :class:`RuleProcessor`.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from liftwatch.rules.catalog import SAMPLE_RULES
 from liftwatch.rules.columns import Columns, from_samples
 from liftwatch.rules.continuity import Continuity
 from liftwatch.rules.engine import (
     NONE,
-    R_DOWM,
-    R_HELD,
-    R_OT_BOTTOM,
-    R_OT_TOP,
-    R_OVERSPEED,
-    R_REOPEN,
-    R_TRAPPED,
     RULES,
     Detections,
     SlotParams,
@@ -49,6 +43,30 @@ it) start a new late run: rule timers never span two outages' backlogs."""
 
 SNAPSHOT_VERSION = 3
 """3 adds message-sequence continuity (state columns and the messages held beyond a hole); 2 still loads."""
+
+
+EvidenceField = Callable[[Columns, SlotParams, int, int, int], Any]
+"""An evidence value from (the evaluated samples, the slot parameters, position, slot, rule set index)."""
+
+EVIDENCE: dict[str, EvidenceField] = {
+    "variant": lambda s, p, pos, slot, model: "at_landing" if s.door_zone[pos] else "between_floors",
+    "limit_mps": lambda s, p, pos, slot, model: float(p.os_limit[slot]),
+    "factor": lambda s, p, pos, slot, model: float(p.factor[model]),
+    "door_speed_mps": lambda s, p, pos, slot, model: float(p.dowm_speed[slot]),
+    "limit_up": lambda s, p, pos, slot, model: bool(s.limit_up[pos]),
+    "limit_down": lambda s, p, pos, slot, model: bool(s.limit_down[pos]),
+    "top_floor": lambda s, p, pos, slot, model: int(p.top[slot]),
+    "bottom_floor": lambda s, p, pos, slot, model: int(p.bottom[slot]),
+    "reversals": lambda s, p, pos, slot, model: int(p.reversals[model]),
+    "window_s": lambda s, p, pos, slot, model: float(p.window_ms[model]) / 1000,
+    "safety_circuit": lambda s, p, pos, slot, model: bool(s.safety[pos]),
+    "power": lambda s, p, pos, slot, model: bool(s.power[pos]),
+    "alarm_button": lambda s, p, pos, slot, model: bool(s.alarm[pos]),
+}
+"""How each evidence field a rule's catalog spec names is read."""
+
+_RULE_EVIDENCE: tuple[tuple[str, ...], ...] = tuple(spec.evidence for spec in SAMPLE_RULES)
+"""Evidence fields by rule index."""
 
 
 class RuleProcessor:
@@ -335,6 +353,7 @@ class RuleProcessor:
         return events
 
     def _evidence(self, rule: int, s: Columns, pos: int, slot: int) -> dict[str, Any]:
+        """The deciding sample and the rule's own evidence fields (its catalog spec's)."""
         evidence: dict[str, Any] = {
             "ts": int(s.ts[pos]),
             "mode": MODES[s.mode[pos]],
@@ -346,27 +365,8 @@ class RuleProcessor:
         }
         p = self.params
         model = int(p.model_idx[slot])
-        if rule == R_TRAPPED:
-            evidence["variant"] = "at_landing" if evidence["door_zone"] else "between_floors"
-        elif rule == R_OVERSPEED:
-            evidence["limit_mps"] = float(p.os_limit[slot])
-            evidence["factor"] = float(p.factor[model])
-        elif rule == R_DOWM:
-            evidence["door_speed_mps"] = float(p.dowm_speed[slot])
-        elif rule in (R_OT_TOP, R_OT_BOTTOM):
-            evidence["limit_up"] = bool(s.limit_up[pos])
-            evidence["limit_down"] = bool(s.limit_down[pos])
-            evidence["top_floor"] = int(p.top[slot])
-            evidence["bottom_floor"] = int(p.bottom[slot])
-        elif rule == R_REOPEN:
-            evidence["reversals"] = int(p.reversals[model])
-            evidence["window_s"] = float(p.window_ms[model]) / 1000
-        elif rule == R_HELD:
-            pass
-        else:
-            evidence["safety_circuit"] = bool(s.safety[pos])
-            evidence["power"] = bool(s.power[pos])
-            evidence["alarm_button"] = bool(s.alarm[pos])
+        for name in _RULE_EVIDENCE[rule]:
+            evidence[name] = EVIDENCE[name](s, p, pos, slot, model)
         return evidence
 
     # --- snapshots (checkpoints) --------------------------------------------------------------

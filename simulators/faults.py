@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import numpy as np
 import yaml
+from liftwatch.rules.catalog import CATALOG, Injection
+from liftwatch.rules.thresholds import RuleSet
 from liftwatch.schema import FaultCode
 from liftwatch.simulators import fleet as fl
 from liftwatch.simulators.errors import ScenarioError
@@ -29,48 +31,35 @@ from liftwatch.simulators.fleet import ElevatorSpec, Fleet
 
 Variant = Literal["between_floors", "at_landing"]
 
+_RULES = RuleSet()
+"""The catalog's default thresholds: injections are made to cross them."""
+
 OVERSPEED_FACTOR = 1.25
-"""Speed of an overspeeding car, as a multiple of its rated speed (the rule fires above 1.15)."""
-OVERSPEED_THRESHOLD = 1.15
+"""Speed of an overspeeding car, as a multiple of its rated speed (above the rule's factor)."""
+OVERSPEED_THRESHOLD = _RULES.overspeed.factor
 OVERTRAVEL_M = 0.12
 """How far past the terminal landing an overtravelling car stops (inside the door zone)."""
 DOOR_FAULT_MIN_SPEED = 0.5
 """The door of a door_open_while_moving fault opens only while the car is faster than this."""
 STUCK_MIN_FROM_LANDING_M = 0.45
 """A car stopped between floors is at least this far from a landing (door zone is 0.15 m)."""
+MIN_REVERSALS = _RULES.door_reopen_loop.reversals
+"""Door reversals the door_reopen_loop rule needs within its window."""
 DEFAULT_REVERSALS = 7
-"""Door reversals of a door_reopen_loop injection (the rule needs 5 within 60 s)."""
+"""Door reversals of a door_reopen_loop injection (above what the rule needs)."""
 FINE_MARGIN_S = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class FaultTiming:
-    """Default and minimum duration (event seconds) of an injected fault."""
-
-    default_s: float
-    minimum_s: float
-
-
-# Minimums are the catalog hold time plus a margin, so the injected condition is always detectable.
-TIMINGS: dict[tuple[FaultCode, Variant | None], FaultTiming] = {
-    (FaultCode.TRAPPED_PASSENGER, "between_floors"): FaultTiming(120.0, 30.0),
-    (FaultCode.TRAPPED_PASSENGER, "at_landing"): FaultTiming(120.0, 75.0),
-    (FaultCode.OVERSPEED, None): FaultTiming(2.0, 1.0),
-    (FaultCode.DOOR_OPEN_WHILE_MOVING, None): FaultTiming(2.0, 1.0),
-    (FaultCode.OVERTRAVEL_TOP, None): FaultTiming(20.0, 2.0),
-    (FaultCode.OVERTRAVEL_BOTTOM, None): FaultTiming(20.0, 2.0),
-    (FaultCode.STOPPED_OUTSIDE_DOOR_ZONE, None): FaultTiming(90.0, 55.0),
-    (FaultCode.SAFETY_CIRCUIT_OPEN, None): FaultTiming(10.0, 2.0),
-    (FaultCode.DOOR_REOPEN_LOOP, None): FaultTiming(0.0, 0.0),
-    (FaultCode.DOOR_HELD_OPEN, None): FaultTiming(180.0, 135.0),
-    (FaultCode.POWER_FAILURE, None): FaultTiming(30.0, 7.0),
-    (FaultCode.ALARM_BUTTON, None): FaultTiming(6.0, 4.0),
-    (FaultCode.TERMINAL_OFFLINE, None): FaultTiming(300.0, 150.0),
-    (FaultCode.UNREGISTERED_TERMINAL, None): FaultTiming(300.0, 1.0),
+TIMINGS: dict[tuple[FaultCode, Variant | None], Injection] = {
+    (spec.code, cast("Variant | None", injection.variant)): injection
+    for spec in CATALOG
+    for injection in spec.injections
 }
+"""Default and minimum duration of each injection, from the catalog (the minimum: the hold time plus a
+margin, so the injected condition is always detectable)."""
 
 
-def timing(code: FaultCode, variant: Variant | None) -> FaultTiming:
+def timing(code: FaultCode, variant: Variant | None) -> Injection:
     """Default and minimum duration of an injection."""
     if code is FaultCode.TRAPPED_PASSENGER:
         return TIMINGS[(code, variant or "between_floors")]
@@ -103,8 +92,8 @@ class FaultInjection:
             raise ScenarioError(
                 f"{self.code}: duration {self.duration_s} s is below {minimum} s (catalog hold time + margin)"
             )
-        if self.code is FaultCode.DOOR_REOPEN_LOOP and self.reversals < 5:
-            raise ScenarioError("door_reopen_loop needs at least 5 reversals")
+        if self.code is FaultCode.DOOR_REOPEN_LOOP and self.reversals < MIN_REVERSALS:
+            raise ScenarioError(f"door_reopen_loop needs at least {MIN_REVERSALS} reversals")
         if self.elevator is None and self.code is not FaultCode.UNREGISTERED_TERMINAL:
             raise ScenarioError(f"{self.code}: an elevator must be given")
 
