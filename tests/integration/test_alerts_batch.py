@@ -1,6 +1,6 @@
-"""The set-based batch fold (``faults_store.record_faults``, what the service runs) against the reference,
-one event per transaction (``faults_store.record_fault``), as a property: any fault sequence over a
-few terminals and codes (repeats, clears, chattering, out-of-order and redelivered events,
+"""The fold (``faults_store.record_faults``) does not depend on where batches are cut: against the
+reference, one event per transaction, as a property, any fault sequence over a few terminals
+and codes (repeats, clears, chattering, out-of-order and redelivered events,
 registered and unknown terminals), cut into batches anywhere, leaves the same incidents, the
 same audit trail and the same outcomes."""
 
@@ -64,19 +64,19 @@ async def one_by_one(conn: psycopg.AsyncConnection[Any], events: list[FaultEvent
     for event in events:
         async with conn.transaction():
             await outbox.lock_outbox(conn)
-            outcomes.append(await faults_store.record_fault(conn, event, now=T0))
+            outcomes.extend(await faults_store.record_faults(conn, [event], now=T0))
     return outcomes
 
 
 async def batched(conn: psycopg.AsyncConnection[Any], events: list[FaultEvent], sizes: list[int]) -> list[Any]:
-    async def fallback(*args: Any, **kwargs: Any) -> Outcome:
+    async def fallback(*args: Any, **kwargs: Any) -> list[Outcome]:
         raise AssertionError("the database refused the batch: it was folded one event at a time")
 
     outcomes: list[Any] = []
     start, size = 0, itertools.cycle(sizes)
     # Sound events never take the one-by-one fallback (it would hide a bug of the batch fold).
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(faults_store, "record_fault", fallback)
+        patch.setattr(faults_store, "_fold_one_at_a_time", fallback)
         while start < len(events):
             end = start + next(size)
             async with conn.transaction():

@@ -108,7 +108,9 @@ async def test_the_rules_join_a_call_opened_incident(database_url: str, lifts: l
                 outcomes = await faults_store.record_faults(conn, [raised, cleared], now=T0 + timedelta(minutes=3))
             else:
                 outcomes = [
-                    await faults_store.record_fault(conn, e, now=T0 + timedelta(minutes=3)) for e in (raised, cleared)
+                    outcome
+                    for e in (raised, cleared)
+                    for outcome in await faults_store.record_faults(conn, [e], now=T0 + timedelta(minutes=3))
                 ]
         assert outcomes == [Outcome.REPEATED, Outcome.CLEARED]
         assert await _open(conn) == [(lift.registration_code, TRAPPED.value, "call", 2)]

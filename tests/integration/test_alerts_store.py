@@ -21,10 +21,10 @@ T0_MS = int(T0.timestamp() * 1000)
 DOOR = FaultCode.DOOR_HELD_OPEN
 
 
-async def record(conn: psycopg.AsyncConnection[Any], *events: FaultEvent) -> list[Outcome]:
+async def record(conn: psycopg.AsyncConnection[Any], *events: FaultEvent) -> list[Outcome | psycopg.Error]:
     async with conn.transaction():
         await outbox.lock_outbox(conn)
-        return [await faults_store.record_fault(conn, event, now=T0) for event in events]
+        return [result for event in events for result in await faults_store.record_faults(conn, [event], now=T0)]
 
 
 async def open_incidents(conn: psycopg.AsyncConnection[Any]) -> list[tuple[str | None, str, int]]:
