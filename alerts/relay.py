@@ -44,16 +44,22 @@ from psycopg.rows import dict_row
 KAFKA_RELAY = "kafka"
 NOTIFY_RELAY = "notify"
 
+# What :func:`to_change` reads of a change: every reader of changes (this relay, the API's replay
+# of missed changes) selects them, so a replayed change is the relayed one.
+CHANGE_COLUMNS = (
+    "ev.id AS change_id, ev.incident_id, ev.kind, ev.status_after, ev.at, ev.actor, ev.note, i.code, i.severity,"
+    " i.registration_code, i.terminal_id, i.district, i.maintainer_id, f.name AS maintainer"
+)
+CHANGES_FROM = (
+    "incident_events ev JOIN incidents i ON i.id = ev.incident_id"
+    " LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id"
+)
 # `suppressed`: a maintenance window, shelf or out-of-service period at the change's own time.
 _CHANGES = f"""
-SELECT ev.id AS change_id, ev.incident_id, ev.kind, ev.status_after, ev.at, ev.actor, ev.note, ev.data,
-       i.code, i.severity, i.registration_code, i.terminal_id, i.district, i.escalation_level, i.maintainer_id,
-       i.detected_at, i.occurrences, i.chattering, f.name AS maintainer, e.rescue_code, e.address,
-       u.name AS use_unit, {suppression_sql("i", "ev.at")} AS suppressed,
+SELECT {CHANGE_COLUMNS}, ev.data, i.escalation_level, i.detected_at, i.occurrences, i.chattering,
+       e.rescue_code, e.address, u.name AS use_unit, {suppression_sql("i", "ev.at")} AS suppressed,
        i.opened_at, i.closed_at, i.condition_cleared_at, i.group_id, i.inhibited_by
-FROM incident_events ev
-JOIN incidents i ON i.id = ev.incident_id
-LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id
+FROM {CHANGES_FROM}
 LEFT JOIN elevators e ON e.registration_code = i.registration_code
 LEFT JOIN use_units u ON u.id = i.use_unit_id
 WHERE ev.id > %s
@@ -87,7 +93,10 @@ async def read_changes(conn: psycopg.AsyncConnection[Any], after: int, limit: in
 
 
 def to_change(row: dict[str, Any]) -> IncidentChange | None:
-    """The Kafka record of a change row (None for a row the schema cannot carry: not a catalog code)."""
+    """The record of a change row (:data:`CHANGE_COLUMNS`), relayed to Kafka and replayed over SSE alike.
+
+    None for a row the schema cannot carry (not a catalog code).
+    """
     try:
         code, severity = FaultCode(row["code"]), Severity(row["severity"])
     except ValueError:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import struct
 import time
@@ -21,14 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import psycopg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from liftwatch import kafka
+from liftwatch.alerts import relay
 from liftwatch.api import access
 from liftwatch.api.auth import Principal
 from liftwatch.api.metrics import ApiMetrics
 from liftwatch.config import CommonSettings
 from liftwatch.schema import IncidentChange, decode_incident_change
+from psycopg.rows import dict_row
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +91,26 @@ def item_from_change(change: IncidentChange) -> FeedItem:
     return FeedItem(change.change_id, change.maintainer_id, data)
 
 
-def item_from_row(row: dict[str, Any]) -> FeedItem:
-    """The feed item of an ``incident_events`` row joined with its incident (replay)."""
-    payload = {
-        "change_id": row["change_id"],
-        "incident_id": row["incident_id"],
-        "kind": row["kind"],
-        "status": row["status"],
-        "code": row["code"],
-        "severity": row["severity"],
-        "registration_code": row["registration_code"],
-        "terminal": row["terminal_id"],
-        "maintainer": row["maintainer"],
-        "district": row["district"],
-        "at_ms": int(row["at"].timestamp() * 1000),
-        "actor": row["actor"],
-        "note": row["note"],
-        "maintainer_id": row["maintainer_id"],
-    }
-    return FeedItem(row["change_id"], row["maintainer_id"], json.dumps(payload, ensure_ascii=False))
+async def replay(
+    conn: psycopg.AsyncConnection[Any], principal: Principal, after: int, limit: int
+) -> list[FeedItem] | None:
+    """The changes after ``after`` that ``principal`` may see, in order; None when more than ``limit``.
+
+    Each item is built as the live one is (the alert service's :func:`relay.to_change`, then
+    :func:`item_from_change`), so a client replaying what it missed gets the very frames it
+    would have had live.
+    """
+    where, params = ["ev.id > %s"], [after]
+    access.restrict(principal, "i.maintainer_id", where, params)
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"SELECT {relay.CHANGE_COLUMNS} FROM {relay.CHANGES_FROM} WHERE {' AND '.join(where)} ORDER BY ev.id LIMIT %s",
+        [*params, limit + 1],
+    )
+    rows = await cur.fetchall()
+    if len(rows) > limit:
+        return None
+    return [item_from_change(change) for change in relay.changes_of(rows)]
 
 
 def visible(principal: Principal, item: FeedItem) -> bool:

@@ -22,7 +22,7 @@ from liftwatch.api import access, auth, idempotency
 from liftwatch.api.app import ApiState, language, state
 from liftwatch.api.auth import Principal, current_principal, require_roles
 from liftwatch.api.errors import ApiError, forbidden, not_found, too_many_streams
-from liftwatch.api.feed import FeedItem, item_from_row
+from liftwatch.api.feed import FeedItem, replay
 from liftwatch.api.models import (
     Action,
     Incident,
@@ -147,21 +147,6 @@ async def list_incidents(
     return Response(page.model_dump_json(), media_type="application/json")
 
 
-async def _replay(request: Request, principal: Principal, after: int, limit: int) -> list[FeedItem]:
-    where, params = ["ev.id > %s"], [after]
-    _scope(principal, where, params)
-    async with state(request).pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT ev.id AS change_id, ev.incident_id, ev.kind, ev.status_after AS status, ev.at, ev.actor, ev.note,"
-            " i.code, i.severity, i.registration_code, i.terminal_id, i.district, i.maintainer_id, f.name AS maintainer"
-            " FROM incident_events ev JOIN incidents i ON i.id = ev.incident_id"
-            " LEFT JOIN maintenance_firms f ON f.id = i.maintainer_id"
-            f" WHERE {' AND '.join(where)} ORDER BY ev.id LIMIT %s",
-            [*params, limit + 1],
-        )
-        return [item_from_row(row) for row in await cur.fetchall()]
-
-
 @router.get(
     "/stream",
     response_class=StreamingResponse,
@@ -223,8 +208,11 @@ async def stream(
         # Subscribe before reading the replay: a change committed meanwhile comes live (duplicates skipped).
         with api.feed.subscribe(principal) if api.feed is not None else contextlib.nullcontext() as sub:
             yield f": liftwatch incident feed\nretry: {_RETRY_MS}\n\n".encode()
-            items = await _replay(request, principal, start, limit) if start is not None else []
-            if len(items) > limit:
+            items: list[FeedItem] | None = []
+            if start is not None:
+                async with api.pool.connection() as conn:
+                    items = await replay(conn, principal, start, limit)
+            if items is None:
                 yield b'event: reset\ndata: {"reason": "replay_limit"}\n\n'
                 return
             replayed = {item.change_id for item in items}

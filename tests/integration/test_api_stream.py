@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from liftwatch import services
+from liftwatch.alerts import actions_store, relay
+from liftwatch.alerts.lifecycle import Action
 from liftwatch.api import auth, feed, incidents
+from liftwatch.api.auth import Principal
 from liftwatch.config import ApiSettings
+from liftwatch.schema import decode_incident_change, encode_record
 
 from tests.fixtures.api import RunningApi, World, add_elevator, open_incident, running_api
 
@@ -223,3 +228,22 @@ async def test_a_stream_ends_when_its_token_is_moved_to_another_firm(
                 pass
 
         await asyncio.wait_for(drain(), 15)  # the server ended the stream; the reconnection is scoped anew
+
+
+async def test_a_replayed_change_is_the_relayed_one(api_world: World) -> None:
+    """A client replaying what it missed gets, byte for byte, the frames the live feed sent (the
+    Kafka relay's records, encoded and decoded as Kafka carries them, into the feed)."""
+    async with await psycopg.AsyncConnection.connect(api_world.database_url) as conn:
+        await actions_store.apply_action(
+            conn, api_world.incidents["a"], Action.ACKNOWLEDGE, actor="操作员", note="已联系现场", now=datetime.now(UTC)
+        )
+        await conn.commit()
+        async with conn.transaction():
+            rows = await relay.read_changes(conn, 0, 1_000)
+        live = [feed.item_from_change(decode_incident_change(encode_record(c))) for c in relay.changes_of(rows)]
+        for principal in (Principal("operator", "op"), Principal("maintainer", "ma", api_world.firms["a"])):
+            replayed = await feed.replay(conn, principal, 0, 1_000)
+            assert replayed is not None
+            assert [item.frame for item in replayed] == [item.frame for item in live if feed.visible(principal, item)]
+            assert any("已联系现场" in item.data for item in replayed)
+        assert await feed.replay(conn, Principal("operator", "op"), 0, len(live) - 1) is None  # more missed: reset
