@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,27 @@ from liftwatch.alerts.incidents import EventKind
 from liftwatch.alerts.lifecycle import Action
 from liftwatch.alerts.outbox import append_event, lock_outbox
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
+
+
+@dataclass(frozen=True, slots=True)
+class ActedIncident:
+    """What an action reads and changes of an incident (its state after the action)."""
+
+    id: int
+    status: str
+    escalation_level: int
+    close_cause: str | None
+    """A :class:`lifecycle.CloseCause` value, once closed with one."""
+    acknowledged_at: datetime | None
+    dispatched_at: datetime | None
+    arrived_at: datetime | None
+    released_at: datetime | None
+    closed_at: datetime | None
+    """Stamped by ``close``, ``false_alarm`` and ``auto_clear`` (:data:`lifecycle.STATUS_TIMESTAMP`)."""
+
+
+_COLUMNS = ", ".join(field.name for field in fields(ActedIncident))
 
 
 async def apply_action(
@@ -25,8 +46,8 @@ async def apply_action(
     cause: str | None = None,
     now: datetime,
     idempotency_key: str | None = None,
-) -> dict[str, Any]:
-    """Apply an operator action in the caller's transaction; returns the incident row after it.
+) -> ActedIncident:
+    """Apply an operator action in the caller's transaction; returns the incident after it.
 
     The caller commits (an autocommit connection gets a transaction of its own).
     Locks the incident, applies the lifecycle (:func:`lifecycle.transition`), stamps the status's
@@ -44,22 +65,22 @@ async def apply_action(
     async with conn.transaction():
         if conn.autocommit:
             await lock_outbox(conn)
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT * FROM incidents WHERE id = %s FOR UPDATE", (incident_id,))
+        cur = conn.cursor(row_factory=class_row(ActedIncident))
+        await cur.execute(f"SELECT {_COLUMNS} FROM incidents WHERE id = %s FOR UPDATE", (incident_id,))
         incident = await cur.fetchone()
         if incident is None:
             raise IncidentNotFound(incident_id)
         if idempotency_key is not None:
             # Own namespace, so a client's key can never collide with a fault event id.
             idempotency_key = f"action:{idempotency_key}"
-            await cur.execute("SELECT 1 FROM incident_events WHERE idempotency_key = %s", (idempotency_key,))
-            if await cur.fetchone() is not None:
+            seen = await conn.execute("SELECT 1 FROM incident_events WHERE idempotency_key = %s", (idempotency_key,))
+            if await seen.fetchone() is not None:
                 return incident
-        status = incident["status"]
+        status = incident.status
         if action is Action.ESCALATE:
-            level = lifecycle.escalate(status, incident["escalation_level"])
+            level = lifecycle.escalate(status, incident.escalation_level)
             await cur.execute(
-                "UPDATE incidents SET escalation_level = %s WHERE id = %s RETURNING *", (level, incident_id)
+                f"UPDATE incidents SET escalation_level = %s WHERE id = %s RETURNING {_COLUMNS}", (level, incident_id)
             )
             kind: str = EventKind.ESCALATED
             data: dict[str, Any] = {"level": level, "by": "operator"}
@@ -71,8 +92,8 @@ async def apply_action(
             await cur.execute(
                 sql.SQL(
                     "UPDATE incidents SET status = %s, {} = %s, close_cause = COALESCE(%s, close_cause)"
-                    " WHERE id = %s RETURNING *"
-                ).format(sql.Identifier(column)),
+                    " WHERE id = %s RETURNING {}"
+                ).format(sql.Identifier(column), sql.SQL(_COLUMNS)),
                 (new_status.value, now, cause_value, incident_id),
             )
             kind = new_status.value
@@ -85,7 +106,7 @@ async def apply_action(
             conn,
             incident_id,
             kind=kind,
-            status_after=updated["status"],
+            status_after=updated.status,
             actor=actor,
             at=now,
             note=note,

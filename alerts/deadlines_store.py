@@ -17,7 +17,7 @@ from liftwatch.alerts.deadlines import DeadlinePolicy, Due, DueKind, IncidentTim
 from liftwatch.alerts.incidents import EventKind
 from liftwatch.alerts.outbox import append_event, lock_outbox
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, tuple_row
 
 _TIMES_COLUMNS = (
     "id, code, severity, status, detected_at, opened_at, escalation_level, dispatched_at, arrived_at,"
@@ -41,16 +41,12 @@ WHERE status IN ('detected', 'acknowledged', 'dispatched', 'arrived', 'released'
 """
 
 
-def _times(row: dict[str, Any]) -> IncidentTimes:
-    return IncidentTimes(**row)
-
-
 async def deadline_candidates(
     conn: psycopg.AsyncConnection[Any], policy: DeadlinePolicy, now: datetime
 ) -> list[IncidentTimes]:
     """Open incidents on which something may be due at ``now`` (:func:`due` decides)."""
     seconds = [s for rule in policy.codes.values() for s in (rule.dispatch_s, rule.arrival_s) if s is not None]
-    cur = conn.cursor(row_factory=dict_row)
+    cur = conn.cursor(row_factory=class_row(IncidentTimes))
     await cur.execute(
         _CANDIDATES,
         {
@@ -66,7 +62,7 @@ async def deadline_candidates(
             "auto_clear": now - timedelta(seconds=policy.auto_clear_s),
         },
     )
-    return [_times(row) for row in await cur.fetchall()]
+    return await cur.fetchall()
 
 
 async def settle_closed(conn: psycopg.AsyncConnection[Any], incident_ids: list[int]) -> None:
@@ -83,17 +79,17 @@ async def apply_due(conn: psycopg.AsyncConnection[Any], item: Due, *, now: datet
     """Record one due item, re-checked under the incident's lock; False if no longer due."""
     async with conn.transaction():
         await lock_outbox(conn)
-        cur = conn.cursor(row_factory=dict_row)
+        cur = conn.cursor(row_factory=class_row(IncidentTimes))
         await cur.execute(f"SELECT {_TIMES_COLUMNS} FROM incidents WHERE id = %s FOR UPDATE", (item.incident_id,))
         row = await cur.fetchone()
         if row is None:
             return False
-        current = [d for d in due_for(_times(row), now, policy) if d.kind is item.kind]
+        current = [d for d in due_for(row, now, policy) if d.kind is item.kind]
         if not current:
             return False
         item = current[0]
         key = f"due:{item.incident_id}:{item.kind.value}:{int(item.deadline.timestamp() * 1000)}"
-        status = row["status"]
+        status = row.status
         data: dict[str, Any]
         if item.kind is DueKind.RENOTIFY:
             await conn.execute("UPDATE incidents SET last_notified_at = %s WHERE id = %s", (now, item.incident_id))
@@ -141,9 +137,9 @@ async def apply_due(conn: psycopg.AsyncConnection[Any], item: Due, *, now: datet
 
 async def open_incident_counts(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
     """Open incidents by severity."""
-    cur = conn.cursor(row_factory=dict_row)
+    cur = conn.cursor(row_factory=tuple_row)
     await cur.execute(
-        "SELECT severity, count(*) AS open FROM incidents"
+        "SELECT severity, count(*) FROM incidents"
         " WHERE status NOT IN ('closed', 'false_alarm', 'auto_cleared') GROUP BY severity"
     )
-    return {row["severity"]: int(row["open"]) for row in await cur.fetchall()}
+    return {severity: int(count) for severity, count in await cur.fetchall()}

@@ -25,7 +25,7 @@ from liftwatch.alerts.incidents import (
 )
 from liftwatch.alerts.outbox import NOTIFY_CHANNEL
 from liftwatch.schema import FaultEvent
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, scalar_row
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,20 @@ _IncidentKey = tuple[str, str | None, str]
 """("elevator", registration code, code) or ("terminal", terminal id, code)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What the registry says of an event's terminal (unknown: all but the event's own fields None)."""
+
+    terminal: str
+    reg: str | None
+    """The registration code the event names."""
+    registration_code: str | None
+    """The elevator the incident belongs to (the terminal's, else the one the event names)."""
+    maintainer_id: int | None
+    district: str | None
+    use_unit_id: int | None
+
+
 @dataclass(slots=True)
 class _Tracked:
     """An incident of the batch as the events so far left it (what the database will hold)."""
@@ -117,23 +131,48 @@ class _Tracked:
     """The last change applied in this batch (None: none)."""
     seen_event: FaultEvent | None = None
     """The last detection (raise) applied in this batch."""
-    snapshot: dict[str, Any] | None = None
+    snapshot: _Snapshot | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenRow:
+    """An open incident as :data:`_OPEN_COLUMNS` reads it."""
+
+    id: int
+    status: str
+    registration_code: str | None
+    terminal_id: str
+    code: str
+    occurrences: int
+    chattering: bool
+    cleared: bool
+    toggles_ms: list[int]
+    last_event_ms: int | None
+
+    def fold_state(self) -> OpenIncident:
+        """What the fold reads of it."""
+        return OpenIncident(
+            id=self.id,
+            occurrences=self.occurrences,
+            chattering=self.chattering,
+            condition_cleared=self.cleared,
+            toggles_ms=tuple(self.toggles_ms),
+            last_event_ms=self.last_event_ms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Inserted:
+    """A new incident's id and its key (``RETURNING`` of :data:`_INSERT`)."""
+
+    id: int
+    registration_code: str | None
+    terminal_id: str
+    code: str
 
 
 def _evidence_doc(event: FaultEvent) -> dict[str, Any]:
     return {**event.evidence, "event_id": event.event_id, "since_ms": event.since_ms, "at_ms": event.at_ms}
-
-
-def _open_from_row(row: dict[str, Any]) -> OpenIncident:
-    """An open incident's fold state from its row."""
-    return OpenIncident(
-        id=row["id"],
-        occurrences=row["occurrences"],
-        chattering=row["chattering"],
-        condition_cleared=row["cleared"],
-        toggles_ms=tuple(row["toggles_ms"]),
-        last_event_ms=row["last_event_ms"],
-    )
 
 
 def _json(rows: list[Any]) -> str:
@@ -208,19 +247,18 @@ async def _fold_batch(
     6. update the incidents that were open before the batch;
     7. append the audit rows, ids in event order, and one ``NOTIFY`` for the relays.
     """
-    cur = conn.cursor(row_factory=dict_row)
     # 1. seen event ids
-    await cur.execute(_SEEN, (_json(list({event.event_id for event in events})),))
-    written = {row["idempotency_key"] for row in await cur.fetchall()}
+    seen_ids = conn.cursor(row_factory=scalar_row)
+    await seen_ids.execute(_SEEN, (_json(list({event.event_id for event in events})),))
+    written: set[str] = set(await seen_ids.fetchall())
     # 2. registry snapshots
     sources = {(event.terminal, event.registration_code) for event in events}
-    await cur.execute(_REGISTRY, (_json([{"terminal": t, "reg": r} for t, r in sources]),))
-    snapshots: dict[tuple[str, str | None], dict[str, Any]] = {
-        (row.pop("terminal"), row.pop("reg")): row for row in await cur.fetchall()
-    }
+    registry = conn.cursor(row_factory=class_row(_Snapshot))
+    await registry.execute(_REGISTRY, (_json([{"terminal": t, "reg": r} for t, r in sources]),))
+    snapshots = {(row.terminal, row.reg): row for row in await registry.fetchall()}
 
     def key_of(event: FaultEvent) -> _IncidentKey:
-        registration_code = snapshots[(event.terminal, event.registration_code)]["registration_code"]
+        registration_code = snapshots[(event.terminal, event.registration_code)].registration_code
         if registration_code is not None:
             return ("elevator", registration_code, event.code.value)
         return ("terminal", event.terminal, event.code.value)
@@ -232,10 +270,11 @@ async def _fold_batch(
         pairs = [{"k": name, "c": code} for k, name, code in keys if k == kind]
         if not pairs:
             continue
-        await cur.execute(query, (_json(pairs),))
-        for row in await cur.fetchall():
-            name = row["registration_code"] if kind == "elevator" else row["terminal_id"]
-            tracked[(kind, name, row["code"])] = _Tracked(_open_from_row(row), status=row["status"])
+        locked = conn.cursor(row_factory=class_row(_OpenRow))
+        await locked.execute(query, (_json(pairs),))
+        for row in await locked.fetchall():
+            name = row.registration_code if kind == "elevator" else row.terminal_id
+            tracked[(kind, name, row.code)] = _Tracked(row.fold_state(), status=row.status)
 
     # 4. the fold
     outcomes: list[Outcome] = []
@@ -281,13 +320,13 @@ async def _fold_batch(
             assert entry.incident is not None
             rows.append(
                 {
-                    "reg": snapshot["registration_code"],
+                    "reg": snapshot.registration_code,
                     "terminal": first.terminal,
                     "code": first.code.value,
                     "severity": first.severity.value,
-                    "maintainer": snapshot["maintainer_id"],
-                    "district": snapshot["district"],
-                    "unit": snapshot["use_unit_id"],
+                    "maintainer": snapshot.maintainer_id,
+                    "district": snapshot.district,
+                    "unit": snapshot.use_unit_id,
                     "detected": first.at_ms,
                     "seen": seen.at_ms,
                     "occ": last.occurrences,
@@ -299,11 +338,12 @@ async def _fold_batch(
                     "ord": len(rows),
                 }
             )
-        await cur.execute(_INSERT, {"now": now, "rows": _json(rows)})
-        ids = {(row["registration_code"], row["terminal_id"], row["code"]): row["id"] for row in await cur.fetchall()}
+        inserted = conn.cursor(row_factory=class_row(_Inserted))
+        await inserted.execute(_INSERT, {"now": now, "rows": _json(rows)})
+        ids = {(row.registration_code, row.terminal_id, row.code): row.id for row in await inserted.fetchall()}
         for entry in opened:
             assert entry.first is not None and entry.snapshot is not None and entry.incident is not None
-            incident_id = ids[(entry.snapshot["registration_code"], entry.first.terminal, entry.first.code.value)]
+            incident_id = ids[(entry.snapshot.registration_code, entry.first.terminal, entry.first.code.value)]
             entry.incident = replace(entry.incident, id=incident_id)
 
     # 6. incidents open before the batch
@@ -326,7 +366,7 @@ async def _fold_batch(
             }
         )
     if changed:
-        await cur.execute(_UPDATE, (_json(changed),))
+        await conn.execute(_UPDATE, (_json(changed),))
 
     # 7. audit rows + NOTIFY
     appended: list[dict[str, Any]] = []
@@ -349,5 +389,5 @@ async def _fold_batch(
                 "ord": len(appended),
             }
         )
-    await cur.execute(_APPEND, (now, _json(appended), NOTIFY_CHANNEL))
+    await conn.execute(_APPEND, (now, _json(appended), NOTIFY_CHANNEL))
     return outcomes

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import scalar_row
 
 # pg_advisory_xact_lock key serialising incident_events writers ("LWIE").
 OUTBOX_LOCK_KEY = 0x4C574945
@@ -43,7 +43,7 @@ async def append_event(
     idempotency_key: str | None = None,
 ) -> int:
     """Append one audit/outbox row (caller holds :func:`lock_outbox`); returns its id (the change id)."""
-    cur = conn.cursor(row_factory=dict_row)
+    cur = conn.cursor(row_factory=scalar_row)
     # One round trip: the row and its NOTIFY (delivered at commit, so never before the row is visible).
     await cur.execute(
         "WITH ev AS (INSERT INTO incident_events (incident_id, at, kind, status_after, actor, note, data,"
@@ -61,6 +61,6 @@ async def append_event(
             NOTIFY_CHANNEL,
         ),
     )
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row["id"])
+    change_id = await cur.fetchone()
+    assert change_id is not None
+    return int(change_id)

@@ -66,17 +66,17 @@ async def test_lifecycle_paths_stamp_and_audit(database_url: str, lifts: list[Li
                     row = await apply_action(
                         conn, incident_id, action, actor=f"op{step}", note=f"step {step}", cause=cause, now=now
                     )
-                assert row["status"] == expected, path
+                assert row.status == expected, path
                 if action is not A.ESCALATE:
-                    assert row[STAMPS[expected]] == now
+                    assert getattr(row, STAMPS[expected]) == now
             events = await _events(conn, incident_id)
             assert [e[1] for e in events] == [expected for _, _, expected in steps]
             assert [e[2] for e in events] == [f"op{i}" for i in range(1, len(events) + 1)]
             assert [e[3] for e in events] == [f"step {i}" for i in range(1, len(events) + 1)]
             if path == "full rescue":
-                assert row["close_cause"] == "equipment_fault"
+                assert row.close_cause == "equipment_fault"
             if path.startswith("escalated"):
-                assert row["escalation_level"] == 3
+                assert row.escalation_level == 3
                 assert [e[0] for e in events][1:3] == ["escalated", "escalated"]
 
 
@@ -132,5 +132,5 @@ async def test_refusals_rollback_and_client_retries(database_url: str, lifts: li
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         once = await apply_action(conn, second, A.ACKNOWLEDGE, actor="op", now=T0, idempotency_key="req-1")
         again = await apply_action(conn, second, A.ACKNOWLEDGE, actor="op", now=T0, idempotency_key="req-1")
-        assert once["status"] == again["status"] == "acknowledged"
+        assert once.status == again.status == "acknowledged"
         assert len(await _events(conn, second)) == 1
