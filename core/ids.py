@@ -17,7 +17,8 @@ class IdPattern:
     """One identifier's alphabet and length, with the anchored forms each validator needs."""
 
     body: str
-    """The regular expression of the whole identifier, unanchored."""
+    """The regular expression of the whole identifier, unanchored; one term (no top-level ``|``), so
+    anchoring it needs no group and the documents' patterns read the same (``^[A-Z]{2}$``)."""
     rule: str
     """The rule in words, for error messages."""
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
@@ -32,13 +33,13 @@ class IdPattern:
     @property
     def search_pattern(self) -> str:
         """Anchored for validators that *search* with Python's ``re`` (msgspec ``Meta(pattern=)``)."""
-        return rf"^(?:{self.body})\Z"
+        return rf"^{self.body}\Z"
 
     @property
     def schema_pattern(self) -> str:
         """Anchored for JSON Schema / pydantic ``Field(pattern=)``: in their dialects (ECMA-262, Rust
         ``regex``) ``$`` is the end of the text, and ``\\Z`` is not understood."""
-        return rf"^(?:{self.body})$"
+        return rf"^{self.body}$"
 
 
 TERMINAL_ID = IdPattern(r"[A-Za-z0-9_-]{1,64}", "1-64 characters A-Z a-z 0-9 _ -")
