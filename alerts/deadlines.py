@@ -5,11 +5,14 @@ already recorded) and a clock reading, and says what must happen now. Nothing li
 so a restarted service finds exactly the same work; applying an item records it on the
 incident, so it is not due again.
 
-Decisions (see docs/alerts.md): deadlines run from detection, the event time the rule raised
-the fault (``detected_at``), or from ``opened_at`` if that is earlier (a terminal clock running
-ahead must not buy the firm time); a missed deadline raises the escalation level by one up to
-``DeadlinePolicy.auto_escalation_limit`` (default 2, the district rescue team): level 3 (fire
-brigade, 119) is an operator's decision (``Action.ESCALATE``) unless configured otherwise.
+Decisions (see docs/alerts.md): an incident's dispatch and arrival deadlines are stamped on it
+when it opens, from the :class:`DeadlinePolicy` in force (the ``alerts_deadline_policy`` table the
+service writes at start): they run from detection, the event time the rule raised the fault
+(``detected_at``), or from ``opened_at`` if that is earlier (a terminal clock running ahead must
+not buy the firm time); everything else reads the stamped instants. A missed deadline raises the
+escalation level by one up to ``DeadlinePolicy.auto_escalation_limit`` (default 2, the district
+rescue team): level 3 (fire brigade, 119) is an operator's decision (``Action.ESCALATE``) unless
+configured otherwise.
 """
 
 from __future__ import annotations
@@ -48,9 +51,8 @@ class DeadlinePolicy:
 
     renotify_s: int = 60
     auto_clear_s: int = 24 * 3600
-    codes: Mapping[str, CodeDeadlines] = field(
-        default_factory=lambda: {"trapped_passenger": CodeDeadlines(dispatch_s=300, arrival_s=1800)}
-    )
+    codes: Mapping[str, CodeDeadlines] = field(default_factory=dict)
+    """Deadlines stamped on the incidents of each code when they open (``AlertsSettings`` owns the values)."""
     auto_escalation_limit: int = AUTO_ESCALATION_LIMIT
     """Highest level a missed deadline raises an incident to (1 = never escalate by itself)."""
     reminders_s: Mapping[str, int] | None = None
@@ -82,6 +84,10 @@ class IncidentTimes:
     dispatch_deadline_missed: bool = False
     arrival_deadline_missed: bool = False
     closed_at: datetime | None = None
+    dispatch_deadline_at: datetime | None = None
+    """Stamped when the incident opened; None = no dispatch deadline."""
+    arrival_deadline_at: datetime | None = None
+    """Stamped when the incident opened; None = no arrival deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,20 +124,18 @@ def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> l
         deadline = (incident.last_notified_at or incident.opened_at) + timedelta(seconds=every)
         if now >= deadline:
             found.append(Due(incident.id, DueKind.RENOTIFY, deadline))
-    rule = policy.codes.get(incident.code)
-    if rule is not None:
-        for kind, seconds, done_at, recorded in (
-            (DueKind.DISPATCH_MISSED, rule.dispatch_s, incident.dispatched_at, incident.dispatch_deadline_missed),
-            (DueKind.ARRIVAL_MISSED, rule.arrival_s, incident.arrived_at, incident.arrival_deadline_missed),
-        ):
-            if seconds is None or recorded:
-                continue
-            deadline = detected + timedelta(seconds=seconds)
-            if _missed(deadline, done_at, horizon):
-                escalate_to = level + 1 if level < policy.auto_escalation_limit and not closed else None
-                if escalate_to is not None:
-                    level = escalate_to
-                found.append(Due(incident.id, kind, deadline, escalate_to))
+    i = incident
+    for kind, stamped, done_at, recorded in (
+        (DueKind.DISPATCH_MISSED, i.dispatch_deadline_at, i.dispatched_at, i.dispatch_deadline_missed),
+        (DueKind.ARRIVAL_MISSED, i.arrival_deadline_at, i.arrived_at, i.arrival_deadline_missed),
+    ):
+        if stamped is None or recorded:
+            continue
+        if _missed(stamped, done_at, horizon):
+            escalate_to = level + 1 if level < policy.auto_escalation_limit and not closed else None
+            if escalate_to is not None:
+                level = escalate_to
+            found.append(Due(incident.id, kind, stamped, escalate_to))
     if (
         incident.severity != "critical"
         and incident.status == Status.DETECTED

@@ -21,7 +21,8 @@ from psycopg.rows import class_row, tuple_row
 
 _TIMES_COLUMNS = (
     "id, code, severity, status, detected_at, opened_at, escalation_level, dispatched_at, arrived_at,"
-    " condition_cleared_at, last_notified_at, dispatch_deadline_missed, arrival_deadline_missed, closed_at"
+    " condition_cleared_at, last_notified_at, dispatch_deadline_missed, arrival_deadline_missed, closed_at,"
+    " dispatch_deadline_at, arrival_deadline_at"
 )
 # Necessary conditions of deadlines.due_for, so a tick reads only incidents with something due
 # (not every open incident of a storm, every second), plus closed incidents not judged yet.
@@ -34,8 +35,8 @@ WHERE status IN ('detected', 'acknowledged', 'dispatched', 'arrived', 'released'
   AND ((status = 'detected' AND COALESCE(last_notified_at, opened_at) <= (
            SELECT r.before FROM json_to_recordset(%(reminders)s::json) AS r(severity text, before timestamptz)
            WHERE r.severity = incidents.severity))
-       OR (code = ANY(%(codes)s) AND NOT (dispatch_deadline_missed AND arrival_deadline_missed)
-           AND LEAST(detected_at, opened_at) < %(deadline)s)
+       OR (NOT dispatch_deadline_missed AND dispatch_deadline_at < %(now)s)
+       OR (NOT arrival_deadline_missed AND arrival_deadline_at < %(now)s)
        OR (severity <> 'critical' AND status = 'detected' AND condition_cleared_at IS NOT NULL
            AND LEAST(detected_at, opened_at) <= %(auto_clear)s))
 """
@@ -45,7 +46,6 @@ async def deadline_candidates(
     conn: psycopg.AsyncConnection[Any], policy: DeadlinePolicy, now: datetime
 ) -> list[IncidentTimes]:
     """Open incidents on which something may be due at ``now`` (:func:`due` decides)."""
-    seconds = [s for rule in policy.codes.values() for s in (rule.dispatch_s, rule.arrival_s) if s is not None]
     cur = conn.cursor(row_factory=class_row(IncidentTimes))
     await cur.execute(
         _CANDIDATES,
@@ -57,12 +57,22 @@ async def deadline_candidates(
                     if (every := policy.reminder_s(severity)) is not None
                 ]
             ),
-            "codes": list(policy.codes) if seconds else [],
-            "deadline": now - timedelta(seconds=min(seconds, default=0)),
+            "now": now,
             "auto_clear": now - timedelta(seconds=policy.auto_clear_s),
         },
     )
     return await cur.fetchall()
+
+
+async def save_deadline_policy(conn: psycopg.AsyncConnection[Any], policy: DeadlinePolicy) -> None:
+    """Make ``policy`` the one stamped on incidents opened from now on (``alerts_deadline_policy``)."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM alerts_deadline_policy")
+        cur = conn.cursor()
+        await cur.executemany(
+            "INSERT INTO alerts_deadline_policy (code, dispatch_s, arrival_s) VALUES (%s, %s, %s)",
+            [(code, rule.dispatch_s, rule.arrival_s) for code, rule in sorted(policy.codes.items())],
+        )
 
 
 async def settle_closed(conn: psycopg.AsyncConnection[Any], incident_ids: list[int]) -> None:

@@ -212,6 +212,8 @@ class AlertService:
         await ensure_topics(settings)
         self.pool = await db.async_pool(settings.require_database_url(), min_size=2, max_size=6, name="alerts")
         try:
+            async with self.pool.connection() as conn:
+                await deadlines_store.save_deadline_policy(conn, self.deadlines)
             self.producer = make_producer(settings)
             await self.producer.start()
             self.kafka = KafkaChannel(self.producer, settings.topic("incidents"))

@@ -90,7 +90,7 @@ async def open_from_call(
             )
         except ElevatorNotFound as error:
             raise not_found("elevator_not_found") from error
-    incident = incident_model(await load_incident(request, principal, int(result.incident["id"])), api.settings)
+    incident = incident_model(await load_incident(request, principal, int(result.incident["id"])))
     joined = result.outcome is centre.CallOutcome.JOINED
     answer = CallResult(incident=incident, joined=joined)
     return JSONResponse(answer.model_dump(mode="json"), status_code=200 if joined else 201)
@@ -158,7 +158,7 @@ async def set_assignee(request: Request, principal: Centre, incident_id: Inciden
         except IllegalTransition as error:
             shown = i18n.t(f"common.status.{error.current_status}", language(request))
             raise ApiError(error.reason, 409, status=shown) from error
-    return incident_model(await load_incident(request, principal, incident_id), api.settings)
+    return incident_model(await load_incident(request, principal, incident_id))
 
 
 @groups.post("/{group_id}/acknowledge", response_model=GroupActionResult)

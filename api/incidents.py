@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -35,7 +35,6 @@ from liftwatch.api.models import (
     TransitionRequest,
 )
 from liftwatch.api.pagination import decode_cursor, encode_cursor
-from liftwatch.config import ApiSettings
 from liftwatch.schema import FaultCode, IncidentStatus, Severity
 from starlette.background import BackgroundTask
 
@@ -61,19 +60,9 @@ _RETRY_AFTER_S = 30
 _POLL_S = 2.0
 
 
-def incident_model(row: dict[str, Any], settings: ApiSettings) -> Incident:
-    """The board's view of an incident row (``_SELECT``), with its deadline clocks."""
-    trapped = row["code"] == FaultCode.TRAPPED_PASSENGER
-    # The clocks start where the alert service's do: at the earlier of detection and opening.
-    start: datetime = min(row["detected_at"], row["opened_at"])
-    return Incident.model_validate(
-        {
-            **row,
-            "dispatch_deadline_at": start + timedelta(seconds=settings.dispatch_deadline_s) if trapped else None,
-            "arrival_deadline_at": start + timedelta(seconds=settings.arrival_deadline_s) if trapped else None,
-            "detected_late": bool((row.get("evidence") or {}).get("late")),
-        }
-    )
+def incident_model(row: dict[str, Any]) -> Incident:
+    """The board's view of an incident row (``_SELECT``); its deadlines are the ones stamped when it opened."""
+    return Incident.model_validate({**row, "detected_late": bool((row.get("evidence") or {}).get("late"))})
 
 
 def _scope(principal: Principal, where: list[str], params: list[Any]) -> None:
@@ -137,7 +126,7 @@ async def list_incidents(
             f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY i.id DESC LIMIT %s", [*params, limit + 1]
         )
         rows = await cur.fetchall()
-    items = [incident_model(row, api.settings) for row in rows[:limit]]
+    items = [incident_model(row) for row in rows[:limit]]
     page = IncidentPage(
         items=items,
         next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None,
@@ -309,7 +298,7 @@ async def get_incident(
         )
         deliveries = [IncidentDelivery.model_validate(d) for d in await cur.fetchall()]
     return IncidentDetail(
-        incident=incident_model(row, state(request).settings),
+        incident=incident_model(row),
         events=events,
         latest_telemetry=latest,
         deliveries=deliveries,
@@ -363,4 +352,4 @@ async def act(
         status_code = 422 if error.reason in ("cause_required", "unknown_cause", "note_required") else 409
         shown = i18n.t(f"common.status.{error.current_status}", language(request))
         raise ApiError(error.reason, status_code, status=shown) from error
-    return incident_model(await load_incident(request, principal, incident_id), api.settings)
+    return incident_model(await load_incident(request, principal, incident_id))

@@ -214,8 +214,12 @@ class Incident(BaseModel):
     escalation_level: int
     dispatch_deadline_missed: bool
     arrival_deadline_missed: bool
-    dispatch_deadline_at: datetime | None = Field(description="Trapped passengers: detection + 5 min.")
-    arrival_deadline_at: datetime | None = Field(description="Trapped passengers: detection + 30 min.")
+    dispatch_deadline_at: datetime | None = Field(
+        description="Stamped when it opened from the deadline policy in force (trapped passengers: detection + 5 min)."
+    )
+    arrival_deadline_at: datetime | None = Field(
+        description="Stamped when it opened from the deadline policy in force (trapped passengers: detection + 30 min)."
+    )
     source: Literal["rule", "call"] = Field(default="rule", description="Opened by the rules or from a phone call.")
     detected_late: bool = Field(
         default=False,
@@ -321,8 +325,6 @@ class Me(BaseModel):
     maintainer: str | None
     language: str
     timezone: str
-    dispatch_deadline_s: int
-    arrival_deadline_s: int
 
 
 class Health(BaseModel):

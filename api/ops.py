@@ -144,8 +144,6 @@ async def me(request: Request, principal: Annotated[Principal, Depends(current_p
         maintainer=principal.maintainer_name,
         language=language(request),
         timezone=settings.site_timezone,
-        dispatch_deadline_s=settings.dispatch_deadline_s,
-        arrival_deadline_s=settings.arrival_deadline_s,
     )
 
 

@@ -529,15 +529,6 @@ class ApiSettings(CommonSettings):
     sse_replay_limit: int = Field(
         default=10_000, gt=0, description="Most changes replayed to a reconnecting live-feed client."
     )
-    # Shown by the console's clocks; the alert service enforces them (same variables).
-    dispatch_deadline_s: int = Field(
-        default=5 * 60, gt=0, description="Detection to dispatch, for the deadline codes (trapped passenger: 5 min)."
-    )
-    arrival_deadline_s: int = Field(
-        default=30 * 60,
-        gt=0,
-        description="Detection to arrival on site, for the deadline codes (trapped passenger: 30 min).",
-    )
 
     @field_validator("admin_token")
     @classmethod

@@ -236,11 +236,11 @@ def monthly_report(
     rescue_row = _rows(
         conn,
         sql.SQL(
-            "SELECT count(*) AS entrapments, count(*) FILTER (WHERE arrive_s <= %(target)s) AS within, "
+            "SELECT count(*) AS entrapments, count(*) FILTER (WHERE arrive_s <= arrival_target_s) AS within, "
             + percentiles
             + " FROM report_entrapments WHERE month = %(month)s{}"
         ).format(where),
-        {**params, "target": stats.ARRIVAL_TARGET_S},
+        params,
     )[0]
     entrapments = int(rescue_row["entrapments"])
     rescue = Rescue(
@@ -428,12 +428,12 @@ def _trend(
         for r in _rows(
             conn,
             sql.SQL(
-                "SELECT month, count(*) AS entrapments, count(*) FILTER (WHERE arrive_s <= %(target)s) AS within,"
+                "SELECT month, count(*) AS entrapments, count(*) FILTER (WHERE arrive_s <= arrival_target_s) AS within,"
                 " percentile_cont(0.5) WITHIN GROUP (ORDER BY arrive_s) AS median,"
                 " percentile_cont(0.9) WITHIN GROUP (ORDER BY arrive_s) AS p90"
                 " FROM report_entrapments WHERE month BETWEEN %(first)s AND %(month)s{} GROUP BY month"
             ).format(where),
-            {**params, "target": stats.ARRIVAL_TARGET_S},
+            params,
         )
     }
     points = []

@@ -108,7 +108,6 @@ def refresh_month(
         "lookback": start - dt.timedelta(days=stats.REPEAT_WINDOW_DAYS),
         "repeat_window": dt.timedelta(days=stats.REPEAT_WINDOW_DAYS),
         "min_days": stats.min_covered_days(observed) if observed else 1,
-        "arrival_target": stats.ARRIVAL_TARGET_S,
     }
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_NAMESPACE, month.year * 12 + month.month))
@@ -182,6 +181,7 @@ def _refresh_incidents(conn: psycopg.Connection[Any], params: dict[str, Any]) ->
                    extract(epoch FROM i.acknowledged_at - i.detected_at)::double precision AS acknowledge_s,
                    extract(epoch FROM i.dispatched_at - i.detected_at)::double precision AS dispatch_s,
                    extract(epoch FROM i.arrived_at - i.detected_at)::double precision AS arrive_s,
+                   extract(epoch FROM i.arrival_deadline_at - i.detected_at)::double precision AS arrival_target_s,
                    extract(epoch FROM i.released_at - i.detected_at)::double precision AS release_s
             FROM incidents i
             LEFT JOIN real_faults r USING (id)
@@ -206,8 +206,10 @@ def _refresh_incidents(conn: psycopg.Connection[Any], params: dict[str, Any]) ->
     conn.execute(
         """
         INSERT INTO report_entrapments
-            (month, incident_id, district, maintainer_id, use_unit_id, acknowledge_s, dispatch_s, arrive_s, release_s)
-        SELECT %(month)s, id, district, maintainer_id, use_unit_id, acknowledge_s, dispatch_s, arrive_s, release_s
+            (month, incident_id, district, maintainer_id, use_unit_id, acknowledge_s, dispatch_s, arrive_s, release_s,
+             arrival_target_s)
+        SELECT %(month)s, id, district, maintainer_id, use_unit_id, acknowledge_s, dispatch_s, arrive_s, release_s,
+               arrival_target_s
         FROM report_facts WHERE entrapment""",
         params,
     )

@@ -20,8 +20,6 @@ from liftwatch.reports.errors import BadMonth, BadScope
 
 # An elevator's terminal "covers" the month when it sent data on at least this share of the days.
 COVERAGE_MIN_DAY_SHARE = 0.9
-# A trapped passenger must be reached within this many seconds of detection.
-ARRIVAL_TARGET_S = 30 * 60
 # A repeat fault: same elevator, same code, within this many days after the previous one.
 REPEAT_WINDOW_DAYS = 30
 

@@ -85,7 +85,7 @@ def test_every_postgres_panel_runs(reports_fleet: Fleet, district: str) -> None:
     assert panel["Registered elevators"] == [(report.elevators,)]
     assert panel["Terminal coverage"] == [(report.coverage.coverage,)]
     assert panel["Online rate"] == [(pytest.approx(report.coverage.online_rate),)]
-    assert panel["Reached within 30 min"] == [(report.rescue.arrived_within_30min_share,)]
+    assert panel["Reached within the arrival deadline"] == [(report.rescue.arrived_within_30min_share,)]
     assert [
         (code, incidents, entrapments, false_alarms)
         for _, code, incidents, _, entrapments, false_alarms in panel["Incidents by fault type"]
@@ -116,7 +116,7 @@ def test_every_postgres_panel_runs(reports_fleet: Fleet, district: str) -> None:
     assert panel["Incidents per month"][-1][1:] == (report.incidents, report.entrapments)
     if district == "all":
         assert panel["Registered elevators"] == [(10,)]
-        assert panel["Reached within 30 min"] == [(0.5,)]
+        assert panel["Reached within the arrival deadline"] == [(0.5,)]
         assert [row[:3] for row in panel["Maintenance firms (worst first)"]] == [("Firm B", 3, 3), ("Firm A", 7, 4)]
         assert ("2026-03",) in panel["variable month"]
         open_by_severity = dict(results["liftwatch-live/Open incidents by severity"])

@@ -169,7 +169,7 @@ def test_chinese_pdf_embeds_a_font_that_renders_the_text(reports_fleet: Fleet, t
     path_zh = _run(reports_fleet, tmp_path, "pdf", "zh")
     pdf = pypdf.PdfReader(path_zh)
     text = "".join(page.extract_text() for page in pdf.pages)
-    for expected in (TITLE_ZH, "困人", "维保单位", "30分钟内到场率", "Firm B"):
+    for expected in (TITLE_ZH, "困人", "维保单位", "时限内到场率", "Firm B"):
         assert expected in text
     fonts = {
         font["/BaseFont"]: font

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from liftwatch.alerts import channels
-from liftwatch.alerts.deadlines import CodeDeadlines, DeadlinePolicy, Due, DueKind, IncidentTimes, due
+from liftwatch.alerts.deadlines import DeadlinePolicy, Due, DueKind, IncidentTimes, due
 from liftwatch.alerts.incidents import EventKind, Fold, OpenIncident, Outcome, fold
 from liftwatch.alerts.routing import ChangeFacts, RoutingPolicy, Target, Webhook, recipients
 from liftwatch.schema import FaultCode, FaultEvent, Severity, fault_event_id
@@ -121,8 +121,16 @@ POLICY = DeadlinePolicy()
 
 
 def trapped(**changes: object) -> IncidentTimes:
+    """A trapped passenger as opened under the shipped policy: dispatch within 5 min, arrival 30."""
     base = IncidentTimes(
-        id=7, code="trapped_passenger", severity="critical", status="detected", detected_at=T0, opened_at=T0
+        id=7,
+        code="trapped_passenger",
+        severity="critical",
+        status="detected",
+        detected_at=T0,
+        opened_at=T0,
+        dispatch_deadline_at=T0 + timedelta(minutes=5),
+        arrival_deadline_at=T0 + timedelta(minutes=30),
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -181,13 +189,13 @@ def test_level_three_is_never_reached_by_deadlines() -> None:
     assert all(d.escalate_to is None for d in due([incident], at(60), POLICY))
 
 
-def test_deadlines_run_from_the_earlier_of_detection_and_opening() -> None:
-    """A terminal clock running 10 minutes ahead does not buy the firm 10 minutes."""
-    ahead = trapped(status="acknowledged", detected_at=at(10), opened_at=at(0), last_notified_at=at(6))
-    assert [(d.kind, d.deadline) for d in due([ahead], at(5.01), POLICY)] == [(DueKind.DISPATCH_MISSED, at(5))]
+def test_the_stamped_deadlines_are_what_counts() -> None:
+    """Deadlines are judged by the instants stamped when the incident opened, not today's policy."""
     # A replayed old stream (detected long before the service saw it) is due at once.
-    late = trapped(status="acknowledged", detected_at=at(0), opened_at=at(40), last_notified_at=at(40))
+    late = trapped(status="acknowledged", opened_at=at(40), last_notified_at=at(40))
     assert [d.kind for d in due([late], at(40), POLICY)] == [DueKind.DISPATCH_MISSED, DueKind.ARRIVAL_MISSED]
+    stricter = trapped(status="acknowledged", dispatch_deadline_at=at(2), last_notified_at=at(3))
+    assert [(d.kind, d.deadline) for d in due([stricter], at(3), POLICY)] == [(DueKind.DISPATCH_MISSED, at(2))]
 
 
 @pytest.mark.parametrize(("limit", "levels"), [(1, [None, None]), (2, [2, None]), (3, [2, 3])])
@@ -211,11 +219,11 @@ def test_codes_without_deadlines_and_auto_clear() -> None:
     assert due([critical_cleared], T0 + 2 * day, POLICY) == []
 
 
-def test_per_code_configuration() -> None:
-    policy = DeadlinePolicy(codes={"overspeed": CodeDeadlines(dispatch_s=60)})
-    overspeed = replace(trapped(code="overspeed", status="acknowledged"))
-    assert [d.kind for d in due([overspeed], at(2), policy)] == [DueKind.DISPATCH_MISSED]
-    assert due([trapped(status="acknowledged")], at(40), policy) == []
+def test_an_incident_opened_without_deadlines_has_none_due() -> None:
+    overspeed = trapped(code="overspeed", status="acknowledged", dispatch_deadline_at=at(1), arrival_deadline_at=None)
+    assert [d.kind for d in due([overspeed], at(40), POLICY)] == [DueKind.DISPATCH_MISSED]
+    unstamped = trapped(status="acknowledged", dispatch_deadline_at=None, arrival_deadline_at=None)
+    assert due([unstamped], at(40), POLICY) == []
 
 
 # --- routing ----------------------------------------------------------------------------------
