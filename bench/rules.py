@@ -40,7 +40,9 @@ sys.path.insert(0, str(ROOT))
 
 from liftwatch.rules.allocator import keep_freed_memory  # noqa: E402
 from liftwatch.rules.columns import CLOSED, DOOR_STATES, MODES, OPEN, Columns  # noqa: E402
-from liftwatch.rules.engine import SlotParams, State, TerminalInfo, evaluate  # noqa: E402
+from liftwatch.rules.engine import evaluate  # noqa: E402
+from liftwatch.rules.params import SlotParams, TerminalInfo  # noqa: E402
+from liftwatch.rules.state import State  # noqa: E402
 from liftwatch.rules.thresholds import build  # noqa: E402
 
 T0 = 1_700_000_000_000
@@ -131,7 +133,7 @@ def bench_engine(
 ) -> EngineRun:
     """Samples/s of the evaluation: over the whole run and per batch, wall clock and per CPU-second."""
     params = fleet_params(fleet)
-    state = State(params.hist_width)
+    state = State(params.reversals_kept)
     seconds = max(1, batch // fleet)
     batches = max(3, samples_target // (fleet * seconds))
     run = EngineRun()

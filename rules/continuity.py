@@ -7,7 +7,7 @@ Only a real hole waits: the messages after it are held until it fills, or until 
 for the allowed lateness (in gateway receive time while the terminal speaks, in processing time
 when it has gone silent, see :meth:`Continuity.expire`).
 
-Per terminal slot the state is three columns of :class:`~liftwatch.rules.engine.State`
+Per terminal slot the state is three columns of :class:`~liftwatch.rules.state.State`
 (checkpointed with the rest of it) and, only while a hole is open, the messages seen beyond it:
 
 * ``seq_next``: the seq that continues the gap-free run (-1: no message seen yet);
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from liftwatch.rules.engine import NONE, State
+from liftwatch.rules.state import NONE, State
 
 # Held messages beyond one terminal's hole at most; more gives the hole up (memory bound).
 MAX_BEYOND = 1_000

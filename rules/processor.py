@@ -14,16 +14,10 @@ import numpy as np
 from liftwatch.rules.catalog import SAMPLE_RULES
 from liftwatch.rules.columns import Columns, from_samples
 from liftwatch.rules.continuity import Continuity
-from liftwatch.rules.engine import (
-    NONE,
-    RULES,
-    Detections,
-    SlotParams,
-    State,
-    TerminalInfo,
-    evaluate,
-)
+from liftwatch.rules.engine import Detections, evaluate
 from liftwatch.rules.errors import CheckpointError
+from liftwatch.rules.params import SlotParams, TerminalInfo
+from liftwatch.rules.state import NONE, RULES, V3_NAMES, State
 from liftwatch.rules.thresholds import Thresholds
 from liftwatch.schema import (
     DOOR_STATES,
@@ -41,8 +35,10 @@ LATE_RUN_GAP_MS = 60_000
 """Late samples of a terminal this long after the last late sample the late lane judged (or older than
 it) start a new late run: rule timers never span two outages' backlogs."""
 
-SNAPSHOT_VERSION = 3
-"""3 adds message-sequence continuity (state columns and the messages held beyond a hole); 2 still loads."""
+SNAPSHOT_VERSION = 4
+"""4 names the rule state columns (``cond.overspeed``) where 3 numbered them in the catalog's order of the
+time, so adding a fault code leaves checkpoints readable; 3 added message-sequence continuity (state
+columns and the messages held beyond a hole). 2 and 3 still load (their names read through ``V3_NAMES``)."""
 
 
 EvidenceField = Callable[[Columns, SlotParams, int, int, int], Any]
@@ -50,9 +46,9 @@ EvidenceField = Callable[[Columns, SlotParams, int, int, int], Any]
 
 EVIDENCE: dict[str, EvidenceField] = {
     "variant": lambda s, p, pos, slot, model: "at_landing" if s.door_zone[pos] else "between_floors",
-    "limit_mps": lambda s, p, pos, slot, model: float(p.os_limit[slot]),
+    "limit_mps": lambda s, p, pos, slot, model: float(p.overspeed_limit[slot]),
     "factor": lambda s, p, pos, slot, model: float(p.factor[model]),
-    "door_speed_mps": lambda s, p, pos, slot, model: float(p.dowm_speed[slot]),
+    "door_speed_mps": lambda s, p, pos, slot, model: float(p.door_open_speed[slot]),
     "limit_up": lambda s, p, pos, slot, model: bool(s.limit_up[pos]),
     "limit_down": lambda s, p, pos, slot, model: bool(s.limit_down[pos]),
     "top_floor": lambda s, p, pos, slot, model: int(p.top[slot]),
@@ -77,9 +73,9 @@ class RuleProcessor:
         self.lateness_ms = lateness_ms
         self.day_offset_ms = day_offset_ms
         self.params = SlotParams(thresholds)
-        self.state = State(self.params.hist_width)
+        self.state = State(self.params.reversals_kept)
         self.continuity = Continuity(lateness_ms)
-        self.late_state = State(self.params.hist_width)
+        self.late_state = State(self.params.reversals_kept)
         """The late lane: rule state over late samples only (see :meth:`_judge_late`)."""
         self.slots: dict[str, int] = {}
         self.terminals: list[str] = []
@@ -399,14 +395,15 @@ class RuleProcessor:
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as data:
                 version = int(data["version"][0])
-                if version not in (2, SNAPSHOT_VERSION):
+                if version not in (2, 3, SNAPSHOT_VERSION):
                     raise CheckpointError(f"checkpoint version {version} is not {SNAPSHOT_VERSION}")
                 terminals = [str(t) for t in data["terminals"].tolist()]
-                rows = {k[4:]: data[k] for k in data.files if k.startswith("row_")}
+                renamed = V3_NAMES if version < 4 else {}
+                rows = {renamed.get(k[4:], k[4:]): data[k] for k in data.files if k.startswith("row_")}
                 held = {k[5:]: data[k] for k in data.files if k.startswith("held_") and k != "held_index"}
                 held_index = data["held_index"]
                 beyond = tuple(data[k] for k in ("beyond_index", "beyond_seq", "beyond_newest")) if version > 2 else ()
-                late_rows = {k[5:]: data[k] for k in data.files if k.startswith("late_")}
+                late_rows = {renamed.get(k[5:], k[5:]): data[k] for k in data.files if k.startswith("late_")}
                 # skipped ranges came within version 3: a checkpoint without them has none to restore
                 skipped = tuple(
                     data[f"skipped_{k}"] for k in ("index", "lo", "hi", "after", "newest") if "skipped_index" in data

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from liftwatch.rules.engine import TerminalInfo
+from liftwatch.rules.params import TerminalInfo
 from psycopg_pool import AsyncConnectionPool
 
 REGISTRY_QUERY = """

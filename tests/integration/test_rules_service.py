@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
 from liftwatch.config import RulesSettings
-from liftwatch.rules import engine, service
+from liftwatch.rules import service, watermark
 from liftwatch.schema import TelemetryRecord, encode_record
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
@@ -211,7 +211,7 @@ async def test_samples_waiting_for_one_more_batch_are_evaluated_when_the_stream_
     rules_settings: RulesSettings, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Every partly passed batch waits for the next one, as a large batch does under load.
-    monkeypatch.setattr(engine, "DEFER_MIN_SAMPLES", 0)
+    monkeypatch.setattr(watermark, "DEFER_MIN_SAMPLES", 0)
     stream = [record(i, trapped(T0 + 1000 * i)) for i in range(31)]
     async with engine_in_process(rules_settings) as registry:
         await send_telemetry(rules_settings, stream)

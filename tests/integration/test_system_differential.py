@@ -59,7 +59,7 @@ from liftwatch.mqtt import MqttClient
 from liftwatch.platform import platform_processes
 from liftwatch.registry import RegistryRow, import_registry
 from liftwatch.rules import thresholds as thresholds_mod
-from liftwatch.rules.engine import TerminalInfo
+from liftwatch.rules.params import TerminalInfo
 from liftwatch.rules.registry import load_registry_sync
 from liftwatch.rules.replay import replay_events
 from liftwatch.rules.service import site_day_offset_ms

@@ -10,7 +10,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from liftwatch.rules.engine import DAY_MS, TerminalInfo
+from liftwatch.rules.engine import DAY_MS
+from liftwatch.rules.params import TerminalInfo
 from liftwatch.rules.thresholds import RuleSet, Thresholds
 
 Event = tuple[str, str, str, int, int]

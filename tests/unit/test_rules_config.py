@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from liftwatch.rules.engine import TerminalInfo
 from liftwatch.rules.errors import RulesConfigError
+from liftwatch.rules.params import TerminalInfo
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.thresholds import build, load, with_settings
 from liftwatch.schema import StatusRecord, TelemetryRecord

@@ -25,10 +25,10 @@ from unittest import mock
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch.rules import engine as engine_mod
+from liftwatch.rules import watermark
 from liftwatch.rules.continuity import Continuity
-from liftwatch.rules.engine import State
 from liftwatch.rules.processor import RuleProcessor
+from liftwatch.rules.state import State
 from liftwatch.schema import Sample, TelemetryRecord
 
 from tests.unit.rules_reference import Event, Reference, fast_thresholds, random_stream
@@ -153,7 +153,7 @@ def eager_release(eager: bool) -> Iterator[None]:
     if not eager:
         yield
         return
-    with mock.patch.object(engine_mod, "DEFER_MIN_SAMPLES", 0), mock.patch.object(engine_mod, "MAX_CHUNKS", 2):
+    with mock.patch.object(watermark, "DEFER_MIN_SAMPLES", 0), mock.patch.object(watermark, "MAX_CHUNKS", 2):
         yield
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch.rules import engine
+from liftwatch.rules import watermark
 from liftwatch.rules.columns import DOOR_CODE, MODE_CODE, Columns
-from liftwatch.rules.engine import TerminalInfo
+from liftwatch.rules.params import TerminalInfo
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.thresholds import Thresholds, build
 
@@ -40,7 +40,7 @@ def held_back_chunks(eager: bool) -> Iterator[None]:
     if not eager:
         yield
         return
-    with mock.patch.object(engine, "DEFER_MIN_SAMPLES", 0), mock.patch.object(engine, "MAX_CHUNKS", 2):
+    with mock.patch.object(watermark, "DEFER_MIN_SAMPLES", 0), mock.patch.object(watermark, "MAX_CHUNKS", 2):
         yield
 
 
@@ -168,13 +168,13 @@ def test_large_random_stream_matches_reference(eager: bool) -> None:
 
 
 def test_slot_order_and_merge_paths_agree_with_a_plain_sort() -> None:
-    from liftwatch.rules.engine import _merge_all, _slot_order
+    from liftwatch.rules.batches import merge_all, slot_order
 
     rng = np.random.default_rng(3)
     shuffled = rng.integers(0, 300_000, 100_000).astype(np.int32)  # many short runs: the radix path
     tiled = np.tile(np.arange(5_000, dtype=np.int32), 20)  # a few long runs: timsort
     for slot in (shuffled, tiled):
-        assert np.array_equal(_slot_order(slot), np.argsort(slot, kind="stable"))
+        assert np.array_equal(slot_order(slot), np.argsort(slot, kind="stable"))
 
     def sorted_cols(slot: list[int], ts: list[int], floor: int) -> Columns:
         order = np.lexsort((ts, slot))
@@ -195,7 +195,7 @@ def test_slot_order_and_merge_paths_agree_with_a_plain_sort() -> None:
     for ts_a, ts_b in (([1, 2], [3, 4]), ([5, 9], [6, 7]), ([0, 2**40], [2**61, 5])):
         a = sorted_cols([1, 1], ts_a, floor=1)
         b = sorted_cols([0, 1], ts_b, floor=2)
-        merged = _merge_all([a, b])
+        merged = merge_all([a, b])
         rows = sorted(
             [(int(s), int(t), 0, int(f)) for s, t, f in zip(a.slot, a.ts, a.floor, strict=True)]
             + [(int(s), int(t), 1, int(f)) for s, t, f in zip(b.slot, b.ts, b.floor, strict=True)]
@@ -208,7 +208,7 @@ def test_slot_order_and_merge_paths_agree_with_a_plain_sort() -> None:
 def test_a_large_partly_passed_batch_waits_once_and_an_empty_batch_releases_it() -> None:
     rng = np.random.default_rng(11)
     stream = random_stream(rng, ["T0", "T1"], 400)
-    with mock.patch.object(engine, "DEFER_MIN_SAMPLES", 100):
+    with mock.patch.object(watermark, "DEFER_MIN_SAMPLES", 100):
         proc = new_processor(build(), 5_000)
         _, first = proc.evaluate(to_columns(proc, stream))
         assert (first.evaluated, proc.waiting) == (0, True)  # all of it waits: it passed only in part
@@ -277,7 +277,7 @@ def test_waiting_samples_trail_by_one_batch_at_most(
 ) -> None:
     stream = random_stream(np.random.default_rng(seed), TERMINALS, 200)
     cuts = [int(f * len(stream)) for f in cut_fracs]
-    with mock.patch.object(engine, "DEFER_MIN_SAMPLES", 0), mock.patch.object(engine, "MAX_CHUNKS", max_chunks):
+    with mock.patch.object(watermark, "DEFER_MIN_SAMPLES", 0), mock.patch.object(watermark, "MAX_CHUNKS", max_chunks):
         assert lag_in_batches(stream, cuts, lateness_ms) <= 1
 
 
@@ -294,5 +294,38 @@ def test_a_terminal_overtaken_in_every_batch_is_still_evaluated() -> None:
         late_one = [samples[4 * k - 3]] if k else []
         stream += [("T0", s) for s in [*late_one, samples[4 * k], samples[4 * k + 2], samples[4 * k + 3]]]
         cuts.append(len(stream))
-    with mock.patch.object(engine, "DEFER_MIN_SAMPLES", 2):
+    with mock.patch.object(watermark, "DEFER_MIN_SAMPLES", 2):
         assert lag_in_batches(stream, cuts[:-1], 5_000) <= 1
+
+
+def test_a_version_3_checkpoint_restores() -> None:
+    """A checkpoint written before the state columns had names (version 3, numbered columns) restores.
+
+    ``data/rules_checkpoint_v3.npz`` was written by that code after the first half of the stream
+    beside it; restored and fed the second half, it gives the events of an uninterrupted run.
+    """
+    import gzip
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    saved = json.loads(gzip.decompress((data / "rules_checkpoint_v3_stream.json.gz").read_bytes()))
+    stream = [(terminal, sample) for terminal, sample in saved["stream"]]
+    cut = saved["cut"]
+    blob = (data / "rules_checkpoint_v3.npz").read_bytes()
+    with np.load(data / "rules_checkpoint_v3.npz") as stored:
+        assert int(stored["version"][0]) == 3
+    thresholds = fast_thresholds()
+
+    def events(found: list[Any]) -> list[Event]:
+        return [(e.terminal, e.code.value, e.transition, e.since_ms, e.at_ms) for e in found]
+
+    whole, _late, _evaluated = run_engine(thresholds, stream, [cut], set(), 2_000)
+    first = new_processor(thresholds, 2_000)
+    before, _ = first.evaluate(to_columns(first, stream[:cut]))
+    restored = new_processor(thresholds, 2_000)
+    restored.slot("U9")  # terminals in another slot order than when the checkpoint was written
+    assert sorted(restored.restore(blob)) == sorted(first.slots)
+    after, _ = restored.evaluate(to_columns(restored, stream[cut:]), flush=True)
+    assert sorted(events(before) + events(after)) == whole
+    assert len(after) > 0

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from liftwatch.rules.engine import TerminalInfo
+from liftwatch.rules.params import TerminalInfo
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.thresholds import build
 from liftwatch.schema import FaultCode, FaultEvent, TelemetryMessage, TelemetryRecord

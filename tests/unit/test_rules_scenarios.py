@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from liftwatch.rules.columns import from_samples
-from liftwatch.rules.engine import TerminalInfo
+from liftwatch.rules.params import TerminalInfo
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.thresholds import build
 from liftwatch.schema import Sample, TelemetryRecord
