@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -67,6 +69,60 @@ SELECT next_offset, state FROM rules_checkpoints WHERE consumer_group = %s AND t
 """
 
 
+class Partition:
+    """A telemetry partition this process owns: its terminals, how far it was read, what was checkpointed.
+
+    Transitions (caller: effect):
+
+    * assigned without a checkpoint (:meth:`RulesService.assigned`): no terminals, offset unknown
+      until its first batch; the consumer starts from the committed/earliest offset.
+    * assigned from a checkpoint (:meth:`restored`): the checkpoint's terminals, ``next_offset`` =
+      ``saved_offset`` = the checkpoint's, saved now; the consumer seeks there.
+    * read (:meth:`read`, ``RulesService._handle``): the batch's terminals join, ``next_offset`` moves
+      past its last record.
+    * checkpointed (:meth:`saved`, ``RulesService._checkpoint``): ``saved_offset`` = the offset written.
+    * revoked (``RulesService.revoked``): checkpointed, then dropped with its terminals' rule state.
+    """
+
+    def __init__(self) -> None:
+        self.terminals: set[str] = set()
+        """Terminals whose records came through this partition (their rule state is checkpointed with it)."""
+        self.next_offset: int | None = None
+        """Next offset to read (None: nothing read or restored yet, so nothing to checkpoint)."""
+        self.saved_offset: int | None = None
+        """Offset of the last checkpoint written."""
+        self.saved_at = -math.inf
+        """Monotonic time of the last checkpoint written."""
+
+    @classmethod
+    def restored(cls, terminals: list[str], offset: int, now: float) -> Partition:
+        """A partition assigned with a checkpoint: reading resumes at its offset."""
+        partition = cls()
+        partition.terminals = set(terminals)
+        partition.next_offset = partition.saved_offset = offset
+        partition.saved_at = now
+        return partition
+
+    def read(self, terminals: Iterable[str], last_offset: int) -> None:
+        """A batch of the partition was read (records up to ``last_offset``)."""
+        self.terminals.update(terminals)
+        self.next_offset = last_offset + 1
+
+    def due(self, now: float, interval_s: float, *, force: bool, unmoved: bool) -> bool:
+        """Whether to checkpoint now: the offset is known and moved since the last checkpoint (or
+        ``unmoved``), and the interval has passed (or ``force``)."""
+        return (
+            self.next_offset is not None
+            and (unmoved or self.next_offset != self.saved_offset)
+            and (force or now - self.saved_at >= interval_s)
+        )
+
+    def saved(self, offset: int, now: float) -> None:
+        """A checkpoint of the partition at ``offset`` was committed."""
+        self.saved_offset = offset
+        self.saved_at = now
+
+
 def fault_key(event: FaultEvent) -> bytes:
     """Key of a ``faults`` record: the elevator (all its events in one partition, in order, even across a
     terminal replacement); the terminal for one the registry does not know."""
@@ -98,10 +154,8 @@ class RulesService:
         self.faults_topic = settings.topic("faults")
         self.deadletter_topic = settings.topic("deadletter")
         self.lock = asyncio.Lock()
-        self.owned: dict[int, set[str]] = {}
-        self.next_offset: dict[int, int] = {}
-        self.saved_at: dict[int, float] = {}
-        self.saved_offset: dict[int, int] = {}
+        self.partitions: dict[int, Partition] = {}
+        """The telemetry partitions this process owns, by partition number."""
         self.dead: list[DeadLetter] = []
         self.lag = 0
         self.caught_up = False
@@ -150,7 +204,7 @@ class RulesService:
                     with contextlib.suppress(asyncio.CancelledError):
                         await listener
                     async with self.lock:
-                        await self._checkpoint(list(self.owned), force=True)
+                        await self._checkpoint(list(self.partitions), force=True)
                     await self.consumer.stop()
             finally:
                 await self.producer.stop()
@@ -247,15 +301,15 @@ class RulesService:
                 continue
             self.metrics.records_in.labels(topic=tp.topic).inc(len(messages))
             if tp.topic == self.telemetry_topic:
-                terminals = self.owned.get(tp.partition)
-                if terminals is None:  # revoked while the batch was in flight
+                partition = self.partitions.get(tp.partition)
+                if partition is None:  # revoked while the batch was in flight
                     continue
+                first = len(records)
                 for message in messages:
                     record = self._decode(message, tp.topic, decode_telemetry_record)
                     if record is not None:
                         records.append(record)
-                        terminals.add(record.terminal)
-                self.next_offset[tp.partition] = messages[-1].offset + 1
+                partition.read((r.terminal for r in records[first:]), messages[-1].offset)
                 touched.append(tp.partition)
             elif tp.topic == self.status_topic:
                 for message in messages:
@@ -300,7 +354,7 @@ class RulesService:
             events, det = self.processor.evaluate(Columns.empty())
             self.metrics.samples.inc(det.evaluated)
             if events:
-                touched = sorted(set(touched) | set(self.owned))
+                touched = sorted(set(touched) | set(self.partitions))
         continuity = self.processor.continuity
         opened, given_up = continuity.holes_opened, continuity.holes_given_up
         if opened > self._holes[0]:
@@ -360,8 +414,11 @@ class RulesService:
             return
         lag = 0
         known = True
-        for partition, offset in self.next_offset.items():
-            high = self.consumer.highwater(TopicPartition(self.telemetry_topic, partition))
+        for number, partition in self.partitions.items():
+            offset = partition.next_offset
+            if offset is None:
+                continue
+            high = self.consumer.highwater(TopicPartition(self.telemetry_topic, number))
             if high is not None:
                 lag += max(0, high - offset)
             else:
@@ -385,9 +442,7 @@ class RulesService:
         due = [
             p
             for p in partitions
-            if p in self.next_offset
-            and (unmoved or self.next_offset[p] != self.saved_offset.get(p))
-            and (force or now - self.saved_at.get(p, -1e9) >= interval)
+            if p in self.partitions and self.partitions[p].due(now, interval, force=force, unmoved=unmoved)
         ]
         if not due:
             return
@@ -395,8 +450,10 @@ class RulesService:
         rows = []
         late_share = self.late_share.share(now)
         for p in due:
-            terminals = sorted(self.owned.get(p, ()))
-            rows.append((p, self.next_offset[p], len(terminals), self.processor.snapshot(terminals)))
+            partition = self.partitions[p]
+            assert partition.next_offset is not None  # due
+            terminals = sorted(partition.terminals)
+            rows.append((p, partition.next_offset, len(terminals), self.processor.snapshot(terminals)))
         delay = RETRY_MIN_S
         while True:
             try:
@@ -413,8 +470,7 @@ class RulesService:
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
         for p, offset, _, _ in rows:
-            self.saved_at[p] = now
-            self.saved_offset[p] = offset
+            self.partitions[p].saved(offset, now)
         self.metrics.checkpoint.observe(time.perf_counter() - started)
 
     async def assigned(self, partitions: list[TopicPartition]) -> None:
@@ -422,7 +478,7 @@ class RulesService:
         assert self.pool is not None and self.consumer is not None
         async with self.lock:
             for tp in partitions:
-                if tp.topic != self.telemetry_topic or tp.partition in self.owned:
+                if tp.topic != self.telemetry_topic or tp.partition in self.partitions:
                     continue
                 async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
                     await cursor.execute(
@@ -430,14 +486,12 @@ class RulesService:
                     )
                     row = await cursor.fetchone()
                 if row is None:
-                    self.owned[tp.partition] = set()
+                    self.partitions[tp.partition] = Partition()
                     log.info("partition %d: no checkpoint, starting from the committed/earliest offset", tp.partition)
                     continue
                 offset = int(row["next_offset"])
                 terminals = self.processor.restore(bytes(row["state"]))
-                self.owned[tp.partition] = set(terminals)
-                self.next_offset[tp.partition] = self.saved_offset[tp.partition] = offset
-                self.saved_at[tp.partition] = time.monotonic()
+                self.partitions[tp.partition] = Partition.restored(terminals, offset, time.monotonic())
                 self.consumer.seek(tp, offset)
                 log.info(
                     "partition %d: restored %d terminals, resuming at offset %d", tp.partition, len(terminals), offset
@@ -447,14 +501,13 @@ class RulesService:
         """Checkpoint and forget telemetry partitions moving to another process."""
         async with self.lock:
             mine = [
-                tp.partition for tp in partitions if tp.topic == self.telemetry_topic and tp.partition in self.owned
+                tp.partition
+                for tp in partitions
+                if tp.topic == self.telemetry_topic and tp.partition in self.partitions
             ]
             await self._checkpoint(mine, force=True)
             for p in mine:
-                self.processor.forget(sorted(self.owned.pop(p)))
-                self.next_offset.pop(p, None)
-                self.saved_offset.pop(p, None)
-                self.saved_at.pop(p, None)
+                self.processor.forget(sorted(self.partitions.pop(p).terminals))
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
