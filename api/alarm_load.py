@@ -10,24 +10,22 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from liftwatch.alerts import alarm_load
 from liftwatch.alerts.alarm_load import STALE_AFTER, Alarm
 from liftwatch.api.app import state
-from liftwatch.api.auth import Principal, require_roles
+from liftwatch.api.deps import Admin, AlarmLoadReader
 from liftwatch.api.errors import ApiError, not_found
 from liftwatch.api.models import Desk, DeskUpdate, Instant
 
 router = APIRouter(prefix="/api/v1", tags=["alarm load"])
 
-Viewer = Annotated[Principal, Depends(require_roles("admin", "operator", "regulator"))]
-Admin = Annotated[Principal, Depends(require_roles("admin"))]
 DeskName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\s\x00].*$")]
 
 
 @router.get("/desks", response_model=list[Desk])
-async def list_desks(request: Request, principal: Viewer) -> list[Desk]:
+async def list_desks(request: Request, principal: AlarmLoadReader) -> list[Desk]:
     """Operator desks and the districts each watches."""
     async with state(request).pool.connection() as conn:
         cur = await conn.execute("SELECT name, districts FROM operator_desks ORDER BY name")
@@ -51,7 +49,7 @@ async def put_desk(request: Request, principal: Admin, name: DeskName, body: Des
 @router.get("/alarm-load", responses={200: {"content": {"text/csv": {}}}})
 async def get_alarm_load(
     request: Request,
-    principal: Viewer,
+    principal: AlarmLoadReader,
     desk: Annotated[str, Query(min_length=1, max_length=100)],
     from_: Annotated[Instant, Query(alias="from", description="Start (ISO 8601 with offset).")],
     to: Annotated[Instant, Query(description="End, exclusive; at most 31 days after from.")],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -266,6 +265,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
 
     from liftwatch.api import alarm_load, centre, fleet, history, incidents, ops, orders, suppression
     from liftwatch.api import registry as registry_routes
+    from liftwatch.reports import api as statistics
 
     app.include_router(ops.router)
     app.include_router(centre.router)  # before incidents: its /{id}/{action} would take /{id}/comments
@@ -277,7 +277,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.include_router(fleet.router)
     app.include_router(history.router)
     app.include_router(orders.router)
-    _include_reports(app)
+    app.include_router(statistics.build_router())
 
     static_dir = str(_STATIC)
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
@@ -311,14 +311,3 @@ def _install_offline_docs(app: FastAPI) -> None:
             swagger_css_url="/static-docs/swagger-ui.css",
             swagger_favicon_url="/static-docs/favicon.png",
         )
-
-
-def _include_reports(app: FastAPI) -> None:
-    """Monthly statistics (``/api/v1/stats``) when the reports package provides its router."""
-    try:
-        module = importlib.import_module("liftwatch.reports.api")
-    except ModuleNotFoundError as error:
-        if error.name in ("liftwatch.reports.api", "liftwatch.reports"):
-            return
-        raise
-    app.include_router(module.build_router(auth.current_principal))

@@ -1,4 +1,4 @@
-"""Who is calling: bearer tokens, roles and the FastAPI dependencies that enforce them.
+"""Who is calling: bearer tokens, sessions and the FastAPI dependencies that authenticate them.
 
 Tokens are random strings shown once at creation; only their SHA-256 is stored (``api_tokens``),
 with an optional expiry. ``LIFTWATCH_ADMIN_TOKEN`` is an admin that needs no row (bootstrap).
@@ -16,13 +16,12 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeAlias
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from liftwatch.api.errors import forbidden, unauthenticated
+from liftwatch.api.errors import unauthenticated
 from psycopg_pool import AsyncConnectionPool
 
 Role: TypeAlias = Literal["admin", "operator", "maintainer", "regulator"]
@@ -51,11 +50,6 @@ class Principal:
     def key(self) -> str:
         """Who holds what (idempotency keys, stream slots): the token, or the bootstrap admin's name."""
         return f"token:{self.token_id}" if self.token_id is not None else f"name:{self.name}"
-
-    @property
-    def firm_scoped(self) -> bool:
-        """True when the caller sees only the elevators of its own maintenance firm."""
-        return self.role == "maintainer"
 
 
 def new_token() -> str:
@@ -226,15 +220,3 @@ async def stream_principal(
 ) -> Principal:
     """Like :func:`current_principal`, also accepting the ``access_token`` query parameter (the live feed only)."""
     return await _authenticate(request, query_token=True)
-
-
-def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
-    """FastAPI dependency factory: the caller, who must have one of ``roles`` (else 403)."""
-    allowed = frozenset(roles)
-
-    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-        if principal.role not in allowed:
-            raise forbidden()
-        return principal
-
-    return dependency

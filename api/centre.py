@@ -12,14 +12,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse
 from liftwatch import i18n
 from liftwatch.alerts import actions_store, centre, centre_store
 from liftwatch.alerts.errors import ElevatorNotFound, IllegalTransition, IncidentNotFound
-from liftwatch.api import idempotency
+from liftwatch.api import access, idempotency
 from liftwatch.api.app import language, state
-from liftwatch.api.auth import Principal, require_roles
+from liftwatch.api.deps import Centre, Commenter
 from liftwatch.api.errors import ApiError, not_found
 from liftwatch.api.incidents import incident_model, load_incident
 from liftwatch.api.models import (
@@ -36,8 +36,6 @@ from liftwatch.api.models import (
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 groups = APIRouter(prefix="/api/v1/incident-groups", tags=["incidents"])
 
-Centre = Annotated[Principal, Depends(require_roles("admin", "operator"))]
-Commenter = Annotated[Principal, Depends(require_roles("admin", "operator", "maintainer"))]
 IncidentId = Annotated[int, Path(ge=1, le=2**62)]
 
 
@@ -142,10 +140,10 @@ async def set_assignee(request: Request, principal: Centre, incident_id: Inciden
     api = state(request)
     async with api.pool.connection() as conn:
         if body.assignee is not None and body.assignee != principal.name:
-            # Only someone who can work incidents: an operator's or admin's live token name.
+            # Only someone who works incidents in the centre: the live token name of such a role.
             cur = await conn.execute(
-                "SELECT 1 FROM api_tokens WHERE name = %s AND role IN ('operator', 'admin') AND revoked_at IS NULL",
-                (body.assignee,),
+                "SELECT 1 FROM api_tokens WHERE name = %s AND role = ANY(%s) AND revoked_at IS NULL",
+                (body.assignee, access.roles_with(access.Permission.RUN_CENTRE)),
             )
             if await cur.fetchone() is None:
                 raise ApiError("unknown_assignee", 422, name=body.assignee)

@@ -113,11 +113,6 @@ async def replay(
     return [item_from_change(change) for change in relay.changes_of(rows)]
 
 
-def visible(principal: Principal, item: FeedItem) -> bool:
-    """Whether ``principal`` may see this change (a maintainer sees only its firm's incidents, by id)."""
-    return access.may_see_firm(principal, item.maintainer_id)
-
-
 @dataclass(eq=False)
 class Subscription:
     """One connected client's queue."""
@@ -160,7 +155,7 @@ class IncidentFeed:
     def publish(self, item: FeedItem) -> None:
         """Hand one change to every subscriber allowed to see it."""
         for sub in self._subscribers:
-            if sub.overflowed or not visible(sub.principal, item):
+            if sub.overflowed or not access.may_see_firm(sub.principal, item.maintainer_id):
                 continue
             try:
                 sub.queue.put_nowait(item)

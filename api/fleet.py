@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from liftwatch.api import access
 from liftwatch.api.app import state
-from liftwatch.api.auth import Principal, current_principal
+from liftwatch.api.deps import Reader
 from liftwatch.api.errors import not_found
 from liftwatch.api.models import RegistrationCode
 from liftwatch.db import like_escape
@@ -26,7 +26,6 @@ from liftwatch.reports import stats
 from psycopg.rows import dict_row
 
 router = APIRouter(prefix="/api/v1/fleet", tags=["fleet"])
-Reader = Annotated[Principal, Depends(current_principal)]
 
 ONLINE_WITHIN = timedelta(minutes=5)
 """A terminal seen this recently is online (terminals report every few seconds and keep alive)."""

@@ -17,7 +17,8 @@ from liftwatch import i18n
 from liftwatch.alerts.lifecycle import CloseCause
 from liftwatch.api import access
 from liftwatch.api.app import language, state
-from liftwatch.api.auth import Principal, current_principal
+from liftwatch.api.auth import Principal
+from liftwatch.api.deps import Reader
 from liftwatch.api.errors import ApiError
 from liftwatch.api.models import Instant
 from liftwatch.api.pagination import decode_cursor_parts, encode_cursor
@@ -27,7 +28,6 @@ from liftwatch.schema import FaultCode
 from psycopg.rows import dict_row
 
 router = APIRouter(prefix="/api/v1/history", tags=["incidents"])
-Reader = Annotated[Principal, Depends(current_principal)]
 
 FINISHED = ("closed", "false_alarm", "auto_cleared")
 MAX_PERIOD = timedelta(days=366)

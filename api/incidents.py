@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from liftwatch import i18n
 from liftwatch.alerts.suppression import suppression_sql
 from liftwatch.api import access, auth, idempotency
 from liftwatch.api.app import ApiState, language, state
-from liftwatch.api.auth import Principal, current_principal, require_roles
+from liftwatch.api.auth import Principal
+from liftwatch.api.deps import Actor, Reader, StreamReader
 from liftwatch.api.errors import ApiError, forbidden, not_found, too_many_streams
 from liftwatch.api.feed import FeedItem, replay
 from liftwatch.api.models import (
@@ -39,9 +40,6 @@ from liftwatch.schema import FaultCode, IncidentStatus, Severity
 from starlette.background import BackgroundTask
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
-
-Reader = Annotated[Principal, Depends(current_principal)]
-Actor = Annotated[Principal, Depends(require_roles("admin", "operator", "maintainer"))]
 
 _CLOSED = ("closed", "false_alarm", "auto_cleared")
 _SELECT = (
@@ -65,10 +63,6 @@ def incident_model(row: dict[str, Any]) -> Incident:
     return Incident.model_validate({**row, "detected_late": bool((row.get("evidence") or {}).get("late"))})
 
 
-def _scope(principal: Principal, where: list[str], params: list[Any]) -> None:
-    access.restrict(principal, "i.maintainer_id", where, params)
-
-
 @router.get("", response_model=IncidentPage)
 async def list_incidents(
     request: Request,
@@ -88,7 +82,7 @@ async def list_incidents(
     """Incidents, newest first, with filters and keyset pagination."""
     where: list[str] = ["TRUE"]
     params: list[object] = []
-    _scope(principal, where, params)
+    access.restrict(principal, "i.maintainer_id", where, params)
     if status:
         where.append("i.status = ANY(%s)")
         params.append([str(s) for s in status])
@@ -146,7 +140,7 @@ async def list_incidents(
 )
 async def stream(
     request: Request,
-    principal: Annotated[Principal, Depends(auth.stream_principal)],
+    principal: StreamReader,
     last_event_id: Annotated[int | None, Header(ge=0, description="Sent by EventSource on reconnection.")] = None,
     after: Annotated[
         int | None, Query(ge=0, description="Start after this change id (e.g. `last_change_id` of a list).")
@@ -251,7 +245,7 @@ def _feed_frame(live: bool) -> bytes:
 async def load_incident(request: Request, principal: Principal, incident_id: int) -> dict[str, Any]:
     """The incident row if the caller may see it, else 404 (never 403: its existence is not told)."""
     where, params = ["i.id = %s"], [incident_id]
-    _scope(principal, where, params)
+    access.restrict(principal, "i.maintainer_id", where, params)
     async with state(request).pool.connection() as conn:
         cur = await conn.execute(f"{_SELECT} WHERE {' AND '.join(where)}", params)
         row: dict[str, Any] | None = await cur.fetchone()
@@ -328,7 +322,7 @@ async def act(
 
     body = body or TransitionRequest()
     await load_incident(request, principal, incident_id)  # 404 for what the caller may not see
-    if principal.firm_scoped and action not in access.FIRM_ACTIONS:
+    if not access.may_take(principal, action):
         raise forbidden()
     lifecycle_action = LifecycleAction(action.replace("-", "_"))
     api = state(request)

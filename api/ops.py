@@ -8,12 +8,12 @@ import secrets
 import ssl
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from liftwatch import i18n
 from liftwatch.api import auth
 from liftwatch.api.app import ApiState, language, state
-from liftwatch.api.auth import Principal, current_principal, require_roles
+from liftwatch.api.deps import Admin, Reader
 from liftwatch.api.errors import unauthenticated
 from liftwatch.api.models import DeadLetter, DeadLetterPage, Health, Me
 from liftwatch.api.pagination import decode_cursor, encode_cursor
@@ -134,7 +134,7 @@ async def metrics(request: Request) -> Response:
 
 
 @router.get("/api/v1/me", response_model=Me, tags=["session"])
-async def me(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> Me:
+async def me(request: Request, principal: Reader) -> Me:
     """The caller's identity and the console's display settings."""
     settings = state(request).settings
     return Me(
@@ -197,7 +197,7 @@ async def catalog(lang: Literal["zh", "en"]) -> dict[str, str]:
 @router.get("/api/v1/dead-letters", response_model=DeadLetterPage, tags=["operations"])
 async def dead_letters(
     request: Request,
-    _: Annotated[Principal, Depends(require_roles("admin"))],
+    _: Admin,
     reason: Annotated[str | None, Query(max_length=64)] = None,
     terminal_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

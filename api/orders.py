@@ -10,10 +10,11 @@ import datetime as dt
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from liftwatch.api import access
 from liftwatch.api.app import state
-from liftwatch.api.auth import Principal, current_principal, require_roles
+from liftwatch.api.auth import Principal
+from liftwatch.api.deps import OrderDecider, Reader
 from liftwatch.api.errors import ApiError, forbidden, not_found
 from liftwatch.api.models import Input, RegistrationCode
 from liftwatch.api.rectification import NotAllowed, OrderAction, OrderStatus, actions, overdue, step
@@ -21,8 +22,6 @@ from psycopg.rows import dict_row
 from pydantic import Field
 
 router = APIRouter(prefix="/api/v1/orders", tags=["rectification"])
-Reader = Annotated[Principal, Depends(current_principal)]
-Opener = Annotated[Principal, Depends(require_roles("admin", "regulator"))]
 
 Note = Annotated[str, Field(min_length=1, max_length=2000)]
 
@@ -113,7 +112,7 @@ async def get_order(request: Request, principal: Reader, order_id: Annotated[int
 
 
 @router.post("", status_code=201, summary="Open a rectification order")
-async def open_order(request: Request, principal: Opener, body: OrderCreate) -> dict[str, Any]:
+async def open_order(request: Request, principal: OrderDecider, body: OrderCreate) -> dict[str, Any]:
     """The firm that must answer is the elevator's maintainer now (or ``maintainer_id`` for a firm)."""
     chosen = [v is not None for v in (body.registration_code, body.incident_id, body.maintainer_id)]
     if sum(chosen) != 1:

@@ -1,4 +1,4 @@
-"""Rectification orders (the hidden-hazard closed loop): statuses, actions and who may take them.
+"""Rectification orders (the hidden-hazard closed loop): statuses, actions and the permission each needs.
 
 An order's lifecycle::
 
@@ -18,6 +18,9 @@ import datetime as dt
 import enum
 from dataclasses import dataclass
 
+from liftwatch.api.access import Permission, allows
+from liftwatch.api.auth import Role
+
 
 class OrderStatus(enum.StrEnum):
     OPEN = "open"
@@ -31,15 +34,12 @@ class OrderAction(enum.StrEnum):
     CLOSE = "close"
 
 
-OPENERS = frozenset({"admin", "regulator"})
-"""Roles that open, reopen and close orders."""
-
-# action -> (statuses it applies to, status after, event kind, roles that may take it)
-_RULES: dict[OrderAction, tuple[frozenset[OrderStatus], OrderStatus, str, frozenset[str]]] = {
-    OrderAction.ANSWER: (frozenset({OrderStatus.OPEN}), OrderStatus.ANSWERED, "answered",
-                         frozenset({"maintainer", "admin"})),
-    OrderAction.REOPEN: (frozenset({OrderStatus.ANSWERED}), OrderStatus.OPEN, "reopened", OPENERS),
-    OrderAction.CLOSE: (frozenset({OrderStatus.OPEN, OrderStatus.ANSWERED}), OrderStatus.CLOSED, "closed", OPENERS),
+# action -> (statuses it applies to, status after, event kind, permission it needs: access.POLICY)
+_RULES: dict[OrderAction, tuple[frozenset[OrderStatus], OrderStatus, str, Permission]] = {
+    OrderAction.ANSWER: (frozenset({OrderStatus.OPEN}), OrderStatus.ANSWERED, "answered", Permission.ANSWER_ORDERS),
+    OrderAction.REOPEN: (frozenset({OrderStatus.ANSWERED}), OrderStatus.OPEN, "reopened", Permission.DECIDE_ORDERS),
+    OrderAction.CLOSE: (frozenset({OrderStatus.OPEN, OrderStatus.ANSWERED}), OrderStatus.CLOSED, "closed",
+                        Permission.DECIDE_ORDERS),
 }  # fmt: skip
 
 
@@ -60,19 +60,19 @@ class NotAllowed(Exception):
         self.role = role
 
 
-def step(action: OrderAction, status: OrderStatus, role: str) -> Step:
+def step(action: OrderAction, status: OrderStatus, role: Role) -> Step:
     """The transition ``role`` takes with ``action`` on an order in ``status`` (NotAllowed otherwise)."""
-    applies, after, kind, roles = _RULES[action]
-    if role not in roles:
+    applies, after, kind, permission = _RULES[action]
+    if not allows(role, permission):
         raise NotAllowed(role=True)
     if status not in applies:
         raise NotAllowed(role=False)
     return Step(after, kind)
 
 
-def actions(status: OrderStatus, role: str) -> list[OrderAction]:
+def actions(status: OrderStatus, role: Role) -> list[OrderAction]:
     """The actions ``role`` may take now (what the console offers)."""
-    return [a for a, (applies, _, _, roles) in _RULES.items() if role in roles and status in applies]
+    return [a for a, (applies, _, _, needed) in _RULES.items() if allows(role, needed) and status in applies]
 
 
 def overdue(status: OrderStatus, due_on: dt.date, today: dt.date) -> bool:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from liftwatch.api import access
 from liftwatch.api.app import state
-from liftwatch.api.auth import Principal, current_principal, require_roles
+from liftwatch.api.auth import Principal
+from liftwatch.api.deps import Admin, Reader
 from liftwatch.api.errors import ApiError, not_found
 from liftwatch.api.models import (
     Elevator,
@@ -38,9 +39,6 @@ from psycopg import errors as pg_errors
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
 
-Reader = Annotated[Principal, Depends(current_principal)]
-Admin = Annotated[Principal, Depends(require_roles("admin"))]
-
 _ELEVATOR_SELECT = (
     "SELECT e.*, u.name AS use_unit, f.name AS maintainer, t.terminal_id"
     " FROM elevators e JOIN use_units u ON u.id = e.use_unit_id"
@@ -50,13 +48,9 @@ _ELEVATOR_SELECT = (
 _MAX_TELEMETRY_RANGE = timedelta(days=31)
 
 
-def _scope(principal: Principal, column: str, where: list[str], params: list[Any]) -> None:
-    access.restrict(principal, column, where, params)
-
-
 async def _elevator(request: Request, principal: Principal, column: str, value: str) -> dict[str, Any]:
     where, params = [f"e.{column} = %s"], [value]
-    _scope(principal, "e.maintainer_id", where, params)
+    access.restrict(principal, "e.maintainer_id", where, params)
     async with state(request).pool.connection() as conn:
         cur = await conn.execute(f"{_ELEVATOR_SELECT} WHERE {' AND '.join(where)}", params)
         row: dict[str, Any] | None = await cur.fetchone()
@@ -80,7 +74,7 @@ async def list_elevators(
     """Elevators ordered by registration code (keyset pagination)."""
     where: list[str] = ["TRUE"]
     params: list[object] = []
-    _scope(principal, "e.maintainer_id", where, params)
+    access.restrict(principal, "e.maintainer_id", where, params)
     if q:
         where.append("(e.registration_code LIKE %s OR e.rescue_code = %s OR e.address ILIKE %s)")
         params += [like_escape(q.upper()) + "%", q, "%" + like_escape(q) + "%"]
@@ -255,7 +249,7 @@ async def list_maintainers(
     """Maintenance firms (a firm sees only itself)."""
     where: list[str] = ["TRUE"]
     params: list[object] = []
-    _scope(principal, "f.id", where, params)
+    access.restrict(principal, "f.id", where, params)
     if q:
         where.append("f.name ILIKE %s")
         params.append("%" + like_escape(q) + "%")
@@ -266,7 +260,7 @@ async def list_maintainers(
 
 async def _firm(request: Request, principal: Principal, firm_id: int) -> Maintainer:
     where, params = ["f.id = %s"], [firm_id]
-    _scope(principal, "f.id", where, params)
+    access.restrict(principal, "f.id", where, params)
     async with state(request).pool.connection() as conn:
         cur = await conn.execute(f"{_FIRM_SELECT} WHERE {' AND '.join(where)}", params)
         row: dict[str, Any] | None = await cur.fetchone()
@@ -331,7 +325,7 @@ async def list_terminals(
     """Monitoring terminals ordered by id (a firm sees those fitted to its elevators)."""
     where: list[str] = ["TRUE"]
     params: list[object] = []
-    _scope(principal, "e.maintainer_id", where, params)
+    access.restrict(principal, "e.maintainer_id", where, params)
     if unfitted:
         where.append("t.registration_code IS NULL")
     if after is not None:
@@ -346,7 +340,7 @@ async def list_terminals(
 
 async def _terminal(request: Request, principal: Principal, terminal_id: str) -> Terminal:
     where, params = ["t.terminal_id = %s"], [terminal_id]
-    _scope(principal, "e.maintainer_id", where, params)
+    access.restrict(principal, "e.maintainer_id", where, params)
     async with state(request).pool.connection() as conn:
         cur = await conn.execute(f"{_TERMINAL_SELECT} WHERE {' AND '.join(where)}", params)
         row: dict[str, Any] | None = await cur.fetchone()

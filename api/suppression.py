@@ -15,12 +15,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from liftwatch.alerts import suppression, suppression_store
 from liftwatch.api import access
 from liftwatch.api.app import state
-from liftwatch.api.auth import Principal, current_principal, require_roles
+from liftwatch.api.auth import Principal
+from liftwatch.api.deps import Centre, Reader, StateWriter, WindowWriter
 from liftwatch.api.errors import ApiError, not_found
 from liftwatch.api.models import (
     OutOfService,
@@ -34,10 +35,6 @@ from liftwatch.api.models import (
 
 router = APIRouter(prefix="/api/v1", tags=["suppression"])
 
-Reader = Annotated[Principal, Depends(current_principal)]
-WindowWriter = Annotated[Principal, Depends(require_roles("admin", "operator", "maintainer"))]
-Centre = Annotated[Principal, Depends(require_roles("admin", "operator"))]
-StateWriter = Annotated[Principal, Depends(require_roles("admin", "maintainer", "regulator"))]
 Id = Annotated[int, Path(ge=1, le=2**62)]
 _LIMIT = 500
 

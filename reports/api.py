@@ -6,23 +6,25 @@ pick: districts, firms, use units matching a search), ``GET /api/v1/stats/league
 over a rolling window, with the blacklist-review flags) and its ``/{firm}/evidence``,
 ``GET /api/v1/stats/risk`` (the fleet risk lists and the "inspect next" ranking) and its export.
 
-The API package mounts :func:`build_router` with its authentication dependency. Regulators,
-admins and operators read any scope; a maintenance firm only its own (another scope answers 404,
-so a firm cannot probe which firms or districts exist). Errors are the API's: a stable code
+The API package mounts :func:`build_router`. Who reads which scope is ``liftwatch.api.access``'s:
+regulators, admins and operators read any scope; a maintenance firm only its own (another scope
+answers 404, so a firm cannot probe which firms or districts exist). Errors are the API's: a stable code
 (``bad_month``, ``bad_scope``, ``not_found``) and a message in the caller's Accept-Language.
 """
 
-# No `from __future__ import annotations`: FastAPI must see the Depends() built in build_router.
+# No `from __future__ import annotations`: FastAPI must see the annotations built in build_router.
 import datetime as dt
-from collections.abc import Callable
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import anyio
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from liftwatch import db, i18n
+from liftwatch.api import access
+from liftwatch.api.auth import Principal
+from liftwatch.api.deps import Reader
 from liftwatch.api.errors import ApiError
 from liftwatch.config import CommonSettings
 from liftwatch.reports import export as export_module
@@ -32,7 +34,6 @@ from liftwatch.reports import risk as risk_module
 from liftwatch.reports.errors import BadMonth, BadScope
 from liftwatch.reports.monthly import MonthlyReport, monthly_report, scope_exists
 
-READ_ANY_SCOPE = frozenset({"admin", "operator", "regulator"})
 EXPORT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -45,32 +46,7 @@ USE_UNIT_MATCHES = 20
 REPORT_CONCURRENCY = 4
 
 
-class Principal(Protocol):
-    """What the API's authentication dependency returns."""
-
-    @property
-    def role(self) -> str: ...
-
-    @property
-    def maintainer_id(self) -> int | None: ...
-
-
-def allowed(principal: Principal, scope: stats.Scope) -> bool:
-    """May ``principal`` read statistics of ``scope``?"""
-    if principal.role in READ_ANY_SCOPE:
-        return True
-    return (
-        principal.role == "maintainer"
-        and principal.maintainer_id is not None
-        and scope == stats.Scope("maintainer", principal.maintainer_id)
-    )
-
-
-def build_router(
-    principal_dependency: Callable[..., Any],
-    *,
-    settings: CommonSettings | None = None,
-) -> APIRouter:
+def build_router(*, settings: CommonSettings | None = None) -> APIRouter:
     """The statistics router.
 
     Settings: ``settings`` if given, else those of the mounting application
@@ -91,7 +67,7 @@ def build_router(
                 return None
             return monthly_report(conn, month, scope, config.site_timezone, dt.datetime.now(dt.UTC), trend_months=trend)
 
-    async def report_of(request: Request, principal: Any, month: str, scope: str, trend: int) -> MonthlyReport:
+    async def report_of(request: Request, principal: Principal, month: str, scope: str, trend: int) -> MonthlyReport:
         try:
             first = stats.parse_month(month)
             chosen = stats.parse_scope(scope)
@@ -99,7 +75,7 @@ def build_router(
             raise ApiError(error.reason, 422, value=month) from error
         except BadScope as error:
             raise ApiError(error.reason, 422, value=scope) from error
-        if not allowed(principal, chosen):
+        if not access.may_read_statistics(principal, chosen):
             raise ApiError("not_found", 404)
         result = await anyio.to_thread.run_sync(compute, settings_of(request), first, chosen, trend, limiter=limiter)
         if result is None:
@@ -109,7 +85,7 @@ def build_router(
     @router.get("/monthly", summary="Monthly statistics of a scope")
     async def monthly(
         request: Request,
-        principal: Annotated[Any, Depends(principal_dependency)],
+        principal: Reader,
         month: Annotated[str, Query(description="Site-local month, YYYY-MM.")],
         scope: Annotated[str, Query(description="city | district:<name> | maintainer:<id> | use_unit:<id>")] = "city",
         trend: Annotated[int, Query(ge=0, le=24, description="Months of trend to include (0-24).")] = 0,
@@ -119,7 +95,7 @@ def build_router(
     @router.get("/monthly/export", summary="The monthly report of a scope as a file", response_class=Response)
     async def export(
         request: Request,
-        principal: Annotated[Any, Depends(principal_dependency)],
+        principal: Reader,
         month: Annotated[str, Query(description="Site-local month, YYYY-MM.")],
         format: Annotated[Literal["csv", "xlsx", "pdf"], Query(description="csv | xlsx | pdf")],
         scope: Annotated[str, Query(description="city | district:<name> | maintainer:<id> | use_unit:<id>")] = "city",
@@ -145,12 +121,11 @@ def build_router(
             },
         )
 
-    def scopes_of(config: CommonSettings, principal: Any, use_unit: str | None) -> dict[str, Any]:
+    def scopes_of(config: CommonSettings, principal: Principal, use_unit: str | None) -> dict[str, Any]:
+        own = access.own_firm(principal)
         with db.connect(config.require_database_url(), autocommit=True) as conn:
-            if principal.role not in READ_ANY_SCOPE:
-                firm = conn.execute(
-                    "SELECT id, name FROM maintenance_firms WHERE id = %s", (principal.maintainer_id,)
-                ).fetchall()
+            if own is not None:
+                firm = conn.execute("SELECT id, name FROM maintenance_firms WHERE id = %s", (own,)).fetchall()
                 return {
                     "city": False,
                     "districts": [],
@@ -190,12 +165,6 @@ def build_router(
             raise ApiError("validation_error", 422, detail="months must be 3, 6 or 12")
         return months
 
-    def own_firm(principal: Any) -> int | None:
-        """None for roles that read every firm; a firm's own id (or -1: nothing) otherwise."""
-        if principal.role in READ_ANY_SCOPE:
-            return None
-        return principal.maintainer_id if principal.role == "maintainer" and principal.maintainer_id else -1
-
     def league_of(config: CommonSettings, last: dt.date, months: int, firm: int | None) -> dict[str, Any]:
         with db.connect(config.require_database_url(), autocommit=True) as conn:
             table = league_module.league(
@@ -212,7 +181,7 @@ def build_router(
     @router.get("/league", summary="Maintenance firms over a rolling window, flagged for blacklist review")
     async def league(
         request: Request,
-        principal: Annotated[Any, Depends(principal_dependency)],
+        principal: Reader,
         months: Annotated[int, Query(description="Rolling window: 3, 6 or 12 months.")] = 3,
         end: Annotated[
             str | None, Query(description="Last month of the window, YYYY-MM (default: last month).")
@@ -222,7 +191,7 @@ def build_router(
         config = settings_of(request)
         last = last_month(config, end)
         return await anyio.to_thread.run_sync(
-            league_of, config, last, window(months), own_firm(principal), limiter=limiter
+            league_of, config, last, window(months), access.own_firm(principal), limiter=limiter
         )
 
     def evidence_of(config: CommonSettings, firm: int, last: dt.date, months: int) -> list[dict[str, Any]] | None:
@@ -235,13 +204,13 @@ def build_router(
     @router.get("/league/{firm_id}/evidence", summary="The incidents behind a firm's league figures")
     async def league_evidence(
         request: Request,
-        principal: Annotated[Any, Depends(principal_dependency)],
+        principal: Reader,
         firm_id: Annotated[int, Path(ge=1)],
         months: Annotated[int, Query(description="Rolling window: 3, 6 or 12 months.")] = 3,
         end: Annotated[str | None, Query(description="Last month of the window, YYYY-MM.")] = None,
     ) -> dict[str, Any]:
         """Incidents of the window with why each counts (missed deadline, repeat, false alarm)."""
-        if own_firm(principal) not in (None, firm_id):
+        if access.own_firm(principal) not in (None, firm_id):
             raise ApiError("not_found", 404)
         config = settings_of(request)
         last = last_month(config, end)
@@ -250,8 +219,8 @@ def build_router(
             raise ApiError("not_found", 404)
         return {"maintainer_id": firm_id, "months": months, "last_month": f"{last:%Y-%m}", "items": rows}
 
-    def risk_filter(principal: Any, district: str | None, maintainer_id: int | None) -> risk_module.Filter:
-        firm = own_firm(principal)
+    def risk_filter(principal: Principal, district: str | None, maintainer_id: int | None) -> risk_module.Filter:
+        firm = access.own_firm(principal)
         if firm is not None and maintainer_id not in (None, firm):
             raise ApiError("not_found", 404)
         return risk_module.Filter(district, firm if firm is not None else maintainer_id)
@@ -272,7 +241,7 @@ def build_router(
     @router.get("/risk", summary="Fleet risk lists and the inspect-next ranking")
     async def risk(
         request: Request,
-        principal: Annotated[Any, Depends(principal_dependency)],
+        principal: Reader,
         list: RiskListQuery = None,
         district: Annotated[str | None, Query(max_length=200)] = None,
         maintainer_id: Annotated[int | None, Query(ge=1)] = None,
@@ -287,7 +256,7 @@ def build_router(
     @router.get("/risk/export", summary="A fleet risk list as a file", response_class=Response)
     async def risk_export(
         request: Request,
-        principal: Annotated[Any, Depends(principal_dependency)],
+        principal: Reader,
         format: Annotated[Literal["csv", "xlsx"], Query()],
         list: RiskListQuery = None,
         district: Annotated[str | None, Query(max_length=200)] = None,
@@ -321,7 +290,7 @@ def build_router(
     @router.get("/map", summary="Elevators clustered on a grid, and open incidents, inside a box")
     async def city_map(
         request: Request,
-        principal: Annotated[Any, Depends(principal_dependency)],
+        principal: Reader,
         west: Annotated[float, Query(ge=-180, le=180)] = 120.8,
         south: Annotated[float, Query(ge=-90, le=90)] = 30.6,
         east: Annotated[float, Query(ge=-180, le=180)] = 122.0,
@@ -333,12 +302,12 @@ def build_router(
         if not box.valid():
             raise ApiError("validation_error", 422, detail="west < east and south < north")
         config = settings_of(request)
-        return await anyio.to_thread.run_sync(map_of, config, box, cells, own_firm(principal), limiter=limiter)
+        return await anyio.to_thread.run_sync(map_of, config, box, cells, access.own_firm(principal), limiter=limiter)
 
     @router.get("/scopes", summary="The scopes the caller may read")
     async def scopes(
         request: Request,
-        principal: Annotated[Any, Depends(principal_dependency)],
+        principal: Reader,
         use_unit: Annotated[str | None, Query(max_length=100, description="Search use units by name or id.")] = None,
     ) -> dict[str, Any]:
         """Districts and firms for the statistics page's scope picker; a firm gets only itself."""
