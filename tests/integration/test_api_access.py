@@ -1,15 +1,24 @@
-"""Every endpoint walked with every role: who may read, who may write, and 404 for foreign objects."""
+"""Every endpoint walked with every role: who may read, who may write, and 404 for foreign objects.
+
+The table is role x endpoint x own/other firm -> status, over real HTTP against the real app and
+PostgreSQL; a route of the app missing from it, or declaring its caller without one of the
+``liftwatch.api.deps`` aliases, fails. The policy itself is ``liftwatch.api.access``.
+"""
 
 from __future__ import annotations
 
 import json
+import typing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from liftwatch.api import deps
 from liftwatch.api.app import create_app
 from liftwatch.config import ApiSettings
+from starlette.routing import Mount
 
 from tests.fixtures.api import FIRM_A, RunningApi, World, seed_world
 
@@ -142,7 +151,32 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
      {"*": 200, "operator": 403, "maintainer": 404, "anonymous": 401}),
     ("DELETE", "/api/v1/elevators/{el_b}/out-of-service", None,
      {"*": 204, "operator": 403, "maintainer": 404, "anonymous": 401}),
+    # Statistics: every role reads, a firm only its own firm's scope (another scope: 404, no probing).
+    ("GET", "/api/v1/stats/monthly?month=2026-03", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/stats/monthly?month=2026-03&scope=maintainer:{firm_a}", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/stats/monthly?month=2026-03&scope=maintainer:{firm_b}", None,
+     {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/stats/monthly/export?month=2026-03&format=csv&scope=maintainer:{firm_a}", None,
+     {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/stats/monthly/export?month=2026-03&format=csv&scope=maintainer:{firm_b}", None,
+     {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/stats/scopes", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/stats/league", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/stats/league/{firm_a}/evidence", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/stats/league/{firm_b}/evidence", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/stats/risk", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/stats/risk?maintainer_id={firm_b}", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/stats/risk/export?format=csv", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/stats/risk/export?format=csv&maintainer_id={firm_b}", None,
+     {"*": 200, "maintainer": 404, "anonymous": 401}),
+    ("GET", "/api/v1/stats/map", None, {"*": 200, "anonymous": 401}),
 ]  # fmt: skip
+
+# Routes that take no caller alias: open to all, or (sign-in) checking the presented token themselves.
+PUBLIC = {
+    ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/api/v1/i18n/{lang}"), ("GET", "/"), ("GET", "/docs"),
+    ("GET", "/openapi.json"), ("POST", "/api/v1/session"), ("DELETE", "/api/v1/session"),
+}  # fmt: skip
 
 
 def _path(template: str, world: World) -> str:
@@ -208,42 +242,52 @@ def test_every_endpoint_answers_each_role_as_its_rights_say(role: str, module_ap
     assert not wrong, "\n".join(wrong)
 
 
-def test_every_api_route_is_in_the_table(module_api: RunningApi) -> None:
-    """A new endpoint without a row here fails: access rules are never untested."""
-    covered = {(m, t.replace("_b}", "_a}")) for m, t, _, _ in TABLE}
-    templates = {
-        "/api/v1/incidents/{incident_id}": "/api/v1/incidents/{inc_a}",
-        "/api/v1/incidents/{incident_id}/{action}": "/api/v1/incidents/{inc_a}/acknowledge",
-        "/api/v1/incidents/{incident_id}/comments": "/api/v1/incidents/{inc_a}/comments",
-        "/api/v1/incident-groups/{group_id}/acknowledge": "/api/v1/incident-groups/{inc_a}/acknowledge",
-        "/api/v1/incidents/{incident_id}/assignee": "/api/v1/incidents/{inc_a}/assignee",
-        "/api/v1/elevators/{registration_code}": "/api/v1/elevators/{el_a}",
-        "/api/v1/elevators/by-rescue-code/{rescue_code}": "/api/v1/elevators/by-rescue-code/{rc_a}",
-        "/api/v1/elevators/{registration_code}/telemetry": "/api/v1/elevators/{el_a}/telemetry",
-        "/api/v1/fleet/{registration_code}/usage": "/api/v1/fleet/{el_a}/usage",
-        "/api/v1/orders/{order_id}": "/api/v1/orders/999999",
-        "/api/v1/orders/{order_id}/{action}": "/api/v1/orders/999999/answer",
-        "/api/v1/maintainers/{firm_id}": "/api/v1/maintainers/{firm_a}",
-        "/api/v1/terminals/{terminal_id}": "/api/v1/terminals/{t_a}",
-        "/api/v1/i18n/{lang}": "/api/v1/i18n/zh",
-        "/api/v1/desks/{name}": "/api/v1/desks/East",
-        "/api/v1/alarm-load": "/api/v1/alarm-load?desk=nowhere&from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z",
-        "/api/v1/maintenance-windows/{window_id}": "/api/v1/maintenance-windows/{window_a}",
-        "/api/v1/shelves/{shelf_id}": "/api/v1/shelves/{shelf_a}",
-        "/api/v1/elevators/{registration_code}/out-of-service": "/api/v1/elevators/{el_a}/out-of-service",
-    }
-    # The statistics router (liftwatch.reports.api) is walked by the reports' own tests.
-    app = create_app(ApiSettings(database_url=module_api.settings.database_url))
-    paths = app.openapi()["paths"]
-    assert len(paths) > 15
-    missing = []
-    for path, operations in paths.items():
-        if path.startswith("/api/v1/stats"):
+def _routes() -> list[tuple[str, RouteContext]]:
+    """(method, route) of every endpoint of the app, in the router's order (static file mounts aside)."""
+    app = create_app(ApiSettings(database_url="postgresql://localhost/unused"))
+    found = []
+    for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, Mount):
             continue
-        for method in operations:
-            if (method.upper(), templates.get(path, path)) not in covered:
-                missing.append(f"{method.upper()} {path}")
+        found += [(method, route) for method in sorted(route.methods or ()) if method != "HEAD"]
+    return found
+
+
+def test_every_route_of_the_app_is_in_the_table() -> None:
+    """A new endpoint without a row here fails: access rules are never untested."""
+    routes = _routes()
+    assert len(routes) > 50
+    # Each row reaches the first route matching its method and path, as the router would.
+    world = World(
+        "", firms={"a": 1, "b": 2}, elevators={"a": "E1", "b": "E2"}, rescue_codes={"a": "1", "b": "2"},
+        terminals={"a": "T1", "b": "T2"}, incidents={"a": 1, "b": 2}, dispatched={"a": 3, "b": 4},
+    )  # fmt: skip
+    reached = set()
+    for method, template, _, _ in TABLE:
+        path = _path(template.replace("{window_b}", "1").replace("{shelf_b}", "1"), world).split("?")[0]
+        first = next((r for m, r in routes if m == method and r.path_regex.fullmatch(path)), None)
+        assert first is not None, f"{method} {template} reaches no route"
+        reached.add((method, first.path))
+    missing = [f"{method} {route.path}" for method, route in routes if (method, route.path) not in reached]
     assert not missing, missing
+
+
+def test_every_route_declares_its_caller_with_a_deps_alias() -> None:
+    """Who may call a route is read off its signature: one alias of ``liftwatch.api.deps``, or it is public."""
+    aliases = {
+        typing.get_args(value)[1].dependency
+        for value in vars(deps).values()
+        if typing.get_origin(value) is typing.Annotated
+    }
+    wrong = []
+    for method, route in _routes():
+        original = route.original_route
+        calls = [d.call for d in original.dependant.dependencies] if isinstance(original, APIRoute) else []
+        declared = [call for call in calls if call in aliases]
+        public = (method, route.path) in PUBLIC
+        if len(declared) != (0 if public else 1):
+            wrong.append(f"{method} {route.path}: {len(declared)} caller aliases")
+    assert not wrong, wrong
 
 
 def test_a_firm_lists_only_its_own_objects(module_api: RunningApi) -> None:
