@@ -17,6 +17,8 @@ COPY api api
 COPY simulators simulators
 COPY dashboards dashboards
 COPY reports reports
+COPY registry registry
+COPY launcher launcher
 # Exactly the versions of uv.lock, as `python3 dev.py demo` installs them (docs/dependencies.md):
 # the uv that dev.py pins (hash-checked, then deleted) makes /opt/liftwatch, a venv of this image's
 # Python with liftwatch built as a wheel (no dev extras).

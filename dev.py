@@ -146,7 +146,7 @@ def ensure_system_packages(packages: dict[str, str]) -> None:
     print(f"missing Debian packages (install them, or configure external services): {' '.join(missing)}", flush=True)
 
 
-PACKAGE_DIRS = {"ingest", "rules", "alerts", "api", "simulators", "dashboards", "reports"}
+PACKAGE_DIRS = {"ingest", "rules", "alerts", "api", "simulators", "dashboards", "reports", "registry", "launcher"}
 
 
 def typecheck() -> None:

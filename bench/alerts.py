@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import psycopg
-from liftwatch import db, services
+from liftwatch import db
 from liftwatch.alerts import faults_store, outbox
 from liftwatch.alerts.incidents import Outcome
+from liftwatch.launcher import services
 from liftwatch.schema import FaultCode, FaultEvent, Severity, fault_event_id
 
 T0_MS = 1_772_438_400_000

@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import psycopg
-from liftwatch import db, services
+from liftwatch import db
 from liftwatch.alerts import faults_store, outbox, relay
 from liftwatch.alerts.routing import RoutingPolicy
 from liftwatch.alerts.storms import GroupRule
+from liftwatch.launcher import services
 from liftwatch.schema import FAULT_SEVERITY, FaultCode, FaultEvent, fault_event_id
 
 T0_MS = 1_772_438_400_000

@@ -32,9 +32,10 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from liftwatch import db, kafka, services
+from liftwatch import db, kafka
 from liftwatch.api.auth import hash_token, new_token
 from liftwatch.config import CommonSettings
+from liftwatch.launcher import services
 from liftwatch.schema import FaultCode, IncidentChange, Severity, encode_record
 
 FIRMS = 50

@@ -22,8 +22,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the seeded world and the fuzz driver are the tests' own
 
-from liftwatch import db, services  # noqa: E402
+from liftwatch import db  # noqa: E402
 from liftwatch.config import ApiSettings  # noqa: E402
+from liftwatch.launcher import services  # noqa: E402
 
 from tests.fixtures.api import running_api, seed_world  # noqa: E402
 from tests.fixtures.fuzz import fuzz_api  # noqa: E402

@@ -45,9 +45,11 @@ from typing import Any
 import httpx
 import msgspec
 import psycopg
-from liftwatch import db, services
+from liftwatch import db
+from liftwatch.launcher import services
 from liftwatch.mqtt import MqttClient
-from liftwatch.registry import ElevatorKind, RegistryRow, import_registry
+from liftwatch.registry.importer import import_registry
+from liftwatch.registry.model import ElevatorKind, RegistryRow
 from liftwatch.schema import Sample, TelemetryMessage
 from liftwatch.simulators.specs import generated_registry, specs_from_rows
 

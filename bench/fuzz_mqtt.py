@@ -32,7 +32,7 @@ from collections import Counter
 from typing import Any
 
 from liftwatch.badinput import BadInputPolicy
-from liftwatch.contract import TimeLimits
+from liftwatch.ingest.contract import TimeLimits
 from liftwatch.ingest.handling import HandlerConfig, MessageHandler
 from liftwatch.ingest.metrics import GatewayMetrics
 from liftwatch.ingest.sequence import SequenceTracker

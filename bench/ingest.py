@@ -32,9 +32,10 @@ from pathlib import Path
 
 import msgspec
 import psycopg
-from liftwatch import db, services
+from liftwatch import db
 from liftwatch.config import GatewaySettings
 from liftwatch.kafka import ensure_topics, make_producer
+from liftwatch.launcher import services
 from liftwatch.mqtt import MqttClient
 from liftwatch.schema import Sample, TelemetryMessage
 
@@ -252,7 +253,7 @@ async def until_flowing(pub: MqttClient, database_url: str, root: str) -> None:
 
 async def naive_gateway(settings: GatewaySettings) -> None:
     """One message at a time: decode, produce, await Kafka's ack, PUBACK. The baseline."""
-    from liftwatch.contract import Accepted, decode_telemetry, parse_topic
+    from liftwatch.ingest.contract import Accepted, decode_telemetry, parse_topic
     from liftwatch.schema import TelemetryRecord, encode_record
 
     producer = make_producer(settings)

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from liftwatch import db, services
+from liftwatch import db
+from liftwatch.launcher import services
 
 CENTRES = [(31.221, 121.544), (31.231, 121.484), (31.188, 121.437), (31.220, 121.424), (31.229, 121.448),
            (31.249, 121.397), (31.264, 121.505), (31.260, 121.526), (31.113, 121.382), (31.405, 121.489),

@@ -28,8 +28,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
-from liftwatch import db, services
-from liftwatch.registry import ImportResult, import_registry, parse_registry, registry_csv_text
+from liftwatch import db
+from liftwatch.launcher import services
+from liftwatch.registry.importer import ImportResult, import_registry
+from liftwatch.registry.model import registry_csv_text
+from liftwatch.registry.parse import parse_registry
 from liftwatch.simulators.registry import generate_registry, write_registry_csv
 
 

@@ -199,9 +199,10 @@ async def bench_kafka(samples: int, terminals: int) -> None:
     """The ``liftwatch rules`` service on tansu + PostgreSQL, vs a consume-and-decode-only baseline."""
     import psycopg
     from aiokafka import AIOKafkaConsumer
-    from liftwatch import db, services
+    from liftwatch import db
     from liftwatch.config import RulesSettings
     from liftwatch.kafka import ensure_topics, make_producer
+    from liftwatch.launcher import services
     from liftwatch.rules import service
     from liftwatch.schema import Sample, TelemetryRecord, decode_telemetry_record, encode_record
     from prometheus_client import CollectorRegistry

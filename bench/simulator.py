@@ -19,7 +19,7 @@ import asyncio
 import math
 import time
 
-from liftwatch import services
+from liftwatch.launcher import services
 from liftwatch.simulators import fleet as fl
 from liftwatch.simulators.load import load_fleet, run_load
 from liftwatch.simulators.stream import FleetSimulator, SimulationConfig

@@ -1,5 +1,5 @@
-"""``python -m liftwatch``."""
+"""``python -m liftwatch``: the ``liftwatch`` command (the launcher is the one place that knows every package)."""
 
-from liftwatch.cli import main
+from liftwatch.launcher.cli import main
 
 main()

@@ -31,8 +31,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from liftwatch.badinput import BadInputPolicy
 from liftwatch.config import GatewaySettings
-from liftwatch.contract import STATUS_TOPIC_FILTER, TELEMETRY_TOPIC_FILTER, TimeLimits
 from liftwatch.errors import ServiceUnavailable
+from liftwatch.ingest.contract import STATUS_TOPIC_FILTER, TELEMETRY_TOPIC_FILTER, TimeLimits
 from liftwatch.kafka import ensure_topics, make_producer
 from liftwatch.mqtt import BrokerAddress, InboundMessage, MqttClient
 from liftwatch.schema import DeadLetterReason, encode_record

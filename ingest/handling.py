@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from liftwatch.badinput import BadInputPolicy
-from liftwatch.contract import Accepted, TimeLimits, decode_status, decode_telemetry, parse_topic
+from liftwatch.ingest.contract import Accepted, TimeLimits, decode_status, decode_telemetry, parse_topic
 from liftwatch.schema import DeadLetter, DeadLetterReason, StatusRecord, TelemetryRecord, encode_record
 
 from .metrics import GatewayMetrics

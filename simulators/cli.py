@@ -208,7 +208,7 @@ def registry_command(
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same registry.")] = 1,
 ) -> None:
     """Print a plausible registry CSV (docs/protocol/registry.md) of the simulated fleet to stdout."""
-    from liftwatch.registry import write_registry_csv
+    from liftwatch.registry.model import write_registry_csv
 
     write_registry_csv(generated_registry(elevators, seed), sys.stdout)
 

@@ -42,7 +42,7 @@ def prepare_demo(settings: CommonSettings, *, elevators: int, seed: int) -> None
     """Import the generated registry of ``elevators`` rows into the database (idempotent)."""
     rows = generated_registry(elevators, seed)
     try:
-        from liftwatch.registry import import_registry
+        from liftwatch.registry.importer import import_registry
     except ImportError:
         log.warning("registry import is not available in this build: the demo fleet is not in the database")
         return

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import TypeVar
 
-from liftwatch.registry import REGISTRY_COLUMNS, ElevatorKind, RegistryRow, write_registry_csv
+from liftwatch.registry.model import REGISTRY_COLUMNS, ElevatorKind, RegistryRow, write_registry_csv
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from liftwatch.simulators.errors import ScenarioError
 from liftwatch.simulators.fleet import ElevatorSpec
 
 if TYPE_CHECKING:
-    from liftwatch.registry import RegistryRow
+    from liftwatch.registry.model import RegistryRow
 
 log = logging.getLogger(__name__)
 

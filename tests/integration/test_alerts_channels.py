@@ -13,10 +13,10 @@ from email import message_from_bytes
 from typing import Any
 
 import pytest
-from liftwatch import services
 from liftwatch.alerts import relay
 from liftwatch.alerts.routing import RoutingPolicy
 from liftwatch.config import AlertsSettings
+from liftwatch.launcher import services
 from liftwatch.schema import FaultCode
 
 from tests.fixtures.alerts import Lift, Receiver, add_webhook, eventually, fault, produce_faults, query, running_service

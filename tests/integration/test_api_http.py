@@ -15,11 +15,12 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
-from liftwatch import i18n, services
+from liftwatch import i18n
 from liftwatch.alerts import faults_store
 from liftwatch.api import app as app_module
 from liftwatch.api import auth, incidents, ops
 from liftwatch.config import ApiSettings
+from liftwatch.launcher import services
 from liftwatch.schema import FAULT_SEVERITY, FaultCode, FaultEvent, fault_event_id
 from pydantic import SecretStr
 

@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from liftwatch import services
 from liftwatch.alerts import actions_store, relay
 from liftwatch.alerts.lifecycle import Action
 from liftwatch.api import access, auth, feed, incidents
 from liftwatch.api.auth import Principal
 from liftwatch.config import ApiSettings
+from liftwatch.launcher import services
 from liftwatch.schema import decode_incident_change, encode_record
 
 from tests.fixtures.api import RunningApi, World, add_elevator, open_incident, running_api

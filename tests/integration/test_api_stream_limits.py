@@ -7,8 +7,8 @@ import contextlib
 
 import httpx
 import pytest
-from liftwatch import services
 from liftwatch.config import ApiSettings
+from liftwatch.launcher import services
 
 from tests.fixtures.api import World, running_api
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from liftwatch.cli import app
+from liftwatch.launcher.cli import app
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.integration

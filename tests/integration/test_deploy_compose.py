@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import pytest
 import typer
 import yaml
-from liftwatch.cli import app
 from liftwatch.config import PlatformSettings
 from liftwatch.dashboards.library import POSTGRES_UID, PROMETHEUS_UID
 from liftwatch.ingest.credentials import is_account_name
+from liftwatch.launcher.cli import app
 
 pytestmark = pytest.mark.integration
 

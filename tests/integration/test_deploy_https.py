@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-from liftwatch import services
 from liftwatch.config import ApiSettings
+from liftwatch.launcher import services
 
 from tests.fixtures.api import running_api
 

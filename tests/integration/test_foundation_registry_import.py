@@ -10,9 +10,10 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
-from liftwatch import registry
-from liftwatch.cli import app
-from liftwatch.registry import REGISTRY_COLUMNS, RegistryRow, import_registry, registry_csv_text, row_cells
+from liftwatch.launcher.cli import app
+from liftwatch.registry import cli as registry_cli
+from liftwatch.registry.importer import import_registry
+from liftwatch.registry.model import REGISTRY_COLUMNS, RegistryRow, registry_csv_text, row_cells
 from liftwatch.simulators.registry import generate_registry
 from rich.console import Console
 from typer.testing import CliRunner
@@ -237,7 +238,7 @@ def test_progress_is_reported_phase_by_phase_and_shown_as_a_bar(database_url: st
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=100)
     with psycopg.connect(database_url) as conn, conn.transaction(force_rollback=True):
-        result = registry._import_with_progress_bar(console, conn, data[: data.index(b"\n", 50_000) + 1])
+        result = registry_cli._import_with_progress_bar(console, conn, data[: data.index(b"\n", 50_000) + 1])
     assert result.ok and result.inserted > 100
     assert "applying" in screen.getvalue()
 

@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from liftwatch import services
 from liftwatch.config import GatewaySettings
 from liftwatch.ingest import gateway
+from liftwatch.launcher import services
 from prometheus_client import CollectorRegistry
 
 from tests.fixtures.ingest import gateway_subscribed, publisher, running, telemetry_payload, wait_until

@@ -16,12 +16,12 @@ from typing import Any
 import psycopg
 import pytest
 import trustme
-from liftwatch import services
-from liftwatch.cli import app
 from liftwatch.config import CommonSettings, GatewaySettings, MqttTls
 from liftwatch.errors import ServiceUnavailable
 from liftwatch.ingest import gateway
 from liftwatch.ingest.credentials import verify_password
+from liftwatch.launcher import services
+from liftwatch.launcher.cli import app
 from liftwatch.mqtt import MqttClient
 from liftwatch.schema import decode_telemetry_record
 from liftwatch.simulators.load import run_load

@@ -198,8 +198,8 @@ def test_timescaledb_variant_is_sane_sql(empty_database_url: str) -> None:
 def test_db_migrate_command_applies_then_reports_nothing_to_do(
     empty_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from liftwatch.cli import app
     from liftwatch.errors import InvalidSettings
+    from liftwatch.launcher.cli import app
     from typer.testing import CliRunner
 
     runner = CliRunner()

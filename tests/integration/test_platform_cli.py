@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from liftwatch import services
+from liftwatch.launcher import services
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from liftwatch import services
 from liftwatch.api.auth import hash_token, new_token
 from liftwatch.config import CommonSettings, PlatformSettings
 from liftwatch.kafka import ensure_topics
+from liftwatch.launcher import services
+from liftwatch.launcher.up import platform_processes
 from liftwatch.mqtt import MqttClient
-from liftwatch.platform import platform_processes
-from liftwatch.registry import import_registry
+from liftwatch.registry.importer import import_registry
 from liftwatch.schema import FaultCode
 from liftwatch.simulators.faults import FaultInjection
 from liftwatch.simulators.publisher import FleetPublisher, run_fleet

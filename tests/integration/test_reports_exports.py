@@ -14,7 +14,7 @@ import openpyxl
 import pypdf
 import pytest
 import reportlab
-from liftwatch.cli import app
+from liftwatch.launcher.cli import app
 from liftwatch.reports.pdf import CJK_FONT_CANDIDATES
 from numpy.typing import NDArray
 from PIL import Image

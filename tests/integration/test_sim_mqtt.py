@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from liftwatch.contract import Accepted, Rejection, decode_status, decode_telemetry, parse_topic
+from liftwatch.ingest.contract import Accepted, Rejection, decode_status, decode_telemetry, parse_topic
 from liftwatch.mqtt import InboundMessage, MqttClient
 from liftwatch.schema import DeadLetterReason, FaultCode
 from liftwatch.simulators.cli import app

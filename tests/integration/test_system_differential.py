@@ -52,12 +52,13 @@ import msgspec
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from liftwatch import services
 from liftwatch.config import CommonSettings, PlatformSettings
 from liftwatch.kafka import TOPIC_PARTITIONS, ensure_topics
+from liftwatch.launcher import services
+from liftwatch.launcher.up import platform_processes
 from liftwatch.mqtt import MqttClient
-from liftwatch.platform import platform_processes
-from liftwatch.registry import RegistryRow, import_registry
+from liftwatch.registry.importer import import_registry
+from liftwatch.registry.model import RegistryRow
 from liftwatch.rules import thresholds as thresholds_mod
 from liftwatch.rules.params import TerminalInfo
 from liftwatch.rules.registry import load_registry_sync

@@ -35,10 +35,10 @@ from typing import Any
 
 import httpx
 import pytest
-from liftwatch import services
 from liftwatch.config import CommonSettings, PlatformSettings
 from liftwatch.kafka import ensure_topics
-from liftwatch.platform import platform_processes
+from liftwatch.launcher import services
+from liftwatch.launcher.up import platform_processes
 from liftwatch.schema import TelemetryMessage, decode_telemetry_record
 from liftwatch.simulators.plan import BARRIER
 from prometheus_client import CollectorRegistry
@@ -63,7 +63,7 @@ CRASH_AT = 0.55
 CHILD = """
 import asyncio, importlib, pickle, signal, sys
 from prometheus_client import CollectorRegistry, start_http_server
-from liftwatch.platform import PROCESSES
+from liftwatch.launcher.up import PROCESSES
 
 settings = pickle.loads(open(sys.argv[1], "rb").read())
 registry = CollectorRegistry()

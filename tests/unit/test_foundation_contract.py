@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch.contract import (
+from liftwatch.ingest.contract import (
     MAX_SEQ,
     Accepted,
     Rejection,

@@ -17,7 +17,7 @@ import jsonschema  # type: ignore[import-untyped]  # test-only reference validat
 import msgspec
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from liftwatch.contract import MAX_SEQ, Accepted, Rejection, TimeLimits, decode_telemetry
+from liftwatch.ingest.contract import MAX_SEQ, Accepted, Rejection, TimeLimits, decode_telemetry
 from liftwatch.schema import TelemetryMessage
 
 CONTRACT = json.loads(

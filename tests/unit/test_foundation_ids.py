@@ -11,9 +11,10 @@ import pytest
 from liftwatch import ids
 from liftwatch.alerts.incidents import check_event
 from liftwatch.api.models import RegistrationCode, RescueCode, TerminalId
-from liftwatch.contract import parse_topic
+from liftwatch.ingest.contract import parse_topic
 from liftwatch.ingest.credentials import is_terminal_id
-from liftwatch.registry import REGISTRY_COLUMNS, parse_registry, row_cells
+from liftwatch.registry.model import REGISTRY_COLUMNS, row_cells
+from liftwatch.registry.parse import parse_registry
 from liftwatch.schema import FaultCode, FaultEvent, Severity, TelemetryMessage, fault_event_id
 from liftwatch.simulators.registry import generate_registry
 from pydantic import TypeAdapter, ValidationError

@@ -6,7 +6,7 @@ import csv
 import io
 import re
 
-from liftwatch.registry import REGISTRY_COLUMNS, ElevatorKind
+from liftwatch.registry.model import REGISTRY_COLUMNS, ElevatorKind
 from liftwatch.simulators.registry import generate_registry, write_registry_csv
 
 

@@ -9,16 +9,9 @@ from unittest import mock
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch import registry
-from liftwatch.registry import (
-    REGISTRY_COLUMNS,
-    REQUIRED_COLUMNS,
-    RegistryRow,
-    RowError,
-    parse_registry,
-    registry_csv_text,
-    row_cells,
-)
+from liftwatch.registry import parse as registry_parse
+from liftwatch.registry.model import REGISTRY_COLUMNS, REQUIRED_COLUMNS, RegistryRow, registry_csv_text, row_cells
+from liftwatch.registry.parse import RowError, parse_registry
 from liftwatch.simulators.registry import generate_registry
 
 
@@ -241,7 +234,7 @@ def test_exactly_the_damaged_cells_are_reported(chunk: int, damage: list[tuple[i
     for index, column in damage:
         rows[index][REGISTRY_COLUMNS.index(column)] = _BAD_CELLS[column]
     # Whatever the chunk size of the column-wise reading, the same errors come out.
-    with mock.patch.object(registry, "_CHUNK_ROWS", chunk):
+    with mock.patch.object(registry_parse, "_CHUNK_ROWS", chunk):
         parsed = parse_registry(_csv(rows).encode())
     reported = [(error.line, error.column) for error in parsed.errors]
     expected = sorted((index + 2, column) for index, column in damage)

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch.contract import Accepted, decode_telemetry
+from liftwatch.ingest.contract import Accepted, decode_telemetry
 from liftwatch.schema import FaultCode
 from liftwatch.simulators.faults import FaultInjection, timing
 from liftwatch.simulators.fleet import ElevatorSpec

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch.contract import Accepted, Rejection, decode_telemetry, parse_topic
+from liftwatch.ingest.contract import Accepted, Rejection, decode_telemetry, parse_topic
 from liftwatch.schema import DeadLetterReason, FaultCode, Sample
 from liftwatch.simulators.errors import ScenarioError
 from liftwatch.simulators.faults import (
@@ -219,7 +219,7 @@ def test_demo_fleet_keeps_the_console_busy() -> None:
 
 
 def test_registry_command_prints_the_fleet_it_simulates(tmp_path: Path) -> None:
-    from liftwatch.registry import parse_registry
+    from liftwatch.registry.parse import parse_registry
     from liftwatch.simulators.cli import app
     from liftwatch.simulators.specs import generated_specs, read_registry_specs
     from typer.testing import CliRunner

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-from pathlib import Path
-from typing import Annotated
 
 import typer
 from liftwatch import db
@@ -27,9 +25,7 @@ app = typer.Typer(
 )
 
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
-registry_app = typer.Typer(help="Equipment registry.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.add_typer(registry_app, name="registry")
 
 # name -> "module:attribute" of a typer app contributed by a package.
 _SUBCOMMANDS: dict[str, str] = {
@@ -43,8 +39,9 @@ _SUBCOMMANDS: dict[str, str] = {
     "simulate": "liftwatch.simulators.cli:app",
     "report": "liftwatch.reports.cli:app",
     "dashboards": "liftwatch.dashboards.cli:app",
-    "up": "liftwatch.platform:up_app",
-    "demo": "liftwatch.platform:demo_app",
+    "registry": "liftwatch.registry.cli:app",
+    "up": "liftwatch.launcher.up:up_app",
+    "demo": "liftwatch.launcher.up:demo_app",
 }
 
 
@@ -71,18 +68,6 @@ def db_migrate() -> None:
     with db.connect(settings.require_database_url()) as conn:
         applied = db.migrate(conn)
     typer.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
-
-
-@registry_app.command("import")
-def registry_import(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="Registry CSV file.")],
-) -> None:
-    """Import (or update) elevators from a registry CSV: all rows or none."""
-    from liftwatch.registry import import_registry_file
-
-    configure_logging("WARNING")
-    settings = CommonSettings()
-    raise typer.Exit(import_registry_file(settings.require_database_url(), file))
 
 
 _wire_subcommands()

@@ -1,7 +1,7 @@
 """``liftwatch up`` and ``liftwatch demo``: the whole platform in one process.
 
 ``up`` uses the services configured in the environment and starts an embedded one for each
-that is not configured (see :mod:`liftwatch.services`), migrates the database, creates the Kafka
+that is not configured (see :mod:`liftwatch.launcher.services`), migrates the database, creates the Kafka
 topics and runs every liftwatch process in one asyncio loop (fine for a small site or a demo;
 production runs them as separate, scalable processes, see ``compose.yaml``). ``demo`` does the
 same, imports a generated registry and starts the fleet simulator.
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from liftwatch import db, services
+from liftwatch import db
 from liftwatch.api.auth import hash_token, new_token
 from liftwatch.config import PlatformSettings
 from liftwatch.kafka import ensure_topics
+from liftwatch.launcher import services
 from liftwatch.runtime import Service, configure_logging, serve_until_signal
 from liftwatch.simulators.demo import fleet_service, prepare_demo
 from prometheus_client import CollectorRegistry
