@@ -168,7 +168,7 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     expect(row).to_have_class("critical trapped fresh")
     expect(page.get_by_role("alert")).to_contain_text("困人")
     expect(page.locator("body")).to_have_attribute("data-beeps", "1")
-    expect(row).to_contain_text("30分钟到场时限")
+    expect(row).to_contain_text("到场时限")
     expect(page.get_by_test_id("trapped-count")).to_have_text("困人 3")
     # Critical before major; among entrapments the nearest arrival deadline first (the new one last).
     order = _codes_in_board_order(page)
@@ -232,7 +232,7 @@ def test_operator_works_an_entrapment_and_a_firm_sees_only_its_own(
     expect(late_row.locator('button[data-action="escalate"]')).to_contain_text("升级至")
     # The alert service records both misses and escalates by itself; the open panel follows the feed.
     late_row.get_by_test_id("open-incident").click()
-    expect(page.get_by_test_id("trail")).to_contain_text("超时 · 30分钟到场时限", timeout=10_000)
+    expect(page.get_by_test_id("trail")).to_contain_text("超时 · 到场时限", timeout=10_000)
     expect(page.get_by_test_id("trail")).to_contain_text("升级 → 区应急救援队")
 
     # Rescue-code lookup, then English.
