@@ -18,11 +18,10 @@ from typing import Any
 import psycopg
 from liftwatch.alerts.centre import Call, CallOutcome, WorkKind, assignment, call_decision, opening_fields
 from liftwatch.alerts.errors import ElevatorNotFound, IncidentNotFound
+from liftwatch.alerts.lifecycle import OPEN_SQL
 from liftwatch.alerts.outbox import append_event, lock_outbox
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-
-_OPEN = "status NOT IN ('closed', 'false_alarm', 'auto_cleared')"
 
 
 @contextlib.asynccontextmanager
@@ -79,7 +78,7 @@ async def record_call(
         if elevator is None:
             raise ElevatorNotFound(call.registration_code)
         await cur.execute(
-            f"SELECT * FROM incidents WHERE registration_code = %s AND code = %s AND {_OPEN} FOR UPDATE",
+            f"SELECT * FROM incidents WHERE registration_code = %s AND code = %s AND {OPEN_SQL} FOR UPDATE",
             (call.registration_code, call.code.value),
         )
         current = await cur.fetchone()

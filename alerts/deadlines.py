@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from liftwatch.alerts.lifecycle import OPEN_STATUSES, Status
+from liftwatch.alerts.lifecycle import is_open
+from liftwatch.schema import IncidentStatus
 
 AUTO_ESCALATION_LIMIT = 2
 """Highest level a missed deadline reaches by itself; the fire brigade is called by a person."""
@@ -112,7 +113,7 @@ def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> l
     A closed incident is judged as it stood when it closed: a deadline it missed while the
     service was down is still recorded (it counts against the firm), without escalation.
     """
-    closed = incident.status not in OPEN_STATUSES
+    closed = not is_open(incident.status)
     if closed and incident.closed_at is None:
         return []  # closed without a stamp (imported history): nothing to judge by
     horizon = incident.closed_at if closed and incident.closed_at is not None else now
@@ -120,7 +121,7 @@ def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> l
     detected = min(incident.detected_at, incident.opened_at)
     level = incident.escalation_level
     every = policy.reminder_s(incident.severity)
-    if every is not None and incident.status == Status.DETECTED:
+    if every is not None and incident.status == IncidentStatus.DETECTED:
         deadline = (incident.last_notified_at or incident.opened_at) + timedelta(seconds=every)
         if now >= deadline:
             found.append(Due(incident.id, DueKind.RENOTIFY, deadline))
@@ -138,7 +139,7 @@ def due_for(incident: IncidentTimes, now: datetime, policy: DeadlinePolicy) -> l
             found.append(Due(incident.id, kind, stamped, escalate_to))
     if (
         incident.severity != "critical"
-        and incident.status == Status.DETECTED
+        and incident.status == IncidentStatus.DETECTED
         and incident.condition_cleared_at is not None
     ):
         deadline = detected + timedelta(seconds=policy.auto_clear_s)

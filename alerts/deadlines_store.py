@@ -28,10 +28,10 @@ _TIMES_COLUMNS = (
 # (not every open incident of a storm, every second), plus closed incidents not judged yet.
 _CANDIDATES = f"""
 SELECT {_TIMES_COLUMNS} FROM incidents
-WHERE status IN ('closed', 'false_alarm', 'auto_cleared') AND NOT deadlines_settled
+WHERE {lifecycle.FINAL_SQL} AND NOT deadlines_settled
 UNION ALL
 SELECT {_TIMES_COLUMNS} FROM incidents
-WHERE status IN ('detected', 'acknowledged', 'dispatched', 'arrived', 'released')
+WHERE {lifecycle.status_in(lifecycle.OPEN_STATUSES)}
   AND ((status = 'detected' AND COALESCE(last_notified_at, opened_at) <= (
            SELECT r.before FROM json_to_recordset(%(reminders)s::json) AS r(severity text, before timestamptz)
            WHERE r.severity = incidents.severity))
@@ -79,8 +79,7 @@ async def settle_closed(conn: psycopg.AsyncConnection[Any], incident_ids: list[i
     """Mark closed incidents as judged (their missed deadlines, if any, are recorded)."""
     if incident_ids:
         await conn.execute(
-            "UPDATE incidents SET deadlines_settled = true"
-            " WHERE id = ANY(%s) AND status IN ('closed', 'false_alarm', 'auto_cleared')",
+            f"UPDATE incidents SET deadlines_settled = true WHERE id = ANY(%s) AND {lifecycle.FINAL_SQL}",
             (incident_ids,),
         )
 
@@ -148,8 +147,5 @@ async def apply_due(conn: psycopg.AsyncConnection[Any], item: Due, *, now: datet
 async def open_incident_counts(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]:
     """Open incidents by severity."""
     cur = conn.cursor(row_factory=tuple_row)
-    await cur.execute(
-        "SELECT severity, count(*) FROM incidents"
-        " WHERE status NOT IN ('closed', 'false_alarm', 'auto_cleared') GROUP BY severity"
-    )
+    await cur.execute(f"SELECT severity, count(*) FROM incidents WHERE {lifecycle.OPEN_SQL} GROUP BY severity")
     return {severity: int(count) for severity, count in await cur.fetchall()}

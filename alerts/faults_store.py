@@ -23,13 +23,12 @@ from liftwatch.alerts.incidents import (
     Outcome,
     fold,
 )
+from liftwatch.alerts.lifecycle import OPEN_SQL
 from liftwatch.alerts.outbox import NOTIFY_CHANNEL
 from liftwatch.schema import FaultEvent
 from psycopg.rows import args_row, scalar_row
 
 log = logging.getLogger(__name__)
-
-_OPEN = "status NOT IN ('closed', 'false_alarm', 'auto_cleared')"
 
 # Every statement of the batch takes its rows as one JSON document (json_to_recordset): one
 # parameter, dumped by the json module's C encoder, instead of psycopg escaping each element of
@@ -55,11 +54,11 @@ _OPEN_COLUMNS = (
 # replaced or swapped terminal keeps feeding the elevator's incident), else by the terminal.
 _OPEN_BY_ELEVATOR = (
     f"{_OPEN_COLUMNS} WHERE (registration_code, code) IN"
-    f" (SELECT k, c FROM json_to_recordset(%s::json) AS x(k text, c text)) AND {_OPEN} FOR UPDATE"
+    f" (SELECT k, c FROM json_to_recordset(%s::json) AS x(k text, c text)) AND {OPEN_SQL} FOR UPDATE"
 )
 _OPEN_BY_TERMINAL = (
     f"{_OPEN_COLUMNS} WHERE registration_code IS NULL AND (terminal_id, code) IN"
-    f" (SELECT k, c FROM json_to_recordset(%s::json) AS x(k text, c text)) AND {_OPEN} FOR UPDATE"
+    f" (SELECT k, c FROM json_to_recordset(%s::json) AS x(k text, c text)) AND {OPEN_SQL} FOR UPDATE"
 )
 
 

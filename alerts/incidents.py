@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from liftwatch.alerts.centre import WorkKind
-from liftwatch.alerts.lifecycle import Status
 from liftwatch.ids import TERMINAL_ID
-from liftwatch.schema import FAULT_SEVERITY, DeadLetterReason, FaultEvent, fault_event_id
+from liftwatch.schema import FAULT_SEVERITY, DeadLetterReason, FaultEvent, IncidentStatus, fault_event_id
 
 CHATTERING_WINDOW_MS = 60_000
 CHATTERING_TOGGLES = 3
@@ -65,7 +64,7 @@ class EventKind(enum.StrEnum):
 
 # Operator actions record the status they lead to; an escalation records "escalated"; the
 # centre's calls, comments and assignments their own kinds (liftwatch.alerts.centre.WorkKind).
-CHANGE_KINDS: frozenset[str] = frozenset({*EventKind, *Status, *WorkKind} - {Status.DETECTED})
+CHANGE_KINDS: frozenset[str] = frozenset({*EventKind, *IncidentStatus, *WorkKind} - {IncidentStatus.DETECTED})
 """Every ``incident_events.kind`` (the ``kind`` of an incident change)."""
 
 

@@ -1,4 +1,4 @@
-"""The rescue lifecycle of an incident, as a pure state machine.
+"""The rescue lifecycle of an incident, as a pure state machine, and the one vocabulary of it.
 
 ::
 
@@ -10,6 +10,13 @@ Operators drive it with :class:`Action`; :func:`transition` says what status an 
 or raises :class:`IllegalTransition`. ``escalate`` does not change the status: it raises the
 escalation level (:func:`escalate`), which the deadlines also do. ``auto_cleared`` is not an
 action: only the service reaches it, through :func:`auto_clear`.
+
+Everything else says "open", "closed in any way", "may do X now" through this module: the SQL
+conditions (:data:`OPEN_SQL`, :data:`FINAL_SQL`), the API's types and its ``/api/v1/catalog``
+(from which the console takes its lists) and the dashboards (a test holds their SQL to these).
+The status names themselves are ``liftwatch.schema.IncidentStatus``: they travel in every
+``incident.v1`` record, and the core that defines the records cannot import this package (the
+same choice as fault severities); this module decides what each name means.
 """
 
 from __future__ import annotations
@@ -17,19 +24,7 @@ from __future__ import annotations
 import enum
 
 from liftwatch.alerts.errors import IllegalTransition, InvalidCause, NoteRequired
-
-
-class Status(enum.StrEnum):
-    """Status of an incident (the ``incidents.status`` column)."""
-
-    DETECTED = "detected"
-    ACKNOWLEDGED = "acknowledged"
-    DISPATCHED = "dispatched"
-    ARRIVED = "arrived"
-    RELEASED = "released"
-    CLOSED = "closed"
-    FALSE_ALARM = "false_alarm"
-    AUTO_CLEARED = "auto_cleared"
+from liftwatch.schema import IncidentStatus
 
 
 class Action(enum.StrEnum):
@@ -65,29 +60,52 @@ class CloseCause(enum.StrEnum):
     """Investigated, cause not found."""
 
 
-OPEN_STATUSES: frozenset[Status] = frozenset(
-    {Status.DETECTED, Status.ACKNOWLEDGED, Status.DISPATCHED, Status.ARRIVED, Status.RELEASED}
+FINAL_STATUSES: tuple[IncidentStatus, ...] = (
+    IncidentStatus.CLOSED,
+    IncidentStatus.FALSE_ALARM,
+    IncidentStatus.AUTO_CLEARED,
 )
-FINAL_STATUSES: frozenset[Status] = frozenset({Status.CLOSED, Status.FALSE_ALARM, Status.AUTO_CLEARED})
+"""Closed in one way or another: nobody needs to do anything more."""
+OPEN_STATUSES: tuple[IncidentStatus, ...] = tuple(s for s in IncidentStatus if s not in FINAL_STATUSES)
+"""Still needs someone, in lifecycle order."""
+AT_RISK_STATUSES: tuple[IncidentStatus, ...] = OPEN_STATUSES[: OPEN_STATUSES.index(IncidentStatus.RELEASED)]
+"""Open and nobody released yet: someone may still be trapped or in danger. Escalation (rescue team,
+fire brigade) and the false-alarm verdict are meant for these, so the console offers them only here;
+the service accepts both in any open status."""
+
+
+def status_in(statuses: tuple[IncidentStatus, ...], *, negated: bool = False) -> str:
+    """SQL condition: ``status`` is (``negated``: is not) one of ``statuses``, quoted in their order."""
+    quoted = ", ".join(f"'{status}'" for status in statuses)
+    return f"status {'NOT IN' if negated else 'IN'} ({quoted})"
+
+
+# The partial indexes on incidents are declared with exactly this text (core/migrations), and
+# PostgreSQL uses one only for a query whose condition implies its predicate: keep the terminal
+# statuses' order, and prefix a table alias as ``f"i.{OPEN_SQL}"``.
+FINAL_SQL = status_in(FINAL_STATUSES)
+"""SQL condition: the incident is closed in one way or another."""
+OPEN_SQL = status_in(FINAL_STATUSES, negated=True)
+"""SQL condition: the incident is open, ``status NOT IN ('closed', 'false_alarm', 'auto_cleared')``."""
 
 # The one forward step each action makes on the main path.
-_FORWARD: dict[Action, tuple[Status, Status]] = {
-    Action.ACKNOWLEDGE: (Status.DETECTED, Status.ACKNOWLEDGED),
-    Action.DISPATCH: (Status.ACKNOWLEDGED, Status.DISPATCHED),
-    Action.ARRIVE: (Status.DISPATCHED, Status.ARRIVED),
-    Action.RELEASE: (Status.ARRIVED, Status.RELEASED),
-    Action.CLOSE: (Status.RELEASED, Status.CLOSED),
+_FORWARD: dict[Action, tuple[IncidentStatus, IncidentStatus]] = {
+    Action.ACKNOWLEDGE: (IncidentStatus.DETECTED, IncidentStatus.ACKNOWLEDGED),
+    Action.DISPATCH: (IncidentStatus.ACKNOWLEDGED, IncidentStatus.DISPATCHED),
+    Action.ARRIVE: (IncidentStatus.DISPATCHED, IncidentStatus.ARRIVED),
+    Action.RELEASE: (IncidentStatus.ARRIVED, IncidentStatus.RELEASED),
+    Action.CLOSE: (IncidentStatus.RELEASED, IncidentStatus.CLOSED),
 }
 
 # Timestamp column stamped by each status (``incidents.<column>``).
-STATUS_TIMESTAMP: dict[Status, str] = {
-    Status.ACKNOWLEDGED: "acknowledged_at",
-    Status.DISPATCHED: "dispatched_at",
-    Status.ARRIVED: "arrived_at",
-    Status.RELEASED: "released_at",
-    Status.CLOSED: "closed_at",
-    Status.FALSE_ALARM: "closed_at",
-    Status.AUTO_CLEARED: "closed_at",
+STATUS_TIMESTAMP: dict[IncidentStatus, str] = {
+    IncidentStatus.ACKNOWLEDGED: "acknowledged_at",
+    IncidentStatus.DISPATCHED: "dispatched_at",
+    IncidentStatus.ARRIVED: "arrived_at",
+    IncidentStatus.RELEASED: "released_at",
+    IncidentStatus.CLOSED: "closed_at",
+    IncidentStatus.FALSE_ALARM: "closed_at",
+    IncidentStatus.AUTO_CLEARED: "closed_at",
 }
 
 MAX_ESCALATION_LEVEL = 3
@@ -99,15 +117,23 @@ def is_open(status: str) -> bool:
     return status in OPEN_STATUSES
 
 
-def transition(status: str, action: Action) -> Status:
+def actions(status: str) -> tuple[Action, ...]:
+    """The actions :func:`transition` accepts in ``status``: its step forward, then false alarm and escalate."""
+    if not is_open(status):
+        return ()
+    forward = [action for action, (before, _) in _FORWARD.items() if before == status]
+    return (*forward, Action.FALSE_ALARM, Action.ESCALATE)
+
+
+def transition(status: str, action: Action) -> IncidentStatus:
     """The status ``action`` leads to from ``status``; raises :class:`IllegalTransition`."""
-    current = Status(status)
+    current = IncidentStatus(status)
     if current not in OPEN_STATUSES:
         raise IllegalTransition(current, action, detail="the incident is already closed")
     if action is Action.ESCALATE:
         return current
     if action is Action.FALSE_ALARM:
-        return Status.FALSE_ALARM
+        return IncidentStatus.FALSE_ALARM
     before, after = _FORWARD[action]
     if current is not before:
         raise IllegalTransition(current, action, detail=f"{action} needs status {before}")
@@ -144,8 +170,8 @@ def escalate(status: str, level: int) -> int:
     return level + 1
 
 
-def auto_clear(status: str) -> Status:
+def auto_clear(status: str) -> IncidentStatus:
     """The system closes a cleared, never-acknowledged incident; only from ``detected``."""
-    if Status(status) is not Status.DETECTED:
+    if IncidentStatus(status) is not IncidentStatus.DETECTED:
         raise IllegalTransition(status, "auto_clear", detail="only an unacknowledged incident is auto-cleared")
-    return Status.AUTO_CLEARED
+    return IncidentStatus.AUTO_CLEARED

@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from liftwatch.alerts.incidents import EventKind
+from liftwatch.alerts.lifecycle import OPEN_SQL
 from liftwatch.alerts.messages import quiet_until
 from liftwatch.alerts.outbox import append_event, lock_outbox
 from liftwatch.alerts.routing import ChangeFacts, RoutingPolicy, Target, Webhook, recipients
@@ -233,8 +234,7 @@ async def _apply_storms(
     if opened and storms.group.window_s > 0:
         since = min(row["opened_at"] for row in opened) - timedelta(seconds=storms.group.window_s)
         await cur.execute(
-            f"SELECT {_STORM_COLUMNS} FROM incidents WHERE code = ANY(%s) AND opened_at >= %s"
-            " AND status NOT IN ('closed', 'false_alarm', 'auto_cleared')",
+            f"SELECT {_STORM_COLUMNS} FROM incidents WHERE code = ANY(%s) AND opened_at >= %s AND {OPEN_SQL}",
             (sorted({row["code"] for row in opened}), since),
         )
         recent = {row["id"]: _storm_incident(row) for row in await cur.fetchall()}

@@ -13,11 +13,10 @@ from typing import Any
 import psycopg
 from liftwatch.alerts.centre import WorkKind
 from liftwatch.alerts.centre_store import outbox_transaction
+from liftwatch.alerts.lifecycle import OPEN_SQL
 from liftwatch.alerts.outbox import append_event
 from psycopg.errors import UniqueViolation
 from psycopg.rows import dict_row
-
-_OPEN = "status NOT IN ('closed', 'false_alarm', 'auto_cleared')"
 
 
 async def _one(conn: psycopg.AsyncConnection[Any], query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -60,7 +59,7 @@ async def _open_incident(
 ) -> dict[str, Any] | None:
     return await _one(
         conn,
-        f"SELECT id, status FROM incidents WHERE registration_code = %s AND code = %s AND {_OPEN} FOR UPDATE",
+        f"SELECT id, status FROM incidents WHERE registration_code = %s AND code = %s AND {OPEN_SQL} FOR UPDATE",
         (registration_code, code),
     )
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request
+from liftwatch.alerts.lifecycle import OPEN_SQL
 from liftwatch.api import access
 from liftwatch.api.app import state
 from liftwatch.api.deps import Reader
@@ -64,7 +65,7 @@ async def fleet(
     query = f"""
         WITH open_counts AS (
             SELECT registration_code, count(*) AS n FROM incidents
-            WHERE status NOT IN ('closed', 'false_alarm', 'auto_cleared') AND registration_code IS NOT NULL
+            WHERE {OPEN_SQL} AND registration_code IS NOT NULL
             GROUP BY 1
         ), page AS (
             SELECT e.registration_code, e.rescue_code, e.address, e.district, e.maintainer_id,

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from liftwatch import i18n
+from liftwatch.alerts import lifecycle
 from liftwatch.alerts.lifecycle import CloseCause
 from liftwatch.api import access
 from liftwatch.api.app import language, state
@@ -29,7 +30,6 @@ from psycopg.rows import dict_row
 
 router = APIRouter(prefix="/api/v1/history", tags=["incidents"])
 
-FINISHED = ("closed", "false_alarm", "auto_cleared")
 MAX_PERIOD = timedelta(days=366)
 MAX_EXPORT = 100_000
 _COLUMNS = ("id", "detected_at", "code", "status", "close_cause", "registration_code", "rescue_code", "address",
@@ -60,7 +60,7 @@ class Filters:
         if not since < until or until - since > MAX_PERIOD:
             raise ApiError("validation_error", 422, detail="since < until, at most 366 days apart")
         where = ["i.status = ANY(%s)", "i.detected_at >= %s", "i.detected_at < %s"]
-        params: list[Any] = [list(FINISHED), since, until]
+        params: list[Any] = [[str(s) for s in lifecycle.FINAL_STATUSES], since, until]
         access.restrict(principal, "i.maintainer_id", where, params)
         for column, value in (("district", self.district), ("maintainer_id", self.maintainer_id)):
             if value is not None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from liftwatch import i18n
+from liftwatch.alerts import lifecycle
 from liftwatch.alerts.suppression import suppression_sql
 from liftwatch.api import access, auth, idempotency
 from liftwatch.api.app import ApiState, language, state
@@ -25,6 +26,7 @@ from liftwatch.api.deps import Actor, Reader, StreamReader
 from liftwatch.api.errors import ApiError, forbidden, not_found, too_many_streams
 from liftwatch.api.feed import FeedItem, replay
 from liftwatch.api.models import (
+    ACTIONS_BY_NAME,
     Action,
     Incident,
     IncidentDelivery,
@@ -33,15 +35,15 @@ from liftwatch.api.models import (
     IncidentPage,
     Instant,
     RegistrationCode,
+    Status,
     TransitionRequest,
 )
 from liftwatch.api.pagination import decode_cursor, encode_cursor
-from liftwatch.schema import FaultCode, IncidentStatus, Severity
+from liftwatch.schema import FaultCode, Severity
 from starlette.background import BackgroundTask
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
 
-_CLOSED = ("closed", "false_alarm", "auto_cleared")
 _SELECT = (
     f"SELECT i.*, f.name AS maintainer, e.address, e.rescue_code, {suppression_sql('i', 'now()')} AS suppressed"
     " FROM incidents i"
@@ -67,7 +69,7 @@ def incident_model(row: dict[str, Any]) -> Incident:
 async def list_incidents(
     request: Request,
     principal: Reader,
-    status: Annotated[list[IncidentStatus] | None, Query()] = None,
+    status: Annotated[list[Status] | None, Query()] = None,
     open: Annotated[bool | None, Query(description="Only open (true) or only finished (false) incidents.")] = None,
     code: Annotated[list[FaultCode] | None, Query()] = None,
     severity: Annotated[list[Severity] | None, Query()] = None,
@@ -87,9 +89,9 @@ async def list_incidents(
         where.append("i.status = ANY(%s)")
         params.append([str(s) for s in status])
     if open is True:
-        where.append("i.status NOT IN ('closed', 'false_alarm', 'auto_cleared')")
+        where.append(f"i.{lifecycle.OPEN_SQL}")
     elif open is False:
-        where.append("i.status IN ('closed', 'false_alarm', 'auto_cleared')")
+        where.append(f"i.{lifecycle.FINAL_SQL}")
     if code:
         where.append("i.code = ANY(%s)")
         params.append([str(c) for c in code])
@@ -318,13 +320,12 @@ async def act(
     """Move an incident along its lifecycle (maintenance firms: ``arrive`` and ``release`` only)."""
     from liftwatch.alerts import actions_store
     from liftwatch.alerts.errors import IllegalTransition, IncidentNotFound
-    from liftwatch.alerts.lifecycle import Action as LifecycleAction
 
     body = body or TransitionRequest()
     await load_incident(request, principal, incident_id)  # 404 for what the caller may not see
     if not access.may_take(principal, action):
         raise forbidden()
-    lifecycle_action = LifecycleAction(action.replace("-", "_"))
+    lifecycle_action = ACTIONS_BY_NAME[action]
     api = state(request)
     request_digest = idempotency.digest(incident=incident_id, action=action, note=body.note, cause=body.cause)
     try:

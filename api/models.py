@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from liftwatch import ids
-from liftwatch.schema import FaultCode
+from liftwatch.alerts import lifecycle
+from liftwatch.schema import FaultCode, IncidentStatus
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -44,17 +46,27 @@ TerminalId = Annotated[str, Field(pattern=ids.TERMINAL_ID.schema_pattern)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 ElevatorKind = Literal["traction", "hydraulic", "escalator", "moving_walk"]
 Floor = Annotated[int, Field(ge=-10, le=200)]
-Action = Literal["acknowledge", "dispatch", "arrive", "release", "close", "false-alarm", "escalate"]
-CloseCause = Literal[
-    "equipment_fault",
-    "external_power",
-    "misuse",
-    "vandalism",
-    "maintenance_error",
-    "terminal_fault",
-    "environment",
-    "unknown",
-]
+
+ACTION_NAMES: dict[lifecycle.Action, str] = {action: action.value.replace("_", "-") for action in lifecycle.Action}
+"""Each lifecycle action as the API spells it: a path segment, with hyphens (``false-alarm``)."""
+ACTIONS_BY_NAME: dict[str, lifecycle.Action] = {name: action for action, name in ACTION_NAMES.items()}
+
+
+def _one_of(values: Iterable[str]) -> Any:
+    """A ``Literal`` of values owned elsewhere: validated and documented as if spelled out here."""
+    return Literal[tuple(str(value) for value in values)]
+
+
+# The lifecycle's words, as Literals and not its enums, so that a wrong value is refused as before
+# (422 ``literal_error``) and OpenAPI lists the values in place. Type checkers see plain text.
+if TYPE_CHECKING:
+    Status = str
+    Action = str
+    CloseCause = str
+else:
+    Status = _one_of(IncidentStatus)
+    Action = _one_of(ACTION_NAMES.values())
+    CloseCause = _one_of(lifecycle.CloseCause)
 
 
 class Input(BaseModel):

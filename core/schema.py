@@ -211,9 +211,23 @@ class FaultEvent(Struct, frozen=True, tag="fault.v1"):
     """Sample values that justify the event (speed, floor, door, counts, ...)."""
 
 
-IncidentStatus: TypeAlias = Literal[
-    "detected", "acknowledged", "dispatched", "arrived", "released", "closed", "false_alarm", "auto_cleared"
-]
+class IncidentStatus(enum.StrEnum):
+    """Status of an incident: the ``incidents.status`` column and the ``status`` of ``incident.v1``.
+
+    The names are defined here, beside ``FaultCode`` and ``Severity``, because every ``incident.v1``
+    record carries one and this core module cannot import the alert service. What the statuses mean
+    (which are open, what leads where, the SQL conditions built from them) is
+    ``liftwatch.alerts.lifecycle``, in the order declared here.
+    """
+
+    DETECTED = "detected"
+    ACKNOWLEDGED = "acknowledged"
+    DISPATCHED = "dispatched"
+    ARRIVED = "arrived"
+    RELEASED = "released"
+    CLOSED = "closed"
+    FALSE_ALARM = "false_alarm"
+    AUTO_CLEARED = "auto_cleared"
 
 
 class IncidentChange(Struct, frozen=True, tag="incident.v1"):

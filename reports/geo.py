@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from liftwatch.alerts.lifecycle import OPEN_SQL
 from psycopg.rows import dict_row
 
 MAX_CELLS = 80
@@ -44,7 +45,7 @@ def clusters(
             f"""
             WITH open_incidents AS (
                 SELECT registration_code, count(*) AS n, bool_or(code = 'trapped_passenger') AS trapped
-                FROM incidents WHERE status NOT IN ('closed', 'false_alarm', 'auto_cleared')
+                FROM incidents WHERE {OPEN_SQL}
                   AND registration_code IS NOT NULL GROUP BY 1
             )
             SELECT floor((e.longitude - %(w)s) / %(dx)s)::int AS gx, floor((e.latitude - %(s)s) / %(dy)s)::int AS gy,
@@ -62,7 +63,7 @@ def clusters(
             SELECT i.id, i.code, i.severity, i.status, i.registration_code, e.longitude AS lon, e.latitude AS lat,
                    e.address
             FROM incidents i JOIN elevators e USING (registration_code)
-            WHERE i.status NOT IN ('closed', 'false_alarm', 'auto_cleared') AND e.longitude IS NOT NULL
+            WHERE i.{OPEN_SQL} AND e.longitude IS NOT NULL
               AND e.longitude >= %(w)s AND e.longitude < %(e)s AND e.latitude >= %(s)s AND e.latitude < %(n)s {firm}
             ORDER BY i.severity = 'critical' DESC, i.id DESC LIMIT %(points)s""",
             params,

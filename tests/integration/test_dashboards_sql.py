@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from liftwatch.alerts import lifecycle
 from liftwatch.dashboards.library import POSTGRES_UID, load_dashboards, panels
 from liftwatch.reports import export, monthly, rollup, stats
 
@@ -62,6 +63,18 @@ def test_dashboards_have_postgres_panels() -> None:
     titles = {(uid, title) for uid, title, _ in _queries()}
     assert ("liftwatch-live", "Open incidents by severity") in titles
     assert ("liftwatch-regulator", "Maintenance firms (worst first)") in titles
+
+
+def test_open_and_closed_incidents_are_the_lifecycles_conditions() -> None:
+    """Grafana's SQL cannot import the lifecycle: a list of statuses in a panel must be its condition
+    as ``liftwatch.alerts.lifecycle`` builds it (the partial indexes' text, too)."""
+    conditions = [
+        (title, condition)
+        for _, title, text in _queries()
+        for condition in re.findall(r"\bstatus (?:NOT )?IN \([^)]*\)", text)
+    ]
+    assert ("Open incidents by severity", lifecycle.OPEN_SQL) in conditions
+    assert {condition for _, condition in conditions} <= {lifecycle.OPEN_SQL, lifecycle.FINAL_SQL}
 
 
 @pytest.mark.parametrize("district", ["all", "Xuhui"])

@@ -1,15 +1,20 @@
-"""The rescue lifecycle: every (status, action) pair, close causes, escalation, auto-clear."""
+"""The rescue lifecycle: every (status, action) pair, close causes, escalation, auto-clear, and
+the SQL conditions built from it (equal to the partial indexes' predicates)."""
 
 from __future__ import annotations
 
 import itertools
+import re
+from pathlib import Path
 
 import pytest
 from liftwatch.alerts import lifecycle
 from liftwatch.alerts.errors import IllegalTransition, InvalidCause, NoteRequired
-from liftwatch.alerts.lifecycle import Action, CloseCause, Status
+from liftwatch.alerts.lifecycle import Action, CloseCause
+from liftwatch.schema import IncidentStatus as Status
 
 S, A = Status, Action
+MIGRATIONS = Path(__file__).parents[2] / "core" / "migrations"
 
 # The whole table: (status, action) -> resulting status, or None = refused.
 EXPECTED: dict[tuple[Status, Action], Status | None] = {
@@ -34,6 +39,30 @@ def test_every_status_action_pair(status: Status, action: Action) -> None:
         assert caught.value.action == action
     else:
         assert lifecycle.transition(status, action) is expected
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_actions_are_those_transition_accepts(status: Status) -> None:
+    accepted = [action for action in Action if (status, action) in EXPECTED]
+    assert list(lifecycle.actions(status)) == accepted
+
+
+def test_open_and_final_statuses_split_every_status_in_order() -> None:
+    assert tuple(Status) == lifecycle.OPEN_STATUSES + lifecycle.FINAL_STATUSES
+    assert lifecycle.AT_RISK_STATUSES == (S.DETECTED, S.ACKNOWLEDGED, S.DISPATCHED, S.ARRIVED)
+
+
+def test_sql_conditions_are_the_partial_indexes_predicates() -> None:
+    """PostgreSQL uses a partial index only for a query whose condition implies its predicate: the
+    conditions built from the lifecycle must read exactly as the migrations wrote them."""
+    assert lifecycle.OPEN_SQL == "status NOT IN ('closed', 'false_alarm', 'auto_cleared')"
+    assert lifecycle.FINAL_SQL == "status IN ('closed', 'false_alarm', 'auto_cleared')"
+    predicates = set()
+    for migration in sorted(MIGRATIONS.glob("*.sql")):
+        for statement in migration.read_text(encoding="utf-8").split(";"):
+            if re.search(r"CREATE\s+(UNIQUE\s+)?INDEX\b.*\bON\s+incidents\b", statement, re.S):
+                predicates |= set(re.findall(r"status (?:NOT )?IN \([^)]*\)", statement))
+    assert predicates == {lifecycle.OPEN_SQL, lifecycle.FINAL_SQL}
 
 
 def test_main_path_reaches_closed_in_order() -> None:

@@ -73,12 +73,13 @@ def test_fault_names_use_the_catalog_terms() -> None:
 
 def test_every_value_a_person_sees_has_a_name_in_both_languages() -> None:
     from liftwatch.alerts.incidents import CHANGE_KINDS
-    from liftwatch.alerts.lifecycle import Action, CloseCause, Status
+    from liftwatch.alerts.lifecycle import CloseCause
     from liftwatch.api.auth import ROLES
-    from liftwatch.schema import DOOR_STATES, MODES
+    from liftwatch.api.models import ACTION_NAMES
+    from liftwatch.schema import DOOR_STATES, MODES, IncidentStatus
 
-    wanted = [f"common.status.{s}" for s in Status] + [f"common.kind.{k}" for k in CHANGE_KINDS]
-    wanted += [f"common.action.{a.value.replace('_', '-')}" for a in Action]
+    wanted = [f"common.status.{s}" for s in IncidentStatus] + [f"common.kind.{k}" for k in CHANGE_KINDS]
+    wanted += [f"common.action.{name}" for name in ACTION_NAMES.values()]
     wanted += [f"common.cause.{c}" for c in CloseCause] + [f"common.role.{r}" for r in ROLES]
     wanted += [f"console.door.{d}" for d in DOOR_STATES] + [f"console.mode.{m}" for m in MODES]
     for lang in i18n.LANGUAGES:
