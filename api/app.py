@@ -263,11 +263,12 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.add_middleware(_UrlTextMiddleware)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
 
-    from liftwatch.api import alarm_load, centre, fleet, history, incidents, ops, orders, suppression
+    from liftwatch.api import alarm_load, catalog, centre, fleet, history, incidents, ops, orders, suppression
     from liftwatch.api import registry as registry_routes
     from liftwatch.reports import api as statistics
 
     app.include_router(ops.router)
+    app.include_router(catalog.router)
     app.include_router(centre.router)  # before incidents: its /{id}/{action} would take /{id}/comments
     app.include_router(centre.groups)
     app.include_router(incidents.router)

@@ -339,6 +339,28 @@ class Me(BaseModel):
     timezone: str
 
 
+class CatalogStatus(BaseModel):
+    status: str
+    open: bool = Field(description="Still needs someone (not closed, false alarm or auto-cleared).")
+    at_risk: bool = Field(description="Open and nobody released yet: escalation and a false alarm are meant for these.")
+    actions: list[str] = Field(description="What the service accepts in this status, the step forward first.")
+
+
+class CatalogFault(BaseModel):
+    code: str
+    severity: str
+
+
+class Catalog(BaseModel):
+    """The words of incidents, for clients that build their lists from them (the console)."""
+
+    statuses: list[CatalogStatus] = Field(description="In lifecycle order.")
+    close_causes: list[str]
+    max_escalation_level: int
+    severities: list[str] = Field(description="Most urgent first.")
+    faults: list[CatalogFault]
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     checks: dict[str, str]

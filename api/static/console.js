@@ -2,22 +2,32 @@
 // Plain JavaScript, no build step, no network beyond this API (works offline).
 "use strict";
 
-const SEVERITY_RANK = { critical: 0, major: 1, minor: 2 };
-const OPEN = new Set(["detected", "acknowledged", "dispatched", "arrived", "released"]);
+// The incident vocabulary, filled once from GET /api/v1/catalog (loadCatalog) before the board loads:
+// the server's lifecycle owns it, the console only reads it.
+const SEVERITY_RANK = {}; // severity -> 0 for the most urgent
+const OPEN = new Set(); // statuses that still need someone
 // Which actions each status offers, in lifecycle order (the server is the judge; this only hides noise).
-const NEXT = {
-  detected: ["acknowledge", "false-alarm"],
-  acknowledged: ["dispatch", "false-alarm"],
-  dispatched: ["arrive", "false-alarm"],
-  arrived: ["release", "false-alarm"],
-  released: ["close"],
-};
+const NEXT = {};
 const FIRM_ACTIONS = new Set(["arrive", "release"]);
 // Escalation (level 2 district rescue team, 3 fire brigade) is for people still trapped or at risk.
-const ESCALATABLE = new Set(["detected", "acknowledged", "dispatched", "arrived"]);
-const MAX_ESCALATION = 3;
-const CAUSES = ["equipment_fault", "external_power", "misuse", "vandalism", "maintenance_error",
-  "terminal_fault", "environment", "unknown"];
+const ESCALATABLE = new Set();
+let MAX_ESCALATION = 0;
+const CAUSES = [];
+
+async function loadCatalog() {
+  if (OPEN.size) return;
+  const catalog = await api("GET", "/api/v1/catalog");
+  catalog.severities.forEach((severity, rank) => { SEVERITY_RANK[severity] = rank; });
+  for (const { status, open, at_risk: atRisk, actions } of catalog.statuses) {
+    if (open) OPEN.add(status);
+    // Once nobody is at risk any more the incident is closed with a cause: escalation and the
+    // false-alarm verdict are offered only before that (the server still accepts them).
+    NEXT[status] = actions.filter((a) => a !== "escalate" && (atRisk || a !== "false-alarm"));
+    if (atRisk && actions.includes("escalate")) ESCALATABLE.add(status);
+  }
+  MAX_ESCALATION = catalog.max_escalation_level;
+  CAUSES.push(...catalog.close_causes);
+}
 
 const state = {
   lang: "zh", texts: {}, me: null, incidents: new Map(), lastChange: 0, source: null,
@@ -878,6 +888,7 @@ async function start() {
     showLogin();
     return;
   }
+  await loadCatalog();
   $("login").hidden = true;
   for (const id of ["board", "search", "feed-state", "sound", "logout"]) $(id).hidden = false;
   renderChrome();

@@ -58,6 +58,7 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/docs", None, {"*": 200}),
     ("GET", "/openapi.json", None, {"*": 200}),
     ("GET", "/api/v1/me", None, {"*": 200, "anonymous": 401}),
+    ("GET", "/api/v1/catalog", None, {"*": 200, "anonymous": 401}),
     ("GET", "/api/v1/incidents", None, {"*": 200, "anonymous": 401}),
     ("GET", "/api/v1/incidents/{inc_a}", None, {"*": 200, "anonymous": 401}),
     ("GET", "/api/v1/incidents/{inc_b}", None, {"*": 200, "maintainer": 404, "anonymous": 401}),
