@@ -4,7 +4,7 @@ Migrates a fresh PostgreSQL schema, seeds the test world (two firms, incidents, 
 role), serves the API in this process (no Kafka) and sends schemathesis' valid and invalid cases
 over HTTP (tests/fixtures/fuzz.py). Prints the number of cases tried, the answers by status and
 every operation that answered 5xx or dropped the connection. CI runs the same with a few cases
-per operation (tests/integration/test_api_bad_input.py).
+per operation (tests/integration/api/test_bad_input.py).
 
     .venv/bin/python bench/api_fuzz.py                 # 100 cases per operation, mode and role
     .venv/bin/python bench/api_fuzz.py --examples 500  # longer

@@ -1,6 +1,6 @@
 """Fuzz the MQTT decoders: hostile payloads and topics through the gateway's message handler.
 
-The long run of the property test ``tests/unit/test_ingest_handling.py::test_no_input_makes_the_handler_raise``
+The long run of the property test ``tests/unit/ingest/test_handling.py::test_no_input_makes_the_handler_raise``
 (300 cases in CI). A seeded mutational fuzzer, reproducible by ``--seed``, feeds
 :meth:`liftwatch.ingest.handling.MessageHandler.handle` (JSON decode, schema, time limits, sequence
 tracking, encoding of the Kafka records) with:

@@ -12,7 +12,7 @@ and times ``liftwatch.rules.engine.evaluate`` (reordering, every rule, state car
 batches) on one core. Each batch is made just before it is evaluated (outside the timing); the
 first three are warm-up (every terminal seen for the first time), the rest are timed and printed
 as a whole-run rate and the median, min and max batch rates. The per-sample reference
-(tests/unit/rules_reference.py) runs on a slice of the same stream in the same run; the ratio is
+(tests/unit/rules/reference.py) runs on a slice of the same stream in the same run; the ratio is
 engine / reference samples per second.
 
 Part 2 (``--kafka N``) runs the real ``liftwatch rules`` service against a tansu broker and

@@ -5,7 +5,7 @@ and their thresholds), which registry facts it needs, which evidence its events 
 deciding sample, and how the simulator injects it. Derived from :data:`CATALOG`, never retyped:
 the rule and condition columns of the engine (:data:`SAMPLE_RULES`, :data:`CONDITIONS`), the
 processor's evidence, the simulator's injection timings and the table in ``docs/rules.md``
-(``tests/unit/test_rules_catalog.py`` keeps the page equal to :func:`docs_table`). Adding a fault
+(``tests/unit/rules/test_catalog.py`` keeps the page equal to :func:`docs_table`). Adding a fault
 code: a member of ``FaultCode`` and its severity (``liftwatch.schema``), its thresholds model
 (``thresholds.py``), a spec here, its condition in ``engine.evaluate`` and a row in the rule tests.
 
