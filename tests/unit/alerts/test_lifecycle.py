@@ -14,7 +14,7 @@ from liftwatch.alerts.lifecycle import Action, CloseCause
 from liftwatch.schema import IncidentStatus as Status
 
 S, A = Status, Action
-MIGRATIONS = Path(__file__).parents[2] / "core" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[3] / "core" / "migrations"
 
 # The whole table: (status, action) -> resulting status, or None = refused.
 EXPECTED: dict[tuple[Status, Action], Status | None] = {
