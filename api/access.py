@@ -18,6 +18,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from liftwatch.alerts.lifecycle import Action
 from liftwatch.api.auth import ROLES, Principal, Role
 from liftwatch.reports.stats import Scope
 
@@ -62,7 +63,7 @@ POLICY: Mapping[Role, frozenset[Permission]] = {
 }
 """Which role may do what: the one table of the API's rights (a permission a role lacks is 403)."""
 
-ON_SITE_ACTIONS = frozenset({"arrive", "release"})
+ON_SITE_ACTIONS = frozenset({Action.ARRIVE, Action.RELEASE})
 """The incident actions of whoever is on site (``REPORT_ON_SITE``): marking arrival and release."""
 
 # No firm has this id (identity columns start at 1): a firm-bound caller without a firm sees nothing.
@@ -79,7 +80,7 @@ def roles_with(permission: Permission) -> list[Role]:
     return [role for role in ROLES if permission in POLICY[role]]
 
 
-def may_take(principal: Principal, action: str) -> bool:
+def may_take(principal: Principal, action: Action) -> bool:
     """Whether the caller may take the incident lifecycle ``action`` (on an incident it may see)."""
     return allows(principal.role, _P.WORK_INCIDENTS) or (
         allows(principal.role, _P.REPORT_ON_SITE) and action in ON_SITE_ACTIONS

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from liftwatch.alerts import lifecycle
+from liftwatch.api import access
 from liftwatch.api.deps import Reader
 from liftwatch.api.models import ACTION_NAMES, Catalog, CatalogFault, CatalogStatus
 from liftwatch.schema import FAULT_SEVERITY, IncidentStatus, Severity
@@ -14,7 +15,7 @@ router = APIRouter(tags=["session"])
 
 
 def build_catalog() -> Catalog:
-    """The catalog, built from the owners (the same for every caller)."""
+    """The catalog, built from the owners (the part that is the same for every caller)."""
     return Catalog(
         statuses=[
             CatalogStatus(
@@ -36,6 +37,8 @@ _CATALOG = build_catalog()
 
 
 @router.get("/api/v1/catalog", response_model=Catalog)
-async def catalog(_: Reader) -> Catalog:
-    """Incident statuses (open, at risk, the actions each accepts), close causes, severities, fault codes."""
-    return _CATALOG
+async def catalog(principal: Reader) -> Catalog:
+    """Incident statuses (open, at risk, the actions each accepts), close causes, severities, fault
+    codes, and which actions the caller may take (so the console offers no button it would refuse)."""
+    mine = [ACTION_NAMES[action] for action in lifecycle.Action if access.may_take(principal, action)]
+    return _CATALOG.model_copy(update={"your_actions": mine})

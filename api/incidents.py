@@ -323,9 +323,9 @@ async def act(
 
     body = body or TransitionRequest()
     await load_incident(request, principal, incident_id)  # 404 for what the caller may not see
-    if not access.may_take(principal, action):
-        raise forbidden()
     lifecycle_action = ACTIONS_BY_NAME[action]
+    if not access.may_take(principal, lifecycle_action):
+        raise forbidden()
     api = state(request)
     request_digest = idempotency.digest(incident=incident_id, action=action, note=body.note, cause=body.cause)
     try:

@@ -359,6 +359,10 @@ class Catalog(BaseModel):
     max_escalation_level: int
     severities: list[str] = Field(description="Most urgent first.")
     faults: list[CatalogFault]
+    your_actions: list[str] = Field(
+        default_factory=list,
+        description="The actions the caller's role may take (api/access.py), as the paths spell them.",
+    )
 
 
 class Health(BaseModel):

@@ -8,15 +8,18 @@ const SEVERITY_RANK = {}; // severity -> 0 for the most urgent
 const OPEN = new Set(); // statuses that still need someone
 // Which actions each status offers, in lifecycle order (the server is the judge; this only hides noise).
 const NEXT = {};
-const FIRM_ACTIONS = new Set(["arrive", "release"]);
+// What the signed-in caller may do (the server's access policy), refreshed at every sign-in.
+const YOUR_ACTIONS = new Set();
 // Escalation (level 2 district rescue team, 3 fire brigade) is for people still trapped or at risk.
 const ESCALATABLE = new Set();
 let MAX_ESCALATION = 0;
 const CAUSES = [];
 
 async function loadCatalog() {
-  if (OPEN.size) return;
   const catalog = await api("GET", "/api/v1/catalog");
+  YOUR_ACTIONS.clear();
+  catalog.your_actions.forEach((action) => YOUR_ACTIONS.add(action));
+  if (OPEN.size) return;
   catalog.severities.forEach((severity, rank) => { SEVERITY_RANK[severity] = rank; });
   for (const { status, open, at_risk: atRisk, actions } of catalog.statuses) {
     if (open) OPEN.add(status);
@@ -183,14 +186,11 @@ function compare(a, b) {
 }
 
 function allowedActions(incident) {
-  const role = state.me.role;
-  if (role === "regulator") return [];
-  const next = NEXT[incident.status] || [];
-  return role === "maintainer" ? next.filter((a) => FIRM_ACTIONS.has(a)) : next;
+  return (NEXT[incident.status] || []).filter((action) => YOUR_ACTIONS.has(action));
 }
 
 function canEscalate(incident) {
-  return (state.me.role === "operator" || state.me.role === "admin") && ESCALATABLE.has(incident.status)
+  return YOUR_ACTIONS.has("escalate") && ESCALATABLE.has(incident.status)
     && incident.escalation_level < MAX_ESCALATION;
 }
 

@@ -320,3 +320,23 @@ def test_a_firm_lists_only_its_own_objects(module_api: RunningApi) -> None:
             if len(replayed) == 2:
                 break
     assert set(replayed) == {world.incidents["a"], world.dispatched["a"]}
+
+
+YOUR_ACTIONS = {
+    "admin": ["acknowledge", "dispatch", "arrive", "release", "close", "false-alarm", "escalate"],
+    "operator": ["acknowledge", "dispatch", "arrive", "release", "close", "false-alarm", "escalate"],
+    "maintainer": ["arrive", "release"],
+    "regulator": [],
+}
+
+
+@pytest.mark.parametrize("role", sorted(YOUR_ACTIONS))
+def test_the_catalog_tells_each_role_the_actions_it_may_take(role: str, module_api: RunningApi) -> None:
+    """The console offers exactly these buttons (console.js ``YOUR_ACTIONS``); the rows above show
+    the server accepting them and refusing the others."""
+    api_world = seed_world(
+        module_api.settings.require_database_url(), base=1000 + 100 * sorted(YOUR_ACTIONS).index(role)
+    )
+    response = module_api.client.get("/api/v1/catalog", headers=api_world.headers(role))
+    assert response.status_code == 200
+    assert response.json()["your_actions"] == YOUR_ACTIONS[role]
