@@ -100,6 +100,36 @@ class TelemetryRecord(Struct, frozen=True, tag="telemetry.v1"):
     """The accepted samples, as sent."""
 
 
+class TelemetryColumns(Struct, frozen=True, tag="telemetry.columns.v1"):
+    """Kafka ``telemetry`` record carrying many accepted MQTT messages of one partition as packed
+    arrays (``liftwatch.columnar`` packs and unpacks it; the layout is its docstring's).
+
+    Key: none (the gateway chooses the partition: the one of each of its terminals). The messages
+    are in the order the gateway received them.
+    """
+
+    terminals: list[str]
+    """Distinct terminal ids of the record; ``terminal`` indexes this list."""
+    terminal: bytes
+    """Per message: index into ``terminals`` (u4)."""
+    seq: bytes
+    """Per message: its sequence number (i8)."""
+    received_ms: bytes
+    """Per message: gateway wall-clock time of receipt (i8)."""
+    count: bytes
+    """Per message: how many samples it holds (u2, 1-100)."""
+    ts: bytes
+    """Per sample, in message order: sample time, ms since the epoch (i8)."""
+    floor: bytes
+    """Per sample: floor (i2)."""
+    speed: bytes
+    """Per sample: speed, m/s (f8)."""
+    load_pct: bytes
+    """Per sample: car load in percent, NaN when not reported (f8)."""
+    code: bytes
+    """Per sample: flags, mode, door, direction and door lock packed in a u2 (``liftwatch.columnar.CODE_BITS``)."""
+
+
 class StatusRecord(Struct, frozen=True, tag="status.v1"):
     """Kafka ``status`` record (key = terminal id): a terminal's online/offline announcement."""
 
@@ -264,7 +294,7 @@ class IncidentChange(Struct, frozen=True, tag="incident.v1"):
     (None in records written before it existed: then only roles that see every firm get the change)."""
 
 
-KafkaRecord: TypeAlias = TelemetryRecord | StatusRecord | DeadLetter | FaultEvent | IncidentChange
+KafkaRecord: TypeAlias = TelemetryRecord | TelemetryColumns | StatusRecord | DeadLetter | FaultEvent | IncidentChange
 
 _record_encoder = msgspec.msgpack.Encoder()
 
@@ -275,6 +305,7 @@ def encode_record(record: KafkaRecord) -> bytes:
 
 
 _telemetry_record_decoder = msgspec.msgpack.Decoder(TelemetryRecord)
+_telemetry_decoder = msgspec.msgpack.Decoder(TelemetryRecord | TelemetryColumns)
 _status_record_decoder = msgspec.msgpack.Decoder(StatusRecord)
 _dead_letter_decoder = msgspec.msgpack.Decoder(DeadLetter)
 _fault_decoder = msgspec.msgpack.Decoder(FaultEvent)
@@ -298,6 +329,11 @@ def _decode(decoder: msgspec.msgpack.Decoder[_Record], data: bytes) -> _Record:
 def decode_telemetry_record(data: bytes) -> TelemetryRecord:
     """Decode a ``telemetry`` Kafka record; raises only msgspec.DecodeError / ValidationError."""
     return _decode(_telemetry_record_decoder, data)
+
+
+def decode_telemetry(data: bytes) -> TelemetryRecord | TelemetryColumns:
+    """Decode a ``telemetry`` Kafka record of either form (one message, or many as columns)."""
+    return _decode(_telemetry_decoder, data)
 
 
 def decode_status_record(data: bytes) -> StatusRecord:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from liftwatch.columnar import CODE_BITS, DOOR_MASK, DOOR_SHIFT, MODE_MASK, MODE_SHIFT
 from liftwatch.schema import DOOR_STATES, MODES, Sample
 
 MODE_CODE: dict[str, int] = {mode: code for code, mode in enumerate(MODES)}
@@ -44,9 +45,19 @@ DTYPES: dict[str, type[np.generic]] = {
 """The fields of a sample the rules read."""
 
 # The flags, mode and door of a sample are packed in one uint16 (``code``): reordering a batch is
-# then five gathers instead of thirteen; unpacking afterwards is sequential and cheap.
-_FLAG_BITS = {"door_zone": 0, "occupied": 1, "safety": 2, "alarm": 3, "power": 4, "limit_up": 5, "limit_down": 6}
-_MODE_SHIFT, _DOOR_SHIFT = 8, 12
+# then five gathers instead of thirteen; unpacking afterwards is sequential and cheap. The packing
+# is the Kafka record's (``liftwatch.columnar``), so a ``telemetry.columns.v1`` record's ``code``
+# is read as it comes; the bits the rules do not read (direction, door lock) are ignored.
+_FLAG_BITS = {
+    "door_zone": CODE_BITS["door_zone"],
+    "occupied": CODE_BITS["occupied"],
+    "safety": CODE_BITS["safety_circuit"],
+    "alarm": CODE_BITS["alarm_button"],
+    "power": CODE_BITS["power"],
+    "limit_up": CODE_BITS["limit_up"],
+    "limit_down": CODE_BITS["limit_down"],
+}
+_MODE_SHIFT, _DOOR_SHIFT = MODE_SHIFT, DOOR_SHIFT
 RAW_FIELDS: dict[str, type[np.generic]] = {
     "slot": np.int32,
     "ts": np.int64,
@@ -94,14 +105,14 @@ class Columns:
     def mode(self) -> I8:
         value = self._cache.get("mode")
         if value is None:
-            value = self._cache["mode"] = ((self.code >> _MODE_SHIFT) & 7).astype(np.int8)
+            value = self._cache["mode"] = ((self.code >> _MODE_SHIFT) & MODE_MASK).astype(np.int8)
         return value
 
     @property
     def door(self) -> I8:
         value = self._cache.get("door")
         if value is None:
-            value = self._cache["door"] = ((self.code >> _DOOR_SHIFT) & 3).astype(np.int8)
+            value = self._cache["door"] = ((self.code >> _DOOR_SHIFT) & DOOR_MASK).astype(np.int8)
         return value
 
     @property

@@ -1,0 +1,118 @@
+"""Telemetry as columns: packing is lossless, and a broken record is refused with its reason."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from liftwatch.columnar import CODE_BITS, TelemetryArrays
+from liftwatch.schema import (
+    DIRECTIONS,
+    DOOR_STATES,
+    MODES,
+    Sample,
+    TelemetryColumns,
+    TelemetryRecord,
+    decode_telemetry,
+    encode_record,
+)
+
+samples = st.builds(
+    Sample,
+    ts=st.integers(0, 2**53),
+    mode=st.sampled_from(MODES),
+    floor=st.integers(-10, 200),
+    door_zone=st.booleans(),
+    direction=st.sampled_from(DIRECTIONS),
+    speed=st.floats(0, 25, allow_nan=False),
+    door=st.sampled_from(DOOR_STATES),
+    occupied=st.booleans(),
+    safety_circuit=st.booleans(),
+    door_lock=st.none() | st.booleans(),
+    alarm_button=st.booleans(),
+    power=st.booleans(),
+    load_pct=st.none() | st.floats(0, 200, allow_nan=False),
+    limit_up=st.booleans(),
+    limit_down=st.booleans(),
+)
+records = st.builds(
+    TelemetryRecord,
+    terminal=st.sampled_from(["T1", "T2", "LW-000042", "b"]),
+    seq=st.integers(0, 2**40),
+    received_ms=st.integers(0, 2**45),
+    samples=st.lists(samples, min_size=1, max_size=12),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(records, max_size=20))
+def test_records_survive_packing_and_the_kafka_bytes(batch: list[TelemetryRecord]) -> None:
+    arrays = TelemetryArrays.from_records(batch)
+    decoded = decode_telemetry(encode_record(arrays.to_record()))
+    assert isinstance(decoded, TelemetryColumns)
+    assert TelemetryArrays.from_record(decoded).records() == batch
+
+
+def test_a_per_message_record_still_decodes_on_the_same_topic() -> None:
+    record = TelemetryRecord(terminal="T1", seq=1, received_ms=5, samples=[_sample()])
+    assert decode_telemetry(encode_record(record)) == record
+
+
+def test_the_code_bits_are_distinct_and_clear_of_mode_door_direction() -> None:
+    bits = list(CODE_BITS.values())
+    assert len(set(bits)) == len(bits)
+    assert not set(bits) & {8, 9, 10, 12, 13, 14, 15}
+
+
+def _sample(**change: object) -> Sample:
+    fields: dict[str, object] = {
+        "ts": 1_000,
+        "mode": "normal",
+        "floor": 3,
+        "door_zone": True,
+        "direction": "stop",
+        "speed": 0.0,
+        "door": "closed",
+        "occupied": False,
+        "safety_circuit": True,
+    }
+    return msgspec.convert(fields | change, Sample)
+
+
+def _good() -> TelemetryColumns:
+    records = [
+        TelemetryRecord(terminal="T1", seq=1, received_ms=5, samples=[_sample(), _sample(ts=2_000)]),
+        TelemetryRecord(terminal="T2", seq=9, received_ms=6, samples=[_sample(load_pct=50.0)]),
+    ]
+    return TelemetryArrays.from_records(records).to_record()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"ts": b"\x00" * 7}, "ts: 7 bytes"),
+        ({"seq": np.zeros(3, "<i8").tobytes()}, "seq: 3 values for 2 messages"),
+        ({"floor": np.zeros(2, "<i2").tobytes()}, "floor: 2 values for 3 samples"),
+        ({"count": np.array([2, 2], "<u2").tobytes()}, "the messages hold 4 samples, not 3"),
+        ({"count": np.array([0, 3], "<u2").tobytes()}, "a message holds 1 to 100 samples"),
+        ({"terminal": np.array([0, 2], "<u4").tobytes()}, "an index beyond the 2 terminals"),
+        ({"code": np.array([0, 0, 7 << 8], "<u2").tobytes()}, "a mode or direction beyond"),
+        ({"code": np.array([0, 0, 3 << 14], "<u2").tobytes()}, "a mode or direction beyond"),
+    ],
+)
+def test_a_broken_record_is_refused_with_its_reason(change: dict[str, bytes], reason: str) -> None:
+    broken = msgspec.structs.replace(_good(), **change)
+    with pytest.raises(ValueError, match=reason):
+        TelemetryArrays.from_record(broken)
+
+
+def test_helpers_give_each_samples_message_terminal_and_index() -> None:
+    arrays = TelemetryArrays.from_record(_good())
+    assert arrays.message_of_sample().tolist() == [0, 0, 1]
+    assert arrays.sample_terminal().tolist() == [0, 0, 1]
+    assert arrays.index_of_sample().tolist() == [0, 1, 0]
+    assert math.isnan(arrays.load_pct[0]) and arrays.load_pct[2] == 50.0
