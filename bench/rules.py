@@ -156,8 +156,7 @@ def bench_engine(
 
 def bench_reference(samples: int, rng: np.random.Generator) -> tuple[float, float]:
     """Samples/s of the per-sample reference (wall clock, per CPU-second)."""
-    sys.path.insert(0, str(ROOT / "tests" / "unit"))
-    from rules_reference import Reference  # type: ignore[import-not-found]
+    from tests.unit.rules.reference import Reference
 
     fleet = 1000
     registry = {
