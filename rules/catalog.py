@@ -1,13 +1,17 @@
 """The fault catalog as values: one :class:`FaultSpec` per fault code, and what is derived from it.
 
-A spec says how its code is judged (the condition as implemented, the modes, the hold conditions
-and their thresholds), which registry facts it needs, which evidence its events carry beyond the
-deciding sample, and how the simulator injects it. Derived from :data:`CATALOG`, never retyped:
-the rule and condition columns of the engine (:data:`SAMPLE_RULES`, :data:`CONDITIONS`), the
-processor's evidence, the simulator's injection timings and the table in ``docs/rules.md``
-(``tests/unit/rules/test_catalog.py`` keeps the page equal to :func:`docs_table`). Adding a fault
-code: a member of ``FaultCode`` and its severity (``liftwatch.schema``), its thresholds model
-(``thresholds.py``), a spec here, its condition in ``engine.evaluate`` and a row in the rule tests.
+A spec says how its code is judged (its condition over a batch's columns, ``when``, or the
+composite judge of the engine that decides it; the condition as text, the modes, the hold
+conditions and their thresholds), which registry facts it needs, which evidence its events carry
+beyond the deciding sample, and how the simulator injects it. Derived from :data:`CATALOG`, never
+retyped: what ``engine.evaluate`` judges and in which order, the rule and condition columns of the
+engine (:data:`SAMPLE_RULES`, :data:`CONDITIONS`), the processor's evidence, the simulator's
+injection timings and the table in ``docs/rules.md`` (``tests/unit/rules/test_catalog.py`` keeps
+the page equal to :func:`docs_table`). Adding a fault code judged by one held condition: a member
+of ``FaultCode`` and its severity (``liftwatch.schema``), its thresholds model (``thresholds.py``),
+a spec here with its ``when`` (a mask :class:`~liftwatch.rules.conditions.Frame` lacks goes there)
+and a row in the catalog test table; a rule with a history of its own also needs a judge in
+``engine.JUDGES``.
 
 Severity is read from ``liftwatch.schema.FAULT_SEVERITY``, not declared here: the severity travels in
 every ``fault.v1`` record and the alert service checks it, so it belongs to the message schema, the
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from liftwatch.rules.columns import INSPECTION, MAINTENANCE, OPEN
+from liftwatch.rules.conditions import Condition
 from liftwatch.rules.thresholds import RuleSet
 from liftwatch.schema import FAULT_SEVERITY, FaultCode, Severity
 
@@ -44,6 +50,8 @@ class Hold:
     for a clear-only condition)."""
     raises: bool = True
     """False for a condition that only clears (trapped passenger's combined condition)."""
+    min_samples_param: str | None = None
+    """Thresholds parameter giving the consecutive samples it must also hold for (None: one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,12 @@ class FaultSpec:
     """Evidence fields its events carry beyond the deciding sample's and ``held_s``/``false_for_s``."""
     injections: tuple[Injection, ...] = field(default_factory=tuple)
     """How the simulator injects it (one per variant)."""
+    when: Condition | None = None
+    """Its one raise condition over a batch (:class:`~liftwatch.rules.conditions.Frame`), held for the
+    hold time and cleared by :func:`liftwatch.rules.runs.hold_rule`."""
+    judge: str | None = None
+    """Else the composite judge of ``liftwatch.rules.engine.JUDGES`` that decides it: conditions that
+    carry state of their own across samples (door history), or several raise conditions."""
 
     @property
     def severity(self) -> Severity:
@@ -93,15 +107,17 @@ CATALOG: tuple[FaultSpec, ...] = (
         ),
         evidence=("variant",),
         injections=(Injection(120.0, 30.0, "between_floors"), Injection(120.0, 75.0, "at_landing")),
+        judge="trapped",
     ),
     FaultSpec(
         FaultCode.OVERSPEED,
         "speed > factor × registry rated speed, ≥ {hold_s:g} s and ≥ {min_samples} consecutive samples",
         "any",
-        holds=_hold(FaultCode.OVERSPEED),
+        holds=(Hold(FaultCode.OVERSPEED.value, "hold_s", min_samples_param="min_samples"),),
         needs=("rated_speed",),
         evidence=("limit_mps", "factor"),
         injections=(Injection(2.0, 1.0),),
+        when=lambda f: f.speed > f.overspeed_limit,
     ),
     FaultSpec(
         FaultCode.DOOR_OPEN_WHILE_MOVING,
@@ -110,6 +126,12 @@ CATALOG: tuple[FaultSpec, ...] = (
         holds=_hold(FaultCode.DOOR_OPEN_WHILE_MOVING, None),
         evidence=("door_speed_mps",),
         injections=(Injection(2.0, 1.0),),
+        when=lambda f: (
+            ~f.closed
+            & ((f.speed >= f.door_open_speed) | (f.moving & ~f.door_zone))
+            & (f.mode != INSPECTION)
+            & (f.mode != MAINTENANCE)
+        ),
     ),
     FaultSpec(
         FaultCode.OVERTRAVEL_TOP,
@@ -120,6 +142,7 @@ CATALOG: tuple[FaultSpec, ...] = (
         needs=("top_floor",),
         evidence=("limit_up", "limit_down", "top_floor", "bottom_floor"),
         injections=(Injection(20.0, 2.0),),
+        when=lambda f: (f.limit_up | (f.floor > f.top)) & f.normal,
     ),
     FaultSpec(
         FaultCode.OVERTRAVEL_BOTTOM,
@@ -130,6 +153,7 @@ CATALOG: tuple[FaultSpec, ...] = (
         needs=("bottom_floor",),
         evidence=("limit_up", "limit_down", "top_floor", "bottom_floor"),
         injections=(Injection(20.0, 2.0),),
+        when=lambda f: (f.limit_down | (f.floor < f.bottom)) & f.normal,
     ),
     FaultSpec(
         FaultCode.STOPPED_OUTSIDE_DOOR_ZONE,
@@ -138,6 +162,7 @@ CATALOG: tuple[FaultSpec, ...] = (
         holds=_hold(FaultCode.STOPPED_OUTSIDE_DOOR_ZONE),
         evidence=("safety_circuit", "power", "alarm_button"),
         injections=(Injection(90.0, 55.0),),
+        when=lambda f: f.stopped & ~f.door_zone & ~f.occupied & f.normal,
     ),
     FaultSpec(
         FaultCode.SAFETY_CIRCUIT_OPEN,
@@ -146,6 +171,7 @@ CATALOG: tuple[FaultSpec, ...] = (
         holds=_hold(FaultCode.SAFETY_CIRCUIT_OPEN),
         evidence=("safety_circuit", "power", "alarm_button"),
         injections=(Injection(10.0, 2.0),),
+        when=lambda f: ~f.safety & f.normal,
     ),
     FaultSpec(
         FaultCode.DOOR_REOPEN_LOOP,
@@ -159,6 +185,7 @@ CATALOG: tuple[FaultSpec, ...] = (
         evidence=("reversals", "window_s"),
         # the injection is a number of reversals, not a duration
         injections=(Injection(0.0, 0.0),),
+        judge="reopen_loop",
     ),
     FaultSpec(
         FaultCode.DOOR_HELD_OPEN,
@@ -166,6 +193,7 @@ CATALOG: tuple[FaultSpec, ...] = (
         "normal",
         holds=_hold(FaultCode.DOOR_HELD_OPEN),
         injections=(Injection(180.0, 135.0),),
+        when=lambda f: (f.door == OPEN) & f.stopped & f.normal,
     ),
     FaultSpec(
         FaultCode.POWER_FAILURE,
@@ -174,6 +202,7 @@ CATALOG: tuple[FaultSpec, ...] = (
         holds=_hold(FaultCode.POWER_FAILURE),
         evidence=("safety_circuit", "power", "alarm_button"),
         injections=(Injection(30.0, 7.0),),
+        when=lambda f: ~f.power,
     ),
     FaultSpec(
         FaultCode.ALARM_BUTTON,
@@ -182,6 +211,7 @@ CATALOG: tuple[FaultSpec, ...] = (
         holds=_hold(FaultCode.ALARM_BUTTON),
         evidence=("safety_circuit", "power", "alarm_button"),
         injections=(Injection(6.0, 4.0),),
+        when=lambda f: f.alarm & f.normal,
     ),
     FaultSpec(
         FaultCode.TERMINAL_OFFLINE,

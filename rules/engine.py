@@ -8,30 +8,32 @@ boolean condition over the columns, then works on the sparse positions where the
 
 The parts: :mod:`~liftwatch.rules.watermark` decides which samples are judged now (event time,
 order, lateness), :mod:`~liftwatch.rules.runs` is the raise/clear state machine of every rule
-(runs, holds, clears, carried across batches), this module states each rule's condition. The rules
-themselves are declared in :mod:`~liftwatch.rules.catalog`.
+(runs, holds, clears, carried across batches). The rules are declared in
+:mod:`~liftwatch.rules.catalog`, each with its condition over a
+:class:`~liftwatch.rules.conditions.Frame` (``when``) or the name of a composite judge of this
+module (:data:`JUDGES`: rules with several raise conditions or a door history of their own);
+:func:`evaluate` judges the catalog's rules in its order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from liftwatch.rules.batches import SortedBatch, group_key, groups, next_index
+from liftwatch.rules.catalog import SAMPLE_RULES, FaultSpec
 from liftwatch.rules.columns import (
-    CLOSED,
     CLOSING,
     I64,
-    INSPECTION,
     IP,
-    MAINTENANCE,
-    NORMAL,
     OPEN,
     OPENING,
     B,
     Columns,
 )
+from liftwatch.rules.conditions import Frame
 from liftwatch.rules.params import SlotParams, by_rule_set
 from liftwatch.rules.runs import (
     Decisions,
@@ -112,76 +114,13 @@ def evaluate(
         mask: B = registered & enabled_rs[params.model_idx, rule]
         return mask
 
-    speed, door, mode, dz, occ = ev.speed, ev.door, ev.mode, ev.door_zone, ev.occupied
-    stopped = speed < params.stopped_below
-    moving = speed >= params.moving_from
-    normal = mode == NORMAL
-    closed = door == CLOSED
+    frame = Frame(ev, ctx, params)
+    for spec in SAMPLE_RULES:
+        if spec.when is not None:
+            hold_rule(spec, spec.when(frame), ctx, st, params, out, enabled(spec.code))
+        elif spec.judge is not None:
+            JUDGES[spec.judge](spec, frame, st, out, enabled(spec.code))
 
-    # trapped passenger: between floors (A), at a landing with the door not opened since the stop (B)
-    base = occ & stopped & closed & normal
-    trapped_between = base & ~dz
-    trapped_at_landing = base & dz
-    stop_marks = (~stopped, stopped & ~closed)
-    at_landing_pos = np.flatnonzero(trapped_at_landing)
-    if at_landing_pos.shape[0]:
-        trapped_at_landing[at_landing_pos[_opened_since_stop(at_landing_pos, ctx, stop_marks, st, inclusive=False)]] = (
-            False
-        )
-    _trapped(trapped_between, trapped_at_landing, ctx, st, params, out, enabled(FaultCode.TRAPPED_PASSENGER))
-    # carry "door opened since the car stopped" to the next batch
-    last = gend - 1
-    st.door_opened_since_stop[ctx.gslot] = stopped[last] & _opened_since_stop(last, ctx, stop_marks, st, inclusive=True)
-
-    overspeed_limit = ctx.per_row(params.overspeed_limit[gslot])
-    min_count = by_rule_set(params.min_count, params, ev.slot[np.flatnonzero(speed > overspeed_limit)])
-    overspeed = FaultCode.OVERSPEED
-    hold_rule(overspeed, speed > overspeed_limit, ctx, st, params, out, enabled(overspeed), min_count)
-
-    door_open_speed = params.door_open_speed[0] if params.uniform else ctx.per_row(params.door_open_speed[gslot])
-    cond = ~closed & ((speed >= door_open_speed) | (moving & ~dz)) & (mode != INSPECTION) & (mode != MAINTENANCE)
-    door_open_while_moving = FaultCode.DOOR_OPEN_WHILE_MOVING
-    hold_rule(door_open_while_moving, cond, ctx, st, params, out, enabled(door_open_while_moving))
-
-    hold_rule(
-        FaultCode.OVERTRAVEL_TOP,
-        (ev.limit_up | (ev.floor > ctx.per_row(params.top[gslot]))) & normal,
-        ctx,
-        st,
-        params,
-        out,
-        enabled(FaultCode.OVERTRAVEL_TOP),
-    )
-    hold_rule(
-        FaultCode.OVERTRAVEL_BOTTOM,
-        (ev.limit_down | (ev.floor < ctx.per_row(params.bottom[gslot]))) & normal,
-        ctx,
-        st,
-        params,
-        out,
-        enabled(FaultCode.OVERTRAVEL_BOTTOM),
-    )
-    stopped_outside = FaultCode.STOPPED_OUTSIDE_DOOR_ZONE
-    hold_rule(stopped_outside, stopped & ~dz & ~occ & normal, ctx, st, params, out, enabled(stopped_outside))
-    safety = FaultCode.SAFETY_CIRCUIT_OPEN
-    hold_rule(safety, ~ev.safety & normal, ctx, st, params, out, enabled(safety))
-    hold_rule(
-        FaultCode.DOOR_REOPEN_LOOP,
-        _reopen_condition(ev, ctx, st, params, moving | ~normal, normal),
-        ctx,
-        st,
-        params,
-        out,
-        enabled(FaultCode.DOOR_REOPEN_LOOP),
-    )
-    held_open = FaultCode.DOOR_HELD_OPEN
-    hold_rule(held_open, (door == OPEN) & stopped & normal, ctx, st, params, out, enabled(held_open))
-    power = FaultCode.POWER_FAILURE
-    hold_rule(power, ~ev.power, ctx, st, params, out, enabled(power))
-    alarm = FaultCode.ALARM_BUTTON
-    hold_rule(alarm, ev.alarm & normal, ctx, st, params, out, enabled(alarm))
-
-    st.last_door[ctx.gslot] = door[last]
     unregistered = _unregistered(ctx, st, registered, day_offset_ms)
     st.valid[ctx.gslot] = True
 
@@ -231,18 +170,21 @@ def _opened_since_stop(pos: IP, ctx: SortedBatch, marks: tuple[B, B], st: State,
     return result
 
 
-def _trapped(
-    trapped_between: B,
-    trapped_at_landing: B,
-    ctx: SortedBatch,
-    st: State,
-    params: SlotParams,
-    out: Decisions,
-    enabled: B,
-) -> None:
-    """Trapped passenger: two raise conditions with their own timers (a, between floors; b, at a landing),
-    one raise, cleared when neither has held for the clear time."""
-    rule = RULE_INDEX[FaultCode.TRAPPED_PASSENGER]
+def _trapped(spec: FaultSpec, f: Frame, st: State, out: Decisions, enabled: B) -> None:
+    """Trapped passenger: two raise conditions with their own timers (a, between floors; b, at a landing
+    with the door not opened since the car stopped), one raise, cleared when neither has held for the
+    clear time. Carries "door opened since the car stopped" to the next batch."""
+    ctx, params = f.batch, f.params
+    base = f.occupied & f.stopped & f.closed & f.normal
+    trapped_between = base & ~f.door_zone
+    trapped_at_landing = base & f.door_zone
+    stop_marks = (~f.stopped, f.stopped & ~f.closed)
+    at_landing_pos = np.flatnonzero(trapped_at_landing)
+    if at_landing_pos.shape[0]:
+        trapped_at_landing[at_landing_pos[_opened_since_stop(at_landing_pos, ctx, stop_marks, st, inclusive=False)]] = (
+            False
+        )
+    rule = RULE_INDEX[spec.code]
     between_floors = CONDITION_INDEX["trapped_passenger.between_floors"]
     at_landing = CONDITION_INDEX["trapped_passenger.at_landing"]
     either = CONDITION_INDEX["trapped_passenger"]
@@ -265,17 +207,35 @@ def _trapped(
         (cond, runs, either),
     ):
         carry_runs(c, r, ctx, st, j)
+    last = ctx.gend - 1
+    opened = _opened_since_stop(last, ctx, stop_marks, st, inclusive=True)
+    st.door_opened_since_stop[ctx.gslot] = f.stopped[last] & opened
 
 
-def _reopen_condition(ev: Columns, ctx: SortedBatch, st: State, params: SlotParams, reset: B, normal: B) -> B:
+def _reopen_loop(spec: FaultSpec, f: Frame, st: State, out: Decisions, enabled: B) -> None:
+    """Door reopen loop: held while enough door reversals fall within the window; carries the reversal
+    history and the last door state to the next batch."""
+    hold_rule(spec, _reopen_condition(f, st, f.moving | ~f.normal), f.batch, st, f.params, out, enabled)
+    st.last_door[f.batch.gslot] = f.door[f.batch.gend - 1]
+
+
+Judge = Callable[[FaultSpec, Frame, State, Decisions, B], None]
+"""A composite rule: its spec, the batch, the state, where its decisions go, and the rows it is enabled on."""
+
+JUDGES: dict[str, Judge] = {"trapped": _trapped, "reopen_loop": _reopen_loop}
+"""The composite judges the catalog names (``FaultSpec.judge``)."""
+
+
+def _reopen_condition(f: Frame, st: State, reset: B) -> B:
     """True where the rule's number of door reversals (closing -> opening/open) fall within its window.
 
     ``reset`` marks the samples that start the count afresh: the car moving (a departure) or a mode
     other than normal (a technician working the door is not a reopen loop).
     """
+    ctx, params = f.batch, f.params
     moving = reset
-    n = len(ev)
-    door = ev.door
+    n = len(f.samples)
+    door = f.door
     width = st.reversals_kept
     opening = np.flatnonzero((door == OPENING) | (door == OPEN))
     moves = np.flatnonzero(moving)
@@ -344,7 +304,7 @@ def _reopen_condition(ev: Columns, ctx: SortedBatch, st: State, params: SlotPara
         ok = start_all < end_all
         if ok.any():
             edges = np.bincount(start_all[ok], minlength=n + 1) - np.bincount(end_all[ok], minlength=n + 1)
-            cond = (np.cumsum(edges[:n]) > 0) & normal
+            cond = (np.cumsum(edges[:n]) > 0) & f.normal
     return cond
 
 

@@ -31,6 +31,14 @@ def _rule_hold_ms(rs: RuleSet) -> list[int]:
     ]
 
 
+def _rule_min_samples(rs: RuleSet) -> list[int]:
+    """Consecutive samples each condition column must also hold for (one unless its rule says)."""
+    return [
+        int(getattr(_section(rs, spec.code), hold.min_samples_param)) if hold.min_samples_param else 1
+        for spec, hold in CONDITIONS
+    ]
+
+
 def _rule_clear_ms(rs: RuleSet) -> list[int]:
     return [round(_section(rs, code).clear_after_s * 1000) for code in RULES]
 
@@ -64,7 +72,7 @@ class SlotParams:
         sets = [thresholds.default, *thresholds.models.values()]
         self.model_index = {name: i + 1 for i, name in enumerate(thresholds.models)}
         self.hold_ms = np.array([_rule_hold_ms(s) for s in sets], np.int64)
-        self.min_count = np.array([s.overspeed.min_samples for s in sets], np.int64)
+        self.min_samples = np.array([_rule_min_samples(s) for s in sets], np.int64)
         self.clear_ms = np.array([_rule_clear_ms(s) for s in sets], np.int64)
         self.enabled = np.array([_rule_enabled(s) for s in sets], np.bool_)
         self.factor = np.array([s.overspeed.factor for s in sets], np.float64)

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 from liftwatch.rules.batches import SortedBatch, next_index
+from liftwatch.rules.catalog import FaultSpec
 from liftwatch.rules.columns import I64, IP, B
 from liftwatch.rules.params import SlotParams, by_rule_set
 from liftwatch.rules.state import CONDITION_INDEX, RULE_INDEX, State
-from liftwatch.schema import FaultCode
 
 
 @dataclass(slots=True)
@@ -209,20 +209,17 @@ def clear_wanted(rule: int, ctx: SortedBatch, st: State, raise_pos: IP) -> B:
 
 
 def hold_rule(
-    code: FaultCode,
-    c: B,
-    ctx: SortedBatch,
-    st: State,
-    params: SlotParams,
-    out: Decisions,
-    enabled: B,
-    min_count: I64 | int = 1,
+    spec: FaultSpec, c: B, ctx: SortedBatch, st: State, params: SlotParams, out: Decisions, enabled: B
 ) -> None:
-    """A rule with one condition: raised once it has held for the hold time, cleared once false for the clear time."""
-    rule = RULE_INDEX[code]
-    j = CONDITION_INDEX[code.value]
+    """A rule with one condition: raised once it has held for the hold time (and the minimum number of
+    samples), cleared once false for the clear time."""
+    rule = RULE_INDEX[spec.code]
+    (condition,) = spec.holds
+    j = CONDITION_INDEX[condition.name]
     runs = true_runs(c, ctx, st, j)
-    hold = by_rule_set(params.hold_ms[:, j], params, ctx.slot[runs.pos])
+    held_by = ctx.slot[runs.pos]
+    hold = by_rule_set(params.hold_ms[:, j], params, held_by)
+    min_count = by_rule_set(params.min_samples[:, j], params, held_by)
     rpos, rsince = first_ready(runs, ctx.ts, hold, min_count)
     keep = enabled[ctx.slot[rpos]]
     rpos, rsince = rpos[keep], rsince[keep]
