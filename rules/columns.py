@@ -1,12 +1,14 @@
 """Columnar samples: one numpy array per field, the form the rule engine evaluates.
 
 Strings are coded as small integers in the order of ``liftwatch.schema.MODES`` / ``DOOR_STATES``;
-the terminal is a *slot* (an index into the engine's per-terminal state arrays).
+the terminal is a *slot* (an index into the engine's per-terminal state arrays). :class:`Messages`
+adds the per-message arrays (seq, receive time, sample count) that continuity reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -196,6 +198,36 @@ class Columns:
             return parts[0]
         return Columns(
             *(np.concatenate([getattr(p, name) for p in parts]) for name in ("slot", "ts", "speed", "floor", "code"))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    """Telemetry messages of many terminals in arrival order: per message its slot, ``seq``, gateway
+    receive time and sample count; their samples as :class:`Columns` (message after message)."""
+
+    slot: I64
+    seq: I64
+    received: I64
+    count: I64
+    samples: Columns
+
+    def __len__(self) -> int:
+        return int(self.seq.shape[0])
+
+    @staticmethod
+    def concat(parts: Sequence[Messages]) -> Messages:
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            empty = np.zeros(0, np.int64)
+            return Messages(empty, empty, empty, empty, Columns.empty())
+        return Messages(
+            slot=np.concatenate([p.slot for p in parts]),
+            seq=np.concatenate([p.seq for p in parts]),
+            received=np.concatenate([p.received for p in parts]),
+            count=np.concatenate([p.count for p in parts]),
+            samples=Columns.concat([p.samples for p in parts]),
         )
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+from liftwatch.columnar import TelemetryArrays
 from liftwatch.rules.catalog import SAMPLE_RULES
-from liftwatch.rules.columns import Columns, from_samples
+from liftwatch.rules.columns import Columns, Messages, from_samples
 from liftwatch.rules.continuity import Continuity
 from liftwatch.rules.engine import Detections, evaluate
 from liftwatch.rules.errors import CheckpointError
@@ -40,6 +41,10 @@ SNAPSHOT_VERSION = 4
 time, so adding a fault code leaves checkpoints readable; 3 added message-sequence continuity (state
 columns and the messages held beyond a hole). 2 and 3 still load (their names read through ``V3_NAMES``)."""
 
+
+Telemetry: TypeAlias = TelemetryRecord | TelemetryArrays
+"""A ``telemetry`` record as read: one message (``telemetry.v1``), or many as columns
+(``telemetry.columns.v1``, unpacked and checked by ``TelemetryArrays.from_record``)."""
 
 EvidenceField = Callable[[Columns, SlotParams, int, int, int], Any]
 """An evidence value from (the evaluated samples, the slot parameters, position, slot, rule set index)."""
@@ -127,13 +132,49 @@ class RuleProcessor:
 
     # --- telemetry ----------------------------------------------------------------------------
 
-    def columns(self, records: Sequence[TelemetryRecord]) -> Columns:
-        """Decode telemetry records (in arrival order) into columns."""
+    def messages(self, batch: Sequence[Telemetry]) -> Messages:
+        """The messages of telemetry records of either form (in arrival order) as arrays."""
+        parts: list[Messages] = []
+        run: list[TelemetryRecord] = []
+        for record in batch:
+            if isinstance(record, TelemetryRecord):
+                run.append(record)
+                continue
+            if run:
+                parts.append(self._of_records(run))
+                run = []
+            parts.append(self._of_arrays(record))
+        if run:
+            parts.append(self._of_records(run))
+        return Messages.concat(parts)
+
+    def columns(self, batch: Sequence[Telemetry]) -> Columns:
+        """The samples of telemetry records (in arrival order) as columns."""
+        return self.messages(batch).samples
+
+    def _of_records(self, records: Sequence[TelemetryRecord]) -> Messages:
+        """One record a message (``telemetry.v1``): a Python object per sample, gathered field by field."""
+        n = len(records)
+        slots = np.fromiter((self.slot(r.terminal) for r in records), np.int64, n)
+        counts = np.fromiter((len(r.samples) for r in records), np.int64, n)
+        samples = from_samples(np.repeat(slots.astype(np.int32), counts), [s for r in records for s in r.samples])
+        return Messages(
+            slot=slots,
+            seq=np.fromiter((r.seq for r in records), np.int64, n),
+            received=np.fromiter((r.received_ms for r in records), np.int64, n),
+            count=counts,
+            samples=samples,
+        )
+
+    def _of_arrays(self, arrays: TelemetryArrays) -> Messages:
+        """Many messages as columns (``telemetry.columns.v1``): a slot look-up per distinct terminal,
+        the sample arrays as they come (the record's ``code`` is the columns' packing)."""
         slot_of = self.slot
-        slots = [slot_of(r.terminal) for r in records]
-        counts = [len(r.samples) for r in records]
-        samples = [s for r in records for s in r.samples]
-        return from_samples(np.repeat(np.asarray(slots, np.int32), counts), samples)
+        slots = np.fromiter((slot_of(t) for t in arrays.terminals), np.int64, len(arrays.terminals))
+        slot = np.take(slots, arrays.terminal)
+        count = arrays.count.astype(np.int64)
+        samples = Columns(np.repeat(slot.astype(np.int32), count), arrays.ts, arrays.speed, arrays.floor, arrays.code)
+        return Messages(slot=slot, seq=arrays.seq, received=arrays.received_ms, count=count, samples=samples)
 
     @property
     def waiting(self) -> bool:
@@ -155,34 +196,28 @@ class RuleProcessor:
         )
         return self._events(det), det
 
-    def process(
-        self, records: Sequence[TelemetryRecord], *, flush: bool = False
-    ) -> tuple[list[FaultEvent], Detections]:
-        """Telemetry records in, fault events out (offline clears first, then the rules).
+    def process(self, batch: Sequence[Telemetry], *, flush: bool = False) -> tuple[list[FaultEvent], Detections]:
+        """Telemetry records of either form in, fault events out (offline clears first, then the rules).
 
         Message sequence numbers decide what can be judged at once (:mod:`liftwatch.rules.continuity`):
         a terminal whose messages arrived without a hole has all its samples evaluated now; copies
         of messages already judged are dropped (``Detections.duplicates``).
         """
-        if not records:
+        messages = self.messages(batch)
+        if not len(messages):
             rule_events, det = self.evaluate(Columns.empty(), flush=flush)
             return rule_events, det
-        n = len(records)
-        slots = np.fromiter((self.slot(r.terminal) for r in records), np.int64, n)
-        counts = np.fromiter((len(r.samples) for r in records), np.int64, n)
-        seqs = np.fromiter((r.seq for r in records), np.int64, n)
-        received = np.fromiter((r.received_ms for r in records), np.int64, n)
-        events = self._seen(slots, received)
-        columns = from_samples(np.repeat(slots.astype(np.int32), counts), [s for r in records for s in r.samples])
+        slots, counts, columns = messages.slot, messages.count, messages.samples
+        events = self._seen(slots, messages.received)
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         if bool((counts > 0).all()):
-            newest = np.maximum.reduceat(columns.ts, starts) if n else np.zeros(0, np.int64)
+            newest = np.maximum.reduceat(columns.ts, starts)
         else:  # an empty message (the schema refuses them; a hand-made record may not)
             newest = np.array(
                 [int(columns.ts[a : a + c].max()) if c else NONE for a, c in zip(starts, counts, strict=True)], np.int64
             )
         self.state.grow(self.params.capacity)
-        admission = self.continuity.admit(self.state, slots, seqs, newest, received)
+        admission = self.continuity.admit(self.state, slots, messages.seq, newest, messages.received)
         floor = np.repeat(admission.floor, counts)
         if admission.duplicates:
             rows = np.repeat(admission.keep, counts)

@@ -17,9 +17,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -27,13 +27,14 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from liftwatch import db
 from liftwatch.badinput import BadInputPolicy
+from liftwatch.columnar import TelemetryArrays
 from liftwatch.config import RulesSettings
 from liftwatch.kafka import ensure_topics, make_consumer, make_producer
 from liftwatch.rules import thresholds as thresholds_mod
 from liftwatch.rules.columns import Columns
 from liftwatch.rules.health import LateShare
 from liftwatch.rules.metrics import RulesMetrics
-from liftwatch.rules.processor import RuleProcessor
+from liftwatch.rules.processor import RuleProcessor, Telemetry
 from liftwatch.rules.registry import REGISTRY_CHANNEL, load_registry
 from liftwatch.runtime import start_metrics
 from liftwatch.schema import (
@@ -41,9 +42,10 @@ from liftwatch.schema import (
     DeadLetterReason,
     FaultEvent,
     StatusRecord,
+    TelemetryColumns,
     TelemetryRecord,
     decode_status_record,
-    decode_telemetry_record,
+    decode_telemetry,
     encode_record,
 )
 from prometheus_client import CollectorRegistry
@@ -121,6 +123,33 @@ class Partition:
         """A checkpoint of the partition at ``offset`` was committed."""
         self.saved_offset = offset
         self.saved_at = now
+
+
+class TelemetryRead:
+    """The telemetry records of one poll, of either form, and what the loop needs to know of them
+    (read without unpacking a columns record's messages)."""
+
+    def __init__(self) -> None:
+        self.records: list[Telemetry] = []
+        """In arrival order (partition after partition)."""
+        self.terminals: set[str] = set()
+        self.samples = 0
+        self.received_ms = 0
+        """Newest gateway receive time of the records' messages (0: none)."""
+
+    def add(self, record: Telemetry) -> Sequence[str]:
+        """Take a record; returns its terminals."""
+        self.records.append(record)
+        if isinstance(record, TelemetryArrays):
+            terminals: Sequence[str] = record.terminals
+            self.samples += record.samples
+            self.received_ms = max(self.received_ms, int(record.received_ms.max(initial=0)))
+        else:
+            terminals = (record.terminal,)
+            self.samples += len(record.samples)
+            self.received_ms = max(self.received_ms, record.received_ms)
+        self.terminals.update(terminals)
+        return terminals
 
 
 def fault_key(event: FaultEvent) -> bytes:
@@ -257,12 +286,12 @@ class RulesService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), RETRY_MAX_S)
 
-    async def _look_up(self, records: list[TelemetryRecord]) -> None:
+    async def _look_up(self, terminals: Iterable[str]) -> None:
         """Fetch the registry facts of terminals never seen before judging them: one registered a second
         before it speaks is judged with its elevator, not declared unregistered. Retried while the
         database is away (the batch waits: back-pressure), never skipped."""
         assert self.pool is not None
-        unknown = self.processor.unknown(r.terminal for r in records)
+        unknown = self.processor.unknown(terminals)
         if not unknown:
             return
         delay = RETRY_MIN_S
@@ -293,7 +322,8 @@ class RulesService:
     # --- one batch ------------------------------------------------------------------------------
 
     async def _handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        records: list[TelemetryRecord] = []
+        read = TelemetryRead()
+        records = read.records
         statuses: list[StatusRecord] = []
         touched: list[int] = []
         for tp, messages in batch.items():
@@ -304,12 +334,12 @@ class RulesService:
                 partition = self.partitions.get(tp.partition)
                 if partition is None:  # revoked while the batch was in flight
                     continue
-                first = len(records)
+                terminals: set[str] = set()
                 for message in messages:
-                    record = self._decode(message, tp.topic, decode_telemetry_record)
+                    record = self._decode_telemetry(message, tp.topic)
                     if record is not None:
-                        records.append(record)
-                partition.read((r.terminal for r in records[first:]), messages[-1].offset)
+                        terminals.update(read.add(record))
+                partition.read(terminals, messages[-1].offset)
                 touched.append(tp.partition)
             elif tp.topic == self.status_topic:
                 for message in messages:
@@ -333,14 +363,14 @@ class RulesService:
         if records:
             self.read_at = time.monotonic()
         expired = self.processor.expire(now_ms if caught_up else min(now_ms, self.received_ms))
-        self.received_ms = max([self.received_ms, *(r.received_ms for r in records)])
+        self.received_ms = max(self.received_ms, read.received_ms)
         if records:
-            await self._look_up(records)
+            await self._look_up(read.terminals)
             started = time.perf_counter()
             events, det = self.processor.process(records)
             self.metrics.evaluation.observe(time.perf_counter() - started)
             self.metrics.samples.inc(det.evaluated)
-            self.metrics.batch.observe(sum(len(r.samples) for r in records))
+            self.metrics.batch.observe(read.samples)
             if det.late:
                 self.metrics.late.inc(det.late)
             self.late_share.record(time.monotonic(), det.late, det.evaluated)
@@ -370,6 +400,17 @@ class RulesService:
         await self._checkpoint(touched, force=bool(events) and not records, unmoved=not records)
         self._update_lag()
 
+    def _decode_telemetry(self, message: Any, topic: str) -> Telemetry | None:
+        """A ``telemetry`` record of either form; a columns record is unpacked and checked here."""
+        record = self._decode(message, topic, decode_telemetry)
+        if not isinstance(record, TelemetryColumns):
+            return cast("TelemetryRecord | None", record)
+        try:
+            return TelemetryArrays.from_record(record)
+        except ValueError as error:
+            self._refuse(message, topic, DeadLetterReason.SCHEMA, str(error))
+            return None
+
     def _decode(self, message: Any, topic: str, decoder: Any) -> Any:
         try:
             return decoder(message.value)
@@ -377,6 +418,11 @@ class RulesService:
             reason, detail = DeadLetterReason.SCHEMA, str(error)
         except (msgspec.DecodeError, TypeError) as error:
             reason, detail = DeadLetterReason.UNDECODABLE, str(error)
+        self._refuse(message, topic, reason, detail)
+        return None
+
+    def _refuse(self, message: Any, topic: str, reason: DeadLetterReason, detail: str) -> None:
+        """Bad input's one policy: counted, dead-lettered with the reason, and the loop goes on."""
         key = message.key.decode("utf-8", "replace") if message.key else None
         self.policy.refuse(
             source=f"kafka:{topic}",
@@ -386,7 +432,6 @@ class RulesService:
             payload=message.value or b"",
             terminal=key,
         )
-        return None
 
     async def _produce(self, events: list[FaultEvent]) -> None:
         """Send the events (and dead letters) and wait until Kafka acknowledged every one."""

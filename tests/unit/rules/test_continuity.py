@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.schema import Sample, TelemetryRecord
 
+from tests.unit.rules.forms import FORMS, Form, as_sent
 from tests.unit.rules.reference import Event, Reference, fast_thresholds, random_stream
 from tests.unit.rules.test_engine import REGISTRY, TERMINALS
 
@@ -72,7 +73,9 @@ def reference(stream: list[tuple[str, dict[str, Any]]]) -> list[Event]:
     return sorted(ref.events)
 
 
-def engine(messages: list[TelemetryRecord], cuts: list[int], restarts: set[int]) -> tuple[list[Event], int, int]:
+def engine(
+    messages: list[TelemetryRecord], cuts: list[int], restarts: set[int], form: Form = "messages"
+) -> tuple[list[Event], int, int]:
     def fresh() -> RuleProcessor:
         proc = RuleProcessor(fast_thresholds(), lateness_ms=5_000)
         proc.set_registry(REGISTRY)
@@ -88,7 +91,7 @@ def engine(messages: list[TelemetryRecord], cuts: list[int], restarts: set[int])
             proc = fresh()
             proc.slot("U9")  # another slot numbering
             proc.restore(blob)
-        found, det = proc.process(messages[lo:hi])
+        found, det = proc.process(as_sent(messages[lo:hi], form, np.random.default_rng(lo)))
         late += det.late
         duplicates += det.duplicates
         events += [(e.terminal, e.code.value, e.transition, e.since_ms, e.at_ms) for e in found]
@@ -104,17 +107,38 @@ def engine(messages: list[TelemetryRecord], cuts: list[int], restarts: set[int])
     restart=st.sets(st.integers(1, 6), max_size=2),
     delay_share=st.sampled_from([0.0, 0.05, 0.3]),
     copy_share=st.sampled_from([0.0, 0.05]),
+    form=st.sampled_from(FORMS),
 )
 def test_order_holes_copies_batches_and_restarts_do_not_change_the_events(
-    seed: int, cut_fracs: list[float], restart: set[int], delay_share: float, copy_share: float
+    seed: int, cut_fracs: list[float], restart: set[int], delay_share: float, copy_share: float, form: Form
 ) -> None:
     rng = np.random.default_rng(seed)
     stream = random_stream(rng, TERMINALS, 150, disorder_ms=0, late_share=0.0)
     sent, copies = delivered(messages_of(stream, rng), rng, delay_share, copy_share)
     cuts = [int(f * len(sent)) for f in cut_fracs]
-    events, late, duplicates = engine(sent, cuts, restart)
+    events, late, duplicates = engine(sent, cuts, restart, form)
     assert (late, duplicates) == (0, copies)
     assert events == reference(stream)
+
+
+@pytest.mark.parametrize("form", ["columns", "mixed"])
+def test_columns_records_give_the_events_of_one_record_a_message(form: Form) -> None:
+    """Every field of every event, evidence included, with holes, copies and batch cuts."""
+    rng = np.random.default_rng(11)
+    stream = random_stream(rng, TERMINALS, 300, disorder_ms=0, late_share=0.0)
+    sent, _ = delivered(messages_of(stream, rng), rng, 0.1, 0.05)
+
+    def events(form: Form) -> list[Any]:
+        proc = RuleProcessor(fast_thresholds(), lateness_ms=5_000)
+        proc.set_registry(REGISTRY)
+        found = []
+        for lo in range(0, len(sent), 37):
+            found += proc.process(as_sent(sent[lo : lo + 37], form, np.random.default_rng(lo)))[0]
+        return found
+
+    expected = events("messages")
+    assert len(expected) > 10
+    assert events(form) == expected
 
 
 def test_in_order_messages_are_judged_in_the_batch_they_arrive_in() -> None:

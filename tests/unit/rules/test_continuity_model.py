@@ -31,6 +31,7 @@ from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.state import State
 from liftwatch.schema import Sample, TelemetryRecord
 
+from tests.unit.rules.forms import FORMS, Form, as_sent
 from tests.unit.rules.reference import Event, Reference, fast_thresholds, random_stream
 from tests.unit.rules.test_engine import REGISTRY
 
@@ -168,7 +169,7 @@ def stamped(sent: list[Message]) -> list[TelemetryRecord]:
 
 
 def run_engine(
-    records: list[TelemetryRecord], cuts: list[int], restarts: set[int]
+    records: list[TelemetryRecord], cuts: list[int], restarts: set[int], form: Form = "messages"
 ) -> tuple[list[Event], int, int, dict[str, list[int]]]:
     proc = fresh()
     events: list[Event] = []
@@ -193,7 +194,7 @@ def run_engine(
             proc = fresh()
             proc.slot("U9")  # another slot numbering
             proc.restore(blob)
-        note(*proc.process(records[lo:hi]))
+        note(*proc.process(as_sent(records[lo:hi], form, np.random.default_rng(lo))))
     # The stream ends: the holes still open are given up (a silent terminal), the rest released.
     proc.expire(T + STEP_MS * len(records) + 10 * LATENESS_MS)
     note(*proc.evaluate(proc.state.pending.take(np.zeros(0, np.bool_))))
@@ -211,9 +212,17 @@ def run_engine(
     long=st.sampled_from([0.0, 0.02, 0.05]),
     copy=st.sampled_from([0.0, 0.05, 0.2]),
     eager=st.booleans(),
+    form=st.sampled_from(FORMS),
 )
 def test_engine_agrees_with_a_model_that_knows_each_message(
-    seed: int, cut_fracs: list[float], restart: set[int], short: float, long: float, copy: float, eager: bool
+    seed: int,
+    cut_fracs: list[float],
+    restart: set[int],
+    short: float,
+    long: float,
+    copy: float,
+    eager: bool,
+    form: Form,
 ) -> None:
     rng = np.random.default_rng(seed)
     per = messages_of(rng, ["T0", "T1", "T2", "U9"], 120)
@@ -224,7 +233,7 @@ def test_engine_agrees_with_a_model_that_knows_each_message(
     records = stamped(sent)
     cuts = [int(f * len(records)) for f in cut_fracs]
     with eager_release(eager):
-        events, late, duplicates, released = run_engine(records, cuts, restart)
+        events, late, duplicates, released = run_engine(records, cuts, restart, form)
 
     live = {
         terminal: [s for m in messages if (terminal, m.index) not in model.late_messages for s in m.record.samples]

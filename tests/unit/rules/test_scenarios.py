@@ -16,6 +16,7 @@ from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.thresholds import build
 from liftwatch.schema import Sample, TelemetryRecord
 
+from tests.unit.rules.forms import FORMS, Form, as_sent
 from tests.unit.rules.reference import fast_thresholds, random_stream
 
 T0 = 1_767_225_600_000 + 3_600_000  # 2026-01-01T01:00:00Z
@@ -456,9 +457,17 @@ def test_late_samples_of_an_unregistered_terminal_raise_nothing_more() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), cut_fracs=st.lists(st.floats(0, 1), max_size=5), shuffle=st.booleans())
-def test_late_lane_events_do_not_depend_on_batches(seed: int, cut_fracs: list[float], shuffle: bool) -> None:
-    """Backlog messages (in order or not, gaps of every size) cut into batches anyhow: the same late events."""
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    cut_fracs=st.lists(st.floats(0, 1), max_size=5),
+    shuffle=st.booleans(),
+    form=st.sampled_from(FORMS),
+)
+def test_late_lane_events_do_not_depend_on_batches(
+    seed: int, cut_fracs: list[float], shuffle: bool, form: Form
+) -> None:
+    """Backlog messages (in order or not, gaps of every size) cut into batches anyhow, one record a
+    message or packed as columns: the same late events."""
     rng = np.random.default_rng(seed)
     stream = random_stream(rng, ["E1"], 200, disorder_ms=0, late_share=0.0)
     samples = sorted((s for _, s in stream), key=lambda s: s["ts"])
@@ -472,13 +481,17 @@ def test_late_lane_events_do_not_depend_on_batches(seed: int, cut_fracs: list[fl
         rng.shuffle(messages)
     records = [TelemetryRecord("E1", 1 + k, 0, m) for k, m in enumerate(messages)]
 
-    def events(cuts: list[int]) -> list[tuple[str, str, int, int]]:
+    def events(cuts: list[int], form: Form) -> list[tuple[str, str, int, int]]:
         processor = RuleProcessor(fast_thresholds(), lateness_ms=5_000)
         processor.set_registry(REGISTRY)
         processor.process([live])
         bounds = [0, *sorted(set(cuts)), len(records)]
-        found = [e for lo, hi in itertools.pairwise(bounds) for e in processor.process(records[lo:hi])[0]]
+        found = [
+            e
+            for lo, hi in itertools.pairwise(bounds)
+            for e in processor.process(as_sent(records[lo:hi], form, np.random.default_rng(lo)))[0]
+        ]
         assert all(e.evidence["late"] for e in found)
         return [(e.code.value, e.transition, e.since_ms, e.at_ms) for e in found]
 
-    assert events([int(f * len(records)) for f in cut_fracs]) == events(list(range(len(records))))
+    assert events([int(f * len(records)) for f in cut_fracs], form) == events(list(range(len(records))), "messages")
