@@ -21,6 +21,8 @@ from liftwatch.schema import (
     encode_record,
 )
 
+from tests.fixtures.ingest import sample
+
 samples = st.builds(
     Sample,
     ts=st.integers(0, 2**53),
@@ -58,7 +60,7 @@ def test_records_survive_packing_and_the_kafka_bytes(batch: list[TelemetryRecord
 
 
 def test_a_per_message_record_still_decodes_on_the_same_topic() -> None:
-    record = TelemetryRecord(terminal="T1", seq=1, received_ms=5, samples=[_sample()])
+    record = TelemetryRecord(terminal="T1", seq=1, received_ms=5, samples=[sample(1_000)])
     assert decode_telemetry(encode_record(record)) == record
 
 
@@ -68,25 +70,10 @@ def test_the_code_bits_are_distinct_and_clear_of_mode_door_direction() -> None:
     assert not set(bits) & {8, 9, 10, 12, 13, 14, 15}
 
 
-def _sample(**change: object) -> Sample:
-    fields: dict[str, object] = {
-        "ts": 1_000,
-        "mode": "normal",
-        "floor": 3,
-        "door_zone": True,
-        "direction": "stop",
-        "speed": 0.0,
-        "door": "closed",
-        "occupied": False,
-        "safety_circuit": True,
-    }
-    return msgspec.convert(fields | change, Sample)
-
-
 def _good() -> TelemetryColumns:
     records = [
-        TelemetryRecord(terminal="T1", seq=1, received_ms=5, samples=[_sample(), _sample(ts=2_000)]),
-        TelemetryRecord(terminal="T2", seq=9, received_ms=6, samples=[_sample(load_pct=50.0)]),
+        TelemetryRecord(terminal="T1", seq=1, received_ms=5, samples=[sample(1_000), sample(2_000)]),
+        TelemetryRecord(terminal="T2", seq=9, received_ms=6, samples=[sample(1_000, load_pct=50.0)]),
     ]
     return TelemetryArrays.from_records(records).to_record()
 
