@@ -32,126 +32,36 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import secrets
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
-import psycopg
-from liftwatch import db
-from liftwatch.launcher import services
+from harness import (
+    ADMIN_TOKEN,
+    PROBE_LEAD_S,
+    PROBE_TIMEOUT_S,
+    Probe,
+    percentile,
+    platform,
+    registry_with_probes,
+    run_probe,
+    watch_incident_rows,
+)
 from liftwatch.mqtt import MqttClient
-from liftwatch.registry.importer import import_registry
-from liftwatch.registry.model import ElevatorKind, RegistryRow
-from liftwatch.schema import Sample, TelemetryMessage
-from liftwatch.simulators.specs import generated_registry, specs_from_rows
+from liftwatch.simulators.specs import specs_from_rows
 
-ADMIN_TOKEN = "bench-detection-admin-token"
 SEED = 5
 LEVELS = (0, 1_000, 10_000)
 """Background messages/s (10 samples each); 0 is the baseline."""
 TARGET_ROW_S, TARGET_CONSOLE_S = 0.5, 1.0
-PROBE_LEAD_S = 2.0
-"""A probe streams this long before its deciding sample (its terminal is known, its car running)."""
-PROBE_TIMEOUT_S = 10.0
-"""A probe not seen by then counts as missed (an engine waiting out 5 s of lateness is seen by then)."""
 WARMUP_PROBE_TIMEOUT_S = 60.0
 """The unmeasured first probe of the first level waits this long for the pipeline to answer."""
 WARMUP_S = 4.0
 """Background traffic runs this long before the first probe."""
-POLL_S = 0.02
-
-
-@dataclass
-class Probe:
-    terminal: str
-    decided: float | None = None
-    """Monotonic time the deciding message was handed to the MQTT client."""
-    row: float | None = None
-    console: float | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def check(self) -> None:
-        if self.row is not None and self.console is not None:
-            self.done.set()
-
-
-def _registry(probes: int, background: int, levels: list[int]) -> tuple[list[RegistryRow], dict[int, list[str]]]:
-    """The seeded registry: background cars first, then the probe elevators (their terminals renamed
-    ``PROBE...``, each a 1.75 m/s traction car of floors 1-10); the probe terminals of each level."""
-    rows = generated_registry(background + probes * len(levels), SEED)
-    terminals: dict[int, list[str]] = {}
-    for k, level in enumerate(levels):
-        for i in range(probes):
-            index = background + k * probes + i
-            terminal = f"PROBE{level:05d}{i:04d}"
-            rows[index] = msgspec.structs.replace(
-                rows[index],
-                terminal_id=terminal,
-                kind=ElevatorKind.TRACTION,
-                rated_speed=1.75,
-                bottom_floor=1,
-                top_floor=10,
-            )
-            terminals.setdefault(level, []).append(terminal)
-    return rows, terminals
-
-
-def _sample(ts: int, *, door: str = "closed") -> Sample:
-    return Sample(
-        ts=ts,
-        mode="normal",
-        floor=2,
-        door_zone=False,
-        direction="up",
-        speed=1.0,
-        door=door,  # type: ignore[arg-type]
-        occupied=True,
-        safety_circuit=True,
-    )
-
-
-async def _run_probe(client: MqttClient, root: str, probe: Probe, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Stream at 2 Hz; the deciding sample after PROBE_LEAD_S; on until observed or timed out."""
-    topic = f"{root}lift/v1/{probe.terminal}/telemetry"
-    encode = msgspec.json.Encoder().encode
-    start = time.monotonic()
-    seq = 0
-    while True:
-        now = time.monotonic()
-        deciding = probe.decided is None and now - start >= PROBE_LEAD_S
-        if probe.decided is not None and (probe.done.is_set() or now - probe.decided > timeout_s):
-            return
-        sample = _sample(int(time.time() * 1000), door="open" if deciding else "closed")
-        if deciding:
-            probe.decided = time.monotonic()
-        client.publish(topic, encode(TelemetryMessage(1, probe.terminal, seq, [sample])), 1)
-        seq += 1
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(probe.done.wait(), 0.5)
-
-
-async def _watch_rows(url: str, probes: dict[str, Probe], stop: asyncio.Event) -> None:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        while not stop.is_set():
-            pending = [t for t, p in probes.items() if p.decided is not None and p.row is None]
-            if pending:
-                cur = await conn.execute(
-                    "SELECT terminal_id FROM incidents WHERE terminal_id = ANY(%s) AND code = 'door_open_while_moving'",
-                    (pending,),
-                )
-                seen = time.monotonic()
-                for (terminal,) in await cur.fetchall():
-                    probes[terminal].row = seen
-                    probes[terminal].check()
-            await asyncio.sleep(POLL_S)
 
 
 async def _watch_console(base: str, probes: dict[str, Probe], ready: asyncio.Event) -> None:
@@ -188,13 +98,6 @@ class Level:
     background: dict[str, Any] | None
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
 async def _level(
     env: dict[str, str],
     rate: int,
@@ -210,7 +113,7 @@ async def _level(
     stop = asyncio.Event()
     ready = asyncio.Event()
     console = asyncio.create_task(_watch_console(base, found, ready))
-    rows = asyncio.create_task(_watch_rows(url, found, stop))
+    rows = asyncio.create_task(watch_incident_rows(url, found, stop))
     await asyncio.wait_for(ready.wait(), 30)
     load: asyncio.subprocess.Process | None = None
     seconds = WARMUP_S + len(probes) * spacing + 2 * PROBE_LEAD_S + warmup_s + PROBE_TIMEOUT_S
@@ -227,10 +130,10 @@ async def _level(
     try:
         # The first probe is not measured: it waits until the whole pipeline has answered once
         # (consumer groups joined, connections open), which the baseline would otherwise include.
-        await _run_probe(client, root, found[probes[0]], warmup_s)
+        await run_probe(client, root, found[probes[0]], warmup_s)
         tasks = []
         for terminal in probes[1:]:
-            tasks.append(asyncio.create_task(_run_probe(client, root, found[terminal])))
+            tasks.append(asyncio.create_task(run_probe(client, root, found[terminal])))
             await asyncio.sleep(spacing)
         await asyncio.gather(*tasks)
     finally:
@@ -255,84 +158,8 @@ async def _level(
     )
 
 
-PROCESSES = ("gateway", "writer", "rules", "alerts", "api")
-
-
-@contextlib.asynccontextmanager
-async def _platform(workdir: Path, rows: list[RegistryRow], separate: bool) -> AsyncIterator[dict[str, str]]:
-    """Services, a fresh database with the registry, and the platform running on them: ``liftwatch
-    up`` (one process), or with ``separate`` one process each, as ``compose.yaml`` runs them."""
-    tansu = services.start_tansu(log_file=workdir / "tansu.log")
-    mqtt = services.start_mqtt(workdir=workdir)
-    server = services.local_postgres_url()
-    assert server is not None, "bench/detection.py needs the PostgreSQL on 127.0.0.1:5432"
-    name = f"bench_detection_{secrets.token_hex(3)}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"{server.rpartition('/')[0]}/{name}"
-    running: list[asyncio.subprocess.Process] = []
-    try:
-        with psycopg.connect(url) as conn:
-            db.migrate(conn)
-            assert import_registry(conn, rows).ok
-        port = services.free_port()
-        env = {
-            "LIFTWATCH_DATABASE_URL": url,
-            "LIFTWATCH_KAFKA_BOOTSTRAP": tansu.url,
-            "LIFTWATCH_MQTT_URL": mqtt.url,
-            "LIFTWATCH_MQTT_TOPIC_ROOT": "bench/",
-            "LIFTWATCH_API_PORT": str(port),
-            "LIFTWATCH_ADMIN_TOKEN": ADMIN_TOKEN,
-            "LIFTWATCH_LOG_LEVEL": "WARNING",
-        }
-        env["BENCH_API"] = f"http://127.0.0.1:{port}"
-        # Where liftwatch_rules_late_samples_total is scraped: the API's /metrics serves the whole
-        # platform under `up`; a separate rules process serves its own.
-        env["BENCH_RULES_METRICS"] = f"{env['BENCH_API']}/metrics"
-        commands = [("up", {})]
-        if separate:
-            rules_port = services.free_port()
-            env["BENCH_RULES_METRICS"] = f"http://127.0.0.1:{rules_port}/metrics"
-            commands = [(p, {"LIFTWATCH_METRICS_PORT": str(rules_port)} if p == "rules" else {}) for p in PROCESSES]
-        for command, extra in commands:
-            log = (workdir / f"{command}.log").open("wb")
-            running.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "liftwatch",
-                    command,
-                    env={**os.environ, **env, **extra},
-                    stdout=log,
-                    stderr=log,
-                )
-            )
-        async with httpx.AsyncClient(base_url=env["BENCH_API"], timeout=5) as http:
-            for _ in range(300):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/metrics")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                raise SystemExit(f"the platform did not come up; see the logs in {workdir}")
-        yield env
-    finally:
-        for process in running:
-            if process.returncode is None:
-                process.terminate()
-        for process in running:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 30)
-            if process.returncode is None:
-                process.kill()
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        mqtt.stop()
-        tansu.stop()
-
-
 def _fmt(values: list[float]) -> str:
-    return f"{_percentile(values, 0.5) * 1000:7.0f} {_percentile(values, 0.99) * 1000:7.0f}"
+    return f"{percentile(values, 0.5) * 1000:7.0f} {percentile(values, 0.99) * 1000:7.0f}"
 
 
 async def main(argv: list[str] | None = None) -> None:
@@ -352,10 +179,11 @@ async def main(argv: list[str] | None = None) -> None:
     # are not reused by the next (their sequence numbers would look like duplicates).
     background = sum(levels) * 11 // 10  # escalators among the rows have no car
     started = time.monotonic()
-    rows, probe_terminals = _registry(probes, background, levels)
+    rows, probe_terminals = registry_with_probes(background, levels, probes, SEED)
     cars = len(specs_from_rows(rows[:background]))
     with tempfile.TemporaryDirectory(prefix="bench-detection-") as tmp:
-        async with _platform(Path(tmp), rows, args.separate) as env:
+        async with platform(Path(tmp), rows, args.separate) as site:
+            env = {**site.env, "BENCH_API": site.api, "BENCH_RULES_METRICS": site.metrics_urls["rules"]}
             print(f"platform up in {time.monotonic() - started:.1f} s; {cars:,} background cars registered")
             results = []
             first = 0
@@ -384,8 +212,8 @@ async def main(argv: list[str] | None = None) -> None:
         "background msg/s | row p50 p99 ms | console p50 p99 ms | missed | row p99 / baseline | console p99 / baseline"
     )
     for level in results:
-        ratio_row = _percentile(level.row, 0.99) / _percentile(base.row, 0.99)
-        ratio_console = _percentile(level.console, 0.99) / _percentile(base.console, 0.99)
+        ratio_row = percentile(level.row, 0.99) / percentile(base.row, 0.99)
+        ratio_console = percentile(level.console, 0.99) / percentile(base.console, 0.99)
         print(
             f"{level.rate:>16,} | {_fmt(level.row)} | {_fmt(level.console)}    | {level.missed:>6} |"
             f" {ratio_row:18.2f} | {ratio_console:.2f}"
@@ -396,7 +224,7 @@ async def main(argv: list[str] | None = None) -> None:
     ):
         failing = []
         for level in results:
-            p99 = _percentile(pick(level), 0.99)
+            p99 = percentile(pick(level), 0.99)
             if level.missed:
                 failing.append(f"{level.rate:,} msg/s ({level.missed} missed)")
             elif p99 > target:

@@ -27,11 +27,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import psycopg
+from harness import CpuMeter, cpu_seconds, saturation_limit
 from liftwatch import db
 from liftwatch.config import GatewaySettings
 from liftwatch.kafka import ensure_topics, make_producer
@@ -45,36 +46,9 @@ TICK_S = 0.005
 PROBE_EVERY_S = 0.05
 # A level is sustained when its rows are all stored within this time after the last publish.
 DRAIN_OK_S = 2.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- measurement helpers -------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (and its reaped children), in seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-@dataclass
-class CpuMeter:
-    """CPU share of named processes over an interval (1.0 = one full core)."""
-
-    pids: dict[str, int]
-    start: dict[str, float] = field(default_factory=dict)
-    started_at: float = 0.0
-
-    def begin(self) -> None:
-        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-        self.started_at = time.monotonic()
-
-    def shares(self) -> dict[str, float]:
-        elapsed = max(1e-9, time.monotonic() - self.started_at)
-        return {name: (cpu_seconds(pid) - self.start[name]) / elapsed for name, pid in self.pids.items()}
 
 
 def sample(ts: int) -> Sample:
@@ -345,13 +319,8 @@ ONE_CORE = ("gateway", "writer", "pg-writer", "mosquitto")
 def first_to_saturate(result: LevelResult, with_publisher: bool) -> tuple[str, float, str]:
     """Which limit is reached first as the rate grows: (what, msg/s at that limit, why)."""
     costs = cost_us(result)
-    limits = [(name, 1e6 / costs[name], "one core at most") for name in ONE_CORE if costs.get(name)]
     shared = [name for name in (*PLATFORM, "publisher") if name in costs and (with_publisher or name != "publisher")]
-    total = sum(costs[name] for name in shared)
-    if total:
-        cores = os.cpu_count() or 1
-        limits.append((f"the {cores} cores", cores * 1e6 / total, f"shared by {'+'.join(shared)}"))
-    return min(limits, key=lambda limit: limit[1]) if limits else ("nothing measured", 0.0, "")
+    return saturation_limit(costs, ONE_CORE, shared)
 
 
 def cost_line(result: LevelResult) -> str:
@@ -505,7 +474,7 @@ async def measure(
             "writer": writer.pid,
             "pg-writer": backend_pid(database_url, application),
         }
-        meter = CpuMeter(pids | {"publisher": os.getpid()})
+        meter = CpuMeter({name: [pid] for name, pid in (pids | {"publisher": os.getpid()}).items()})
         await until_flowing(pub, database_url, settings.mqtt_topic_root)
         saturated: set[int] = set()
         for rate, per_message in levels:

@@ -279,14 +279,14 @@ async def publish_plan(url: str, plan: list[PlanEntry], client_id: str) -> None:
 
 
 LOAD_BATCH = 10
-"""Samples per background message."""
+"""Samples per background message, unless told otherwise."""
 LOAD_PERIOD_MS = 500
 """Sample period of a background car (2 Hz, event time)."""
 
 
-def _load_template(spec: ElevatorSpec, topic_root: str) -> tuple[bytes, str]:
-    """The topic and a ``%``-template of one message of a car standing at its lowest landing (doors
-    shut, empty): ``template % (seq, ts_1, ..., ts_10)``."""
+def _load_template(spec: ElevatorSpec, topic_root: str, batch: int) -> tuple[bytes, str]:
+    """The topic and a ``%``-template of one message of ``batch`` samples of a car standing at its
+    lowest landing (doors shut, empty): ``template % (seq, ts_1, ..., ts_batch)``."""
     idle = Sample(
         ts=0,
         mode="normal",
@@ -301,32 +301,36 @@ def _load_template(spec: ElevatorSpec, topic_root: str) -> tuple[bytes, str]:
     )
     sample = msgspec.json.encode(idle).decode().replace('"ts":0', '"ts":%d', 1)
     head = msgspec.json.encode({"v": 1, "terminal": spec.terminal_id}).decode()[:-1]
-    template = head + ',"seq":%d,"samples":[' + ",".join([sample] * LOAD_BATCH) + "]}"
+    template = head + ',"seq":%d,"samples":[' + ",".join([sample] * batch) + "]}"
     return f"{topic_root}lift/v1/{spec.terminal_id}/telemetry".encode(), template
 
 
-async def publish_load(url: str, specs: list[ElevatorSpec], rate: float, seconds: float, topic_root: str) -> None:
-    """``rate`` messages/s of ``LOAD_BATCH`` samples for ``seconds`` wall seconds, round after round
+async def publish_load(
+    url: str, specs: list[ElevatorSpec], rate: float, seconds: float, topic_root: str, batch: int = LOAD_BATCH
+) -> None:
+    """``rate`` messages/s of ``batch`` samples for ``seconds`` wall seconds, round after round
     over ``specs`` (every car one message a round, its event time compressed to fit; the newest
-    samples about now); reports when done.
+    samples about now); reports once connected (``{"ready": true}``: publishing starts) and when done, each report
+    with the CPU seconds the process has used (``cpu_s``).
 
     The cars stand idle: the platform's cost per sample (decode, Kafka, COPY, the vectorized rules)
     does not depend on what the sample says, and formatting a template costs ~3 µs a message where
     the fleet simulator and a msgspec encode cost ~22 µs, too much for 10,000 messages/s on 2
     cores shared with the platform under test.
     """
-    templates = [_load_template(spec, topic_root) for spec in specs]
+    templates = [_load_template(spec, topic_root, batch) for spec in specs]
     round_s = len(specs) / rate
     rounds = max(1, math.ceil(seconds / round_s))
-    span_ms = rounds * LOAD_BATCH * LOAD_PERIOD_MS
+    span_ms = rounds * batch * LOAD_PERIOD_MS
     first_ms = int(time.time() * 1000) - span_ms
     publisher = await _Publisher.connect(url, f"load-{time.monotonic_ns()}")
+    print(json.dumps({"ready": True, "cpu_s": time.process_time()}), flush=True)
     try:
         started = time.monotonic()
         messages = 0
         for k in range(rounds):
-            base = first_ms + k * LOAD_BATCH * LOAD_PERIOD_MS
-            stamps = tuple(base + j * LOAD_PERIOD_MS for j in range(LOAD_BATCH))
+            base = first_ms + k * batch * LOAD_PERIOD_MS
+            stamps = tuple(base + j * LOAD_PERIOD_MS for j in range(batch))
             for i in range(0, len(templates), BLOCK):
                 delay = started + (k * len(specs) + i) / rate - time.monotonic()
                 if delay > 0:
@@ -338,19 +342,22 @@ async def publish_load(url: str, specs: list[ElevatorSpec], rate: float, seconds
                 messages += len(block)
         await publisher.wait_below(1)
         seconds_taken = time.monotonic() - started
-        print(json.dumps({"done": True, "messages": messages, "rate": round(messages / seconds_taken, 1)}), flush=True)
+        done = {"done": True, "messages": messages, "rate": round(messages / seconds_taken, 1)}
+        print(json.dumps(done | {"cpu_s": time.process_time()}), flush=True)
     finally:
         await publisher.close()
 
 
 def main(argv: list[str]) -> None:
-    """``URL PLAN`` publishes a plan; ``load URL RATE SECONDS ELEVATORS FIRST COUNT SEED [TOPIC_ROOT]``
-    publishes background load from cars FIRST..FIRST+COUNT of the seeded registry of ELEVATORS rows."""
+    """``URL PLAN`` publishes a plan; ``load URL RATE SECONDS ELEVATORS FIRST COUNT SEED [TOPIC_ROOT [BATCH]]``
+    publishes background load from cars FIRST..FIRST+COUNT of the seeded registry of ELEVATORS rows,
+    BATCH samples a message (default ``LOAD_BATCH``)."""
     if argv[0] == "load":
         url, rate, seconds, elevators, first, count, seed = argv[1:8]
         root = argv[8] if len(argv) > 8 else ""
+        batch = int(argv[9]) if len(argv) > 9 else LOAD_BATCH
         specs = specs_from_rows(generated_registry(int(elevators), int(seed)))[int(first) : int(first) + int(count)]
-        asyncio.run(publish_load(url, specs, float(rate), float(seconds), root))
+        asyncio.run(publish_load(url, specs, float(rate), float(seconds), root, batch))
         return
     url, path = argv[0], Path(argv[1])
     asyncio.run(publish_plan(url, read_plan(path), f"plan-{path.stem}-{time.monotonic_ns()}"))
