@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -84,6 +86,26 @@ def sample_code(sample: Sample) -> int:
     return code
 
 
+_CODE_FIELDS = (*(name for name in CODE_BITS if name != "door_lock_reported"), "mode", "door", "direction")
+_code_key = attrgetter(*_CODE_FIELDS)
+
+
+class _CodeMemo(dict[tuple[Any, ...], int]):
+    """``code`` by the fields it packs: a lookup instead of arithmetic per sample (bounded by the
+    contract's enumerations: at most 2^7 * 3 * 6 * 4 * 3 entries)."""
+
+    def __missing__(self, key: tuple[Any, ...]) -> int:
+        fields = dict(zip(_CODE_FIELDS, key, strict=True))
+        code = self[key] = sample_code(Sample(ts=0, floor=0, speed=0.0, **fields))
+        return code
+
+
+_CODES = _CodeMemo()
+_samples_of = attrgetter("samples")
+_seq_of, _received_of = attrgetter("seq"), attrgetter("received_ms")
+_ts_of, _floor_of, _speed_of, _load_of = (attrgetter(name) for name in ("ts", "floor", "speed", "load_pct"))
+
+
 @dataclass(frozen=True, slots=True)
 class TelemetryArrays:
     """Accepted telemetry messages as arrays: per message (``terminal`` .. ``count``), per sample (``ts`` ..)."""
@@ -137,22 +159,24 @@ class TelemetryArrays:
     @classmethod
     def from_records(cls, records: Sequence[TelemetryRecord]) -> TelemetryArrays:
         """Pack per-message records (the gateway's accepted messages, in receive order)."""
+        # One C-level pass per column (map + attrgetter into fromiter): the gateway packs every
+        # sample it accepts, so no Python-level code runs per sample but a dict lookup for ``code``.
         index: dict[str, int] = {}
         terminal = np.fromiter((index.setdefault(r.terminal, len(index)) for r in records), np.uint32, len(records))
-        samples = [s for r in records for s in r.samples]
+        per_message = list(map(_samples_of, records))
+        samples = list(chain.from_iterable(per_message))
         n = len(samples)
-        load = np.fromiter((math.nan if s.load_pct is None else s.load_pct for s in samples), np.float64, n)
         return cls(
             terminals=list(index),
             terminal=terminal,
-            seq=np.fromiter((r.seq for r in records), np.int64, len(records)),
-            received_ms=np.fromiter((r.received_ms for r in records), np.int64, len(records)),
-            count=np.fromiter((len(r.samples) for r in records), np.uint16, len(records)),
-            ts=np.fromiter((s.ts for s in samples), np.int64, n),
-            floor=np.fromiter((s.floor for s in samples), np.int16, n),
-            speed=np.fromiter((s.speed for s in samples), np.float64, n),
-            load_pct=load,
-            code=np.fromiter(map(sample_code, samples), np.uint16, n),
+            seq=np.fromiter(map(_seq_of, records), np.int64, len(records)),
+            received_ms=np.fromiter(map(_received_of, records), np.int64, len(records)),
+            count=np.fromiter(map(len, per_message), np.uint16, len(records)),
+            ts=np.fromiter(map(_ts_of, samples), np.int64, n),
+            floor=np.fromiter(map(_floor_of, samples), np.int16, n),
+            speed=np.fromiter(map(_speed_of, samples), np.float64, n),
+            load_pct=np.array(list(map(_load_of, samples)), np.float64),  # None becomes NaN
+            code=np.fromiter(map(_CODES.__getitem__, map(_code_key, samples)), np.uint16, n),
         )
 
     def to_record(self) -> TelemetryColumns:

@@ -11,6 +11,11 @@ Order: batches are pipelined, but their records are appended to each Kafka parti
 per partition, one Kafka batch at a time, retried before anything later
 (:mod:`liftwatch.ingest.ordering`), so a terminal's records reach Kafka in receive order.
 
+Records (``LIFTWATCH_GATEWAY_RECORD_FORMAT``): with ``columns`` the telemetry messages a sender
+takes in one go are packed into one ``telemetry.columns.v1`` record (a few when they are many), so
+the broker, the rules and the writer handle one record per thousands of samples; ``messages``
+writes one ``telemetry.v1`` record per message.
+
 Back-pressure: while Kafka does not acknowledge, nothing is acknowledged to MQTT, so the broker
 stops sending once ``max_in_flight`` (MQTT Receive Maximum) messages are unacknowledged, and
 keeps the rest queued in our session. The gateway retries the pending batches until Kafka answers.
@@ -38,9 +43,9 @@ from liftwatch.mqtt import BrokerAddress, InboundMessage, MqttClient
 from liftwatch.schema import DeadLetterReason, encode_record
 from prometheus_client import CollectorRegistry
 
-from .handling import HandlerConfig, MessageHandler, OutRecord
+from .handling import HandlerConfig, MessageHandler, Out, OutRecord, OutTelemetry
 from .metrics import GatewayMetrics
-from .ordering import Chunk, PartitionQueue
+from .ordering import Built, Chunk, PartitionQueue, RecordFormat, build_records
 from .plumbing import RETRY_MAX_S, RETRY_MIN_S, process_registry, sleep_unless
 from .sequence import SequenceTracker
 
@@ -223,7 +228,7 @@ class Gateway:
     def dispatch(self, messages: Sequence[InboundMessage]) -> None:
         """Handle a burst of messages and start delivering their records to Kafka."""
         now_ms = int(time.time() * 1000)
-        records: list[OutRecord] = []
+        records: list[Out] = []
         handle = self.handler.handle
         for message in messages:
             try:
@@ -273,9 +278,9 @@ class Gateway:
             self._partitions[(topic, key)] = partition
         return partition
 
-    def _enqueue(self, records: Sequence[OutRecord]) -> list[Chunk]:
+    def _enqueue(self, records: Sequence[Out]) -> list[Chunk]:
         """Queue a batch's records on their partitions' senders; one chunk per partition."""
-        by_partition: dict[tuple[str, int], list[OutRecord]] = {}
+        by_partition: dict[tuple[str, int], list[Out]] = {}
         for record in records:
             topic = self._topics[record.topic]
             by_partition.setdefault((topic, self._partition(topic, record.key)), []).append(record)
@@ -286,7 +291,12 @@ class Gateway:
             if sender is None:
                 assert self._producer is not None
                 sender = self._senders[topic_partition] = _PartitionSender(
-                    self._producer, *topic_partition, self.metrics, self._backoff, lambda: self._stopping
+                    self._producer,
+                    *topic_partition,
+                    self.settings.gateway_record_format,
+                    self.metrics,
+                    self._backoff,
+                    lambda: self._stopping,
                 )
             chunk = Chunk(items, loop.create_future())
             sender.put(chunk)
@@ -303,7 +313,7 @@ class Gateway:
 
     async def _deliver(
         self,
-        records: list[OutRecord],
+        records: list[Out],
         chunks: list[Chunk],
         messages: Sequence[InboundMessage],
         previous: asyncio.Task[bool] | None,
@@ -332,7 +342,8 @@ class Gateway:
         samples = 0
         for record in records:
             self.metrics.records_out.labels(topic=record.topic).inc()
-            samples += record.samples
+            if isinstance(record, OutTelemetry):
+                samples += len(record.record.samples)
         self.metrics.samples_out.inc(samples)
         return True
 
@@ -356,13 +367,14 @@ class Gateway:
 class _PartitionSender:
     """Appends one partition's queued records to Kafka, one batch at a time, in queue order.
 
-    The driver of a :class:`PartitionQueue`: it takes as many of the oldest waiting records as one
-    Kafka batch holds, hands the batch to the producer, awaits its acknowledgement, and on a
-    failure sends the same records again after a back-off. Retrying the same records is what keeps
-    the order: aiokafka's ``send_batch`` can fail before appending (its wait for the partition's
-    queue raises ``KafkaTimeoutError`` under load), and a batch can fail after being sent; either
-    way nothing later for this partition has been appended. While the gateway stops, a failure
-    abandons everything queued (the broker re-delivers it to the next session).
+    The driver of a :class:`PartitionQueue`: it builds as many records from the oldest waiting
+    entries as one Kafka batch holds (:func:`build_records`), hands the batch to the producer,
+    awaits its acknowledgement, and on a failure sends the same records again after a back-off.
+    Retrying the same records is what keeps the order: aiokafka's ``send_batch`` can fail before
+    appending (its wait for the partition's queue raises ``KafkaTimeoutError`` under load), and a
+    batch can fail after being sent; either way nothing later for this partition has been appended.
+    While the gateway stops, a failure abandons everything queued (the broker re-delivers it to the
+    next session).
     """
 
     def __init__(
@@ -370,6 +382,7 @@ class _PartitionSender:
         producer: AIOKafkaProducer,
         topic: str,
         partition: int,
+        record_format: RecordFormat,
         metrics: GatewayMetrics,
         backoff: tuple[float, float],
         stopping: Callable[[], bool],
@@ -377,6 +390,8 @@ class _PartitionSender:
         self._producer = producer
         self.topic = topic
         self.partition = partition
+        self._record_format = record_format
+        self._built: Built | None = None  # sent and not acknowledged yet: what a retry sends again
         self._metrics = metrics
         self._backoff = backoff
         self._stopping = stopping
@@ -433,21 +448,27 @@ class _PartitionSender:
             queue.abandon()
 
     async def _send_one_batch(self) -> int:
-        """Send the oldest waiting records that fit one Kafka batch; how many, once acknowledged.
+        """Send records built from the oldest waiting entries, as many as fit one Kafka batch; how
+        many entries, once acknowledged. After a failure the same records are sent again.
 
         Building the batch ourselves costs a few microseconds per record where ``producer.send()``
         costs tens (a coroutine, partitioner and future per record).
         """
         producer = self._producer
         batch = producer.create_batch()
-        count = 0
-        for record in self._queue.waiting():
-            if batch.append(key=record.key, value=record.value, timestamp=None) is None:
-                break  # full (the first record always fits)
-            count += 1
+
+        def append(record: tuple[bytes | None, bytes]) -> bool:
+            return batch.append(key=record[0], value=record[1], timestamp=None) is not None
+
+        if self._built is None:
+            self._built = build_records(self._queue.waiting(), self._record_format, append)
+        else:
+            for record in self._built.records:  # they fitted one batch before: they fit again
+                append(record)
         batch.close()
         await (await producer.send_batch(batch, self.topic, partition=self.partition))
-        return count
+        taken, self._built = self._built.taken, None
+        return taken
 
 
 async def serve(

@@ -1,14 +1,17 @@
 """What the gateway does with one MQTT message, without any I/O (pure, fuzzed).
 
-``MessageHandler.handle(topic, payload, now_ms)`` returns the Kafka records to produce for an
-accepted message; bad input goes through the :class:`~liftwatch.badinput.BadInputPolicy` (counted
-and turned into dead letters the caller produces too). It never raises on input: every byte string
+``MessageHandler.handle(topic, payload, now_ms)`` returns what to produce for a message: the
+accepted telemetry message (:class:`OutTelemetry`, which its partition's sender encodes, alone or
+packed with its neighbours as columns) and encoded records (status, dead letters). Bad input goes
+through the :class:`~liftwatch.badinput.BadInputPolicy` (counted and turned into dead letters the
+caller produces too). It never raises on input: every byte string
 on every topic ends as records, dead letters, or a counted duplicate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar, TypeAlias
 
 from liftwatch.badinput import BadInputPolicy
 from liftwatch.ingest.contract import Accepted, TimeLimits, decode_status, decode_telemetry, parse_topic
@@ -22,12 +25,28 @@ SOURCE = "mqtt"
 
 @dataclass(frozen=True, slots=True)
 class OutRecord:
-    """One Kafka record to produce: logical topic (``telemetry``, ``status``, ``deadletter``), key, value."""
+    """One encoded Kafka record to produce: logical topic (``status``, ``deadletter``), key, value."""
 
     topic: str
     key: bytes | None
     value: bytes
-    samples: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutTelemetry:
+    """An accepted telemetry message for the ``telemetry`` topic (key: the terminal id).
+
+    Left unencoded: the partition's sender writes it as one ``telemetry.v1`` record or packs it
+    with the messages sent beside it into one ``telemetry.columns.v1`` record.
+    """
+
+    record: TelemetryRecord
+    key: bytes
+    topic: ClassVar[str] = "telemetry"
+
+
+Out: TypeAlias = OutRecord | OutTelemetry
+"""What one MQTT message turns into."""
 
 
 @dataclass(slots=True)
@@ -55,7 +74,7 @@ class MessageHandler:
 
     def _dead(
         self,
-        out: list[OutRecord],
+        out: list[Out],
         topic: str,
         reason: DeadLetterReason,
         detail: str,
@@ -67,9 +86,9 @@ class MessageHandler:
         )
         out.append(OutRecord("deadletter", terminal.encode() if terminal else None, encode_record(letter)))
 
-    def handle(self, topic: str, payload: bytes, now_ms: int) -> list[OutRecord]:
-        """The records one MQTT message turns into (possibly none: a duplicate)."""
-        out: list[OutRecord] = []
+    def handle(self, topic: str, payload: bytes, now_ms: int) -> list[Out]:
+        """What one MQTT message turns into (possibly nothing: a duplicate)."""
+        out: list[Out] = []
         parsed = parse_topic(topic, self.config.topic_root)
         if parsed is None:
             self._in_other.inc()
@@ -113,5 +132,5 @@ class MessageHandler:
             detail = f"{refused.field}: {refused.detail}" if refused.field else refused.detail
             self._dead(out, topic, refused.reason, detail, payload, terminal)
         record = TelemetryRecord(terminal=terminal, seq=message.seq, received_ms=now_ms, samples=message.samples)
-        out.append(OutRecord("telemetry", terminal.encode(), encode_record(record), len(message.samples)))
+        out.append(OutTelemetry(record, terminal.encode()))
         return out

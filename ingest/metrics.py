@@ -17,7 +17,10 @@ class GatewayMetrics:
             "liftwatch_gateway_messages_in", "MQTT messages received, by kind.", ["kind"], registry=registry
         )
         self.records_out = Counter(
-            "liftwatch_gateway_records_out", "Kafka records acknowledged, by topic.", ["topic"], registry=registry
+            "liftwatch_gateway_records_out",
+            "Messages acknowledged by Kafka, by topic (telemetry: MQTT messages, also when packed as columns).",
+            ["topic"],
+            registry=registry,
         )
         self.samples_out = Counter(
             "liftwatch_gateway_samples_out", "Samples in acknowledged telemetry records.", registry=registry

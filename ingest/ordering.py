@@ -7,23 +7,42 @@ Kafka batch at a time from the head of the queue, awaits the acknowledgement, an
 sends the same records again before anything later. Nothing later was appended, so the order holds
 across retries; a retry after an ambiguous failure (appended, acknowledgement lost) at worst repeats
 records right after themselves, which the writer (primary key) and the rules engine (seq) absorb.
+
+What one send holds is :func:`build_records`: with ``columns``, the telemetry messages at the
+head of the queue packed into few ``telemetry.columns.v1`` records (in queue order, so each
+terminal's order holds inside a record too); the sender keeps what it built and sends exactly
+that again after a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
 
-from .handling import OutRecord
+from liftwatch.columnar import TelemetryArrays
+from liftwatch.schema import TelemetryRecord, encode_record
+
+from .handling import Out, OutTelemetry
+
+RecordFormat: TypeAlias = Literal["columns", "messages"]
+
+COLUMNS_MAX_SAMPLES = 8192
+"""Samples per ``telemetry.columns.v1`` record at most: 28 bytes a sample and 22 a message keep it
+well inside one producer batch (1 MiB), terminal ids included. Larger records would save little:
+the cost per record is already spread over thousands of samples."""
+
+KafkaRecord: TypeAlias = tuple[bytes | None, bytes]
+"""Key and value of one record as appended to a Kafka batch."""
 
 
 @dataclass(slots=True, eq=False)
 class Chunk:
     """The records of one MQTT batch for one partition."""
 
-    records: list[OutRecord]
+    records: list[Out]
     """In receive order."""
     done: asyncio.Future[bool]
     """True once every record is acknowledged by Kafka; False if abandoned (the gateway stops)."""
@@ -59,7 +78,7 @@ class PartitionQueue:
         else:
             self._chunks.append(chunk)
 
-    def waiting(self) -> Iterator[OutRecord]:
+    def waiting(self) -> Iterator[Out]:
         """The records not yet acknowledged, in queue order."""
         for chunk in self._chunks:
             yield from chunk.records[chunk.acknowledged :]
@@ -86,3 +105,59 @@ class PartitionQueue:
 def _complete(chunk: Chunk, delivered: bool) -> None:
     if not chunk.done.done():
         chunk.done.set_result(delivered)
+
+
+@dataclass(slots=True)
+class Built:
+    """Kafka records built from the head of a partition's queue: its first ``taken`` entries."""
+
+    taken: int = 0
+    records: list[KafkaRecord] = field(default_factory=list)
+
+
+def build_records(waiting: Iterable[Out], record_format: RecordFormat, append: Callable[[KafkaRecord], bool]) -> Built:
+    """Encode entries from the head of the queue until ``append`` (one Kafka batch) takes no more.
+
+    ``messages``: one record per entry. ``columns``: consecutive telemetry messages become one
+    record of at most :data:`COLUMNS_MAX_SAMPLES` samples (key None: the partition is chosen
+    explicitly), packed in queue order. ``append`` is offered each record in order and says whether
+    the batch took it; the first record always fits, so something is always built.
+    """
+    built = Built()
+    group: list[TelemetryRecord] = []
+    group_samples = 0
+
+    def offer(record: KafkaRecord, entries: int) -> bool:
+        if not append(record):
+            return False
+        built.records.append(record)
+        built.taken += entries
+        return True
+
+    def flush() -> bool:
+        nonlocal group_samples
+        if not group:
+            return True
+        packed = encode_record(TelemetryArrays.from_records(group).to_record())
+        if not offer((None, packed), len(group)):
+            return False
+        group.clear()
+        group_samples = 0
+        return True
+
+    for entry in waiting:
+        if isinstance(entry, OutTelemetry):
+            if record_format == "columns":
+                samples = len(entry.record.samples)
+                if group_samples + samples > COLUMNS_MAX_SAMPLES and not flush():
+                    return built
+                group.append(entry.record)
+                group_samples += samples
+                continue
+            record: KafkaRecord = (entry.key, encode_record(entry.record))
+        else:
+            record = (entry.key, entry.value)
+        if not flush() or not offer(record, 1):
+            return built
+    flush()
+    return built

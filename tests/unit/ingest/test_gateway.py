@@ -10,13 +10,22 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal, cast
 
+import pytest
 from aiokafka.errors import KafkaTimeoutError, RequestTimedOutError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from liftwatch.columnar import TelemetryArrays
 from liftwatch.config import GatewaySettings
 from liftwatch.ingest.gateway import Gateway, default_client_id
+from liftwatch.ingest.ordering import RecordFormat
 from liftwatch.mqtt import InboundMessage, MqttClient
-from liftwatch.schema import decode_dead_letter, decode_status_record, decode_telemetry_record
+from liftwatch.schema import (
+    TelemetryColumns,
+    TelemetryRecord,
+    decode_dead_letter,
+    decode_status_record,
+    decode_telemetry,
+)
 from prometheus_client import CollectorRegistry
 
 from tests.fixtures.ingest import telemetry_payload
@@ -114,10 +123,17 @@ class AckRecorder:
         self.acked.extend(m.mid for m in messages)
 
 
+def telemetry_in(value: bytes) -> list[TelemetryRecord]:
+    """The messages of a ``telemetry`` record of either form, in record order."""
+    record = decode_telemetry(value)
+    return TelemetryArrays.from_record(record).records() if isinstance(record, TelemetryColumns) else [record]
+
+
 async def gateway_with(
-    producer: FakeProducer, registry: CollectorRegistry | None = None
+    producer: FakeProducer, registry: CollectorRegistry | None = None, record_format: RecordFormat = "messages"
 ) -> tuple[Gateway, AckRecorder]:
-    gateway = Gateway(GatewaySettings(), registry or CollectorRegistry(), backoff=(0.0, 0.0))
+    settings = GatewaySettings(gateway_record_format=record_format)
+    gateway = Gateway(settings, registry or CollectorRegistry(), backoff=(0.0, 0.0))
     recorder = AckRecorder()
     gateway._mqtt = cast(MqttClient, recorder)
     gateway._producer = cast(Any, producer)
@@ -190,7 +206,7 @@ async def test_no_puback_after_a_batch_given_up_on_stop() -> None:
     gateway.dispatch([message(3, lost, 1)])
     assert await settled(gateway) == [False, False, False]
     assert recorder.acked == []
-    assert [decode_telemetry_record(v).terminal for _, v in producer.records("telemetry")] == [fine]
+    assert [telemetry_in(v)[0].terminal for _, v in producer.records("telemetry")] == [fine]
     assert registry.get_sample_value("liftwatch_gateway_produce_failures_total") == 1
 
 
@@ -210,9 +226,59 @@ async def test_an_unexpected_producer_error_is_retried_not_acknowledged() -> Non
     assert len(producer.records("telemetry")) == 1
 
 
+async def test_columns_pack_a_partitions_messages_in_receive_order_and_ack_after_kafka() -> None:
+    """Several terminals' messages for one partition become one columns record (no key), holding
+    them in receive order; they are acknowledged once that record is in Kafka."""
+    producer = FakeProducer(partitions=1, capacity=10)
+    gateway, recorder = await gateway_with(producer, record_format="columns")
+    burst = [message(1, "T1", 0), message(2, "T2", 0), message(3, "T1", 1), message(4, "T3", 0), message(5, "T2", 1)]
+    gateway.dispatch(burst)
+    assert await settled(gateway) == [True]
+    [(key, value)] = producer.records("telemetry")
+    assert key is None and isinstance(decode_telemetry(value), TelemetryColumns)
+    assert [(r.terminal, r.seq) for r in telemetry_in(value)] == [
+        ("T1", 0),
+        ("T2", 0),
+        ("T1", 1),
+        ("T3", 0),
+        ("T2", 1),
+    ]
+    assert recorder.acked == [1, 2, 3, 4, 5]
+
+
+async def test_a_retry_sends_the_same_columns_record_not_a_bigger_one() -> None:
+    """Messages queued while a columns record is in flight wait for the next record: the retry of a
+    failed record is byte for byte the record sent first."""
+    producer = FakeProducer(partitions=1, capacity=10)
+    attempts: list[list[Record]] = []
+    later_queued = asyncio.Event()
+
+    async def decide(topic: str, partition: int, records: list[Record]) -> Fate:
+        attempts.append(list(records))
+        if len(attempts) == 1:
+            await later_queued.wait()
+            return "lost"
+        return "ok"
+
+    producer.decide = decide
+    gateway, recorder = await gateway_with(producer, record_format="columns")
+    gateway.dispatch([message(1, "T1", 0), message(2, "T2", 0)])
+    await asyncio.sleep(0.01)  # the first record is in flight
+    gateway.dispatch([message(3, "T1", 1)])
+    later_queued.set()
+    assert await settled(gateway) == [True, True]
+    assert len(attempts) == 3 and attempts[0] == attempts[1]
+    assert [[(r.terminal, r.seq) for r in telemetry_in(v)] for _, v in producer.records("telemetry")] == [
+        [("T1", 0), ("T2", 0)],
+        [("T1", 1)],
+    ]
+    assert recorder.acked == [1, 2, 3]
+
+
 FATES: list[Fate] = ["ok", "refused", "lost", "ambiguous", "bug"]
 
 
+@pytest.mark.parametrize("record_format", ["messages", "columns"])
 @settings(max_examples=150, deadline=None)
 @given(
     bursts=st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=25), min_size=1, max_size=8),
@@ -222,7 +288,12 @@ FATES: list[Fate] = ["ok", "refused", "lost", "ambiguous", "bug"]
     seed=st.integers(0, 2**32),
 )
 def test_each_terminals_records_reach_kafka_in_receive_order_whatever_fails(
-    bursts: list[list[int]], failure_rate: float, fates: list[Fate], capacity: int, seed: int
+    record_format: RecordFormat,
+    bursts: list[list[int]],
+    failure_rate: float,
+    fates: list[Fate],
+    capacity: int,
+    seed: int,
 ) -> None:
     """Concurrent bursts of several terminals, dispatched while earlier ones are still in flight,
     against a producer that waits, refuses, loses and half-writes batches at random: per terminal,
@@ -246,7 +317,7 @@ def test_each_terminals_records_reach_kafka_in_receive_order_whatever_fails(
     async def run() -> tuple[FakeProducer, list[int], CollectorRegistry, list[list[int]]]:
         registry = CollectorRegistry()
         producer = FakeProducer(decide, settle, capacity=capacity)
-        gateway, recorder = await gateway_with(producer, registry)
+        gateway, recorder = await gateway_with(producer, registry, record_format)
         seqs = [0] * 6
         mid = 0
         received: list[list[int]] = [[] for _ in range(6)]
@@ -266,8 +337,8 @@ def test_each_terminals_records_reach_kafka_in_receive_order_whatever_fails(
     assert acked == list(range(1, sum(map(len, bursts)) + 1))
     in_topic: dict[str, list[int]] = defaultdict(list)
     for _, value in producer.records("telemetry"):
-        record = decode_telemetry_record(value)
-        in_topic[record.terminal].append(record.seq)
+        for record in telemetry_in(value):
+            in_topic[record.terminal].append(record.seq)
     for terminal, seqs in enumerate(received):
         topic_seqs = in_topic.get(f"T{terminal}", [])
         first_copies = [seq for i, seq in enumerate(topic_seqs) if seq not in topic_seqs[:i]]
@@ -288,6 +359,7 @@ def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
     return bytes(buffer)
 
 
+@pytest.mark.parametrize("record_format", ["messages", "columns"])
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
@@ -307,7 +379,7 @@ def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
     st.integers(1, 4),
 )
 def test_gateway_path_acknowledges_every_message_once_in_order_whatever_the_input(
-    messages: list[tuple[str, bytes]], bursts: int
+    record_format: RecordFormat, messages: list[tuple[str, bytes]], bursts: int
 ) -> None:
     """Random and mutated payloads through dispatch and delivery, in a few bursts: no exception,
     every message acknowledged exactly once and in receive order, every record produced readable."""
@@ -318,7 +390,7 @@ def test_gateway_path_acknowledges_every_message_once_in_order_whatever_the_inpu
     producer = FakeProducer(settle=settle)
 
     async def run() -> list[int]:
-        gateway, recorder = await gateway_with(producer)
+        gateway, recorder = await gateway_with(producer, record_format=record_format)
         inbound = [
             InboundMessage(topic, payload, 1, mid, cast(MqttClient, None))
             for mid, (topic, payload) in enumerate(messages, 1)
@@ -332,7 +404,7 @@ def test_gateway_path_acknowledges_every_message_once_in_order_whatever_the_inpu
     acked = asyncio.run(run())
     assert acked == list(range(1, len(messages) + 1))
     for (topic, _), log in producer.log.items():
-        decoder = {"telemetry": decode_telemetry_record, "status": decode_status_record}.get(topic)
+        decoder = {"telemetry": telemetry_in, "status": decode_status_record}.get(topic)
         for _, value in log:
             (decoder or decode_dead_letter)(value)
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from liftwatch.badinput import BadInputPolicy
-from liftwatch.ingest.handling import HandlerConfig, MessageHandler
+from liftwatch.ingest.handling import HandlerConfig, MessageHandler, OutRecord, OutTelemetry
 from liftwatch.ingest.metrics import GatewayMetrics
 from liftwatch.ingest.sequence import SequenceTracker
-from liftwatch.schema import DeadLetterReason, decode_dead_letter, decode_status_record, decode_telemetry_record
+from liftwatch.schema import DeadLetterReason, decode_dead_letter, decode_status_record
 from prometheus_client import CollectorRegistry
 
 from tests.fixtures.ingest import telemetry_payload
@@ -33,19 +33,19 @@ def make_handler(root: str = "") -> tuple[MessageHandler, CollectorRegistry]:
     return handler, registry
 
 
-def test_accepted_message_becomes_one_telemetry_record() -> None:
+def test_accepted_message_is_handed_on_unencoded() -> None:
     handler, _ = make_handler()
     out = handler.handle(TOPIC, telemetry_payload("T1", 7, 3, NOW), NOW)
-    assert [r.topic for r in out] == ["telemetry"]
-    record = decode_telemetry_record(out[0].value)
+    assert len(out) == 1 and isinstance(out[0], OutTelemetry)
+    record = out[0].record
     assert (record.terminal, record.seq, record.received_ms, len(record.samples)) == ("T1", 7, NOW, 3)
-    assert out[0].key == b"T1" and out[0].samples == 3
+    assert out[0].key == b"T1" and out[0].topic == "telemetry"
 
 
 def test_status_becomes_status_record() -> None:
     handler, _ = make_handler("r/")
     out = handler.handle("r/lift/v1/T1/status", b"offline", NOW)
-    assert [r.topic for r in out] == ["status"]
+    assert len(out) == 1 and isinstance(out[0], OutRecord) and out[0].topic == "status"
     assert decode_status_record(out[0].value).status == "offline"
 
 
@@ -101,7 +101,7 @@ BAD = [
 def test_bad_input_is_dead_lettered_with_its_reason(topic: str, payload: bytes, reason: DeadLetterReason) -> None:
     handler, registry = make_handler()
     out = handler.handle(topic, payload, NOW)
-    assert [r.topic for r in out] == ["deadletter"]
+    assert len(out) == 1 and isinstance(out[0], OutRecord) and out[0].topic == "deadletter"
     letter = decode_dead_letter(out[0].value)
     assert letter.reason is reason
     assert letter.payload == payload[:4096]
@@ -118,9 +118,9 @@ def test_one_bad_sample_is_dead_lettered_and_the_others_kept() -> None:
     }
     out = handler.handle(TOPIC, json.dumps(body).encode(), NOW)
     assert sorted(r.topic for r in out) == ["deadletter", "telemetry"]
-    kept = next(decode_telemetry_record(r.value) for r in out if r.topic == "telemetry")
+    kept = next(r.record for r in out if isinstance(r, OutTelemetry))
     assert [s.ts for s in kept.samples] == [NOW, NOW + 100]
-    letter = next(decode_dead_letter(r.value) for r in out if r.topic == "deadletter")
+    letter = next(decode_dead_letter(r.value) for r in out if isinstance(r, OutRecord) and r.topic == "deadletter")
     assert letter.reason is DeadLetterReason.FUTURE_TIMESTAMP and "samples[1]" in letter.detail
 
 
@@ -152,5 +152,5 @@ def test_no_input_makes_the_handler_raise(topic: str, payload: bytes) -> None:
     out = handler.handle(topic, payload, int(time.time() * 1000))
     for record in out:
         assert record.topic in ("telemetry", "status", "deadletter")
-        if record.topic == "deadletter":
+        if isinstance(record, OutRecord) and record.topic == "deadletter":
             decode_dead_letter(record.value)

@@ -1,11 +1,19 @@
-"""A partition's queue releases records strictly in queue order, across batch boundaries and failures."""
+"""A partition's queue releases records strictly in queue order, across batch boundaries and failures,
+and what one send holds is built from its head in that order."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from liftwatch.ingest.handling import OutRecord
-from liftwatch.ingest.ordering import Chunk, PartitionQueue
+import pytest
+from liftwatch.columnar import TelemetryArrays
+from liftwatch.ingest import ordering
+from liftwatch.ingest.handling import Out, OutRecord, OutTelemetry
+from liftwatch.ingest.ordering import Chunk, KafkaRecord, PartitionQueue, build_records
+from liftwatch.schema import TelemetryColumns, TelemetryRecord, decode_telemetry
+
+from tests.fixtures.ingest import sample
 
 
 def chunk(*values: str) -> Chunk:
@@ -49,3 +57,58 @@ async def test_abandoning_gives_up_what_is_queued_and_everything_put_later() -> 
     queue.put(later)
     assert queued.done.result() is False and later.done.result() is False
     assert waiting(queue) == []
+
+
+def telemetry(terminal: str, seq: int, count: int) -> OutTelemetry:
+    samples = [sample(1_000 + 10 * i) for i in range(count)]
+    return OutTelemetry(TelemetryRecord(terminal=terminal, seq=seq, received_ms=5, samples=samples), terminal.encode())
+
+
+def batch_of(capacity: int) -> tuple[list[KafkaRecord], Callable[[KafkaRecord], bool]]:
+    taken: list[KafkaRecord] = []
+
+    def append(record: KafkaRecord) -> bool:
+        if len(taken) >= capacity:
+            return False
+        taken.append(record)
+        return True
+
+    return taken, append
+
+
+def messages_of(value: bytes) -> list[tuple[str, int, int]]:
+    record = decode_telemetry(value)
+    assert isinstance(record, TelemetryColumns)
+    return [(r.terminal, r.seq, len(r.samples)) for r in TelemetryArrays.from_record(record).records()]
+
+
+def test_messages_format_builds_one_record_per_entry_until_the_batch_is_full() -> None:
+    entries: list[Out] = [telemetry("T1", 0, 2), telemetry("T2", 0, 1), telemetry("T1", 1, 3)]
+    taken, append = batch_of(2)
+    built = build_records(entries, "messages", append)
+    assert built.taken == 2 and built.records == taken
+    assert [key for key, _ in built.records] == [b"T1", b"T2"]
+
+
+def test_columns_split_at_the_sample_bound_and_stop_when_the_batch_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ordering, "COLUMNS_MAX_SAMPLES", 5)
+    entries: list[Out] = [telemetry("T1", 0, 2), telemetry("T2", 0, 2), telemetry("T1", 1, 2), telemetry("T3", 0, 3)]
+    _, append = batch_of(10)
+    built = build_records(entries, "columns", append)
+    assert built.taken == 4 and [key for key, _ in built.records] == [None, None]
+    assert [messages_of(value) for _, value in built.records] == [
+        [("T1", 0, 2), ("T2", 0, 2)],
+        [("T1", 1, 2), ("T3", 0, 3)],
+    ]
+    _, append = batch_of(1)
+    built = build_records(entries, "columns", append)
+    assert built.taken == 2 and len(built.records) == 1  # the rest waits for the next send
+
+
+def test_other_records_keep_their_place_between_packed_telemetry() -> None:
+    letter = OutRecord("deadletter", None, b"x")
+    entries: list[Out] = [telemetry("T1", 0, 1), letter, telemetry("T1", 1, 1)]
+    _, append = batch_of(10)
+    built = build_records(entries, "columns", append)
+    assert built.taken == 3 and built.records[1] == (None, b"x")
+    assert [messages_of(built.records[i][1]) for i in (0, 2)] == [[("T1", 0, 1)], [("T1", 1, 1)]]
