@@ -59,6 +59,7 @@ SAMPLE_DTYPES: dict[str, np.dtype[Any]] = {
     "load_pct": np.dtype("<f8"),
     "code": np.dtype("<u2"),
 }
+_COLUMNS = (*MESSAGE_DTYPES, *SAMPLE_DTYPES)
 MAX_SAMPLES_PER_MESSAGE = 100
 """As the MQTT contract allows (``TelemetryMessage.samples``)."""
 
@@ -177,6 +178,33 @@ class TelemetryArrays:
             speed=np.fromiter(map(_speed_of, samples), np.float64, n),
             load_pct=np.array(list(map(_load_of, samples)), np.float64),  # None becomes NaN
             code=np.fromiter(map(_CODES.__getitem__, map(_code_key, samples)), np.uint16, n),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[TelemetryArrays]) -> TelemetryArrays:
+        """Several records' arrays as one, in order (terminal indexes renumbered over the union)."""
+        if len(parts) <= 1:
+            return parts[0] if parts else cls.from_records([])
+        index: dict[str, int] = {}
+        terminal = []
+        for part in parts:
+            renumber = np.fromiter((index.setdefault(t, len(index)) for t in part.terminals), np.uint32)
+            terminal.append(renumber[part.terminal] if part.messages else part.terminal)
+        columns = {name: np.concatenate([getattr(p, name) for p in parts]) for name in _COLUMNS if name != "terminal"}
+        return cls(terminals=list(index), terminal=np.concatenate(terminal).astype(np.uint32), **columns)
+
+    def take(self, start: int, end: int) -> TelemetryArrays:
+        """Messages ``start`` to ``end`` (exclusive) with their samples, and only their terminals."""
+        first = int(self.count[:start].sum(dtype=np.int64))
+        last = first + int(self.count[start:end].sum(dtype=np.int64))
+        per_message = {name: getattr(self, name)[start:end] for name in MESSAGE_DTYPES if name != "terminal"}
+        per_sample = {name: getattr(self, name)[first:last] for name in SAMPLE_DTYPES}
+        used, terminal = np.unique(self.terminal[start:end], return_inverse=True)
+        return TelemetryArrays(
+            terminals=[self.terminals[int(i)] for i in used],
+            terminal=terminal.astype(np.uint32),
+            **per_message,
+            **per_sample,
         )
 
     def to_record(self) -> TelemetryColumns:

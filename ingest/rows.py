@@ -1,66 +1,72 @@
-"""Turning Kafka records into database rows (pure, no I/O): what the writer COPYs."""
+"""Turning Kafka records into database rows (pure, no I/O): what the writer COPYs.
+
+Both forms of ``telemetry`` record become :class:`~liftwatch.columnar.TelemetryArrays` (the
+per-message records of a poll packed together, a columns record as it comes), and the writer
+COPYs the samples in PostgreSQL's binary format, built by numpy from the arrays in one go: no
+Python object per sample. Every staging column is fixed-width: the terminal travels as an index
+into the batch's terminal ids, and the flags, mode, door and direction as the packed ``code``;
+the INSERT that moves the rows into ``telemetry`` turns them back into text and booleans.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
-from liftwatch.schema import DeadLetter, TelemetryRecord, decode_dead_letter, decode_telemetry_record
-
-# Staging columns in COPY order, with their PostgreSQL types (binary COPY needs them). Times
-# travel as epoch milliseconds and become timestamptz in SQL: cheaper than datetime objects.
-STAGING_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("terminal_id", "text"),
-    ("ts_ms", "int8"),
-    ("seq", "int8"),
-    ("idx", "int2"),
-    ("mode", "text"),
-    ("floor", "int2"),
-    ("door_zone", "bool"),
-    ("direction", "text"),
-    ("speed", "float4"),
-    ("door", "text"),
-    ("occupied", "bool"),
-    ("safety_circuit", "bool"),
-    ("door_lock", "bool"),
-    ("alarm_button", "bool"),
-    ("power", "bool"),
-    ("load_pct", "float4"),
-    ("limit_up", "bool"),
-    ("limit_down", "bool"),
-    ("received_ms", "int8"),
+import numpy as np
+from liftwatch.columnar import TelemetryArrays
+from liftwatch.schema import (
+    DeadLetter,
+    DeadLetterReason,
+    TelemetryColumns,
+    TelemetryRecord,
+    decode_dead_letter,
+    decode_telemetry,
 )
 
-Row = tuple[Any, ...]
+STAGING_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("terminal", "int4", ">i4"),
+    ("ts_ms", "int8", ">i8"),
+    ("seq", "int8", ">i8"),
+    ("idx", "int2", ">i2"),
+    ("floor", "int2", ">i2"),
+    ("speed", "float4", ">f4"),
+    ("load_pct", "float4", ">f4"),
+    ("code", "int4", ">i4"),
+    ("received_ms", "int8", ">i8"),
+)
+"""Staging columns in COPY order: name, PostgreSQL type, its binary COPY layout (big-endian).
+
+``terminal`` indexes the batch's terminal ids (0-based); times are epoch milliseconds (cheaper
+than timestamps, converted in SQL); ``load_pct`` is NaN when not reported; ``code`` is
+``liftwatch.columnar``'s packing of the flags, mode, door and direction."""
+
+# A binary COPY row: the field count, then per field its byte length and value.
+_COPY_ROW = np.dtype(
+    [("fields", ">i2")] + [item for name, _, kind in STAGING_COLUMNS for item in ((f"{name}_n", ">i4"), (name, kind))]
+)
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # signature, flags, no extension
+_COPY_TRAILER = struct.pack("!h", -1)
 
 
-def telemetry_rows(record: TelemetryRecord) -> Iterator[Row]:
-    """One staging row per sample, ``idx`` = position in the MQTT message."""
-    terminal, seq, received = record.terminal, record.seq, record.received_ms
-    for idx, s in enumerate(record.samples):
-        yield (
-            terminal,
-            s.ts,
-            seq,
-            idx,
-            s.mode,
-            s.floor,
-            s.door_zone,
-            s.direction,
-            s.speed,
-            s.door,
-            s.occupied,
-            s.safety_circuit,
-            s.door_lock,
-            s.alarm_button,
-            s.power,
-            s.load_pct,
-            s.limit_up,
-            s.limit_down,
-            received,
-        )
+def staging_copy(arrays: TelemetryArrays) -> bytes:
+    """The whole binary COPY stream (header to trailer) of one staging row per sample."""
+    rows = np.empty(arrays.samples, _COPY_ROW)
+    rows["fields"] = len(STAGING_COLUMNS)
+    for name, _, kind in STAGING_COLUMNS:
+        rows[f"{name}_n"] = np.dtype(kind).itemsize
+    rows["terminal"] = arrays.sample_terminal()
+    rows["ts_ms"] = arrays.ts
+    rows["seq"] = np.repeat(arrays.seq, arrays.count)
+    rows["idx"] = arrays.index_of_sample()
+    rows["floor"] = arrays.floor
+    rows["speed"] = arrays.speed
+    rows["load_pct"] = arrays.load_pct
+    rows["code"] = arrays.code
+    rows["received_ms"] = np.repeat(arrays.received_ms, arrays.count)
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,24 +76,6 @@ class StoredDeadLetter:
     letter: DeadLetter
     partition: int | None
     offset: int | None
-
-
-@dataclass(slots=True)
-class Batch:
-    """What one writer transaction stores, decoded from a poll of Kafka records."""
-
-    rows: list[Row] = field(default_factory=list)
-    dead_letters: list[StoredDeadLetter] = field(default_factory=list)
-    records: int = 0
-    spans: list[tuple[RawRecord, int, int]] = field(default_factory=list)
-    """Which slice of ``rows`` each telemetry record produced (to isolate a record the database refuses)."""
-
-    def split(self) -> list[tuple[RawRecord, Batch]]:
-        """One batch per telemetry record (dead letters stay with the first)."""
-        parts = [(record, Batch(rows=self.rows[start:end], records=1)) for record, start, end in self.spans]
-        if parts:
-            parts[0][1].dead_letters = list(self.dead_letters)
-        return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +88,61 @@ class RawRecord:
     value: bytes | None
 
 
+@dataclass(slots=True)
+class Batch:
+    """What one writer transaction stores, decoded from a poll of Kafka records."""
+
+    parts: list[TelemetryArrays] = field(default_factory=list)
+    """The telemetry, in poll order (:meth:`telemetry` joins them)."""
+    spans: list[tuple[RawRecord, int, int]] = field(default_factory=list)
+    """Which messages of :meth:`telemetry` each Kafka record holds (to isolate one the database refuses)."""
+    dead_letters: list[StoredDeadLetter] = field(default_factory=list)
+    records: int = 0
+
+    @property
+    def samples(self) -> int:
+        return sum(part.samples for part in self.parts)
+
+    def telemetry(self) -> TelemetryArrays:
+        """Every message of the batch as one set of arrays."""
+        return TelemetryArrays.concat(self.parts)
+
+    def split(self) -> list[tuple[RawRecord, Batch]]:
+        """One batch per telemetry record (dead letters stay with the first)."""
+        whole = self.telemetry()
+        parts = [
+            (record, Batch(parts=[whole.take(start, end)], spans=[(record, 0, end - start)], records=1))
+            for record, start, end in self.spans
+        ]
+        if parts:
+            parts[0][1].dead_letters = list(self.dead_letters)
+        return parts
+
+
 @dataclass(frozen=True, slots=True)
 class Undecodable:
-    """A Kafka record the writer could not decode (dead-lettered, never blocks the batch)."""
+    """A Kafka record the writer could not read (dead-lettered, never blocks the batch)."""
 
     record: RawRecord
     detail: str
+    reason: DeadLetterReason = DeadLetterReason.UNDECODABLE
 
 
 def decode_batch(
     records: Iterable[RawRecord], telemetry_topic: str, deadletter_topic: str
 ) -> tuple[Batch, list[Undecodable]]:
-    """Decode a poll of records into rows and dead letters; records that cannot be read are returned apart."""
+    """Decode a poll of records into telemetry arrays and dead letters; records that cannot be read
+    are returned apart."""
     batch = Batch()
     bad: list[Undecodable] = []
+    messages = 0  # in the batch so far
+    pending: list[TelemetryRecord] = []  # per-message records not packed yet
+
+    def pack_pending() -> None:
+        if pending:
+            batch.parts.append(TelemetryArrays.from_records(pending))
+            pending.clear()
+
     for record in records:
         batch.records += 1
         if record.value is None:
@@ -121,9 +150,17 @@ def decode_batch(
             continue
         try:
             if record.topic == telemetry_topic:
-                start = len(batch.rows)
-                batch.rows.extend(telemetry_rows(decode_telemetry_record(record.value)))
-                batch.spans.append((record, start, len(batch.rows)))
+                decoded = decode_telemetry(record.value)
+                if isinstance(decoded, TelemetryColumns):
+                    arrays = TelemetryArrays.from_record(decoded)
+                    pack_pending()
+                    batch.parts.append(arrays)
+                    batch.spans.append((record, messages, messages + arrays.messages))
+                    messages += arrays.messages
+                else:
+                    pending.append(decoded)
+                    batch.spans.append((record, messages, messages + 1))
+                    messages += 1
             elif record.topic == deadletter_topic:
                 letter = decode_dead_letter(record.value)
                 batch.dead_letters.append(StoredDeadLetter(letter, record.partition, record.offset))
@@ -131,4 +168,7 @@ def decode_batch(
                 bad.append(Undecodable(record, f"unexpected topic {record.topic}"))
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             bad.append(Undecodable(record, f"{type(error).__name__}: {error}"))
+        except ValueError as error:  # a columns record whose arrays do not fit together
+            bad.append(Undecodable(record, str(error), DeadLetterReason.SCHEMA))
+    pack_pending()
     return batch, bad

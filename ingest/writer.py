@@ -1,7 +1,9 @@
 """``liftwatch writer``: Kafka ``telemetry`` and ``deadletter`` into PostgreSQL, idempotently.
 
-Per poll (``getmany``) the writer opens one transaction: COPY the samples (binary) into a temp
-staging table, ``INSERT INTO telemetry SELECT ... ON CONFLICT DO NOTHING`` (the primary key
+Per poll (``getmany``) the writer opens one transaction: COPY the samples (binary, built by numpy
+from the records' arrays: :mod:`liftwatch.ingest.rows`) into a temp staging table of fixed-width
+columns, ``INSERT INTO telemetry SELECT ... ON CONFLICT DO NOTHING`` (which maps the terminal
+index and the packed code back to text and booleans) (the primary key
 (terminal_id, ts, seq, idx) makes a re-delivered record harmless, also the copies a restarted
 gateway may have produced), upsert ``terminal_activity`` and ``terminals.last_seen_at`` from the
 rows actually inserted, insert the dead letters (unique on their Kafka coordinates), commit, and
@@ -21,14 +23,15 @@ import psycopg.errors
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from liftwatch.badinput import BadInputPolicy
+from liftwatch.columnar import CODE_BITS, DIRECTION_MASK, DIRECTION_SHIFT, DOOR_MASK, DOOR_SHIFT, MODE_MASK, MODE_SHIFT
 from liftwatch.config import WriterSettings
 from liftwatch.kafka import ensure_topics, make_consumer
-from liftwatch.schema import DeadLetterReason
+from liftwatch.schema import DIRECTIONS, DOOR_STATES, MODES, DeadLetterReason
 from prometheus_client import CollectorRegistry
 
 from .metrics import WriterMetrics
 from .plumbing import RETRY_MAX_S, RETRY_MIN_S, process_registry, sleep_unless
-from .rows import STAGING_COLUMNS, Batch, RawRecord, StoredDeadLetter, decode_batch
+from .rows import STAGING_COLUMNS, Batch, RawRecord, StoredDeadLetter, decode_batch, staging_copy
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +47,53 @@ FETCH_MAX_WAIT_MS = 100
 
 _STAGING_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS telemetry_staging ("
-    + ", ".join(f"{name} {kind}" for name, kind in STAGING_COLUMNS)
+    + ", ".join(f"{name} {kind}" for name, kind, _ in STAGING_COLUMNS)
     + ") ON COMMIT DELETE ROWS"
 )
-_COPY = f"COPY telemetry_staging ({', '.join(n for n, _ in STAGING_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-_COPY_TYPES = [kind for _, kind in STAGING_COLUMNS]
+_COPY = f"COPY telemetry_staging ({', '.join(n for n, _, _ in STAGING_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+
+def _flag(name: str) -> str:
+    return f"(s.code & {1 << CODE_BITS[name]}) <> 0"
+
+
+def _enumeration(values: tuple[str, ...], shift: int, mask: int) -> str:
+    listed = ", ".join(f"'{value}'" for value in values)  # the contract's own identifiers
+    return f"(ARRAY[{listed}])[((s.code >> {shift}) & {mask}) + 1]"
+
+
+# Each telemetry column from the staging row, undoing liftwatch.columnar's packing of ``code``.
+_FROM_STAGING: dict[str, str] = {
+    "terminal_id": "t.terminal_id",
+    "ts": "timestamptz 'epoch' + s.ts_ms * interval '1 millisecond'",
+    "seq": "s.seq",
+    "idx": "s.idx",
+    "mode": _enumeration(MODES, MODE_SHIFT, MODE_MASK),
+    "floor": "s.floor",
+    "door_zone": _flag("door_zone"),
+    "direction": _enumeration(DIRECTIONS, DIRECTION_SHIFT, DIRECTION_MASK),
+    "speed": "s.speed",
+    "door": _enumeration(DOOR_STATES, DOOR_SHIFT, DOOR_MASK),
+    "occupied": _flag("occupied"),
+    "safety_circuit": _flag("safety_circuit"),
+    "door_lock": f"CASE WHEN {_flag('door_lock_reported')} THEN {_flag('door_lock')} END",
+    "alarm_button": _flag("alarm_button"),
+    "power": _flag("power"),
+    "load_pct": "nullif(s.load_pct, 'NaN')",
+    "limit_up": _flag("limit_up"),
+    "limit_down": _flag("limit_down"),
+    "received_at": "timestamptz 'epoch' + s.received_ms * interval '1 millisecond'",
+}
 
 # One statement: insert what is new, then account for exactly those rows. The activity day is
-# the site's local date; ORDER BY keeps lock order stable between concurrent writers.
-_MERGE = """
+# the site's local date; ORDER BY keeps lock order stable between concurrent writers. The
+# terminal ids come as one array parameter, joined by position.
+_MERGE = f"""
 WITH inserted AS (
-    INSERT INTO telemetry (terminal_id, ts, seq, idx, mode, floor, door_zone, direction, speed, door, occupied,
-                           safety_circuit, door_lock, alarm_button, power, load_pct, limit_up, limit_down, received_at)
-    SELECT terminal_id, timestamptz 'epoch' + ts_ms * interval '1 millisecond', seq, idx, mode, floor, door_zone,
-           direction, speed, door, occupied, safety_circuit, door_lock, alarm_button, power, load_pct, limit_up,
-           limit_down, timestamptz 'epoch' + received_ms * interval '1 millisecond'
-    FROM telemetry_staging
+    INSERT INTO telemetry ({", ".join(_FROM_STAGING)})
+    SELECT {", ".join(_FROM_STAGING.values())}
+    FROM telemetry_staging s
+    JOIN unnest(%(terminals)s::text[]) WITH ORDINALITY AS t (terminal_id, position) ON t.position = s.terminal + 1
     ON CONFLICT DO NOTHING
     RETURNING terminal_id, ts, received_at
 ), activity AS (
@@ -95,14 +129,12 @@ async def store_batch(conn: psycopg.AsyncConnection[Any], batch: Batch, site_tim
     """Store one batch in one transaction; returns the number of new telemetry rows."""
     inserted = 0
     async with conn.transaction():
-        if batch.rows:
+        if batch.samples:
+            telemetry = batch.telemetry()
             async with conn.cursor() as cur:
                 async with cur.copy(_COPY) as copy:
-                    copy.set_types(_COPY_TYPES)
-                    write_row = copy.write_row
-                    for row in batch.rows:
-                        await write_row(row)
-                params = {"tz": site_timezone}
+                    await copy.write(staging_copy(telemetry))
+                params = {"tz": site_timezone, "terminals": telemetry.terminals}
                 try:
                     # Nearly every batch is new rows only: without ON CONFLICT the insert costs
                     # about a quarter less database CPU. A re-delivered row aborts the attempt
@@ -224,7 +256,7 @@ class Writer:
             letter = self.policy.refuse(
                 source=f"kafka:{item.record.topic}",
                 topic=item.record.topic,
-                reason=DeadLetterReason.UNDECODABLE,
+                reason=item.reason,
                 detail=item.detail,
                 payload=item.record.value or b"",
             )
@@ -293,7 +325,7 @@ class Writer:
             self.metrics.batch_seconds.observe(seconds)
             self.metrics.batch_size.observe(batch.records)
         self.metrics.rows_written.labels(table="telemetry").inc(inserted)
-        self.metrics.rows_skipped.inc(len(batch.rows) - inserted)
+        self.metrics.rows_skipped.inc(batch.samples - inserted)
         self.metrics.rows_written.labels(table="dead_letters").inc(len(batch.dead_letters))
 
     async def _maintain_partitions(self) -> None:

@@ -1,30 +1,95 @@
-"""Kafka records to staging rows: one row per sample, undecodable records set apart."""
+"""Kafka records to staging rows: one row per sample in record order, from either record form;
+undecodable and broken records set apart with their reason."""
 
 from __future__ import annotations
 
+import struct
+
+import msgspec
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch.ingest.rows import STAGING_COLUMNS, RawRecord, decode_batch
+from liftwatch.columnar import TelemetryArrays
+from liftwatch.ingest.rows import STAGING_COLUMNS, RawRecord, decode_batch, staging_copy
 from liftwatch.schema import DeadLetter, DeadLetterReason, TelemetryRecord, encode_record
 
 from tests.fixtures.ingest import sample
 
 
-def _record(terminal: str, seq: int, count: int) -> bytes:
-    samples = [sample(1_000 + i) for i in range(count)]
-    return encode_record(TelemetryRecord(terminal=terminal, seq=seq, received_ms=5, samples=samples))
+def _message(terminal: str, seq: int, count: int) -> TelemetryRecord:
+    return TelemetryRecord(terminal=terminal, seq=seq, received_ms=5, samples=[sample(1_000 + i) for i in range(count)])
+
+
+def _columns(*messages: TelemetryRecord) -> bytes:
+    return encode_record(TelemetryArrays.from_records(messages).to_record())
+
+
+def _copy_rows(data: bytes) -> list[tuple[int, ...]]:
+    """Parse a binary COPY stream of the staging columns (as PostgreSQL would)."""
+    assert data.startswith(b"PGCOPY\n\xff\r\n\x00") and data.endswith(b"\xff\xff")
+    body, rows = memoryview(data)[19:-2], []
+    formats = {"int2": "!h", "int4": "!i", "int8": "!q", "float4": "!f"}
+    position = 0
+    while position < len(body):
+        (fields,) = struct.unpack_from("!h", body, position)
+        position += 2
+        assert fields == len(STAGING_COLUMNS)
+        row = []
+        for _, kind, _ in STAGING_COLUMNS:
+            (size,) = struct.unpack_from("!i", body, position)
+            row.append(struct.unpack_from(formats[kind], body, position + 4)[0])
+            position += 4 + size
+        rows.append(tuple(row))
+    return rows
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=100), max_size=30))
-def test_one_row_per_sample_in_order(counts: list[int]) -> None:
-    raw = [RawRecord("t", 0, offset, _record("T1", offset, n)) for offset, n in enumerate(counts)]
+@given(st.lists(st.tuples(st.integers(1, 100), st.booleans()), max_size=30))
+def test_one_row_per_sample_in_record_order_from_either_form(counts: list[tuple[int, bool]]) -> None:
+    """Per-message and columns records mixed in one poll: rows in poll order, idx per message."""
+    raw = []
+    for offset, (count, packed) in enumerate(counts):
+        message = _message(f"T{offset % 3}", offset, count)
+        value = _columns(message) if packed else encode_record(message)
+        raw.append(RawRecord("t", 0, offset, value))
     batch, bad = decode_batch(raw, "t", "d")
-    assert not bad and batch.records == len(counts)
-    assert len(batch.rows) == sum(counts)
-    assert all(len(row) == len(STAGING_COLUMNS) for row in batch.rows)
-    expected_keys = [(offset, idx) for offset, n in enumerate(counts) for idx in range(n)]
-    assert [(row[2], row[3]) for row in batch.rows] == expected_keys
+    assert not bad and batch.records == len(counts) and batch.samples == sum(c for c, _ in counts)
+    rows = _copy_rows(staging_copy(batch.telemetry()))
+    terminals = batch.telemetry().terminals
+    names = [name for name, _, _ in STAGING_COLUMNS]
+    keys = [(terminals[row[names.index("terminal")]], row[names.index("seq")], row[names.index("idx")]) for row in rows]
+    assert keys == [(f"T{offset % 3}", offset, idx) for offset, (n, _) in enumerate(counts) for idx in range(n)]
+    assert [(record.offset, start, end) for record, start, end in batch.spans] == [
+        (offset, offset, offset + 1) for offset in range(len(counts))
+    ]
+
+
+def test_split_isolates_each_records_messages() -> None:
+    raw = [
+        RawRecord("t", 0, 0, encode_record(_message("A", 1, 2))),
+        RawRecord("t", 0, 1, _columns(_message("B", 1, 1), _message("C", 1, 3))),
+        RawRecord("t", 0, 2, encode_record(_message("A", 2, 1))),
+    ]
+    batch, _ = decode_batch(raw, "t", "d")
+    split = batch.split()
+    assert [part.telemetry().terminals for _, part in split] == [["A"], ["B", "C"], ["A"]]
+    parts = [(record.offset, part.telemetry().records()) for record, part in split]
+    assert [(offset, [(m.terminal, m.seq, len(m.samples)) for m in messages]) for offset, messages in parts] == [
+        (0, [("A", 1, 2)]),
+        (1, [("B", 1, 1), ("C", 1, 3)]),
+        (2, [("A", 2, 1)]),
+    ]
+
+
+def test_a_columns_record_whose_arrays_do_not_fit_is_set_apart_as_schema() -> None:
+    good = _message("T1", 1, 2)
+    broken = TelemetryArrays.from_records([good]).to_record()
+    short = encode_record(msgspec.structs.replace(broken, ts=broken.ts[:-8]))  # a sample's time missing
+    raw = [RawRecord("t", 0, 0, short), RawRecord("t", 0, 1, encode_record(good))]
+    batch, bad = decode_batch(raw, "t", "d")
+    assert [(b.record.offset, b.reason) for b in bad] == [(0, DeadLetterReason.SCHEMA)]
+    assert bad[0].detail == "floor: 2 values for 1 samples"
+    assert batch.samples == 2 and [r.offset for r, _, _ in batch.spans] == [1]
 
 
 def test_dead_letters_keep_their_coordinates_and_garbage_is_set_apart() -> None:
@@ -39,5 +104,5 @@ def test_dead_letters_keep_their_coordinates_and_garbage_is_set_apart() -> None:
     ]
     batch, bad = decode_batch(raw, "t", "d")
     assert [(d.partition, d.offset) for d in batch.dead_letters] == [(0, 41)]
-    assert [b.record.offset for b in bad] == [7, 8, 9]
-    assert batch.rows == []
+    assert [(b.record.offset, b.reason) for b in bad] == [(7, "undecodable"), (8, "undecodable"), (9, "undecodable")]
+    assert batch.samples == 0 and np.size(batch.telemetry().ts) == 0
