@@ -23,11 +23,10 @@ from liftwatch.ingest.credentials import verify_password
 from liftwatch.launcher import services
 from liftwatch.launcher.cli import app
 from liftwatch.mqtt import MqttClient
-from liftwatch.schema import decode_telemetry_record
 from liftwatch.simulators.load import run_load
 from typer.testing import CliRunner, Result
 
-from tests.fixtures.ingest import gateway_subscribed, read_records, running, telemetry_payload
+from tests.fixtures.ingest import gateway_subscribed, read_telemetry, running, telemetry_payload
 
 pytestmark = pytest.mark.integration
 
@@ -287,7 +286,7 @@ async def test_the_gateway_and_a_terminal_talk_over_tls_with_the_sites_ca(
             await asyncio.wait_for(terminal.wait_below(1), 10)
         finally:
             await terminal.disconnect()
-        records = await read_records(settings, "telemetry", 1, decode_telemetry_record)
+        records = await read_telemetry(settings, 1)
     assert [(record.terminal, record.seq) for record in records] == [("T1", 1)]
 
 

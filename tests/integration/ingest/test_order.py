@@ -20,14 +20,15 @@ from liftwatch.config import GatewaySettings
 from liftwatch.ingest import gateway
 from liftwatch.kafka import TOPIC_PARTITIONS
 from liftwatch.mqtt import MqttClient
-from liftwatch.schema import TelemetryRecord, decode_telemetry_record
+from liftwatch.schema import TelemetryRecord
 
 from tests.fixtures.ingest import (
     Process,
     gateway_subscribed,
     publisher,
-    read_records,
+    read_telemetry,
     running,
+    telemetry_messages,
     telemetry_payload,
     wait_until,
 )
@@ -92,8 +93,8 @@ async def follow_telemetry(settings: GatewaySettings, seqs: dict[str, list[int]]
         while True:
             for batch in (await consumer.getmany(timeout_ms=100)).values():
                 for message in batch:
-                    record = decode_telemetry_record(message.value)
-                    seqs.setdefault(record.terminal, []).append(record.seq)
+                    for record in telemetry_messages(message.value):
+                        seqs.setdefault(record.terminal, []).append(record.seq)
     finally:
         await consumer.stop()
 
@@ -116,7 +117,7 @@ async def test_a_burst_keeps_every_terminals_order_into_kafka(gateway_settings: 
         assert registry.get_sample_value("liftwatch_gateway_seq_gap_messages_total") == 0
         assert registry.get_sample_value("liftwatch_dead_letters_total", {"source": "mqtt", "reason": "schema"}) is None
         assert registry.get_sample_value("liftwatch_gateway_in_flight") == 0
-    records = await read_records(gateway_settings, "telemetry", total, decode_telemetry_record, timeout=60)
+    records = await read_telemetry(gateway_settings, total, timeout=60)
     assert len(records) == total
     assert out_of_order(records) == {}
 

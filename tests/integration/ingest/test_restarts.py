@@ -9,14 +9,13 @@ import pytest
 from liftwatch.config import GatewaySettings, WriterSettings
 from liftwatch.ingest import gateway, writer
 from liftwatch.mqtt import MqttClient
-from liftwatch.schema import decode_telemetry_record
 from prometheus_client import CollectorRegistry
 
 from tests.fixtures.ingest import (
     Process,
     gateway_subscribed,
     publisher,
-    read_records,
+    read_telemetry,
     running,
     scalar,
     telemetry_payload,
@@ -137,7 +136,7 @@ async def test_messages_published_while_the_gateway_is_down_arrive_when_it_retur
             return registry.get_sample_value("liftwatch_gateway_samples_out_total") == 40
 
         await wait_until(all_out)
-    records = await read_records(gateway_settings, "telemetry", 20, decode_telemetry_record)
+    records = await read_telemetry(gateway_settings, 20)
     assert sorted(r.seq for r in records) == list(range(20))
 
 

@@ -64,7 +64,7 @@ from liftwatch.rules.params import TerminalInfo
 from liftwatch.rules.registry import load_registry_sync
 from liftwatch.rules.replay import replay_events
 from liftwatch.rules.service import site_day_offset_ms
-from liftwatch.schema import FaultCode, Sample, TelemetryMessage, decode_fault_event, decode_telemetry_record
+from liftwatch.schema import FaultCode, Sample, TelemetryMessage, TelemetryRecord, decode_fault_event
 from liftwatch.simulators.faults import FaultInjection, feasible, timing
 from liftwatch.simulators.fleet import ElevatorSpec
 from liftwatch.simulators.plan import BARRIER, PlanEntry, write_plan
@@ -72,6 +72,7 @@ from liftwatch.simulators.specs import generated_registry, specs_from_rows
 from liftwatch.simulators.stream import simulate_fleet
 from prometheus_client import CollectorRegistry
 
+from tests.fixtures.ingest import telemetry_messages
 from tests.fixtures.simulators import CAR_FAULTS
 from tests.unit.rules.reference import Reference
 
@@ -517,8 +518,11 @@ async def _publish(platform: Platform, scenario: Scenario, tmp: Path) -> Publish
     return Published(reports, registries)
 
 
-async def _topic(settings: CommonSettings, name: str, want: int) -> list[bytes]:
-    """The first ``want`` record values of a topic, each partition in offset order (one after another).
+async def _topic(
+    settings: CommonSettings, name: str, want: int, size: Callable[[bytes], int] = lambda value: 1
+) -> list[bytes]:
+    """The first record values of a topic holding ``want`` items (``size`` counts a record's: a
+    columns telemetry record holds many messages), each partition in offset order (one after another).
 
     Counted, not read to the end offsets: tansu's ListOffsets answers stale end offsets (it said 1
     for partitions holding 5 records), which would cut the reading short.
@@ -531,10 +535,12 @@ async def _topic(settings: CommonSettings, name: str, want: int) -> list[bytes]:
         await consumer.seek_to_beginning(*partitions)
         found: dict[TopicPartition, list[bytes]] = {tp: [] for tp in partitions}
         deadline = time.monotonic() + 30
-        while sum(map(len, found.values())) < want:
-            assert time.monotonic() < deadline, f"the {name} topic holds fewer than {want} records"
+        held = 0
+        while held < want:
+            assert time.monotonic() < deadline, f"the {name} topic holds fewer than {want} items"
             for tp, batch in (await consumer.getmany(timeout_ms=200)).items():
                 found[tp] += [message.value for message in batch]
+                held += sum(size(message.value) for message in batch)
         return [value for tp in partitions for value in found[tp]]
     finally:
         await consumer.stop()
@@ -547,6 +553,13 @@ async def _fault_events(platform: Platform) -> list[Any]:
     return list({e.event_id: e for e in map(decode_fault_event, values)}.values())
 
 
+async def _telemetry(settings: CommonSettings, want: int) -> list[TelemetryRecord]:
+    """The first ``want`` messages of the ``telemetry`` topic, each partition in offset order,
+    whichever record form (one message, or many as columns) holds them."""
+    values = await _topic(settings, "telemetry", want, lambda value: len(telemetry_messages(value)))
+    return [record for value in values for record in telemetry_messages(value)]
+
+
 async def _telemetry_topic_order(settings: CommonSettings, published: list[TelemetryMessage]) -> int:
     """Records of the ``telemetry`` topic not where their terminal published them: per terminal, the
     positions where the topic's sequence numbers differ from the publishing order's."""
@@ -554,8 +567,7 @@ async def _telemetry_topic_order(settings: CommonSettings, published: list[Telem
     for m in published:
         want.setdefault(m.terminal, []).append(m.seq)
     got: dict[str, list[int]] = {}
-    for value in await _topic(settings, "telemetry", sum(map(len, want.values()))):
-        record = decode_telemetry_record(value)
+    for record in await _telemetry(settings, sum(map(len, want.values()))):
         got.setdefault(record.terminal, []).append(record.seq)
     return sum(a != b for t, seqs in want.items() for a, b in zip(seqs, got.get(t, []), strict=False))
 

@@ -39,7 +39,7 @@ from liftwatch.config import CommonSettings, PlatformSettings
 from liftwatch.kafka import ensure_topics
 from liftwatch.launcher import services
 from liftwatch.launcher.up import platform_processes
-from liftwatch.schema import TelemetryMessage, decode_telemetry_record
+from liftwatch.schema import TelemetryMessage
 from liftwatch.simulators.plan import BARRIER
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -246,9 +246,7 @@ def _first_copies_order(platform: RestartingPlatform) -> Callable[[CommonSetting
         got: dict[str, list[int]] = {}
         seen: set[tuple[str, int]] = set()
         copies = 0
-        values = await differential._topic(settings, "telemetry", sum(map(len, want.values())))
-        for value in values:
-            record = decode_telemetry_record(value)
+        for record in await differential._telemetry(settings, sum(map(len, want.values()))):
             if (record.terminal, record.seq) in seen:
                 copies += 1
                 continue
