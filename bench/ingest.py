@@ -8,11 +8,14 @@ minus the sample's ``ts``, which is its publish time), the publish-to-row latenc
 polled in the database), the loss (rows vs published samples, must be 0) and the CPU share of every
 process, so the first to saturate is visible.
 
-The baseline, in the same run, is a naive gateway (one message at a time: produce, await the Kafka
-acknowledgement, PUBACK) fed the same load; the ratio compares the sustained message rates.
+The gateway runs once per Kafka record format (``LIFTWATCH_GATEWAY_RECORD_FORMAT``): ``messages``
+(one record per MQTT message) and ``columns`` (a send's messages packed into one record), and the
+summary gives the ratio of the two. The baseline, in the same run, is a naive gateway (one message
+at a time: produce, await the Kafka acknowledgement, PUBACK) fed the same load.
 
-    .venv/bin/python bench/ingest.py            # full run (a few minutes)
-    .venv/bin/python bench/ingest.py --quick    # a short smoke run
+    .venv/bin/python bench/ingest.py            # full run (several minutes)
+    .venv/bin/python bench/ingest.py --quick    # a short run
+    .venv/bin/python bench/ingest.py --quick --record-format columns
 """
 
 from __future__ import annotations
@@ -547,34 +550,40 @@ async def main_async(args: argparse.Namespace) -> None:
     assert mqtt.process is not None and kafka.process is not None
     fixed = {"mosquitto": mqtt.process.pid, "tansu": kafka.process.pid}
     seconds = 3.0 if args.quick else args.seconds
-    batched = [(float(r), 10) for r in ([2000, 5000] if args.quick else [1000, 2500, 5000, 7500, 10000])]
-    single = [(float(r), 1) for r in ([2000, 5000] if args.quick else [1000, 2500, 5000, 7500, 10000])]
+    batched = [(float(r), 10) for r in ([5000, 15000] if args.quick else [2500, 5000, 7500, 10000, 15000])]
+    single = [(float(r), 1) for r in ([5000, 20000] if args.quick else [2500, 5000, 10000, 15000, 20000])]
+    formats = ["messages", "columns"] if args.record_format == "both" else [args.record_format]
     try:
         print(f"ingest bench: {os.cpu_count()} cores, {TERMINALS} terminals, {seconds:.0f} s per rate", flush=True)
-        print("liftwatch gateway (batched per wake-up):", flush=True)
-        drains: list[DrainResult] = []
-        backlog = 10_000 if args.quick else 50_000
-        ours = await measure(
-            "gw",
-            ["-m", "liftwatch", "gateway"],
-            env,
-            database_url,
-            workdir,
-            batched + single,
-            seconds,
-            fixed,
-            backlog=backlog,
-            drains=drains,
-        )
-        if os.environ.get("BENCH_SKIP_BASELINE"):
-            return
-        print("baseline gateway (one message per produce, awaited serially):", flush=True)
-        # The naive gateway manages ~150 messages/s on tansu: a short, low rate is enough to measure it.
-        base_levels = [(1000.0, 1), (1000.0, 10)]
-        base = await measure(
-            "naive", [__file__, "--naive-gateway"], env, database_url, workdir, base_levels, 2.0, fixed
-        )
-        summarize(ours, base, drains)
+        runs: dict[str, tuple[list[LevelResult], list[DrainResult]]] = {}
+        for record_format in formats:
+            print(f"liftwatch gateway (batched per wake-up), {record_format} records:", flush=True)
+            drains: list[DrainResult] = []
+            ours = await measure(
+                record_format[:3],
+                ["-m", "liftwatch", "gateway"],
+                env | {"LIFTWATCH_GATEWAY_RECORD_FORMAT": record_format},
+                database_url,
+                workdir,
+                batched + single,
+                seconds,
+                fixed,
+                backlog=10_000 if args.quick else 50_000,
+                drains=drains,
+            )
+            runs[record_format] = (ours, drains)
+        base: list[LevelResult] = []
+        if not os.environ.get("BENCH_SKIP_BASELINE"):
+            print("baseline gateway (one message per produce, awaited serially):", flush=True)
+            # The naive gateway manages ~150 messages/s on tansu: a short, low rate is enough to measure it.
+            base_levels = [(1000.0, 1), (1000.0, 10)]
+            base = await measure(
+                "naive", [__file__, "--naive-gateway"], env, database_url, workdir, base_levels, 2.0, fixed
+            )
+        for record_format, (ours, drains) in runs.items():
+            summarize(record_format, ours, base, drains)
+        if len(runs) == 2:
+            compare(runs["columns"][0], runs["messages"][0])
     finally:
         kafka.stop()
         mqtt.stop()
@@ -582,28 +591,56 @@ async def main_async(args: argparse.Namespace) -> None:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def summarize(ours: list[LevelResult], base: list[LevelResult], drains: list[DrainResult]) -> None:
-    def rate(result: LevelResult) -> float:
-        return result.achieved_samples if result.per_message == 10 else result.achieved_msgs
+def rate(result: LevelResult) -> float:
+    return result.achieved_samples if result.per_message == 10 else result.achieved_msgs
 
-    def kept_up(result: LevelResult) -> bool:
-        # The publisher held 90% of the offered rate and the pipeline had no growing backlog: the
-        # last rows were stored within DRAIN_OK_S of the last publish (that is latency, not queue).
-        return result.published_msgs >= 0.9 * result.offered_msgs * result.publish_s and result.drain_s <= DRAIN_OK_S
 
-    def sustained(results: list[LevelResult], per_message: int) -> float:
-        # End to end like the peak (drain included), over the levels the pipeline kept up with.
-        return max((rate(r) for r in results if r.per_message == per_message and kept_up(r)), default=0.0)
+def kept_up(result: LevelResult) -> bool:
+    # The publisher held 90% of the offered rate and the pipeline had no growing backlog: the
+    # last rows were stored within DRAIN_OK_S of the last publish (that is latency, not queue).
+    return result.published_msgs >= 0.9 * result.offered_msgs * result.publish_s and result.drain_s <= DRAIN_OK_S
 
-    def peak(results: list[LevelResult], per_message: int) -> float:
-        return max((rate(r) for r in results if r.per_message == per_message), default=0.0)
 
+def sustained(results: list[LevelResult], per_message: int) -> float:
+    # End to end like the peak (drain included), over the levels the pipeline kept up with.
+    return max((rate(r) for r in results if r.per_message == per_message and kept_up(r)), default=0.0)
+
+
+def peak(results: list[LevelResult], per_message: int) -> float:
+    return max((rate(r) for r in results if r.per_message == per_message), default=0.0)
+
+
+TARGETS = ((10, 150_000, "samples/s"), (1, 20_000, "msg/s"))
+"""Issue 20's end-to-end targets on this machine."""
+
+
+def compare(columns: list[LevelResult], messages: list[LevelResult]) -> None:
+    """Columns against per-message records, measured in the same run."""
+    print("\ncolumns records against one record per message (same run):")
+    for per_message, _, unit in TARGETS:
+        ratios = []
+        for what in (sustained, peak):
+            mine, theirs = what(columns, per_message), what(messages, per_message)
+            ratios.append(f"{what.__name__} {mine:.0f} vs {theirs:.0f} {unit} ({mine / theirs:.2f}x)" if theirs else "")
+        costs = []
+        for name, results in (("columns", columns), ("messages", messages)):
+            levels = [r for r in results if r.per_message == per_message]
+            if levels:
+                top = max(levels, key=lambda r: r.achieved_msgs)
+                costs.append(f"{name}: {cost_line(top)}")
+        print(f"  {per_message:>2} samples/message: {'; '.join(ratios)}")
+        for line in costs:
+            print(f"      CPU us per message at the peak level, {line}")
+
+
+def summarize(name: str, ours: list[LevelResult], base: list[LevelResult], drains: list[DrainResult]) -> None:
     print(
-        f"\nsummary (achieved = published / (publishing time + drain until the last row is stored); sustained ="
+        f"\nsummary, {name} records (achieved = published / (publishing time + drain until the last row is"
+        " stored); sustained ="
         f" best achieved at a level where publishing held >= 90% of the offered rate and every row was stored"
         f" within {DRAIN_OK_S:.0f} s of the last publish; peak = best achieved at any offered rate):"
     )
-    for per_message, target, unit in ((10, 50_000, "samples/s"), (1, 5_000, "msg/s")):
+    for per_message, target, unit in TARGETS:
         mine, theirs = peak(ours, per_message), peak(base, per_message)
         ratio = f"{mine / theirs:.1f}x" if theirs else "n/a"
         print(
@@ -648,6 +685,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two short rates per mode")
     parser.add_argument("--seconds", type=float, default=6.0, help="publishing time per rate")
     parser.add_argument("--workdir", help="folder for broker data and process logs")
+    parser.add_argument(
+        "--record-format",
+        choices=["both", "columns", "messages"],
+        default="both",
+        help="the gateway's Kafka records: both (one run each, compared) or one of them",
+    )
     parser.add_argument("--naive-gateway", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_gateway:
