@@ -319,7 +319,7 @@ class GatewaySettings(CommonSettings):
         description="MQTT messages awaiting Kafka ack at most (MQTT 5 Receive Maximum: the back-pressure bound).",
     )
     gateway_record_format: Literal["columns", "messages"] = Field(
-        default="messages",
+        default="columns",
         description=(
             "Telemetry records written to Kafka: columns = the messages sent to a partition together packed in"
             " one telemetry.columns.v1 record; messages = one telemetry.v1 record per MQTT message."
