@@ -33,10 +33,10 @@ from typing import Any
 
 from liftwatch.badinput import BadInputPolicy
 from liftwatch.ingest.contract import TimeLimits
-from liftwatch.ingest.handling import HandlerConfig, MessageHandler
+from liftwatch.ingest.handling import HandlerConfig, MessageHandler, OutTelemetry
 from liftwatch.ingest.metrics import GatewayMetrics
 from liftwatch.ingest.sequence import SequenceTracker
-from liftwatch.schema import decode_dead_letter, decode_status_record, decode_telemetry_record
+from liftwatch.schema import decode_dead_letter, decode_status_record, decode_telemetry_record, encode_record
 from prometheus_client import CollectorRegistry
 
 NOW = 1_790_000_000_000
@@ -232,7 +232,9 @@ def run(cases: int, seed: int) -> int:
         try:
             out = handler.handle(topic, payload, NOW)
             for record in out:
-                decoded = DECODERS[record.topic](record.value)
+                # An accepted message leaves the handler unencoded: check that it encodes as a record.
+                value = encode_record(record.record) if isinstance(record, OutTelemetry) else record.value
+                decoded = DECODERS[record.topic](value)
                 if record.topic == "deadletter":
                     letters += 1
                     reason = decoded.reason.value
