@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 # Checkpoint retries while PostgreSQL is unreachable: quick first retry, then at most every 5 s.
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
+# How long the first registry read waits for the LISTEN connection (then reads, and reads again
+# once it listens): a connection takes milliseconds; one that fails must not hold the start-up.
+LISTEN_FIRST_S = 2.0
 
 UPSERT_CHECKPOINT = """
 INSERT INTO rules_checkpoints (consumer_group, topic, kafka_partition, next_offset, terminals, state, late_share,
@@ -195,6 +198,10 @@ class RulesService:
         self.received_ms = 0
         """Newest gateway receive time of the telemetry read (the clock that gives up holes while busy)."""
         self.registry_changed = asyncio.Event()
+        self.listening = asyncio.Event()
+        """The registry LISTEN connection was established once."""
+        self.registry_requested = False
+        """The registry was read once (or is being read): a LISTEN established later reloads it."""
         self.late_share = LateShare()
         self._holes = (0, 0)  # the continuity's counters already in the metric
         self.pool: AsyncConnectionPool | None = None
@@ -210,9 +217,12 @@ class RulesService:
         settings = self.settings
         await ensure_topics(settings)
         self.pool = await db.async_pool(settings.require_database_url(), max_size=2, name="rules")
+        listener = asyncio.create_task(self._listen_registry(stop))
+        # The registry loads while the consumer joins its group (the broker holds a join for a while):
+        # the first batch needs both, neither needs the other (a slot restored before the registry
+        # came gets its facts from it when it comes).
+        registry = asyncio.create_task(self._load_registry())
         try:
-            self.processor.set_registry(await load_registry(self.pool))
-            self.metrics.registry_size.set(len(self.processor.registry))
             self.producer = make_producer(settings)
             await self.producer.start()
             try:
@@ -225,20 +235,34 @@ class RulesService:
                 )
                 self.consumer.subscribe([self.telemetry_topic, self.status_topic], listener=_Listener(self))
                 await self.consumer.start()
-                listener = asyncio.create_task(self._listen_registry(stop))
                 try:
+                    await registry
                     await self._loop(stop)
                 finally:
-                    listener.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await listener
                     async with self.lock:
                         await self._checkpoint(list(self.partitions), force=True)
                     await self.consumer.stop()
             finally:
                 await self.producer.stop()
         finally:
+            for task in (registry, listener):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.pool.close()
+
+    async def _load_registry(self) -> None:
+        """The registry as the process starts (a database that is away stops it here)."""
+        assert self.pool is not None
+        # Listening first, so that a change made while the registry is read is pushed and the
+        # listener need not read the whole registry once more, as it does after connecting late.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.listening.wait(), LISTEN_FIRST_S)
+        self.registry_requested = True
+        registry = await load_registry(self.pool)
+        async with self.lock:
+            self.processor.set_registry(registry)
+        self.metrics.registry_size.set(len(registry))
 
     async def _loop(self, stop: asyncio.Event) -> None:
         assert self.consumer is not None
@@ -272,8 +296,9 @@ class RulesService:
                 async with conn:
                     schema = (await (await conn.execute("SELECT current_schema()")).fetchone() or ("",))[0]
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(REGISTRY_CHANNEL)))
-                    # Changes made while we were not listening: reload once now.
-                    self.registry_changed.set()
+                    self.listening.set()
+                    if self.registry_requested:  # changes made while we were not listening: reload once now
+                        self.registry_changed.set()
                     self.metrics.registry_listening.set(1)
                     while not stop.is_set():
                         async for notice in conn.notifies(timeout=0.5):
