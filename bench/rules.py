@@ -193,18 +193,131 @@ def bench_reference(samples: int, rng: np.random.Generator) -> tuple[float, floa
 
 # --- Kafka -> Kafka -------------------------------------------------------------------------------
 
+FORMATS = ("messages", "columns")
+"""``telemetry.v1`` (one record a message) and ``telemetry.columns.v1`` (many messages a record)."""
 
-async def bench_kafka(samples: int, terminals: int) -> None:
+
+@dataclass
+class Stream:
+    """Messages of a fleet as a gateway sends them: every terminal's first message, then every
+    terminal's second, ...; per message its terminal slot, seq and sample count, the samples in
+    message order."""
+
+    samples: Columns
+    slot: np.ndarray[Any, np.dtype[np.int64]]
+    seq: np.ndarray[Any, np.dtype[np.int64]]
+    count: np.ndarray[Any, np.dtype[np.int64]]
+    received_ms: int
+
+    @property
+    def starts(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        return np.cumsum(self.count) - self.count
+
+
+def fleet_stream(terminals: int, samples: int, per_message: int) -> Stream:
+    """``samples`` samples of a fleet in normal service, ``per_message`` seconds of 1 Hz samples a message."""
+    cols = fleet_batch(terminals, 0, max(1, samples // terminals), np.random.default_rng(3))
+    sec = np.arange(len(cols)) // terminals
+    message = sec // per_message
+    order = np.lexsort((sec, cols.slot, message))
+    ordered = cols.take(order)
+    key = message[order] * terminals + ordered.slot
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+    count = np.diff(np.append(starts, len(ordered)))
+    return Stream(
+        ordered,
+        ordered.slot[starts].astype(np.int64),
+        (key[starts] // terminals).astype(np.int64),
+        count,
+        int(time.time() * 1000),
+    )
+
+
+def kafka_records(stream: Stream, form: str, per_record: int) -> list[tuple[bytes, bytes | None, int | None]]:
+    """The stream as ``telemetry`` records (value, key, partition): one a message keyed by terminal, or
+    ``per_record`` messages of one partition a columns record (no key, the partition of its terminals)."""
+    from aiokafka.partitioner import DefaultPartitioner
+    from liftwatch.columnar import DIRECTION_SHIFT, TelemetryArrays
+    from liftwatch.kafka import TOPIC_PARTITIONS
+    from liftwatch.schema import DIRECTIONS, Sample, TelemetryRecord, encode_record
+
+    s = stream.samples
+    moving = s.speed != 0
+    direction = np.where(moving, DIRECTIONS.index("up"), DIRECTIONS.index("stop")).astype(np.uint16)
+    if form == "messages":
+        out: list[tuple[bytes, bytes | None, int | None]] = []
+        for m, (start, count) in enumerate(zip(stream.starts.tolist(), stream.count.tolist(), strict=True)):
+            batch = [
+                Sample(
+                    ts=int(s.ts[i]),
+                    mode="normal",
+                    floor=int(s.floor[i]),
+                    door_zone=bool(s.door_zone[i]),
+                    direction=DIRECTIONS[direction[i]],
+                    speed=float(s.speed[i]),
+                    door=DOOR_STATES[s.door[i]],
+                    occupied=bool(s.occupied[i]),
+                    safety_circuit=bool(s.safety[i]),
+                )
+                for i in range(start, start + count)
+            ]
+            terminal = f"B{stream.slot[m]}"
+            record = TelemetryRecord(terminal, int(stream.seq[m]), stream.received_ms, batch)
+            out.append((encode_record(record), terminal.encode(), None))
+        return out
+    partitions = list(range(TOPIC_PARTITIONS["telemetry"]))
+    partitioner = DefaultPartitioner()
+    terminals = int(stream.slot.max()) + 1
+    partition_of = np.array([partitioner(f"B{t}".encode(), partitions, partitions) for t in range(terminals)])
+    message_partition = partition_of[stream.slot]
+    code = s.code | (direction << np.uint16(DIRECTION_SHIFT))
+    starts = stream.starts
+    out = []
+    for p in partitions:
+        mine = np.flatnonzero(message_partition == p)
+        for chunk in range(0, len(mine), per_record):
+            messages = mine[chunk : chunk + per_record]
+            counts = stream.count[messages]
+            rows = np.repeat(starts[messages] - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+            slots, terminal = np.unique(stream.slot[messages], return_inverse=True)
+            arrays = TelemetryArrays(
+                terminals=[f"B{t}" for t in slots.tolist()],
+                terminal=terminal.astype(np.uint32),
+                seq=stream.seq[messages],
+                received_ms=np.full(len(messages), stream.received_ms, np.int64),
+                count=stream.count[messages].astype(np.uint16),
+                ts=s.ts[rows],
+                floor=s.floor[rows],
+                speed=s.speed[rows],
+                load_pct=np.full(len(rows), np.nan),
+                code=code[rows],
+            )
+            out.append((encode_record(arrays.to_record()), None, p))
+    return out
+
+
+@dataclass
+class KafkaRun:
+    form: str
+    records: int
+    samples: int
+    wall: float
+    cpu: float
+    start_up: float
+    steady: float
+    baseline: float
+
+    @property
+    def rate(self) -> float:
+        return self.samples / self.wall
+
+
+async def bench_kafka(samples: int, terminals: int, formats: list[str], per_record: int) -> None:
     """The ``liftwatch rules`` service on tansu + PostgreSQL, vs a consume-and-decode-only baseline."""
     import psycopg
-    from aiokafka import AIOKafkaConsumer
     from liftwatch import db
     from liftwatch.config import RulesSettings
-    from liftwatch.kafka import ensure_topics, make_producer
     from liftwatch.launcher import services
-    from liftwatch.rules import service
-    from liftwatch.schema import Sample, TelemetryRecord, decode_telemetry_record, encode_record
-    from prometheus_client import CollectorRegistry
 
     if not services.debian_postgres_start():
         raise SystemExit("needs PostgreSQL on 127.0.0.1:5432")
@@ -225,109 +338,117 @@ async def bench_kafka(samples: int, terminals: int) -> None:
                 cur.executemany(
                     "INSERT INTO elevators (registration_code, rescue_code, kind, address, district, use_unit_id, "
                     "maintainer_id, installed_on, rated_speed, bottom_floor, top_floor) "
-                    "VALUES (%s, %s, 'traction', 'a', 'd', %s, %s, '2015-01-01', 1.75, -2, 30)",
-                    [(f"{i:020d}", f"{i:06d}", unit[0], firm[0]) for i in range(terminals)],
+                    "VALUES (%s, %s, 'traction', 'a', 'd', %s, %s, '2015-01-01', %s, -2, 30)",
+                    # the rated speeds of fleet_params: the fleet is in normal service, not overspeeding
+                    [
+                        (f"{i:020d}", f"{i:06d}", unit[0], firm[0], 2.5 if i % 3 == 0 else 1.75)
+                        for i in range(terminals)
+                    ],
                 )
                 cur.executemany(
                     "INSERT INTO terminals (terminal_id, registration_code) VALUES (%s, %s)",
                     [(f"B{i}", f"{i:020d}") for i in range(terminals)],
                 )
-        settings = RulesSettings(
-            database_url=url,
-            kafka_bootstrap=tansu.url,
-            topic_prefix=f"{schema}.",
-            rules_group=f"g{schema}",
-            rules_session_timeout_ms=2_000,
-            log_level="WARNING",
-        )
-        await ensure_topics(settings)
         # 10 samples per message (a terminal batching 10 s of 1 Hz samples), fleet in normal service.
-        cols = fleet_batch(terminals, 0, max(1, samples // terminals), np.random.default_rng(3))
-        per_message = 10
-        order = np.lexsort((cols.ts, cols.slot))
-        records = []
-        next_seq: dict[int, int] = {}
-        for start in range(0, len(order), per_message):
-            rows = order[start : start + per_message]
-            slot = int(cols.slot[rows[0]])
-            rows = rows[cols.slot[rows] == slot]
-            batch = [
-                Sample(
-                    ts=int(cols.ts[i]),
-                    mode="normal",
-                    floor=int(cols.floor[i]),
-                    door_zone=bool(cols.door_zone[i]),
-                    direction="stop" if cols.speed[i] == 0 else "up",
-                    speed=float(cols.speed[i]),
-                    door=DOOR_STATES[cols.door[i]],
-                    occupied=bool(cols.occupied[i]),
-                    safety_circuit=bool(cols.safety[i]),
-                )
-                for i in rows.tolist()
-            ]
-            seq = next_seq.get(slot, 0)
-            next_seq[slot] = seq + 1
-            records.append(TelemetryRecord(f"B{slot}", seq, int(time.time() * 1000), batch))
-        total = sum(len(r.samples) for r in records)
-        producer = make_producer(settings)
-        await producer.start()
-        try:
-            futures = [
-                await producer.send(settings.topic("telemetry"), encode_record(r), key=r.terminal.encode())
-                for r in records
-            ]
-            await asyncio.gather(*futures)
-        finally:
-            await producer.stop()
-
-        # baseline: consume and decode only
-        consumer = AIOKafkaConsumer(
-            settings.topic("telemetry"),
-            bootstrap_servers=tansu.url,
-            group_id=f"base{schema}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-        )
-        await consumer.start()
-        got = 0
-        started = time.perf_counter()
-        try:
-            while got < total:
-                batch_map = await consumer.getmany(timeout_ms=200, max_records=50_000)
-                for messages in batch_map.values():
-                    got += sum(len(decode_telemetry_record(m.value).samples) for m in messages)
-        finally:
-            await consumer.stop()
-        baseline = total / (time.perf_counter() - started)
-
-        registry = CollectorRegistry()
-        stop = asyncio.Event()
-        started = time.perf_counter()
-        task = asyncio.create_task(service.serve(settings, stop, registry))
-        expected = total  # every terminal's messages are in sequence: nothing waits
-        first: tuple[float, float] | None = None
-        while (done := registry.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0) < expected:
-            if task.done():
-                task.result()
-            if first is None and done > 0:
-                first = (time.perf_counter(), done)
-            await asyncio.sleep(0.02)
-        end = time.perf_counter()
-        stop.set()
-        await task
-        rate = total / (end - started)
-        steady = (done - first[1]) / (end - first[0]) if first is not None and end > first[0] else float("nan")
-        print(
-            f"kafka -> rules -> kafka (tansu, PostgreSQL checkpoints), {terminals:,} terminals, {total:,} samples in "
-            f"{len(records):,} records: {rate:,.0f} samples/s including start-up and group join, "
-            f"{steady:,.0f} samples/s once running; consume+decode-only baseline {baseline:,.0f} samples/s, "
-            f"ratio {steady / baseline:.2f}"
-        )
+        stream = fleet_stream(terminals, samples, per_message=10)
+        runs = []
+        for form in formats:
+            settings = RulesSettings(
+                database_url=url,
+                kafka_bootstrap=tansu.url,
+                topic_prefix=f"{schema}.{form}.",
+                rules_group=f"g{schema}{form}",
+                rules_session_timeout_ms=2_000,
+                log_level="WARNING",
+            )
+            runs.append(await kafka_run(settings, stream, form, per_record))
+            print(describe(runs[-1], terminals))
+        if len(runs) == 2:
+            print(f"columns / messages, including start-up: {runs[1].rate / runs[0].rate:.1f}x")
     finally:
         tansu.stop()
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def describe(run: KafkaRun, terminals: int) -> str:
+    return (
+        f"kafka -> rules -> kafka, {run.form} ({terminals:,} terminals, {run.samples:,} samples in {run.records:,} "
+        f"records): {run.rate:,.0f} samples/s including start-up ({run.start_up:.2f} s to the first batch judged), "
+        f"{run.samples / run.cpu:,.0f} per CPU-second, {run.steady:,.0f} samples/s once running; "
+        f"consume+decode-only {run.baseline:,.0f} samples/s"
+    )
+
+
+async def kafka_run(settings: Any, stream: Stream, form: str, per_record: int) -> KafkaRun:
+    """Produce the stream in ``form``, time a decode-only consumer, then the service from its start."""
+    from aiokafka import AIOKafkaConsumer
+    from liftwatch.columnar import TelemetryArrays
+    from liftwatch.kafka import ensure_topics, make_producer
+    from liftwatch.rules import service
+    from liftwatch.schema import TelemetryColumns, decode_telemetry
+    from prometheus_client import CollectorRegistry
+
+    await ensure_topics(settings)
+    records = kafka_records(stream, form, per_record)
+    total = len(stream.samples)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(settings.topic("telemetry"), value, key=key, partition=partition)
+            for value, key, partition in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+    def decoded(value: bytes) -> int:
+        record = decode_telemetry(value)
+        if isinstance(record, TelemetryColumns):
+            return TelemetryArrays.from_record(record).samples
+        return len(record.samples)
+
+    consumer = AIOKafkaConsumer(
+        settings.topic("telemetry"),
+        bootstrap_servers=settings.require_kafka(),
+        group_id=f"base{settings.rules_group}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    got = 0
+    started = time.perf_counter()
+    try:
+        while got < total:
+            batch_map = await consumer.getmany(timeout_ms=200, max_records=50_000)
+            for messages in batch_map.values():
+                got += sum(decoded(m.value) for m in messages)
+    finally:
+        await consumer.stop()
+    baseline = total / (time.perf_counter() - started)
+
+    registry = CollectorRegistry()
+    stop = asyncio.Event()
+    started, cpu = time.perf_counter(), time.process_time()
+    task = asyncio.create_task(service.serve(settings, stop, registry))
+    first: tuple[float, float] | None = None
+    while True:
+        done = registry.get_sample_value("liftwatch_rules_samples_evaluated_total") or 0
+        if first is None and done > 0:
+            first = (time.perf_counter(), done)
+        if done >= total:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.005)
+    end, cpu = time.perf_counter(), time.process_time() - cpu
+    stop.set()
+    await task
+    assert first is not None
+    steady = (done - first[1]) / (end - first[0]) if done > first[1] else float("nan")
+    return KafkaRun(form, len(records), total, end - started, cpu, first[0] - started, steady, baseline)
 
 
 def main() -> None:
@@ -345,11 +466,21 @@ def main() -> None:
     )
     parser.add_argument("--kafka", type=int, default=0, help="Also run the Kafka -> Kafka path with N samples.")
     parser.add_argument("--kafka-terminals", type=int, default=2_000)
+    parser.add_argument(
+        "--kafka-format",
+        choices=[*FORMATS, "both"],
+        default="both",
+        help="Telemetry records of one message (messages), of many as columns (columns), or one run of each.",
+    )
+    parser.add_argument("--kafka-per-record", type=int, default=2_000, help="Messages per columns record.")
+    parser.add_argument("--skip-engine", action="store_true", help="Only the Kafka -> Kafka runs.")
     args = parser.parse_args()
     rng = np.random.default_rng(1)
-    ref_rate, ref_cpu = bench_reference(args.reference_samples, rng)
-    print(f"reference (per-sample Python): {ref_rate:,.0f} samples/s ({ref_cpu:,.0f} per CPU-second)")
-    for fleet in (int(f) for f in args.fleets.split(",")):
+    fleets = [] if args.skip_engine else [int(f) for f in args.fleets.split(",")]
+    if fleets:
+        ref_rate, ref_cpu = bench_reference(args.reference_samples, rng)
+        print(f"reference (per-sample Python): {ref_rate:,.0f} samples/s ({ref_cpu:,.0f} per CPU-second)")
+    for fleet in fleets:
         run = bench_engine(fleet, args.samples, args.batch, rng, args.overtaken)
         per_batch = sorted(run.batch_rates)
         print(
@@ -360,7 +491,8 @@ def main() -> None:
             f"vs reference {run.rate / ref_rate:,.0f}x ({run.cpu_rate / ref_cpu:,.0f}x per CPU-second)"
         )
     if args.kafka:
-        asyncio.run(bench_kafka(args.kafka, args.kafka_terminals))
+        formats = list(FORMATS) if args.kafka_format == "both" else [args.kafka_format]
+        asyncio.run(bench_kafka(args.kafka, args.kafka_terminals, formats, args.kafka_per_record))
 
 
 if __name__ == "__main__":
