@@ -108,7 +108,7 @@ class TelemetryColumns(Struct, frozen=True, tag="telemetry.columns.v1"):
     are in the order the gateway received them.
     """
 
-    terminals: list[str]
+    terminals: list[TerminalId]
     """Distinct terminal ids of the record; ``terminal`` indexes this list."""
     terminal: bytes
     """Per message: index into ``terminals`` (u4)."""

@@ -103,3 +103,9 @@ def test_helpers_give_each_samples_message_terminal_and_index() -> None:
     assert arrays.sample_terminal().tolist() == [0, 0, 1]
     assert arrays.index_of_sample().tolist() == [0, 1, 0]
     assert math.isnan(arrays.load_pct[0]) and arrays.load_pct[2] == 50.0
+
+
+def test_a_terminal_id_off_the_contract_is_refused_when_decoded() -> None:
+    broken = msgspec.structs.replace(_good(), terminals=["T1", "T2\n"])
+    with pytest.raises(msgspec.ValidationError, match="terminals"):
+        decode_telemetry(encode_record(broken))
