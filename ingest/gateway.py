@@ -29,6 +29,7 @@ import logging
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -339,12 +340,10 @@ class Gateway:
         self._mqtt.ack_many(messages)
         self.metrics.in_flight.dec(len(messages))
         self._unacked -= len(messages)
-        samples = 0
-        for record in records:
-            self.metrics.records_out.labels(topic=record.topic).inc()
-            if isinstance(record, OutTelemetry):
-                samples += len(record.record.samples)
-        self.metrics.samples_out.inc(samples)
+        # Counted per topic, not per record: a labelled counter costs microseconds an increment.
+        for topic, count in Counter(record.topic for record in records).items():
+            self.metrics.records_out.labels(topic=topic).inc(count)
+        self.metrics.samples_out.inc(sum(len(r.record.samples) for r in records if isinstance(r, OutTelemetry)))
         return True
 
     async def _drain(self) -> None:
