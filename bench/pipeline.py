@@ -83,6 +83,8 @@ PostgreSQL has a backend per connection."""
 
 @dataclass
 class Level:
+    """One offered rate of one record format and message shape, and what the platform made of it."""
+
     format: str
     per_message: int
     offered: float
