@@ -13,9 +13,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 from liftwatch.columnar import TelemetryArrays
 from liftwatch.schema import (
     DeadLetter,
@@ -67,6 +70,75 @@ def staging_copy(arrays: TelemetryArrays) -> bytes:
     rows["code"] = arrays.code
     rows["received_ms"] = np.repeat(arrays.received_ms, arrays.count)
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+
+
+_DAY_MS = 86_400_000
+
+
+def _utc_offset_s(zone: ZoneInfo, second: int) -> int:
+    offset = datetime.fromtimestamp(second, UTC).astimezone(zone).utcoffset()
+    assert offset is not None  # a ZoneInfo always has one
+    return int(offset.total_seconds())
+
+
+def local_days(ts_ms: npt.NDArray[np.int64], zone: ZoneInfo) -> npt.NDArray[np.int64]:
+    """The ``zone`` date of each instant, as days since 1970-01-01: PostgreSQL's ``(ts AT TIME ZONE
+    zone)::date``. Raises ValueError or OverflowError for instants Python's datetime cannot hold."""
+    # Offsets change at whole seconds and never twice within an hour: one lookup per hour unless
+    # the hour holds a transition, then one per second of it.
+    seconds = ts_ms // 1000
+    hours, per_row = np.unique(seconds // 3600, return_inverse=True)
+    start = np.array([_utc_offset_s(zone, h * 3600) for h in hours.tolist()], np.int64)
+    end = np.array([_utc_offset_s(zone, h * 3600 + 3599) for h in hours.tolist()], np.int64)
+    offset = start[per_row]
+    changing = (start != end)[per_row]
+    if changing.any():
+        exact, at = np.unique(seconds[changing], return_inverse=True)
+        offset[changing] = np.array([_utc_offset_s(zone, s) for s in exact.tolist()], np.int64)[at]
+    days: npt.NDArray[np.int64] = (ts_ms + offset * 1000) // _DAY_MS
+    return days
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """What a batch of new rows adds to ``terminal_activity`` and ``terminals.last_seen_at``."""
+
+    terminal: npt.NDArray[np.int64]
+    """Per terminal and site-local day: the terminal (index into the batch's terminal ids)."""
+    day: npt.NDArray[np.int64]
+    """The site-local day, in days since 1970-01-01."""
+    samples: npt.NDArray[np.int64]
+    first_ms: npt.NDArray[np.int64]
+    last_ms: npt.NDArray[np.int64]
+    seen_terminal: npt.NDArray[np.int64]
+    """Per terminal with samples in the batch: the terminal, and its latest ``received_ms``."""
+    seen_ms: npt.NDArray[np.int64]
+
+
+def activity(arrays: TelemetryArrays, zone: ZoneInfo) -> Activity:
+    """Count, first and last sample per terminal and site-local day, and when each terminal was last
+    heard of, over every sample of ``arrays`` (the writer's fast path, where every row is new)."""
+    days = local_days(arrays.ts, zone)
+    first_day = int(days.min())
+    span = int(days.max()) - first_day + 1
+    key = arrays.sample_terminal().astype(np.int64) * span + (days - first_day)  # terminal, then day
+    order = np.argsort(key, kind="stable")
+    key_sorted, ts_sorted = key[order], arrays.ts[order]
+    starts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1]])
+    groups = key_sorted[starts]
+    seen = np.full(len(arrays.terminals), np.iinfo(np.int64).min)
+    heard = arrays.count > 0  # a message without samples stores no row, so it does not count
+    np.maximum.at(seen, arrays.terminal[heard], arrays.received_ms[heard])
+    present = np.flatnonzero(seen != np.iinfo(np.int64).min)
+    return Activity(
+        terminal=groups // span,
+        day=groups % span + first_day,
+        samples=np.diff(np.r_[starts, len(key_sorted)]),
+        first_ms=np.minimum.reduceat(ts_sorted, starts),
+        last_ms=np.maximum.reduceat(ts_sorted, starts),
+        seen_terminal=present.astype(np.int64),
+        seen_ms=seen[present],
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from datetime import datetime
 
 import msgspec
 import numpy as np
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from liftwatch.columnar import TelemetryArrays
 from liftwatch.ingest.rows import RawRecord, decode_batch
-from liftwatch.ingest.writer import _STAGING_DDL, store_batch
+from liftwatch.ingest.writer import prepare_session, store_batch
 from liftwatch.schema import DIRECTIONS, DOOR_STATES, MODES, Sample, TelemetryRecord, encode_record
 
 from tests.fixtures.ingest import sample, scalar
@@ -43,8 +44,7 @@ def records(seqs: range, terminal: str = "S1") -> list[RawRecord]:
 
 async def test_redelivered_and_overlapping_batches_store_each_sample_once(database_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        await conn.execute(_STAGING_DDL)
-        await conn.commit()
+        await prepare_session(conn)
         first, _ = decode_batch(records(range(0, 10)), "t", "d")
         assert await store_batch(conn, first, "UTC") == 30
         assert await store_batch(conn, first, "UTC") == 0  # the whole batch again
@@ -144,8 +144,7 @@ def test_either_record_form_stores_exactly_the_rows_of_its_samples(
     async def store() -> dict[str, list[tuple[object, ...]]]:
         stored = {}
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
-            await conn.execute(_STAGING_DDL)
-            await conn.commit()
+            await prepare_session(conn)
             for prefix, values in ((f"m{run}-", per_message), (f"c{run}-", columns)):
                 raw = [RawRecord("t", 0, offset, value) for offset, value in enumerate(values)]
                 decoded, bad = decode_batch(raw, "t", "d")
@@ -159,3 +158,87 @@ def test_either_record_form_stores_exactly_the_rows_of_its_samples(
     stored = asyncio.run(store())
     assert stored[f"m{run}-"] == expected_rows(batch, f"m{run}-")
     assert stored[f"c{run}-"] == expected_rows(batch, f"c{run}-")
+
+
+def _utc_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+# Instants where the site-local date or offset changes: midnight in Shanghai (no DST), New York's
+# DST switches, Lord Howe's half-hour one, and Santiago's, which falls back from 00:00 to 23:00 of
+# the day before (the local date goes backwards).
+AROUND = {
+    "Asia/Shanghai": ["2026-12-05T16:00:00+00:00", "2026-12-06T16:00:00+00:00"],
+    "America/New_York": ["2026-03-08T07:00:00+00:00", "2026-11-01T06:00:00+00:00", "2026-11-02T05:00:00+00:00"],
+    "Australia/Lord_Howe": ["2026-04-04T15:00:00+00:00", "2026-10-03T15:30:00+00:00"],
+    "America/Santiago": ["2026-04-05T03:00:00+00:00", "2026-09-06T04:00:00+00:00"],
+    "UTC": ["2026-12-06T00:00:00+00:00"],
+}
+HOUR_MS = 3_600_000
+
+# terminal_activity and last_seen_at as the rows stored say they should be (the definition).
+EXPECTED_ACTIVITY = """
+SELECT terminal_id, (ts AT TIME ZONE %s)::date, count(*), min(ts), max(ts)
+FROM telemetry WHERE terminal_id LIKE %s GROUP BY 1, 2 ORDER BY 1, 2
+"""
+ACTIVITY = "SELECT * FROM terminal_activity WHERE terminal_id LIKE %s ORDER BY 1, 2"
+EXPECTED_SEEN = "SELECT terminal_id, max(received_at) FROM telemetry WHERE terminal_id LIKE %s GROUP BY 1 ORDER BY 1"
+SEEN = "SELECT terminal_id, last_seen_at FROM terminals WHERE terminal_id LIKE %s ORDER BY 1"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.data(),
+    zone=st.sampled_from(sorted(AROUND)),
+    twice=st.booleans(),
+)
+def test_activity_counts_each_sample_once_on_its_site_local_day(
+    database_url: str, data: st.DataObject, zone: str, twice: bool
+) -> None:
+    """Across local midnights and DST switches, new batches (counted from the arrays) and re-delivered
+    ones (counted by PostgreSQL from the rows it inserted) keep terminal_activity and last_seen_at
+    what the stored rows say."""
+    run = secrets.token_hex(3)
+    anchor = _utc_ms(data.draw(st.sampled_from(AROUND[zone])))
+    instants = st.integers(anchor - 2 * HOUR_MS, anchor + 2 * HOUR_MS)
+    batch = data.draw(
+        st.lists(
+            st.builds(
+                TelemetryRecord,
+                terminal=st.sampled_from([f"a{run}", f"b{run}"]),
+                seq=st.integers(0, 50),
+                received_ms=instants,
+                samples=st.lists(instants.map(sample), min_size=0, max_size=8, unique_by=lambda s: s.ts),
+            ),
+            min_size=1,
+            max_size=12,
+            unique_by=lambda m: (m.terminal, m.seq),
+        )
+    )
+    redelivered = data.draw(st.lists(st.sampled_from(batch), max_size=3)) if twice else []
+
+    async def store() -> list[list[tuple[object, ...]]]:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            await prepare_session(conn)
+            await conn.execute("INSERT INTO terminals (terminal_id) VALUES (%s), (%s)", (f"a{run}", f"b{run}"))
+            await conn.commit()
+            for part in (batch, redelivered):
+                raw = [RawRecord("t", 0, offset, encode_record(m)) for offset, m in enumerate(part)]
+                decoded, _ = decode_batch(raw, "t", "d")
+                await store_batch(conn, decoded, zone)
+            like = f"_{run}"
+            return [
+                await (await conn.execute(sql, params)).fetchall()
+                for sql, params in (
+                    (EXPECTED_ACTIVITY, (zone, like)),
+                    (ACTIVITY, (like,)),
+                    (EXPECTED_SEEN, (like,)),
+                    (SEEN, (like,)),
+                )
+            ]
+
+    expected_activity, activity, expected_seen, seen = asyncio.run(store())
+    assert activity == expected_activity
+    heard = {terminal for terminal, _ in expected_seen}
+    assert [row for row in seen if row[0] in heard] == expected_seen
+    assert all(at is None for terminal, at in seen if terminal not in heard)

@@ -4,13 +4,15 @@ undecodable and broken records set apart with their reason."""
 from __future__ import annotations
 
 import struct
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import msgspec
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from liftwatch.columnar import TelemetryArrays
-from liftwatch.ingest.rows import STAGING_COLUMNS, RawRecord, decode_batch, staging_copy
+from liftwatch.ingest.rows import STAGING_COLUMNS, RawRecord, activity, decode_batch, local_days, staging_copy
 from liftwatch.schema import DeadLetter, DeadLetterReason, TelemetryRecord, encode_record
 
 from tests.fixtures.ingest import sample
@@ -106,3 +108,36 @@ def test_dead_letters_keep_their_coordinates_and_garbage_is_set_apart() -> None:
     assert [(d.partition, d.offset) for d in batch.dead_letters] == [(0, 41)]
     assert [(b.record.offset, b.reason) for b in bad] == [(7, "undecodable"), (8, "undecodable"), (9, "undecodable")]
     assert batch.samples == 0 and np.size(batch.telemetry().ts) == 0
+
+
+@settings(max_examples=50)
+@given(
+    zone=st.sampled_from(["Asia/Shanghai", "America/New_York", "Australia/Lord_Howe", "America/Santiago", "UTC"]),
+    ts=st.lists(st.integers(1_700_000_000_000, 1_900_000_000_000), min_size=1, max_size=50),
+    near=st.lists(st.integers(-7_200_000, 7_200_000), max_size=50),
+)
+def test_local_days_are_the_zone_dates_of_the_instants(zone: str, ts: list[int], near: list[int]) -> None:
+    """Also right next to one of the instants (where a DST switch or midnight may fall between)."""
+    instants = ts + [ts[0] + delta for delta in near]
+    days = local_days(np.array(instants, np.int64), ZoneInfo(zone))
+    expected = [(datetime.fromtimestamp(t / 1000, ZoneInfo(zone)).date() - date(1970, 1, 1)).days for t in instants]
+    assert days.tolist() == expected
+
+
+def test_activity_groups_by_terminal_and_site_local_day_and_ignores_empty_messages() -> None:
+    shanghai_midnight = 1_765_036_800_000  # 2025-12-07 00:00 in Shanghai
+    messages = [
+        TelemetryRecord(terminal="A", seq=1, received_ms=7, samples=[sample(shanghai_midnight - 1)]),
+        TelemetryRecord(terminal="B", seq=1, received_ms=9, samples=[]),
+        TelemetryRecord(
+            terminal="A", seq=2, received_ms=5, samples=[sample(shanghai_midnight), sample(shanghai_midnight + 5)]
+        ),
+    ]
+    added = activity(TelemetryArrays.from_records(messages), ZoneInfo("Asia/Shanghai"))
+    day = (date(2025, 12, 7) - date(1970, 1, 1)).days
+    assert (added.terminal.tolist(), added.day.tolist(), added.samples.tolist()) == ([0, 0], [day - 1, day], [1, 2])
+    assert (added.first_ms.tolist(), added.last_ms.tolist()) == (
+        [shanghai_midnight - 1, shanghai_midnight],
+        [shanghai_midnight - 1, shanghai_midnight + 5],
+    )
+    assert (added.seen_terminal.tolist(), added.seen_ms.tolist()) == ([0], [7])
