@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 from liftwatch.schema import DIRECTIONS, DOOR_STATES, MODES, Sample, TelemetryColumns, TelemetryRecord
@@ -62,6 +63,37 @@ SAMPLE_DTYPES: dict[str, np.dtype[Any]] = {
 _COLUMNS = (*MESSAGE_DTYPES, *SAMPLE_DTYPES)
 MAX_SAMPLES_PER_MESSAGE = 100
 """As the MQTT contract allows (``TelemetryMessage.samples``)."""
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    """The (ge, le) bounds the contract's ``Sample`` declares for a numeric field."""
+    hint = get_type_hints(Sample, include_extras=True)[name]
+    for arg in (hint, *get_args(hint)):
+        for meta in getattr(arg, "__metadata__", ()):
+            if isinstance(meta, msgspec.Meta) and meta.ge is not None and meta.le is not None:
+                return float(meta.ge), float(meta.le)
+    raise LookupError(name)
+
+
+SAMPLE_BOUNDS: dict[str, tuple[float, float]] = {name: _bounds(name) for name in ("floor", "speed", "load_pct")}
+"""What a sample's numbers may be (``Sample``'s bounds): a columns record is held to them as the
+per-message form is by msgspec (NaN speed fails both comparisons, so it is refused too)."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def unpackable(record: TelemetryRecord) -> str | None:
+    """Why a per-message record cannot be packed into arrays (a number beyond 64 bits, too many
+    samples), or None: a consumer dead-letters such a record instead of failing on it."""
+    if not 1 <= len(record.samples) <= MAX_SAMPLES_PER_MESSAGE:
+        return f"samples: {len(record.samples)}, not 1 to {MAX_SAMPLES_PER_MESSAGE}"
+    for name, value in (("seq", record.seq), ("received_ms", record.received_ms)):
+        if not INT64_MIN <= value <= INT64_MAX:
+            return f"{name}: {value} is beyond 64 bits"
+    times = [sample.ts for sample in record.samples]
+    if min(times) < INT64_MIN or max(times) > INT64_MAX:
+        return "ts: a sample time beyond 64 bits"
+    return None
+
 
 _MODE_INDEX = {mode: index for index, mode in enumerate(MODES)}
 _DOOR_INDEX = {door: index for index, door in enumerate(DOOR_STATES)}
@@ -251,6 +283,19 @@ class TelemetryArrays:
             or int(((code >> DIRECTION_SHIFT) & DIRECTION_MASK).max()) >= len(DIRECTIONS)
         ):
             raise ValueError("code: a mode or direction beyond the contract's")
+        if len(set(record.terminals)) != len(record.terminals):
+            # Two indexes for one terminal would make its messages two terminals downstream.
+            raise ValueError("terminals: a terminal id listed twice")
+        for name in ("floor", "speed"):
+            low, high = SAMPLE_BOUNDS[name]
+            values = arrays[name]
+            if samples and not (bool(np.all(values >= low)) and bool(np.all(values <= high))):
+                raise ValueError(f"{name}: a value outside {low}..{high}")
+        load = arrays["load_pct"]
+        low, high = SAMPLE_BOUNDS["load_pct"]
+        reported = load[~np.isnan(load)]
+        if reported.size and not (bool(np.all(reported >= low)) and bool(np.all(reported <= high))):
+            raise ValueError(f"load_pct: a value outside {low}..{high}")
         return cls(terminals=list(record.terminals), **arrays)
 
     def records(self) -> list[TelemetryRecord]:

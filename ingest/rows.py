@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from liftwatch.columnar import TelemetryArrays
+from liftwatch.columnar import TelemetryArrays, unpackable
 from liftwatch.schema import (
     DeadLetter,
     DeadLetterReason,
@@ -230,6 +230,9 @@ def decode_batch(
                     batch.spans.append((record, messages, messages + arrays.messages))
                     messages += arrays.messages
                 else:
+                    refusal = unpackable(decoded)
+                    if refusal is not None:
+                        raise ValueError(refusal)
                     pending.append(decoded)
                     batch.spans.append((record, messages, messages + 1))
                     messages += 1
@@ -240,7 +243,7 @@ def decode_batch(
                 bad.append(Undecodable(record, f"unexpected topic {record.topic}"))
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             bad.append(Undecodable(record, f"{type(error).__name__}: {error}"))
-        except ValueError as error:  # a columns record whose arrays do not fit together
+        except ValueError as error:  # arrays that do not fit together, numbers beyond 64 bits
             bad.append(Undecodable(record, str(error), DeadLetterReason.SCHEMA))
     pack_pending()
     return batch, bad

@@ -27,7 +27,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from liftwatch import db
 from liftwatch.badinput import BadInputPolicy
-from liftwatch.columnar import TelemetryArrays
+from liftwatch.columnar import TelemetryArrays, unpackable
 from liftwatch.config import RulesSettings
 from liftwatch.kafka import ensure_topics, make_consumer, make_producer
 from liftwatch.rules import thresholds as thresholds_mod
@@ -429,6 +429,10 @@ class RulesService:
         """A ``telemetry`` record of either form; a columns record is unpacked and checked here."""
         record = self._decode(message, topic, decode_telemetry)
         if not isinstance(record, TelemetryColumns):
+            refusal = None if record is None else unpackable(record)
+            if refusal is not None:
+                self._refuse(message, topic, DeadLetterReason.SCHEMA, refusal)
+                return None
             return cast("TelemetryRecord | None", record)
         try:
             return TelemetryArrays.from_record(record)

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from liftwatch.columnar import TelemetryArrays
 from liftwatch.config import RulesSettings
 from liftwatch.kafka import ensure_topics
-from liftwatch.schema import FaultEvent, TelemetryRecord, decode_dead_letter, encode_record
+from liftwatch.schema import FaultEvent, TelemetryColumns, TelemetryRecord, decode_dead_letter, encode_record
 
 from tests.fixtures.ingest import wait_until
 from tests.fixtures.rules import (
@@ -130,11 +130,25 @@ async def test_messages_sent_as_columns_or_one_a_record_give_the_same_faults(
     assert await run(rules_settings, database_url, messages, "mixed") == one_a_record
 
 
-async def test_a_broken_columns_record_is_dead_lettered_and_the_loop_goes_on(rules_settings: RulesSettings) -> None:
+@pytest.mark.parametrize(
+    ("breakage", "detail"),
+    [
+        ("one sample's time missing", "for 4 samples"),
+        ("a terminal listed twice", "a terminal id listed twice"),
+        ("a message's seq beyond 64 bits", "beyond 64 bits"),
+    ],
+)
+async def test_a_broken_telemetry_record_is_dead_lettered_and_the_loop_goes_on(
+    rules_settings: RulesSettings, breakage: str, detail: str
+) -> None:
     received = int(time.time() * 1000)
     messages = [TelemetryRecord(RULES_TERMINAL, i, received, [idle(T0 + 1000 * i)]) for i in range(10)]
     good = TelemetryArrays.from_records(messages[5:]).to_record()
-    broken = msgspec.structs.replace(good, ts=good.ts[:-8])  # one sample's time missing
+    broken: TelemetryColumns | TelemetryRecord = {
+        "one sample's time missing": msgspec.structs.replace(good, ts=good.ts[:-8]),
+        "a terminal listed twice": msgspec.structs.replace(good, terminals=[RULES_TERMINAL, RULES_TERMINAL]),
+        "a message's seq beyond 64 bits": TelemetryRecord(RULES_TERMINAL, 2**63, received, [idle(T0)]),
+    }[breakage]
     await ensure_topics(rules_settings)
     async with engine_in_process(rules_settings) as registry:
         await send_columns(rules_settings, [messages[:5]])
@@ -157,4 +171,4 @@ async def test_a_broken_columns_record_is_dead_lettered_and_the_loop_goes_on(rul
     finally:
         await consumer.stop()
     assert (letter.reason, letter.payload) == ("schema", encode_record(broken))
-    assert "for 4 samples" in letter.detail  # says which arrays do not fit together
+    assert detail in letter.detail  # says what is wrong

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 
 import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch.columnar import CODE_BITS, TelemetryArrays
+from liftwatch.columnar import CODE_BITS, TelemetryArrays, unpackable
 from liftwatch.schema import (
     DIRECTIONS,
     DOOR_STATES,
@@ -109,3 +110,34 @@ def test_a_terminal_id_off_the_contract_is_refused_when_decoded() -> None:
     broken = msgspec.structs.replace(_good(), terminals=["T1", "T2\n"])
     with pytest.raises(msgspec.ValidationError, match="terminals"):
         decode_telemetry(encode_record(broken))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"terminals": ["T1", "T1"]}, "a terminal id listed twice"),
+        ({"floor": np.array([3, 3, 201], "<i2").tobytes()}, "floor: a value outside"),
+        ({"speed": np.array([0, 0, 25.5], "<f8").tobytes()}, "speed: a value outside"),
+        ({"speed": np.array([0, np.nan, 0], "<f8").tobytes()}, "speed: a value outside"),
+        ({"load_pct": np.array([np.nan, 250, np.nan], "<f8").tobytes()}, "load_pct: a value outside"),
+    ],
+)
+def test_a_record_off_the_contracts_values_is_refused(change: dict[str, object], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        TelemetryArrays.from_record(msgspec.structs.replace(_good(), **change))
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (TelemetryRecord(terminal="T1", seq=2**63, received_ms=5, samples=[sample(1)]), "seq: .* beyond 64 bits"),
+        (TelemetryRecord(terminal="T1", seq=1, received_ms=-(2**63) - 1, samples=[sample(1)]), "received_ms"),
+        (TelemetryRecord(terminal="T1", seq=1, received_ms=5, samples=[sample(2**64)]), "ts: a sample time"),
+        (TelemetryRecord(terminal="T1", seq=1, received_ms=5, samples=[]), "samples: 0"),
+        (TelemetryRecord(terminal="T1", seq=1, received_ms=5, samples=[sample(1)] * 101), "samples: 101"),
+    ],
+)
+def test_a_per_message_record_that_cannot_be_packed_says_why(record: TelemetryRecord, reason: str) -> None:
+    refusal = unpackable(record)
+    assert refusal is not None and re.search(reason, refusal)
+    assert unpackable(msgspec.structs.replace(record, seq=1, received_ms=5, samples=[sample(1)])) is None

@@ -141,3 +141,26 @@ def test_activity_groups_by_terminal_and_site_local_day_and_ignores_empty_messag
         [shanghai_midnight - 1, shanghai_midnight + 5],
     )
     assert (added.seen_terminal.tolist(), added.seen_ms.tolist()) == ([0], [7])
+
+
+def test_records_the_writer_cannot_store_are_refused_and_the_rest_kept() -> None:
+    """A columns record listing a terminal twice (its activity would be upserted twice in one
+    statement) and a per-message record with a number beyond 64 bits (it cannot be packed) are
+    dead-lettered with their reason; the good records of the same poll are kept."""
+    twice = msgspec.structs.replace(
+        TelemetryArrays.from_records([_message("B", 1, 1), _message("B", 2, 1)]).to_record(),
+        terminals=["B", "B"],
+        terminal=np.array([0, 1], "<u4").tobytes(),
+    )
+    beyond = msgspec.structs.replace(_message("C", 1, 1), seq=2**63)
+    raw = [
+        RawRecord("t", 0, 0, encode_record(_message("A", 1, 2))),
+        RawRecord("t", 0, 1, encode_record(twice)),
+        RawRecord("t", 0, 2, encode_record(beyond)),
+        RawRecord("t", 0, 3, _columns(_message("D", 1, 3))),
+    ]
+    batch, bad = decode_batch(raw, "t", "d")
+    assert [(b.record.offset, b.reason) for b in bad] == [(1, DeadLetterReason.SCHEMA), (2, DeadLetterReason.SCHEMA)]
+    assert "listed twice" in bad[0].detail and "beyond 64 bits" in bad[1].detail
+    stored = batch.telemetry()
+    assert sorted(stored.terminals) == ["A", "D"] and stored.samples == 5
