@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from liftwatch.rules.columns import from_samples
 from liftwatch.rules.params import TerminalInfo
@@ -494,4 +494,6 @@ def test_late_lane_events_do_not_depend_on_batches(
         assert all(e.evidence["late"] for e in found)
         return [(e.code.value, e.transition, e.since_ms, e.at_ms) for e in found]
 
-    assert events([int(f * len(records)) for f in cut_fracs], form) == events(list(range(len(records))), "messages")
+    whole = events(list(range(len(records))), "messages")
+    assume(whole)  # a stream without late events would compare two empty lists
+    assert events([int(f * len(records)) for f in cut_fracs], form) == whole
