@@ -341,7 +341,7 @@ async def route_changes(
     now: datetime,
     limit: int,
     storms: StormPolicy | None = None,
-    timezone: str = "Asia/Shanghai",
+    timezone: str,
 ) -> Routed:
     """The ``notify`` relay: one batch, in one transaction (pending deliveries + position).
 

@@ -81,7 +81,7 @@ async def run(url: str, elevators: int, storms: relay.StormPolicy) -> tuple[floa
         started = time.perf_counter()
         while True:
             routed = await relay.route_changes(conn, policy=policy, default_secret="", now=NOW, limit=500,
-                                               storms=storms)  # fmt: skip
+                                               storms=storms, timezone="Asia/Shanghai")  # fmt: skip
             if routed.changes == 0:
                 break
             changes += routed.changes

@@ -17,6 +17,7 @@ import numpy as np
 from liftwatch import db
 from liftwatch.config import CommonSettings
 from liftwatch.mqtt import MqttClient
+from liftwatch.registry.importer import import_registry
 from liftwatch.runtime import Service
 from liftwatch.schema import FaultCode
 from liftwatch.simulators.errors import ScenarioError
@@ -41,11 +42,6 @@ _DEMO_CODES = [
 def prepare_demo(settings: CommonSettings, *, elevators: int, seed: int) -> None:
     """Import the generated registry of ``elevators`` rows into the database (idempotent)."""
     rows = generated_registry(elevators, seed)
-    try:
-        from liftwatch.registry.importer import import_registry
-    except ImportError:
-        log.warning("registry import is not available in this build: the demo fleet is not in the database")
-        return
     with db.connect(settings.require_database_url()) as conn:
         result = import_registry(conn, rows)
     if not result.ok:

@@ -34,9 +34,9 @@ Variant = Literal["between_floors", "at_landing"]
 _RULES = RuleSet()
 """The catalog's default thresholds: injections are made to cross them."""
 
-OVERSPEED_FACTOR = 1.25
-"""Speed of an overspeeding car, as a multiple of its rated speed (above the rule's factor)."""
 OVERSPEED_THRESHOLD = _RULES.overspeed.factor
+OVERSPEED_FACTOR = OVERSPEED_THRESHOLD + 0.10
+"""Speed of an overspeeding car, as a multiple of its rated speed (above the rule's factor)."""
 OVERTRAVEL_M = 0.12
 """How far past the terminal landing an overtravelling car stops (inside the door zone)."""
 DOOR_FAULT_MIN_SPEED = 0.5
@@ -45,7 +45,7 @@ STUCK_MIN_FROM_LANDING_M = 0.45
 """A car stopped between floors is at least this far from a landing (door zone is 0.15 m)."""
 MIN_REVERSALS = _RULES.door_reopen_loop.reversals
 """Door reversals the door_reopen_loop rule needs within its window."""
-DEFAULT_REVERSALS = 7
+DEFAULT_REVERSALS = MIN_REVERSALS + 2
 """Door reversals of a door_reopen_loop injection (above what the rule needs)."""
 FINE_MARGIN_S = 0.5
 

@@ -12,12 +12,16 @@ import psycopg
 import pytest
 from liftwatch.alerts import deadlines_store, faults_store, outbox, relay
 from liftwatch.alerts.routing import RoutingPolicy
+from liftwatch.config import CommonSettings
 from liftwatch.schema import FaultCode, FaultEvent
 from psycopg.rows import dict_row
 
 from tests.fixtures.alerts import T0, add_webhook, fault, seed_registry
 
 pytestmark = pytest.mark.integration
+
+SITE_TIMEZONE = str(CommonSettings.model_fields["site_timezone"].default)
+"""The shipped site time zone (quiet hours are local)."""
 
 T0_MS = int(T0.timestamp() * 1000)
 POWER, DOOR_ZONE, TRAPPED = FaultCode.POWER_FAILURE, FaultCode.STOPPED_OUTSIDE_DOOR_ZONE, FaultCode.TRAPPED_PASSENGER
@@ -32,7 +36,7 @@ async def _fold(conn: psycopg.AsyncConnection[Any], events: list[FaultEvent], no
 
 
 async def _route(conn: psycopg.AsyncConnection[Any]) -> relay.Routed:
-    return await relay.route_changes(conn, policy=POLICY, default_secret="", now=T0, limit=500)
+    return await relay.route_changes(conn, policy=POLICY, default_secret="", now=T0, limit=500, timezone=SITE_TIMEZONE)
 
 
 async def _told(conn: psycopg.AsyncConnection[Any]) -> Counter[tuple[str, str, str]]:
@@ -134,6 +138,6 @@ async def test_reminders_per_severity_and_a_group_reminded_through_its_leader(da
         for item in items:
             assert await deadlines_store.apply_due(conn, item, now=later, policy=policy)
         await conn.commit()
-        await relay.route_changes(conn, policy=POLICY, default_secret="", now=later, limit=500)
+        await relay.route_changes(conn, policy=POLICY, default_secret="", now=later, limit=500, timezone=SITE_TIMEZONE)
         told = await _told(conn)
         assert told[("A", "power_failure", "renotified")] == 1  # the leader's reminder stands for the group

@@ -11,12 +11,16 @@ import psycopg
 import pytest
 from liftwatch.alerts import faults_store, outbox, relay, suppression, suppression_store
 from liftwatch.alerts.routing import RoutingPolicy
+from liftwatch.config import CommonSettings
 from liftwatch.schema import FaultCode
 from psycopg.rows import dict_row
 
 from tests.fixtures.alerts import T0, Lift, add_webhook, fault, insert_incident
 
 pytestmark = pytest.mark.integration
+
+SITE_TIMEZONE = str(CommonSettings.model_fields["site_timezone"].default)
+"""The shipped site time zone (quiet hours are local)."""
 
 T0_MS = int(T0.timestamp() * 1000)
 H = timedelta(hours=1)
@@ -83,7 +87,9 @@ async def test_faults_in_a_window_are_recorded_not_notified_but_entrapments_are(
         async with conn.transaction():
             await outbox.lock_outbox(conn)
             await faults_store.record_faults(conn, events, now=T0)  # recorded: three incidents
-        routed = await relay.route_changes(conn, policy=RoutingPolicy(), default_secret="", now=T0, limit=100)
+        routed = await relay.route_changes(
+            conn, policy=RoutingPolicy(), default_secret="", now=T0, limit=100, timezone=SITE_TIMEZONE
+        )
         assert routed.changes == 3 and routed.suppressed == {"maintenance": 2}
         assert await _deliveries(conn) == [("opened", "trapped_passenger")]
         cur = await conn.execute("SELECT count(*) FROM incidents")
@@ -105,7 +111,9 @@ async def test_a_shelf_returns_by_itself_and_is_on_the_trail(database_url: str, 
             async with conn.transaction():
                 await outbox.lock_outbox(conn)
                 await faults_store.record_faults(conn, [event], now=at)
-        routed = await relay.route_changes(conn, policy=policy, default_secret="", now=T0, limit=100)
+        routed = await relay.route_changes(
+            conn, policy=policy, default_secret="", now=T0, limit=100, timezone=SITE_TIMEZONE
+        )
         # The shelving row itself falls in the shelf, and the repeat at +1 h: not notified. The
         # repeat at +3 h comes after the shelf expired: notified again, nobody had to unshelve.
         assert routed.suppressed == {"shelved": 2}
