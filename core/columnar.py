@@ -101,21 +101,17 @@ _DIRECTION_INDEX = {direction: index for index, direction in enumerate(DIRECTION
 
 
 def sample_code(sample: Sample) -> int:
-    """The packed ``code`` of one sample."""
+    """The packed ``code`` of one sample, as :data:`CODE_BITS` and the shifts lay it out."""
     code = (
         (_MODE_INDEX[sample.mode] << MODE_SHIFT)
         | (_DOOR_INDEX[sample.door] << DOOR_SHIFT)
         | (_DIRECTION_INDEX[sample.direction] << DIRECTION_SHIFT)
-        | sample.door_zone
-        | (sample.occupied << 1)
-        | (sample.safety_circuit << 2)
-        | (sample.alarm_button << 3)
-        | (sample.power << 4)
-        | (sample.limit_up << 5)
-        | (sample.limit_down << 6)
     )
-    if sample.door_lock is not None:
-        code |= (1 << 7) | (sample.door_lock << 11)
+    for name, bit in CODE_BITS.items():
+        if name == "door_lock_reported":
+            code |= (sample.door_lock is not None) << bit
+        elif getattr(sample, name):  # door_lock None packs as not locked, told apart by the bit above
+            code |= 1 << bit
     return code
 
 
@@ -161,10 +157,6 @@ class TelemetryArrays:
     @property
     def samples(self) -> int:
         return int(self.ts.shape[0])
-
-    def message_of_sample(self) -> npt.NDArray[np.intp]:
-        """Each sample's message (index), in sample order."""
-        return np.repeat(np.arange(self.messages, dtype=np.intp), self.count)
 
     def sample_terminal(self) -> npt.NDArray[np.uint32]:
         """Each sample's terminal (index into ``terminals``)."""

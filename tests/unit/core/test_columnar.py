@@ -98,9 +98,8 @@ def test_a_broken_record_is_refused_with_its_reason(change: dict[str, bytes], re
         TelemetryArrays.from_record(broken)
 
 
-def test_helpers_give_each_samples_message_terminal_and_index() -> None:
+def test_helpers_give_each_samples_terminal_and_index() -> None:
     arrays = TelemetryArrays.from_record(_good())
-    assert arrays.message_of_sample().tolist() == [0, 0, 1]
     assert arrays.sample_terminal().tolist() == [0, 0, 1]
     assert arrays.index_of_sample().tolist() == [0, 1, 0]
     assert math.isnan(arrays.load_pct[0]) and arrays.load_pct[2] == 50.0
