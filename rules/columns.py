@@ -7,14 +7,14 @@ adds the per-message arrays (seq, receive time, sample count) that continuity re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from liftwatch.columnar import CODE_BITS, DOOR_MASK, DOOR_SHIFT, MODE_MASK, MODE_SHIFT
-from liftwatch.schema import DOOR_STATES, MODES, Sample
+from liftwatch.schema import DOOR_STATES, MODES
 
 MODE_CODE: dict[str, int] = {mode: code for code, mode in enumerate(MODES)}
 DOOR_CODE: dict[str, int] = {door: code for code, door in enumerate(DOOR_STATES)}
@@ -229,26 +229,3 @@ class Messages:
             count=np.concatenate([p.count for p in parts]),
             samples=Columns.concat([p.samples for p in parts]),
         )
-
-
-def from_samples(slots: Iterable[int], samples: Sequence[Sample]) -> Columns:
-    """Columns of decoded samples (``slots`` gives each sample's terminal slot)."""
-    n = len(samples)
-    mode_code, door_code = MODE_CODE, DOOR_CODE
-    return Columns(
-        slot=np.fromiter(slots, np.int32, n),
-        ts=np.fromiter((s.ts for s in samples), np.int64, n),
-        speed=np.fromiter((s.speed for s in samples), np.float64, n),
-        floor=np.fromiter((s.floor for s in samples), np.int16, n),
-        code=pack(
-            mode=np.fromiter((mode_code[s.mode] for s in samples), np.uint16, n),
-            door=np.fromiter((door_code[s.door] for s in samples), np.uint16, n),
-            door_zone=np.fromiter((s.door_zone for s in samples), np.bool_, n),
-            occupied=np.fromiter((s.occupied for s in samples), np.bool_, n),
-            safety=np.fromiter((s.safety_circuit for s in samples), np.bool_, n),
-            alarm=np.fromiter((s.alarm_button for s in samples), np.bool_, n),
-            power=np.fromiter((s.power for s in samples), np.bool_, n),
-            limit_up=np.fromiter((s.limit_up for s in samples), np.bool_, n),
-            limit_down=np.fromiter((s.limit_down for s in samples), np.bool_, n),
-        ),
-    )

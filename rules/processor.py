@@ -13,7 +13,7 @@ from typing import Any, TypeAlias
 import numpy as np
 from liftwatch.columnar import TelemetryArrays
 from liftwatch.rules.catalog import SAMPLE_RULES
-from liftwatch.rules.columns import Columns, Messages, from_samples
+from liftwatch.rules.columns import Columns, Messages
 from liftwatch.rules.continuity import Continuity
 from liftwatch.rules.engine import Detections, evaluate
 from liftwatch.rules.errors import CheckpointError
@@ -141,30 +141,16 @@ class RuleProcessor:
                 run.append(record)
                 continue
             if run:
-                parts.append(self._of_records(run))
+                parts.append(self._of_arrays(TelemetryArrays.from_records(run)))
                 run = []
             parts.append(self._of_arrays(record))
         if run:
-            parts.append(self._of_records(run))
+            parts.append(self._of_arrays(TelemetryArrays.from_records(run)))
         return Messages.concat(parts)
 
     def columns(self, batch: Sequence[Telemetry]) -> Columns:
         """The samples of telemetry records (in arrival order) as columns."""
         return self.messages(batch).samples
-
-    def _of_records(self, records: Sequence[TelemetryRecord]) -> Messages:
-        """One record a message (``telemetry.v1``): a Python object per sample, gathered field by field."""
-        n = len(records)
-        slots = np.fromiter((self.slot(r.terminal) for r in records), np.int64, n)
-        counts = np.fromiter((len(r.samples) for r in records), np.int64, n)
-        samples = from_samples(np.repeat(slots.astype(np.int32), counts), [s for r in records for s in r.samples])
-        return Messages(
-            slot=slots,
-            seq=np.fromiter((r.seq for r in records), np.int64, n),
-            received=np.fromiter((r.received_ms for r in records), np.int64, n),
-            count=counts,
-            samples=samples,
-        )
 
     def _of_arrays(self, arrays: TelemetryArrays) -> Messages:
         """Many messages as columns (``telemetry.columns.v1``): a slot look-up per distinct terminal,

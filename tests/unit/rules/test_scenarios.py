@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from liftwatch.rules.columns import from_samples
 from liftwatch.rules.params import TerminalInfo
 from liftwatch.rules.processor import RuleProcessor
 from liftwatch.rules.thresholds import build
@@ -268,10 +267,10 @@ def test_late_samples_are_counted_and_ignored() -> None:
     processor = RuleProcessor(build(), lateness_ms=5_000)
     processor.set_registry(REGISTRY)
     now = [Sample(ts=T0 + 1000 * i, **IDLE) for i in range(20)]
-    processor.evaluate(from_samples(np.zeros(len(now), np.int32) + processor.slot("E1"), now))
+    processor.evaluate(processor.columns([TelemetryRecord("E1", 0, 0, now)]))
     stale = Sample(ts=T0 + 1000, **{**IDLE, "floor": 40})  # would be an overtravel if it were evaluated
     reordered = Sample(ts=T0 + 16_500, **{**IDLE, "floor": 40})  # within the lateness: evaluated in order
-    batch = from_samples(np.zeros(2, np.int32) + processor.slot("E1"), [stale, reordered])
+    batch = processor.columns([TelemetryRecord("E1", 1, 0, [stale]), TelemetryRecord("E1", 2, 0, [reordered])])
     events, det = processor.evaluate(batch, flush=True)
     assert det.late == 1
     assert [(e.code, e.transition, e.since_ms - T0) for e in events] == [
