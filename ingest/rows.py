@@ -127,8 +127,9 @@ def activity(arrays: TelemetryArrays, zone: ZoneInfo) -> Activity:
     starts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1]])
     groups = key_sorted[starts]
     seen = np.full(len(arrays.terminals), np.iinfo(np.int64).min)
-    heard = arrays.count > 0  # a message without samples stores no row, so it does not count
-    np.maximum.at(seen, arrays.terminal[heard], arrays.received_ms[heard])
+    # Every message holds 1-100 samples (from_record and unpackable refuse others). A record may
+    # list a terminal without messages of its own in this batch (``take``): not present then.
+    np.maximum.at(seen, arrays.terminal, arrays.received_ms)
     present = np.flatnonzero(seen != np.iinfo(np.int64).min)
     return Activity(
         terminal=groups // span,

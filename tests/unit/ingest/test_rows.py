@@ -124,11 +124,10 @@ def test_local_days_are_the_zone_dates_of_the_instants(zone: str, ts: list[int],
     assert days.tolist() == expected
 
 
-def test_activity_groups_by_terminal_and_site_local_day_and_ignores_empty_messages() -> None:
+def test_activity_groups_by_terminal_and_site_local_day() -> None:
     shanghai_midnight = 1_765_036_800_000  # 2025-12-07 00:00 in Shanghai
     messages = [
         TelemetryRecord(terminal="A", seq=1, received_ms=7, samples=[sample(shanghai_midnight - 1)]),
-        TelemetryRecord(terminal="B", seq=1, received_ms=9, samples=[]),
         TelemetryRecord(
             terminal="A", seq=2, received_ms=5, samples=[sample(shanghai_midnight), sample(shanghai_midnight + 5)]
         ),
