@@ -193,7 +193,10 @@ class Terminal(BaseModel):
     terminal_id: str
     registration_code: str | None
     created_at: datetime
-    last_seen_at: datetime | None
+    last_seen_at: datetime | None = Field(
+        description="When its latest stored sample was received, rounded down to 30 s (liftwatch.presence); "
+        "null if never."
+    )
     last_status: str | None
 
 

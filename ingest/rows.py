@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 from liftwatch.columnar import TelemetryArrays, unpackable
+from liftwatch.presence import LAST_SEEN_RESOLUTION_MS
 from liftwatch.schema import (
     DeadLetter,
     DeadLetterReason,
@@ -140,6 +141,46 @@ def activity(arrays: TelemetryArrays, zone: ZoneInfo) -> Activity:
         seen_terminal=present.astype(np.int64),
         seen_ms=seen[present],
     )
+
+
+class LastSeenMarks:
+    """The ``last_seen_at`` values a writer has committed, so that it skips updates that would not
+    raise them (:mod:`liftwatch.presence`: most batches of a reporting terminal fall in the 30 s
+    already written).
+
+    A skipped update is safe because the database only ever raises ``last_seen_at``
+    (``greatest``): what this writer committed, it holds or more. Entries are remembered only after
+    their transaction committed; a writer that restarts, or takes over partitions, starts empty and
+    writes once more what is there already.
+    """
+
+    MAX_TERMINALS = 2_000_000
+    """Beyond this many terminals the memory starts over (a flood of forged ids must not grow it)."""
+
+    def __init__(self) -> None:
+        self._written: dict[str, int] = {}
+
+    def fresh(
+        self, terminals: list[str], seen_terminal: npt.NDArray[np.int64], seen_ms: npt.NDArray[np.int64]
+    ) -> tuple[list[str], npt.NDArray[np.int64]]:
+        """Of the terminals heard of in a batch (positions into ``terminals``, latest
+        ``received_ms``), those whose ``last_seen_at`` would rise, with the value it rises to."""
+        marks = seen_ms - seen_ms % LAST_SEEN_RESOLUTION_MS
+        written = self._written
+        ids: list[str] = []
+        kept: list[int] = []
+        for position, (terminal, mark) in enumerate(zip(seen_terminal.tolist(), marks.tolist(), strict=True)):
+            terminal_id = terminals[terminal]
+            if written.get(terminal_id, -1 << 62) < mark:
+                ids.append(terminal_id)
+                kept.append(position)
+        return ids, marks[kept]
+
+    def remember(self, ids: list[str], marks: npt.NDArray[np.int64]) -> None:
+        """Record values a committed transaction wrote."""
+        if len(self._written) + len(ids) > self.MAX_TERMINALS:
+            self._written.clear()
+        self._written.update(zip(ids, marks.tolist(), strict=True))
 
 
 @dataclass(frozen=True, slots=True)

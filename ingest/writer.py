@@ -18,7 +18,6 @@ gateway may have produced) raises ``UniqueViolation``; then the idempotent way r
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from typing import Any
@@ -43,12 +42,22 @@ from liftwatch.columnar import (
 )
 from liftwatch.config import WriterSettings
 from liftwatch.kafka import ensure_topics, make_consumer
+from liftwatch.presence import last_seen_sql
 from liftwatch.schema import DIRECTIONS, DOOR_STATES, MODES, DeadLetterReason
 from prometheus_client import CollectorRegistry
 
 from .metrics import WriterMetrics
 from .plumbing import RETRY_MAX_S, RETRY_MIN_S, process_registry, sleep_unless
-from .rows import STAGING_COLUMNS, Batch, RawRecord, StoredDeadLetter, activity, decode_batch, staging_copy
+from .rows import (
+    STAGING_COLUMNS,
+    Batch,
+    LastSeenMarks,
+    RawRecord,
+    StoredDeadLetter,
+    activity,
+    decode_batch,
+    staging_copy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +146,7 @@ WITH inserted AS (
     {_ADD_ACTIVITY}
 ), seen AS (
     UPDATE terminals t SET last_seen_at = greatest(t.last_seen_at, s.seen)
-    FROM (SELECT terminal_id, max(received_at) AS seen FROM inserted GROUP BY 1 ORDER BY 1) s
+    FROM (SELECT terminal_id, {last_seen_sql("max(received_at)")} AS seen FROM inserted GROUP BY 1 ORDER BY 1) s
     WHERE t.terminal_id = s.terminal_id
 )
 SELECT count(*) FROM inserted
@@ -146,6 +155,9 @@ SELECT count(*) FROM inserted
 # The fast way, for a batch expected to hold only new rows (a duplicate raises UniqueViolation):
 # the rows go in without ON CONFLICT and without RETURNING, and the few activity rows come
 # computed from the arrays (liftwatch.ingest.rows.activity), terminals as positions in the ids.
+# last_seen_at is raised only where LastSeenMarks says it would rise, the ids given as text so that
+# the planner knows how few they are (a join through positions estimated ten times as many and
+# chose to hash the whole registry, a cost that grew with the fleet).
 _INSERT_NEW = f"""
 WITH inserted AS (
     {_INSERT}
@@ -163,9 +175,8 @@ WITH inserted AS (
     {_ADD_ACTIVITY}
 )
 UPDATE terminals t SET last_seen_at = greatest(t.last_seen_at, s.seen)
-FROM (SELECT ids.terminal_id, timestamptz 'epoch' + u.ms * interval '1 millisecond' AS seen
-      FROM unnest(%(seen_terminal)s::int8[], %(seen_ms)s::int8[]) AS u (terminal, ms)
-      JOIN ids ON ids.position = u.terminal + 1 ORDER BY 1) s
+FROM (SELECT u.terminal_id, timestamptz 'epoch' + u.ms * interval '1 millisecond' AS seen
+      FROM unnest(%(seen_ids)s::text[], %(seen_ms)s::int8[]) AS u (terminal_id, ms) ORDER BY 1) s
 WHERE t.terminal_id = s.terminal_id
 """
 
@@ -184,36 +195,50 @@ async def prepare_session(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.commit()
 
 
-async def store_batch(conn: psycopg.AsyncConnection[Any], batch: Batch, site_timezone: str) -> int:
-    """Store one batch in one transaction; returns the number of new telemetry rows."""
+async def store_batch(
+    conn: psycopg.AsyncConnection[Any], batch: Batch, site_timezone: str, marks: LastSeenMarks | None = None
+) -> int:
+    """Store one batch in one transaction; returns the number of new telemetry rows.
+
+    ``marks`` (the writer's memory of the ``last_seen_at`` values it committed) lets the fast way
+    skip updates that would not raise them; without it every terminal's is written."""
     inserted = 0
+    marks = marks if marks is not None else LastSeenMarks()
+    raised: tuple[list[str], npt.NDArray[np.int64]] | None = None
     async with conn.transaction():
         if batch.samples:
             telemetry = batch.telemetry()
             async with conn.cursor() as cur:
                 async with cur.copy(_COPY) as copy:
                     await copy.write(staging_copy(telemetry))
-                new = await _insert_new(cur, telemetry, site_timezone)
-                if new is None:
+                raised = await _insert_new(cur, telemetry, site_timezone, marks)
+                if raised is None:
                     await cur.execute(_MERGE, {"terminals": telemetry.terminals, "tz": site_timezone})
                     result = await cur.fetchone()
-                    new = int(result[0]) if result else 0
-                inserted = new
+                    inserted = int(result[0]) if result else 0
+                else:
+                    inserted = telemetry.samples
         if batch.dead_letters:
             async with conn.cursor() as cur:
                 await cur.executemany(_INSERT_DEAD_LETTER, [_dead_letter_params(d) for d in batch.dead_letters])
+    if raised is not None:  # committed
+        marks.remember(*raised)
     return inserted
 
 
-async def _insert_new(cur: psycopg.AsyncCursor[Any], telemetry: TelemetryArrays, site_timezone: str) -> int | None:
-    """The staged rows inserted the fast way, and accounted; None (nothing kept) if one was there already."""
+async def _insert_new(
+    cur: psycopg.AsyncCursor[Any], telemetry: TelemetryArrays, site_timezone: str, marks: LastSeenMarks
+) -> tuple[list[str], npt.NDArray[np.int64]] | None:
+    """The staged rows inserted the fast way, and accounted: the ``last_seen_at`` values raised (to
+    remember once committed); None (nothing kept) if a row was there already."""
     try:
         added = activity(telemetry, ZoneInfo(site_timezone))
     except (ValueError, OverflowError, ZoneInfoNotFoundError):
         return None  # a time Python cannot place in the zone: PostgreSQL does it the idempotent way
-    params: dict[str, Any] = {"terminals": telemetry.terminals}
-    for column in dataclasses.fields(added):
-        params[column.name] = _int_array(getattr(added, column.name))
+    seen_ids, seen_marks = marks.fresh(telemetry.terminals, added.seen_terminal, added.seen_ms)
+    params: dict[str, Any] = {"terminals": telemetry.terminals, "seen_ids": seen_ids, "seen_ms": _int_array(seen_marks)}
+    for column in ("terminal", "day", "samples", "first_ms", "last_ms"):
+        params[column] = _int_array(getattr(added, column))
     try:
         # Nearly every batch is new rows only, and the insert without ON CONFLICT and RETURNING
         # costs the database far less (bench/writer.py). A re-delivered row aborts the attempt.
@@ -221,7 +246,7 @@ async def _insert_new(cur: psycopg.AsyncCursor[Any], telemetry: TelemetryArrays,
             await cur.execute(_INSERT_NEW, params)
     except psycopg.errors.UniqueViolation:
         return None
-    return telemetry.samples
+    return seen_ids, seen_marks
 
 
 def _int_array(values: npt.NDArray[np.int64]) -> str:
@@ -254,6 +279,7 @@ class Writer:
         self.telemetry_topic = settings.topic("telemetry")
         self.deadletter_topic = settings.topic("deadletter")
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._marks = LastSeenMarks()
         self._partitions_at = 0.0
         self._lag_at = 0.0
 
@@ -354,7 +380,7 @@ class Writer:
             assert self._conn is not None
             started = time.perf_counter()
             try:
-                inserted = await store_batch(self._conn, batch, self.settings.site_timezone)
+                inserted = await store_batch(self._conn, batch, self.settings.site_timezone, self._marks)
                 break
             except psycopg.OperationalError as error:
                 self.metrics.db_failures.inc()
@@ -381,7 +407,7 @@ class Writer:
         for record, part in batch.split():
             try:
                 assert self._conn is not None
-                inserted = await store_batch(self._conn, part, self.settings.site_timezone)
+                inserted = await store_batch(self._conn, part, self.settings.site_timezone, self._marks)
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
                 letter = self.policy.refuse(
                     source=f"kafka:{record.topic}",

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from liftwatch.config import GatewaySettings, WriterSettings
 from liftwatch.ingest import gateway, writer
+from liftwatch.presence import last_seen_sql
 from liftwatch.schema import DeadLetterReason, decode_status_record
 
 from tests.fixtures.ingest import (
@@ -55,7 +56,8 @@ async def test_n_samples_in_n_rows_out(
     activity = await scalar(database_url, "SELECT sum(samples) FROM terminal_activity")
     assert activity == expected
     last_seen = await scalar(database_url, "SELECT last_seen_at FROM terminals WHERE terminal_id = 'T0'")
-    assert last_seen == await scalar(database_url, "SELECT max(received_at) FROM telemetry WHERE terminal_id = 'T0'")
+    latest = f"SELECT {last_seen_sql('max(received_at)')} FROM telemetry WHERE terminal_id = 'T0'"
+    assert last_seen == await scalar(database_url, latest)
     statuses = await read_records(gateway_settings, "status", 2, decode_status_record)
     assert sorted((s.terminal, s.status) for s in statuses) == [("T0", "online"), ("T1", "offline")]
 

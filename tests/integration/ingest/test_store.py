@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from liftwatch.columnar import TelemetryArrays
-from liftwatch.ingest.rows import RawRecord, decode_batch
+from liftwatch.ingest.rows import LastSeenMarks, RawRecord, decode_batch
 from liftwatch.ingest.writer import prepare_session, store_batch
+from liftwatch.presence import last_seen_sql
 from liftwatch.schema import DIRECTIONS, DOOR_STATES, MODES, Sample, TelemetryRecord, encode_record
 
 from tests.fixtures.ingest import sample, scalar
@@ -182,7 +183,10 @@ SELECT terminal_id, (ts AT TIME ZONE %s)::date, count(*), min(ts), max(ts)
 FROM telemetry WHERE terminal_id LIKE %s GROUP BY 1, 2 ORDER BY 1, 2
 """
 ACTIVITY = "SELECT * FROM terminal_activity WHERE terminal_id LIKE %s ORDER BY 1, 2"
-EXPECTED_SEEN = "SELECT terminal_id, max(received_at) FROM telemetry WHERE terminal_id LIKE %s GROUP BY 1 ORDER BY 1"
+EXPECTED_SEEN = f"""
+SELECT terminal_id, {last_seen_sql("max(received_at)")}
+FROM telemetry WHERE terminal_id LIKE %s GROUP BY 1 ORDER BY 1
+"""
 SEEN = "SELECT terminal_id, last_seen_at FROM terminals WHERE terminal_id LIKE %s ORDER BY 1"
 
 
@@ -191,13 +195,15 @@ SEEN = "SELECT terminal_id, last_seen_at FROM terminals WHERE terminal_id LIKE %
     data=st.data(),
     zone=st.sampled_from(sorted(AROUND)),
     twice=st.booleans(),
+    restarted=st.booleans(),
 )
 def test_activity_counts_each_sample_once_on_its_site_local_day(
-    database_url: str, data: st.DataObject, zone: str, twice: bool
+    database_url: str, data: st.DataObject, zone: str, twice: bool, restarted: bool
 ) -> None:
     """Across local midnights and DST switches, new batches (counted from the arrays) and re-delivered
     ones (counted by PostgreSQL from the rows it inserted) keep terminal_activity and last_seen_at
-    what the stored rows say."""
+    what the stored rows say, however the messages are cut into batches, whether the writer
+    remembers the last_seen_at it wrote or restarted in between (liftwatch.presence)."""
     run = secrets.token_hex(3)
     anchor = _utc_ms(data.draw(st.sampled_from(AROUND[zone])))
     instants = st.integers(anchor - 2 * HOUR_MS, anchor + 2 * HOUR_MS)
@@ -216,16 +222,20 @@ def test_activity_counts_each_sample_once_on_its_site_local_day(
         )
     )
     redelivered = data.draw(st.lists(st.sampled_from(batch), max_size=3)) if twice else []
+    cut = data.draw(st.integers(0, len(batch)))
 
     async def store() -> list[list[tuple[object, ...]]]:
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
             await prepare_session(conn)
             await conn.execute("INSERT INTO terminals (terminal_id) VALUES (%s), (%s)", (f"a{run}", f"b{run}"))
             await conn.commit()
-            for part in (batch, redelivered):
+            marks = LastSeenMarks()
+            for part in (batch[:cut], batch[cut:], redelivered):
                 raw = [RawRecord("t", 0, offset, encode_record(m)) for offset, m in enumerate(part)]
                 decoded, _ = decode_batch(raw, "t", "d")
-                await store_batch(conn, decoded, zone)
+                await store_batch(conn, decoded, zone, marks)
+                if restarted:
+                    marks = LastSeenMarks()
             like = f"_{run}"
             return [
                 await (await conn.execute(sql, params)).fetchall()

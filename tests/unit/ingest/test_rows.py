@@ -12,7 +12,16 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from liftwatch.columnar import TelemetryArrays
-from liftwatch.ingest.rows import STAGING_COLUMNS, RawRecord, activity, decode_batch, local_days, staging_copy
+from liftwatch.ingest.rows import (
+    STAGING_COLUMNS,
+    LastSeenMarks,
+    RawRecord,
+    activity,
+    decode_batch,
+    local_days,
+    staging_copy,
+)
+from liftwatch.presence import LAST_SEEN_RESOLUTION_MS, last_seen_mark
 from liftwatch.schema import DeadLetter, DeadLetterReason, TelemetryRecord, encode_record
 
 from tests.fixtures.ingest import sample
@@ -163,3 +172,49 @@ def test_records_the_writer_cannot_store_are_refused_and_the_rest_kept() -> None
     assert "listed twice" in bad[0].detail and "beyond 64 bits" in bad[1].detail
     stored = batch.telemetry()
     assert sorted(stored.terminals) == ["A", "D"] and stored.samples == 5
+
+
+@settings(max_examples=200)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 10 * LAST_SEEN_RESOLUTION_MS)), min_size=1),
+        max_size=6,
+    ),
+    committed=st.lists(st.booleans(), min_size=6, max_size=6),
+)
+def test_last_seen_marks_write_only_what_raises_the_stored_value(
+    batches: list[list[tuple[str, int]]], committed: list[bool]
+) -> None:
+    """Against a model of the column (greatest of what was written): after every batch the stored
+    value is the mark of the latest reception committed so far, and nothing is written that would
+    not raise it; a batch whose transaction failed is not remembered."""
+    marks, stored = LastSeenMarks(), dict[str, int]()
+    latest: dict[str, int] = {}
+    for batch, commits in zip(batches, committed, strict=False):
+        terminals = sorted({terminal for terminal, _ in batch})
+        seen = {t: max(ms for terminal, ms in batch if terminal == t) for t in terminals}
+        ids, values = marks.fresh(
+            terminals,
+            np.arange(len(terminals), dtype=np.int64),
+            np.array([seen[t] for t in terminals], dtype=np.int64),
+        )
+        for terminal_id, value in zip(ids, values.tolist(), strict=True):
+            assert value == last_seen_mark(seen[terminal_id])
+            assert value > stored.get(terminal_id, -1)  # every write raises the value
+        if not commits:
+            continue
+        for terminal_id, value in zip(ids, values.tolist(), strict=True):
+            stored[terminal_id] = max(stored.get(terminal_id, -1), value)
+        marks.remember(ids, values)
+        for terminal, ms in seen.items():
+            latest[terminal] = max(latest.get(terminal, -1), ms)
+        assert stored == {t: last_seen_mark(ms) for t, ms in latest.items()}
+
+
+def test_last_seen_marks_start_over_beyond_their_bound() -> None:
+    marks = LastSeenMarks()
+    marks.MAX_TERMINALS = 3
+    marks.remember(["a", "b", "c"], np.array([0, 0, 0], dtype=np.int64))
+    assert marks.fresh(["a"], np.array([0]), np.array([5]))[0] == []
+    marks.remember(["d"], np.array([0], dtype=np.int64))  # beyond the bound: forgets a, b, c
+    assert marks.fresh(["a", "d"], np.array([0, 1]), np.array([5, 5]))[0] == ["a"]
