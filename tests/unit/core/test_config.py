@@ -48,7 +48,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         (CommonSettings, "MQTT_TOPIC_ROOT", "city1", "mqtt_topic_root"),
         (CommonSettings, "MQTT_TOPIC_ROOT", "city/+/", "mqtt_topic_root"),
         (CommonSettings, "MQTT_TOPIC_ROOT", "$share/", "mqtt_topic_root"),
-        (CommonSettings, "KAFKA_COMPRESSION", "zstd", "kafka_compression"),
+        (CommonSettings, "KAFKA_COMPRESSION", "brotli", "kafka_compression"),
         (CommonSettings, "METRICS_PORT", "70000", "metrics_port"),
         (CommonSettings, "METRICS_PORT", "nine", "metrics_port"),
         (CommonSettings, "LOG_LEVEL", "LOUD", "log_level"),
