@@ -35,6 +35,7 @@ arrived (the engine's ``floor``): samples up to it have been released to the rul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,23 +295,33 @@ class Continuity:
             self.beyond.pop(int(slot), None)
             self.skipped.pop(int(slot), None)
 
+    @staticmethod
+    def _positions(slots: np.ndarray[Any, Any], present: Mapping[int, object]) -> list[tuple[int, int]]:
+        """(index into ``slots``, slot) of the slots that have an entry in ``present``, in ``slots``
+        order. A checkpoint asks this of every terminal of a partition while only a few have
+        anything held or skipped: the walk is over the few when they are fewer."""
+        if not present:
+            return []
+        if len(present) < len(slots):
+            wanted = np.flatnonzero(np.isin(slots, np.fromiter(present, np.int64, len(present))))
+            return [(i, int(slots[i])) for i in wanted.tolist()]
+        return [(i, slot) for i, slot in enumerate(slots.tolist()) if slot in present]
+
     def held_rows(self, slots: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], ...]:
         """The held messages of some slots as (index into ``slots``, seq, newest) arrays (checkpoints)."""
-        index, seqs, newest = [], [], []
-        for i, slot in enumerate(slots.tolist()):
-            for seq, ts in self.beyond.get(int(slot), {}).items():
-                index.append(i)
-                seqs.append(seq)
-                newest.append(ts)
-        return np.asarray(index, np.int64), np.asarray(seqs, np.int64), np.asarray(newest, np.int64)
+        rows = [
+            (i, seq, ts) for i, slot in self._positions(slots, self.beyond) for seq, ts in self.beyond[slot].items()
+        ]
+        columns = list(zip(*rows, strict=True)) if rows else [(), (), ()]
+        return tuple(np.asarray(c, np.int64) for c in columns)
 
     def skipped_rows(self, slots: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], ...]:
         """The skipped ranges of some slots as (index into ``slots``, lo, hi, newest) arrays (checkpoints):
         without them a missing message that comes after a restart would be dropped as a copy."""
         rows = [
             (i, r.lo, r.hi, r.after, r.newest)
-            for i, slot in enumerate(slots.tolist())
-            for r in self.skipped.get(slot, ())
+            for i, slot in self._positions(slots, self.skipped)
+            for r in self.skipped[slot]
         ]
         columns = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
         return tuple(np.asarray(c, np.int64) for c in columns)

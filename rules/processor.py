@@ -10,6 +10,7 @@ import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
+import cramjam
 import numpy as np
 from liftwatch.columnar import TelemetryArrays
 from liftwatch.rules.catalog import SAMPLE_RULES
@@ -40,6 +41,13 @@ SNAPSHOT_VERSION = 4
 """4 names the rule state columns (``cond.overspeed``) where 3 numbered them in the catalog's order of the
 time, so adding a fault code leaves checkpoints readable; 3 added message-sequence continuity (state
 columns and the messages held beyond a hole). 2 and 3 still load (their names read through ``V3_NAMES``)."""
+
+# A snapshot is an uncompressed .npz compressed whole with zstd at this level: a fifth of the CPU
+# of np.savez_compressed (zlib level 6, member by member) for a smaller blob. The rules checkpoint
+# every terminal of a partition every couple of seconds, so this cost grows with the fleet, not the
+# traffic. Snapshots written before issue 20 are plain compressed .npz files, and still load.
+SNAPSHOT_ZSTD_LEVEL = 1
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 Telemetry: TypeAlias = TelemetryRecord | TelemetryArrays
@@ -408,12 +416,14 @@ class RuleProcessor:
         arrays["terminals"] = np.asarray(list(terminals), dtype=np.str_)
         arrays["version"] = np.asarray([SNAPSHOT_VERSION])
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        return buffer.getvalue()
+        np.savez(buffer, **arrays)
+        return bytes(cramjam.zstd.compress(buffer.getbuffer(), level=SNAPSHOT_ZSTD_LEVEL))
 
     def restore(self, blob: bytes) -> list[str]:
         """Load a snapshot (replacing the state of its terminals); returns the terminals restored."""
         try:
+            if blob[:4] == _ZSTD_MAGIC:
+                blob = bytes(cramjam.zstd.decompress(blob))
             with np.load(io.BytesIO(blob), allow_pickle=False) as data:
                 version = int(data["version"][0])
                 if version not in (2, 3, SNAPSHOT_VERSION):
@@ -429,7 +439,7 @@ class RuleProcessor:
                 skipped = tuple(
                     data[f"skipped_{k}"] for k in ("index", "lo", "hi", "after", "newest") if "skipped_index" in data
                 )
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, cramjam.DecompressionError) as error:
             raise CheckpointError(f"unreadable checkpoint: {error}") from error
         slots = self.slots_of(terminals)
         self.state.grow(self.params.capacity)
