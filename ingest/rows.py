@@ -20,7 +20,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 from liftwatch.columnar import TelemetryArrays, unpackable
-from liftwatch.presence import LAST_SEEN_RESOLUTION_MS
+from liftwatch.presence import last_seen_mark
 from liftwatch.schema import (
     DeadLetter,
     DeadLetterReason,
@@ -149,13 +149,15 @@ class LastSeenMarks:
     already written).
 
     A skipped update is safe because the database only ever raises ``last_seen_at``
-    (``greatest``): what this writer committed, it holds or more. Entries are remembered only after
-    their transaction committed; a writer that restarts, or takes over partitions, starts empty and
-    writes once more what is there already.
+    (``greatest``): a value this writer committed to a registered terminal's row, the row holds or
+    more. Only values of rows the update found are remembered (a terminal registered after its
+    first samples gets its value with the next batch), and only once their transaction committed;
+    a writer that restarts, or takes over partitions, starts empty and writes once more what is
+    there already.
     """
 
     MAX_TERMINALS = 2_000_000
-    """Beyond this many terminals the memory starts over (a flood of forged ids must not grow it)."""
+    """Beyond this many terminals the memory starts over (about 250 MB; more than a city's registry)."""
 
     def __init__(self) -> None:
         self._written: dict[str, int] = {}
@@ -165,7 +167,7 @@ class LastSeenMarks:
     ) -> tuple[list[str], npt.NDArray[np.int64]]:
         """Of the terminals heard of in a batch (positions into ``terminals``, latest
         ``received_ms``), those whose ``last_seen_at`` would rise, with the value it rises to."""
-        marks = seen_ms - seen_ms % LAST_SEEN_RESOLUTION_MS
+        marks = last_seen_mark(seen_ms)
         written = self._written
         ids: list[str] = []
         kept: list[int] = []
@@ -176,11 +178,11 @@ class LastSeenMarks:
                 kept.append(position)
         return ids, marks[kept]
 
-    def remember(self, ids: list[str], marks: npt.NDArray[np.int64]) -> None:
-        """Record values a committed transaction wrote."""
-        if len(self._written) + len(ids) > self.MAX_TERMINALS:
+    def remember(self, written: dict[str, int]) -> None:
+        """Record the values (by terminal) that a committed transaction wrote."""
+        if len(self._written) + len(written) > self.MAX_TERMINALS:
             self._written.clear()
-        self._written.update(zip(ids, marks.tolist(), strict=True))
+        self._written.update(written)
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,8 @@ SELECT count(*) FROM inserted
 # computed from the arrays (liftwatch.ingest.rows.activity), terminals as positions in the ids.
 # last_seen_at is raised only where LastSeenMarks says it would rise, the ids given as text so that
 # the planner knows how few they are (a join through positions estimated ten times as many and
-# chose to hash the whole registry, a cost that grew with the fleet).
+# chose to hash the whole registry, a cost that grew with the fleet). The terminals updated come
+# back: only they are remembered (an id not registered yet must be written once it is).
 _INSERT_NEW = f"""
 WITH inserted AS (
     {_INSERT}
@@ -178,6 +179,7 @@ UPDATE terminals t SET last_seen_at = greatest(t.last_seen_at, s.seen)
 FROM (SELECT u.terminal_id, timestamptz 'epoch' + u.ms * interval '1 millisecond' AS seen
       FROM unnest(%(seen_ids)s::text[], %(seen_ms)s::int8[]) AS u (terminal_id, ms) ORDER BY 1) s
 WHERE t.terminal_id = s.terminal_id
+RETURNING t.terminal_id
 """
 
 _INSERT_DEAD_LETTER = """
@@ -201,10 +203,13 @@ async def store_batch(
     """Store one batch in one transaction; returns the number of new telemetry rows.
 
     ``marks`` (the writer's memory of the ``last_seen_at`` values it committed) lets the fast way
-    skip updates that would not raise them; without it every terminal's is written."""
+    skip updates that would not raise them; without it every terminal's is written. What the
+    batch wrote is remembered only if this call's transaction is the outermost one, that is if it
+    committed here (inside a caller's transaction it is a savepoint, which may yet be rolled back)."""
     inserted = 0
     marks = marks if marks is not None else LastSeenMarks()
-    raised: tuple[list[str], npt.NDArray[np.int64]] | None = None
+    outermost = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    raised: dict[str, int] | None = None
     async with conn.transaction():
         if batch.samples:
             telemetry = batch.telemetry()
@@ -221,16 +226,16 @@ async def store_batch(
         if batch.dead_letters:
             async with conn.cursor() as cur:
                 await cur.executemany(_INSERT_DEAD_LETTER, [_dead_letter_params(d) for d in batch.dead_letters])
-    if raised is not None:  # committed
-        marks.remember(*raised)
+    if raised and outermost:  # committed
+        marks.remember(raised)
     return inserted
 
 
 async def _insert_new(
     cur: psycopg.AsyncCursor[Any], telemetry: TelemetryArrays, site_timezone: str, marks: LastSeenMarks
-) -> tuple[list[str], npt.NDArray[np.int64]] | None:
-    """The staged rows inserted the fast way, and accounted: the ``last_seen_at`` values raised (to
-    remember once committed); None (nothing kept) if a row was there already."""
+) -> dict[str, int] | None:
+    """The staged rows inserted the fast way, and accounted: the ``last_seen_at`` values written, by
+    terminal (to remember once committed); None (nothing kept) if a row was there already."""
     try:
         added = activity(telemetry, ZoneInfo(site_timezone))
     except (ValueError, OverflowError, ZoneInfoNotFoundError):
@@ -244,9 +249,10 @@ async def _insert_new(
         # costs the database far less (bench/writer.py). A re-delivered row aborts the attempt.
         async with cur.connection.transaction():
             await cur.execute(_INSERT_NEW, params)
+            updated = {row[0] for row in await cur.fetchall()}
     except psycopg.errors.UniqueViolation:
         return None
-    return seen_ids, seen_marks
+    return {t: mark for t, mark in zip(seen_ids, seen_marks.tolist(), strict=True) if t in updated}
 
 
 def _int_array(values: npt.NDArray[np.int64]) -> str:

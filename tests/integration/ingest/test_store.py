@@ -7,6 +7,8 @@ import asyncio
 import secrets
 import time
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -15,10 +17,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from liftwatch.columnar import TelemetryArrays
-from liftwatch.ingest.rows import LastSeenMarks, RawRecord, decode_batch
+from liftwatch.ingest.rows import Batch, LastSeenMarks, RawRecord, StoredDeadLetter, decode_batch
 from liftwatch.ingest.writer import prepare_session, store_batch
 from liftwatch.presence import last_seen_sql
-from liftwatch.schema import DIRECTIONS, DOOR_STATES, MODES, Sample, TelemetryRecord, encode_record
+from liftwatch.schema import (
+    DIRECTIONS,
+    DOOR_STATES,
+    MODES,
+    DeadLetter,
+    DeadLetterReason,
+    Sample,
+    TelemetryRecord,
+    encode_record,
+)
 
 from tests.fixtures.ingest import sample, scalar
 
@@ -196,17 +207,20 @@ SEEN = "SELECT terminal_id, last_seen_at FROM terminals WHERE terminal_id LIKE %
     zone=st.sampled_from(sorted(AROUND)),
     twice=st.booleans(),
     restarted=st.booleans(),
+    narrow=st.booleans(),
 )
 def test_activity_counts_each_sample_once_on_its_site_local_day(
-    database_url: str, data: st.DataObject, zone: str, twice: bool, restarted: bool
+    database_url: str, data: st.DataObject, zone: str, twice: bool, restarted: bool, narrow: bool
 ) -> None:
     """Across local midnights and DST switches, new batches (counted from the arrays) and re-delivered
     ones (counted by PostgreSQL from the rows it inserted) keep terminal_activity and last_seen_at
     what the stored rows say, however the messages are cut into batches, whether the writer
-    remembers the last_seen_at it wrote or restarted in between (liftwatch.presence)."""
+    remembers the last_seen_at it wrote or restarted in between (liftwatch.presence), and whether a
+    re-delivery comes alone or with new messages (the idempotent way inserting rows)."""
     run = secrets.token_hex(3)
     anchor = _utc_ms(data.draw(st.sampled_from(AROUND[zone])))
-    instants = st.integers(anchor - 2 * HOUR_MS, anchor + 2 * HOUR_MS)
+    spread = 90_000 if narrow else 2 * HOUR_MS  # narrow: messages share 30 s marks
+    instants = st.integers(anchor - spread, anchor + spread)
     batch = data.draw(
         st.lists(
             st.builds(
@@ -223,6 +237,7 @@ def test_activity_counts_each_sample_once_on_its_site_local_day(
     )
     redelivered = data.draw(st.lists(st.sampled_from(batch), max_size=3)) if twice else []
     cut = data.draw(st.integers(0, len(batch)))
+    again = data.draw(st.lists(st.sampled_from(batch[:cut]), max_size=2)) if twice and cut else []
 
     async def store() -> list[list[tuple[object, ...]]]:
         async with await psycopg.AsyncConnection.connect(database_url) as conn:
@@ -230,7 +245,7 @@ def test_activity_counts_each_sample_once_on_its_site_local_day(
             await conn.execute("INSERT INTO terminals (terminal_id) VALUES (%s), (%s)", (f"a{run}", f"b{run}"))
             await conn.commit()
             marks = LastSeenMarks()
-            for part in (batch[:cut], batch[cut:], redelivered):
+            for part in (batch[:cut], again + batch[cut:], redelivered):
                 raw = [RawRecord("t", 0, offset, encode_record(m)) for offset, m in enumerate(part)]
                 decoded, _ = decode_batch(raw, "t", "d")
                 await store_batch(conn, decoded, zone, marks)
@@ -252,3 +267,93 @@ def test_activity_counts_each_sample_once_on_its_site_local_day(
     heard = {terminal for terminal, _ in expected_seen}
     assert [row for row in seen if row[0] in heard] == expected_seen
     assert all(at is None for terminal, at in seen if terminal not in heard)
+
+
+MARK = 1_800_000_000_000 - 1_800_000_000_000 % 30_000  # on a 30 s boundary
+
+
+def _one(terminal: str, seq: int, received_ms: int) -> Batch:
+    record = TelemetryRecord(terminal=terminal, seq=seq, received_ms=received_ms, samples=[sample(received_ms)])
+    decoded, bad = decode_batch([RawRecord("t", 0, seq, encode_record(record))], "t", "d")
+    assert not bad
+    return decoded
+
+
+async def _seen_and_definition(conn: psycopg.AsyncConnection[Any], terminal: str) -> tuple[object, object]:
+    seen = await (
+        await conn.execute("SELECT last_seen_at FROM terminals WHERE terminal_id = %s", (terminal,))
+    ).fetchone()
+    latest = f"SELECT {last_seen_sql('max(received_at)')} FROM telemetry WHERE terminal_id = %s"
+    wanted = await (await conn.execute(latest, (terminal,))).fetchone()
+    assert seen is not None and wanted is not None
+    return seen[0], wanted[0]
+
+
+async def test_last_seen_of_a_terminal_registered_after_its_first_samples(database_url: str) -> None:
+    """The update found no row: nothing is remembered, the next batch of the same 30 s writes it."""
+    terminal = f"R{secrets.token_hex(3)}"
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await prepare_session(conn)
+        marks = LastSeenMarks()
+        await store_batch(conn, _one(terminal, 1, MARK + 1_000), "UTC", marks)
+        await conn.execute("INSERT INTO terminals (terminal_id) VALUES (%s)", (terminal,))
+        await conn.commit()
+        await store_batch(conn, _one(terminal, 2, MARK + 2_000), "UTC", marks)
+        seen, wanted = await _seen_and_definition(conn, terminal)
+    assert seen == wanted is not None
+
+
+async def test_last_seen_is_not_remembered_inside_a_callers_transaction(database_url: str) -> None:
+    """Inside a transaction of the caller the batch is a savepoint: rolled back with it, its values
+    must be written again when the batch is re-delivered."""
+    terminal = f"O{secrets.token_hex(3)}"
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await prepare_session(conn)
+        await conn.execute("INSERT INTO terminals (terminal_id) VALUES (%s)", (terminal,))
+        await conn.commit()
+        marks = LastSeenMarks()
+        await conn.execute("SELECT 1")  # a transaction the caller left open
+        await store_batch(conn, _one(terminal, 1, MARK + 1_000), "UTC", marks)
+        await conn.rollback()
+        await store_batch(conn, _one(terminal, 1, MARK + 1_000), "UTC", marks)
+        seen, wanted = await _seen_and_definition(conn, terminal)
+    assert seen == wanted is not None
+
+
+async def test_last_seen_of_a_failed_transaction_is_not_remembered(database_url: str) -> None:
+    """The fast insert went through, the dead letters of the same transaction did not: nothing was
+    kept, so nothing may be remembered (else the re-delivered batch would skip its update)."""
+    terminal = f"F{secrets.token_hex(3)}"
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await prepare_session(conn)
+        await conn.execute("INSERT INTO terminals (terminal_id) VALUES (%s)", (terminal,))
+        await conn.commit()
+        marks = LastSeenMarks()
+        batch = _one(terminal, 1, MARK + 1_000)
+        refused = DeadLetter(
+            received_ms=MARK, source="s", topic="t", reason=DeadLetterReason.SCHEMA, detail="nul\x00", payload=b""
+        )
+        batch.dead_letters.append(StoredDeadLetter(refused, None, None))
+        with pytest.raises(psycopg.DataError):
+            await store_batch(conn, batch, "UTC", marks)
+        await store_batch(conn, _one(terminal, 1, MARK + 1_000), "UTC", marks)
+        seen, wanted = await _seen_and_definition(conn, terminal)
+    assert seen == wanted is not None
+
+
+def test_migration_101_rounds_values_written_before(database_url: str) -> None:
+    """An exact value of the old writer would beat its own rounded one in greatest(): rounded once."""
+    terminal = f"M{secrets.token_hex(3)}"
+    migration = Path(__file__).resolve().parents[3] / "core" / "migrations" / "101_last_seen_rounded.sql"
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO terminals (terminal_id, last_seen_at) VALUES (%s, timestamptz 'epoch' + %s * interval '1 ms')",
+            (terminal, MARK + 29_999),
+        )
+        conn.execute(migration.read_text(encoding="utf-8"))
+        row = conn.execute(
+            "SELECT last_seen_at = timestamptz 'epoch' + %s * interval '1 ms' FROM terminals WHERE terminal_id = %s",
+            (MARK, terminal),
+        ).fetchone()
+        conn.rollback()
+    assert row == (True,)

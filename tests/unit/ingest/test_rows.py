@@ -21,7 +21,7 @@ from liftwatch.ingest.rows import (
     local_days,
     staging_copy,
 )
-from liftwatch.presence import LAST_SEEN_RESOLUTION_MS, last_seen_mark
+from liftwatch.presence import LAST_SEEN_RESOLUTION_MS, last_seen_mark, last_seen_sql
 from liftwatch.schema import DeadLetter, DeadLetterReason, TelemetryRecord, encode_record
 
 from tests.fixtures.ingest import sample
@@ -205,7 +205,7 @@ def test_last_seen_marks_write_only_what_raises_the_stored_value(
             continue
         for terminal_id, value in zip(ids, values.tolist(), strict=True):
             stored[terminal_id] = max(stored.get(terminal_id, -1), value)
-        marks.remember(ids, values)
+        marks.remember(dict(zip(ids, values.tolist(), strict=True)))
         for terminal, ms in seen.items():
             latest[terminal] = max(latest.get(terminal, -1), ms)
         assert stored == {t: last_seen_mark(ms) for t, ms in latest.items()}
@@ -214,7 +214,16 @@ def test_last_seen_marks_write_only_what_raises_the_stored_value(
 def test_last_seen_marks_start_over_beyond_their_bound() -> None:
     marks = LastSeenMarks()
     marks.MAX_TERMINALS = 3
-    marks.remember(["a", "b", "c"], np.array([0, 0, 0], dtype=np.int64))
+    marks.remember({"a": 0, "b": 0, "c": 0})
     assert marks.fresh(["a"], np.array([0]), np.array([5]))[0] == []
-    marks.remember(["d"], np.array([0], dtype=np.int64))  # beyond the bound: forgets a, b, c
+    marks.remember({"d": 0})  # beyond the bound: forgets a, b, c
     assert marks.fresh(["a", "d"], np.array([0, 1]), np.array([5, 5]))[0] == ["a"]
+
+
+def test_the_rounding_migration_rounds_as_the_writer_does() -> None:
+    """Migration 101 rounds the values written before last_seen_at had a resolution: with the
+    owner's expression, so that it and the writer agree."""
+    from pathlib import Path
+
+    migration = Path(__file__).resolve().parents[3] / "core" / "migrations" / "101_last_seen_rounded.sql"
+    assert last_seen_sql("last_seen_at") in migration.read_text(encoding="utf-8")
