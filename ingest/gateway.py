@@ -46,7 +46,7 @@ from prometheus_client import CollectorRegistry
 
 from .handling import HandlerConfig, MessageHandler, Out, OutRecord, OutTelemetry
 from .metrics import GatewayMetrics
-from .ordering import Built, Chunk, PartitionQueue, RecordFormat, build_records
+from .ordering import Built, Chunk, PartitionQueue, RecordFormat, Refused, build_records
 from .plumbing import RETRY_MAX_S, RETRY_MIN_S, process_registry, sleep_unless
 from .sequence import SequenceTracker
 
@@ -391,6 +391,7 @@ class _PartitionSender:
         self.partition = partition
         self._record_format = record_format
         self._built: Built | None = None  # sent and not acknowledged yet: what a retry sends again
+        self._next: Refused | None = None  # built, refused by the full batch: the next send's first record
         self._metrics = metrics
         self._backoff = backoff
         self._stopping = stopping
@@ -448,7 +449,8 @@ class _PartitionSender:
 
     async def _send_one_batch(self) -> int:
         """Send records built from the oldest waiting entries, as many as fit one Kafka batch; how
-        many entries, once acknowledged. After a failure the same records are sent again.
+        many entries, once acknowledged. After a failure the same records are sent again; after a
+        success the record the batch refused starts the next one, unbuilt again.
 
         Building the batch ourselves costs a few microseconds per record where ``producer.send()``
         costs tens (a coroutine, partitioner and future per record).
@@ -460,13 +462,15 @@ class _PartitionSender:
             return batch.append(key=record[0], value=record[1], timestamp=None) is not None
 
         if self._built is None:
-            self._built = build_records(self._queue.waiting(), self._record_format, append)
+            self._built = build_records(self._queue.waiting(), self._record_format, append, self._next)
+            self._next = None
         else:
             for record in self._built.records:  # they fitted one batch before: they fit again
                 append(record)
         batch.close()
         await (await producer.send_batch(batch, self.topic, partition=self.partition))
-        taken, self._built = self._built.taken, None
+        # Once these are in, the record the batch refused holds the queue's head: sent first next.
+        taken, self._next, self._built = self._built.taken, self._built.refused, None
         return taken
 
 

@@ -11,7 +11,8 @@ records right after themselves, which the writer (primary key) and the rules eng
 What one send holds is :func:`build_records`: with ``columns``, the telemetry messages at the
 head of the queue packed into few ``telemetry.columns.v1`` records (in queue order, so each
 terminal's order holds inside a record too); the sender keeps what it built and sends exactly
-that again after a failure.
+that again after a failure, and keeps the record the full batch refused to send it first next time
+(packing is most of a send's cost, so it is not done twice).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Literal, TypeAlias
 
 from liftwatch.columnar import TelemetryArrays
@@ -107,21 +109,38 @@ def _complete(chunk: Chunk, delivered: bool) -> None:
         chunk.done.set_result(delivered)
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A record the batch had no room for: it holds the ``entries`` queued right after the built ones."""
+
+    record: KafkaRecord
+    entries: int
+
+
 @dataclass(slots=True)
 class Built:
     """Kafka records built from the head of a partition's queue: its first ``taken`` entries."""
 
     taken: int = 0
     records: list[KafkaRecord] = field(default_factory=list)
+    refused: Refused | None = None
+    """The record built next and not taken: what the next send starts with, once these are in."""
 
 
-def build_records(waiting: Iterable[Out], record_format: RecordFormat, append: Callable[[KafkaRecord], bool]) -> Built:
+def build_records(
+    waiting: Iterable[Out],
+    record_format: RecordFormat,
+    append: Callable[[KafkaRecord], bool],
+    first: Refused | None = None,
+) -> Built:
     """Encode entries from the head of the queue until ``append`` (one Kafka batch) takes no more.
 
     ``messages``: one record per entry. ``columns``: consecutive telemetry messages become one
     record of at most :data:`COLUMNS_MAX_SAMPLES` samples (key None: the partition is chosen
     explicitly), packed in queue order. ``append`` is offered each record in order and says whether
-    the batch took it; the first record always fits, so something is always built.
+    the batch took it; the first record always fits, so something is always built. ``first``, the
+    record the previous batch refused, holds the entries at the head: it is offered first, as it
+    was built, and building goes on after its entries.
     """
     built = Built()
     group: list[TelemetryRecord] = []
@@ -129,10 +148,16 @@ def build_records(waiting: Iterable[Out], record_format: RecordFormat, append: C
 
     def offer(record: KafkaRecord, entries: int) -> bool:
         if not append(record):
+            built.refused = Refused(record, entries)
             return False
         built.records.append(record)
         built.taken += entries
         return True
+
+    if first is not None:
+        if not offer(first.record, first.entries):
+            return built
+        waiting = islice(waiting, first.entries, None)
 
     def flush() -> bool:
         nonlocal group_samples

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from liftwatch.columnar import TelemetryArrays
 from liftwatch.config import GatewaySettings
+from liftwatch.ingest import ordering
 from liftwatch.ingest.gateway import Gateway, default_client_id
 from liftwatch.ingest.ordering import RecordFormat
 from liftwatch.mqtt import InboundMessage, MqttClient
@@ -270,6 +271,47 @@ async def test_a_retry_sends_the_same_columns_record_not_a_bigger_one() -> None:
     assert len(attempts) == 3 and attempts[0] == attempts[1]
     assert [[(r.terminal, r.seq) for r in telemetry_in(v)] for _, v in producer.records("telemetry")] == [
         [("T1", 0), ("T2", 0)],
+        [("T1", 1)],
+    ]
+    assert recorder.acked == [1, 2, 3]
+
+
+async def test_a_pack_the_full_batch_refused_is_sent_next_as_built_and_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A columns record built but refused by a full Kafka batch is not packed again: the next batch
+    starts with it, byte for byte, even if more messages were queued meanwhile, and nothing is
+    acknowledged before it is in."""
+    monkeypatch.setattr(ordering, "COLUMNS_MAX_SAMPLES", 1)  # one message a pack
+    producer = FakeProducer(partitions=1, capacity=1)
+    built: list[int] = []
+    pack = TelemetryArrays.from_records
+
+    def counted(records: list[TelemetryRecord]) -> TelemetryArrays:
+        built.append(len(records))
+        return pack(records)
+
+    monkeypatch.setattr(TelemetryArrays, "from_records", counted)
+    first_sent = asyncio.Event()
+    attempts: list[list[Record]] = []
+
+    async def decide(topic: str, partition: int, records: list[Record]) -> Fate:
+        attempts.append(list(records))
+        if len(attempts) == 1:
+            first_sent.set()
+            await asyncio.sleep(0.01)
+        return "ok"
+
+    producer.decide = decide
+    gateway, recorder = await gateway_with(producer, record_format="columns")
+    gateway.dispatch([message(1, "T1", 0), message(2, "T2", 0)])
+    await first_sent.wait()
+    gateway.dispatch([message(3, "T1", 1)])
+    assert await settled(gateway) == [True, True]
+    assert built == [1, 1, 1]  # each message packed once: the refused pack was kept, not rebuilt
+    assert [[(r.terminal, r.seq) for r in telemetry_in(v)] for _, v in producer.records("telemetry")] == [
+        [("T1", 0)],
+        [("T2", 0)],
         [("T1", 1)],
     ]
     assert recorder.acked == [1, 2, 3]

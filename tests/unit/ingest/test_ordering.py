@@ -112,3 +112,29 @@ def test_other_records_keep_their_place_between_packed_telemetry() -> None:
     built = build_records(entries, "columns", append)
     assert built.taken == 3 and built.records[1] == (None, b"x")
     assert [messages_of(built.records[i][1]) for i in (0, 2)] == [[("T1", 0, 1)], [("T1", 1, 1)]]
+
+
+def test_the_record_a_full_batch_refused_starts_the_next_one_as_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ordering, "COLUMNS_MAX_SAMPLES", 4)
+    entries: list[Out] = [telemetry("T1", 0, 2), telemetry("T2", 0, 2), telemetry("T1", 1, 3), telemetry("T3", 0, 3)]
+    _, append = batch_of(1)
+    first = build_records(entries, "columns", append)
+    assert first.taken == 2 and first.refused is not None and first.refused.entries == 1
+    assert messages_of(first.refused.record[1]) == [("T1", 1, 3)]
+    # once the first two are in, the refused record's entry is the head: it goes first as built
+    taken, append = batch_of(10)
+    second = build_records(entries[2:], "columns", append, first.refused)
+    assert second.taken == 2 and second.refused is None
+    assert taken[0] is first.refused.record
+    assert [messages_of(value) for _, value in taken] == [[("T1", 1, 3)], [("T3", 0, 3)]]
+
+
+def test_a_refused_record_is_refused_again_only_by_a_batch_that_is_not_empty() -> None:
+    letter = OutRecord("deadletter", None, b"x")
+    entries: list[Out] = [letter, telemetry("T1", 0, 1)]
+    _, append = batch_of(1)
+    first = build_records(entries, "messages", append)
+    assert first.taken == 1 and first.refused is not None and first.refused.entries == 1
+    taken, append = batch_of(1)
+    second = build_records(entries[1:], "messages", append, first.refused)
+    assert second.taken == 1 and taken == [first.refused.record] and second.refused is None
