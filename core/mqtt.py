@@ -56,6 +56,9 @@ MISC_INTERVAL_S = 1.0
 # Packets read per readable event at most: large enough that a burst arrives as one batch,
 # small enough that a flood cannot starve the rest of the event loop.
 READ_BURST = 500
+# Bytes asked of the socket per read: paho reads a packet in three or four calls (type, length
+# bytes, body), so reads are served from one buffer of up to this many bytes (dozens of packets).
+RECV_BYTES = 65536
 # How long disconnect() waits for the DISCONNECT to be written before closing anyway.
 DISCONNECT_TIMEOUT_S = 2.0
 
@@ -120,6 +123,11 @@ class _Client(paho.Client):
     malformed input) goes through paho's own decoder.
     """
 
+    _buffer = b""
+    """Bytes read from ``_buffered_sock`` and not yet taken by paho, from ``_taken`` on."""
+    _taken = 0
+    _buffered_sock: object = None
+
     deliver: Callable[[str, bytes, int, int], None] | None = None
     """Receives (topic, payload, qos, mid) of fast-path messages instead of ``on_message``.
 
@@ -164,6 +172,28 @@ class _Client(paho.Client):
         if qos == 1 and not self._manual_ack:
             return self._send_puback(mid)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        """paho's read of up to ``bufsize`` bytes, served from a buffer filled ``RECV_BYTES`` at a time.
+
+        paho reads one or two bytes at a time (a packet's type and length) and then its body, each
+        a system call; from the buffer, a burst of packets costs one. A short read (what is left of
+        the buffer) is what ``recv`` may return too; paho reads on for the rest.
+        """
+        taken = self._taken
+        if taken < len(self._buffer) and self._buffered_sock is self._sock:
+            self._taken = taken + bufsize
+            return self._buffer[taken : taken + bufsize]
+        data = super()._sock_recv(max(bufsize, RECV_BYTES))
+        if len(data) <= bufsize:
+            self._buffer = b""
+            return data
+        self._buffer, self._taken, self._buffered_sock = data, bufsize, self._sock
+        return data[:bufsize]
+
+    def buffered(self) -> bool:
+        """True when bytes already read from the socket wait for paho (the socket may not be readable)."""
+        return self._taken < len(self._buffer) and self._buffered_sock is self._sock
 
     def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
         """paho's TLS handshake, closing the socket when it fails (paho leaves it open: an
@@ -324,8 +354,11 @@ class MqttClient:
         for _ in range(READ_BURST):
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or sock is not self._sock or sock is None:
                 return
-            if not _has_more(sock):
+            if not client.buffered() and not _has_more(sock):
                 return
+        if client.buffered() and self._loop is not None:
+            # Bytes already read do not make the socket readable again: come back for them.
+            self._loop.call_soon(self._on_readable)
 
     def _on_writable(self) -> None:
         self._client.loop_write()

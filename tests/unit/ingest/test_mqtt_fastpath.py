@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import random
 import struct
+from itertools import pairwise
+from typing import Any, cast
 
 import paho.mqtt.client as paho
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from liftwatch.mqtt import _Client
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 
 def publish_packet(topic: bytes, mid: int, qos: int, properties: bytes, payload: bytes) -> tuple[int, bytearray]:
@@ -106,3 +109,66 @@ def test_direct_delivery_matches_paho(topic: bytes, mid: int, qos: int, properti
     else:  # properties or a topic that is not UTF-8: paho's own path
         assert properties or not is_utf8(topic)
         assert [(m._topic, m.payload, m.mid) for m in fallback] == [(theirs._topic, theirs.payload, theirs.mid)]
+
+
+class ChunkedSocket:
+    """A non-blocking socket whose peer wrote ``chunks``: each ``recv`` returns from one chunk at most."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = [chunk for chunk in chunks if chunk]
+        self.calls = 0
+
+    def recv(self, size: int) -> bytes:
+        self.calls += 1
+        if not self.chunks:
+            raise BlockingIOError
+        chunk = self.chunks[0]
+        self.chunks[0] = chunk[size:]
+        if not self.chunks[0]:
+            self.chunks.pop(0)
+        return chunk[:size]
+
+    def close(self) -> None:
+        pass
+
+
+def encoded(header: int, body: bytes) -> bytes:
+    length, size = bytearray(), len(body)
+    while True:
+        size, digit = divmod(size, 128)
+        length.append(digit | (0x80 if size else 0))
+        if not size:
+            return bytes([header]) + bytes(length) + body
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 300) | st.integers(60_000, 140_000), min_size=1, max_size=30),
+    cuts=st.lists(st.integers(1, 200_000), max_size=10),
+)
+def test_buffered_reads_deliver_every_packet_whatever_the_segments(sizes: list[int], cuts: list[int]) -> None:
+    """paho reads through a buffer filled a socket read at a time: the packets reach ``deliver``
+    whole and in order however the stream was segmented, including packets larger than a read."""
+    payloads = [random.Random(mid).randbytes(size) for mid, size in enumerate(sizes)]
+    stream = b"".join(
+        encoded(*publish_packet(b"lift/v1/T1/telemetry", mid, 1, b"", payload))
+        for mid, payload in enumerate(payloads, 1)
+    )
+    bounds = sorted({0, len(stream), *(cut % len(stream) for cut in cuts)})
+    sock = ChunkedSocket([stream[a:b] for a, b in pairwise(bounds)])
+    client = _Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    delivered: list[tuple[bytes, int]] = []
+    client.deliver = lambda topic, payload, qos, mid: delivered.append((payload, mid))
+    client._sock = cast(Any, sock)
+    while sock.chunks or client.buffered():  # what MqttClient does on a readable socket
+        assert client.loop_read() == MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert delivered == [(payload, mid) for mid, payload in enumerate(payloads, 1)]
+    assert sock.calls <= len(bounds) + sum(len(p) // 65536 + 2 for p in payloads)
+
+
+def test_bytes_buffered_from_a_closed_socket_are_not_read_from_the_next() -> None:
+    client = _Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    client._sock = cast(Any, ChunkedSocket([b"old bytes"]))
+    assert client._sock_recv(1) == b"o" and client.buffered()
+    client._sock = cast(Any, ChunkedSocket([b"new"]))
+    assert not client.buffered() and client._sock_recv(3) == b"new"
