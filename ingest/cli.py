@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from liftwatch import db
 from liftwatch.config import CommonSettings, GatewaySettings, WriterSettings
-from liftwatch.runtime import configure_logging, run_services
+from liftwatch.runtime import configure_logging, run_services, settle_for_streaming
 
 from .credentials import Role, export_broker_files, provision_account, provision_terminals, remove_account
 from .errors import CredentialError
@@ -47,6 +47,7 @@ def gateway(
     async def run(stop: asyncio.Event) -> None:
         await service.serve(settings, stop, leave=leave)
 
+    settle_for_streaming()
     run_services(run)
 
 
