@@ -31,6 +31,11 @@ class SeqResult:
     gap: int = 0
 
 
+_NEW, _DUPLICATE, _RESTART = (SeqResult(verdict) for verdict in SeqVerdict)
+"""The verdicts without a gap, shared (frozen): nearly every message gets one, and a frozen
+dataclass costs 0.4 us to make."""
+
+
 class SequenceTracker:
     """Remembers, per terminal, the highest seq and which of the ``window`` below it were seen."""
 
@@ -50,27 +55,27 @@ class SequenceTracker:
         state = self._state.get(terminal)
         if state is None:
             self._state[terminal] = (seq, 1)
-            return SeqResult(SeqVerdict.NEW)
+            return _NEW
         high, mask = state
         if seq > high:
             shift = seq - high
             self._state[terminal] = (seq, ((mask << shift) | 1) & self._full if shift <= self.window else 1)
-            return SeqResult(SeqVerdict.NEW, gap=shift - 1)
+            return SeqResult(SeqVerdict.NEW, gap=shift - 1) if shift > 1 else _NEW
         behind = high - seq
         if behind <= self.window:
             bit = 1 << behind
             if mask & bit:
-                return SeqResult(SeqVerdict.DUPLICATE)
+                return _DUPLICATE
             if seq == 0:
                 # seq 0 never seen recently while far ahead of it: the terminal rebooted.
                 self._state[terminal] = (0, 1)
-                return SeqResult(SeqVerdict.RESTART)
+                return _RESTART
             self._state[terminal] = (high, mask | bit)
-            return SeqResult(SeqVerdict.NEW)
+            return _NEW
         # Far below anything recent: a reboot whose first messages we missed, not a replay we
         # could recognise (the writer's primary key absorbs any true replay).
         self._state[terminal] = (seq, 1)
-        return SeqResult(SeqVerdict.RESTART)
+        return _RESTART
 
     def forget(self, terminal: str) -> None:
         """Drop what is known about ``terminal``."""
