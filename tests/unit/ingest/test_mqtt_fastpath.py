@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import struct
+from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any, cast
 
@@ -11,8 +14,9 @@ import paho.mqtt.client as paho
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from liftwatch.mqtt import _Client
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from liftwatch import mqtt
+from liftwatch.mqtt import MqttClient, _Client
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 def publish_packet(topic: bytes, mid: int, qos: int, properties: bytes, payload: bytes) -> tuple[int, bytearray]:
@@ -128,6 +132,10 @@ class ChunkedSocket:
             self.chunks.pop(0)
         return chunk[:size]
 
+    def pending(self) -> int:
+        """Bytes the peer wrote that were not read yet (what ``mqtt._has_more`` asks a TLS socket)."""
+        return sum(map(len, self.chunks))
+
     def close(self) -> None:
         pass
 
@@ -141,29 +149,79 @@ def encoded(header: int, body: bytes) -> bytes:
             return bytes([header]) + bytes(length) + body
 
 
+PINGRESP = b"\xd0\x00"
+
+
+@contextlib.contextmanager
+def subscriber(sock: ChunkedSocket) -> Iterator[MqttClient]:
+    """A gateway's client whose connection is ``sock``, on the running loop."""
+    client = MqttClient("mqtt://127.0.0.1:1", "test", manual_ack=True)
+    client._loop = asyncio.get_running_loop()
+    client._sock = client._client._sock = cast(Any, sock)
+    try:
+        yield client
+    finally:
+        client._loop = None  # paho closes its socket when collected, after the loop
+
+
+Packet = tuple[str, int, int]  # (kind, payload size, mid): a PUBLISH with or without properties, or a PINGRESP
+
+
+def stream_of(packets: list[Packet]) -> tuple[bytes, list[tuple[str, bytes, int]]]:
+    """The bytes of ``packets`` and the messages they hold, in order."""
+    stream, expected = [], []
+    for kind, size, mid in packets:
+        if kind == "ping":
+            stream.append(PINGRESP)
+            continue
+        topic, payload = f"lift/v1/T{mid}/telemetry", random.Random(mid).randbytes(size)
+        properties = b"\x01\x01" if kind == "properties" else b""
+        stream.append(encoded(*publish_packet(topic.encode(), mid, 1, properties, payload)))
+        expected.append((topic, payload, mid))
+    return b"".join(stream), expected
+
+
 @settings(max_examples=60, deadline=None)
 @given(
-    sizes=st.lists(st.integers(0, 300) | st.integers(60_000, 140_000), min_size=1, max_size=30),
+    packets=st.lists(
+        st.tuples(
+            st.sampled_from(["plain", "plain", "plain", "properties", "ping"]),
+            st.integers(0, 300) | st.integers(60_000, 140_000),
+            st.integers(1, 65535),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
     cuts=st.lists(st.integers(1, 200_000), max_size=10),
 )
-def test_buffered_reads_deliver_every_packet_whatever_the_segments(sizes: list[int], cuts: list[int]) -> None:
-    """paho reads through a buffer filled a socket read at a time: the packets reach ``deliver``
-    whole and in order however the stream was segmented, including packets larger than a read."""
-    payloads = [random.Random(mid).randbytes(size) for mid, size in enumerate(sizes)]
-    stream = b"".join(
-        encoded(*publish_packet(b"lift/v1/T1/telemetry", mid, 1, b"", payload))
-        for mid, payload in enumerate(payloads, 1)
-    )
+def test_every_packet_is_received_in_order_whatever_the_segments(packets: list[Packet], cuts: list[int]) -> None:
+    """Reads go through a buffer filled a socket read at a time, and the PUBLISH packets wholly in
+    it are delivered without paho's reads: every message reaches the inbox whole and in order
+    however the stream was segmented, beside the packets paho handles (properties, PINGRESP),
+    including packets larger than a read."""
+    stream, expected = stream_of(packets)
     bounds = sorted({0, len(stream), *(cut % len(stream) for cut in cuts)})
     sock = ChunkedSocket([stream[a:b] for a, b in pairwise(bounds)])
-    client = _Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
-    delivered: list[tuple[bytes, int]] = []
-    client.deliver = lambda topic, payload, qos, mid: delivered.append((payload, mid))
-    client._sock = cast(Any, sock)
-    while sock.chunks or client.buffered():  # what MqttClient does on a readable socket
-        assert client.loop_read() == MQTTErrorCode.MQTT_ERR_SUCCESS
-    assert delivered == [(payload, mid) for mid, payload in enumerate(payloads, 1)]
-    assert sock.calls <= len(bounds) + sum(len(p) // 65536 + 2 for p in payloads)
+
+    async def receive() -> list[tuple[str, bytes, int]]:
+        with subscriber(sock) as client:
+            while sock.chunks:  # one readable event per segment that arrived
+                client._on_readable()
+                await asyncio.sleep(0)
+            return [(m.topic, m.payload, m.mid) for m in client._inbox]
+
+    assert asyncio.run(receive()) == expected
+    assert sock.calls <= 2 * len(bounds) + sum(size // 65536 + 2 for _, size, _ in packets)
+
+
+async def test_what_one_readable_event_left_buffered_is_read_without_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mqtt, "READ_BURST", 3)
+    stream, expected = stream_of([("plain", 10, mid) for mid in range(1, 11)])
+    with subscriber(ChunkedSocket([stream])) as client:
+        client._on_readable()  # the socket is not readable again: its bytes are all in the buffer
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert [(m.topic, m.payload, m.mid) for m in client._inbox] == expected
 
 
 def test_bytes_buffered_from_a_closed_socket_are_not_read_from_the_next() -> None:
@@ -172,3 +230,30 @@ def test_bytes_buffered_from_a_closed_socket_are_not_read_from_the_next() -> Non
     assert client._sock_recv(1) == b"o" and client.buffered()
     client._sock = cast(Any, ChunkedSocket([b"new"]))
     assert not client.buffered() and client._sock_recv(3) == b"new"
+
+
+def test_publishes_wholly_read_are_delivered_without_pahos_read() -> None:
+    stream, expected = stream_of([("plain", 10, mid) for mid in range(1, 6)] + [("properties", 10, 6)])
+    client = _Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    delivered: list[tuple[str, bytes, int]] = []
+    client.deliver = lambda topic, payload, qos, mid: delivered.append((topic, payload, mid))
+    client._sock = cast(Any, ChunkedSocket([stream]))
+    client.loop_read()  # paho reads the first packet, and the socket's bytes into the buffer
+    assert client.deliver_buffered(2) == 2 and client.deliver_buffered(100) == 2  # not the one with properties
+    assert delivered == expected[:5] and client.buffered()
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=st.integers(0, 3), garbage=st.binary(max_size=64), limit=st.integers(0, 10))
+def test_delivering_from_the_buffer_stops_at_what_it_cannot_read(prefix: int, garbage: bytes, limit: int) -> None:
+    """Whatever follows, it never raises, and it delivers only the packets before it (paho's read
+    reports the rest)."""
+    stream, expected = stream_of([("plain", 5, mid) for mid in range(1, prefix + 1)])
+    client = _Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    delivered: list[tuple[str, bytes, int]] = []
+    client.deliver = lambda topic, payload, qos, mid: delivered.append((topic, payload, mid))
+    client._sock = cast(Any, ChunkedSocket([]))
+    client._buffer, client._buffered_sock = stream + garbage, client._sock
+    count = client.deliver_buffered(limit)
+    assert count <= limit and delivered[: min(prefix, limit)] == expected[:limit]
+    assert client._taken <= len(stream + garbage)
