@@ -31,6 +31,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -51,6 +52,7 @@ from .plumbing import RETRY_MAX_S, RETRY_MIN_S, process_registry, sleep_unless
 from .sequence import SequenceTracker
 
 log = logging.getLogger(__name__)
+_topic_of = attrgetter("topic")
 
 # On stop, how long pending batches may take to reach Kafka before we leave them to re-delivery.
 DRAIN_TIMEOUT_S = 15.0
@@ -102,7 +104,8 @@ class Gateway:
         self._topics = {name: settings.topic(name) for name in ("telemetry", "status", "deadletter")}
         self._producer: AIOKafkaProducer | None = None
         self._partition_counts: dict[str, int] = {}
-        self._partitions: dict[tuple[str, bytes], int] = {}
+        self._targets: dict[tuple[str, bytes], tuple[str, int]] = {}  # (topic, key) -> (topic, partition)
+        self._target_tuples: dict[tuple[str, int], tuple[str, int]] = {}
         self._senders: dict[tuple[str, int], _PartitionSender] = {}
         self._mqtt: MqttClient | None = None
         self._stopping = False
@@ -268,23 +271,36 @@ class Gateway:
 
     def _partition(self, topic: str, key: bytes | None) -> int:
         """Kafka's default partitioner (murmur2 of the key), memoised per key."""
-        cached = self._partitions.get((topic, key)) if key is not None else None
+        return self._target(topic, key)[1]
+
+    def _target(self, topic: str, key: bytes | None) -> tuple[str, int]:
+        """The (topic, partition) a record goes to; memoised per key, as one tuple (a burst's records
+        are grouped by it)."""
+        cached = self._targets.get((topic, key)) if key is not None else None
         if cached is not None:
             return cached
         count = self._partition_counts[topic]
         if key is None:
-            return random.randrange(count)  # noqa: S311 - load spreading, not security
-        partition: int = (murmur2(key) & 0x7FFFFFFF) % count
-        if len(self._partitions) < PARTITION_CACHE_MAX:
-            self._partitions[(topic, key)] = partition
-        return partition
+            return topic, random.randrange(count)  # noqa: S311 - load spreading, not security
+        target = topic, (murmur2(key) & 0x7FFFFFFF) % count
+        target = self._target_tuples.setdefault(target, target)  # one tuple per partition, shared
+        if len(self._targets) < PARTITION_CACHE_MAX:
+            self._targets[(topic, key)] = target
+        return target
 
     def _enqueue(self, records: Sequence[Out]) -> list[Chunk]:
         """Queue a batch's records on their partitions' senders; one chunk per partition."""
         by_partition: dict[tuple[str, int], list[Out]] = {}
-        for record in records:
-            topic = self._topics[record.topic]
-            by_partition.setdefault((topic, self._partition(topic, record.key)), []).append(record)
+        topics, targets = self._topics, self._targets
+        for record in records:  # per record: the memo inline, no list made for a partition seen
+            topic, key = topics[record.topic], record.key
+            target = targets.get((topic, key)) if key is not None else None
+            if target is None:
+                target = self._target(topic, key)
+            items = by_partition.get(target)
+            if items is None:
+                items = by_partition[target] = []
+            items.append(record)
         loop = asyncio.get_running_loop()
         chunks = []
         for topic_partition, items in by_partition.items():
@@ -341,9 +357,9 @@ class Gateway:
         self.metrics.in_flight.dec(len(messages))
         self._unacked -= len(messages)
         # Counted per topic, not per record: a labelled counter costs microseconds an increment.
-        for topic, count in Counter(record.topic for record in records).items():
+        for topic, count in Counter(map(_topic_of, records)).items():
             self.metrics.records_out.labels(topic=topic).inc(count)
-        self.metrics.samples_out.inc(sum(len(r.record.samples) for r in records if isinstance(r, OutTelemetry)))
+        self.metrics.samples_out.inc(sum([len(r.record.samples) for r in records if isinstance(r, OutTelemetry)]))
         return True
 
     async def _drain(self) -> None:

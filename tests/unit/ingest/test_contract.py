@@ -9,6 +9,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from liftwatch.ids import TERMINAL_ID
 from liftwatch.ingest.contract import (
     MAX_SEQ,
     Accepted,
@@ -264,6 +265,29 @@ def test_a_message_whose_every_sample_is_refused_is_rejected(ts: int, reason: De
 )
 def test_parse_topic(topic: str, root: str, expected: tuple[str, str] | None) -> None:
     assert parse_topic(topic, root) == expected
+
+
+def split_topic(topic: str, root: str) -> tuple[str, str] | None:
+    """The topic rule spelled out: the root, then four levels, the third a terminal id."""
+    if not topic.startswith(root):
+        return None
+    parts = topic[len(root) :].split("/")
+    if len(parts) != 4 or parts[:2] != ["lift", "v1"] or parts[3] not in ("telemetry", "status"):
+        return None
+    return (parts[2], parts[3]) if TERMINAL_ID.matches(parts[2]) else None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    levels=st.lists(
+        st.sampled_from(["lift", "v1", "telemetry", "status", "T1", "", "a.b", "T\n", "é", "+", "x" * 65]), max_size=6
+    ),
+    root=st.sampled_from(["", "site/", "a.b/", "(x)/"]),
+    prefix=st.booleans(),
+)
+def test_parse_topic_follows_the_topic_rule(levels: list[str], root: str, prefix: bool) -> None:
+    topic = (root if prefix else "") + "/".join(levels)
+    assert parse_topic(topic, root) == split_topic(topic, root)
 
 
 @pytest.mark.parametrize(
