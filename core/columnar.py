@@ -200,7 +200,7 @@ class TelemetryArrays:
             ts=np.fromiter(map(_ts_of, samples), np.int64, n),
             floor=np.fromiter(map(_floor_of, samples), np.int16, n),
             speed=np.fromiter(map(_speed_of, samples), np.float64, n),
-            load_pct=np.array(list(map(_load_of, samples)), np.float64),  # None becomes NaN
+            load_pct=np.fromiter(map(_load_of, samples), np.float64, n),  # None becomes NaN
             code=np.fromiter(map(_CODES.__getitem__, map(_code_key, samples)), np.uint16, n),
         )
 

@@ -27,6 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -111,8 +112,10 @@ class BrokerAddress:
 
 
 _U16 = struct.Struct("!H")
-_PUBACK_PACKET = struct.Struct("!BBH")
+_qos_of = attrgetter("qos")
 PUBACK_HEADER = 0x40  # MQTT control packet type 4, no flags
+# A bare PUBACK as one big-endian 32-bit word: the header, remaining length 2, then the packet id.
+_PUBACK_WORD = PUBACK_HEADER << 24 | 2 << 16
 PUBLISH_HEADER = 0x30  # type 3; its flags are dup, QoS and retain
 # Shared, never modified: what a bare MQTT 5 PUBACK decodes to.
 _PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
@@ -283,7 +286,8 @@ class _Client(paho.Client):
         on decoding. Byte for byte these are the packets ``ack()`` sends (MQTT 5 allows the
         bare form: reason 0 and no properties are omitted), in the given order.
         """
-        packet = b"".join([_PUBACK_PACKET.pack(PUBACK_HEADER, 2, mid) for mid in mids])
+        words = [_PUBACK_WORD | mid for mid in mids]  # packet ids are 16 bits (1-65535)
+        packet = struct.pack(f"!{len(words)}I", *words)
         if packet:
             self._packet_queue(PUBACK_HEADER, packet, 0, 0)
 
@@ -643,6 +647,10 @@ class MqttClient:
     def ack_many(self, messages: Iterable[InboundMessage]) -> None:
         """Acknowledge received messages, in the given (receive) order, in one socket write."""
         if not self._client._manual_ack:
+            return
+        messages = list(messages)
+        if 2 not in map(_qos_of, messages):  # a QoS 1 subscriber's case, in two C-speed passes
+            self._client.puback_many([message.mid for message in messages if message.qos == 1])
             return
         mids: list[int] = []
         for message in messages:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from liftwatch import mqtt
-from liftwatch.mqtt import MqttClient, _Client
+from liftwatch.mqtt import InboundMessage, MqttClient, _Client
 from paho.mqtt.enums import CallbackAPIVersion
 
 
@@ -257,3 +257,15 @@ def test_delivering_from_the_buffer_stops_at_what_it_cannot_read(prefix: int, ga
     count = client.deliver_buffered(limit)
     assert count <= limit and delivered[: min(prefix, limit)] == expected[:limit]
     assert client._taken <= len(stream + garbage)
+
+
+@settings(max_examples=50, deadline=None)
+@given(qos=st.lists(st.sampled_from([0, 1, 1, 1, 2]), max_size=20))
+def test_acknowledging_many_sends_what_acknowledging_each_sends_in_order(qos: list[int]) -> None:
+    ours = MqttClient("mqtt://127.0.0.1:1", "ours", manual_ack=True)
+    theirs = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=True)
+    messages = [InboundMessage("t", b"", level, mid, ours) for mid, level in enumerate(qos, 1)]
+    ours.ack_many(iter(messages))  # any iterable
+    for message in messages:
+        theirs.ack(message.mid, message.qos)
+    assert b"".join(p["packet"] for p in ours._client._out_packet) == b"".join(p["packet"] for p in theirs._out_packet)
