@@ -321,6 +321,15 @@ class GatewaySettings(CommonSettings):
         le=65_535,
         description="MQTT messages awaiting Kafka ack at most (MQTT 5 Receive Maximum: the back-pressure bound).",
     )
+    gateway_linger_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description=(
+            "How long a Kafka partition's sender, woken from idle, waits for more messages before packing its"
+            " record: fewer, larger records cost the broker, rules and writer less per message."
+        ),
+    )
     gateway_record_format: Literal["columns", "messages"] = Field(
         default="columns",
         description=(

@@ -314,6 +314,7 @@ class Gateway:
                     self.metrics,
                     self._backoff,
                     lambda: self._stopping,
+                    self.settings.gateway_linger_ms / 1000,
                 )
             chunk = Chunk(items, loop.create_future())
             sender.put(chunk)
@@ -401,8 +402,10 @@ class _PartitionSender:
         metrics: GatewayMetrics,
         backoff: tuple[float, float],
         stopping: Callable[[], bool],
+        linger_s: float = 0.0,
     ) -> None:
         self._producer = producer
+        self._linger_s = linger_s
         self.topic = topic
         self.partition = partition
         self._record_format = record_format
@@ -438,6 +441,12 @@ class _PartitionSender:
                 if not queue:
                     self._wake.clear()
                     await self._wake.wait()
+                    if self._linger_s:
+                        # Woken from idle by one dispatch: let the next few join it, so that the
+                        # record (and the broker's, the rules' and the writer's work per record) is
+                        # shared by more messages. After a send the queue fills during the wait
+                        # for Kafka's acknowledgement instead.
+                        await asyncio.sleep(self._linger_s)
                     continue
                 try:
                     count = await self._send_one_batch()
