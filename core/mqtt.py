@@ -147,7 +147,7 @@ class _Client(paho.Client):
         header = self._in_packet["command"]
         data = self._in_packet["packet"]
         qos = (header & 0x06) >> 1
-        if self._protocol != paho.MQTTv5 or qos == 2:
+        if self._protocol != paho.MQTTv5 or qos >= 2:  # QoS 2, or both bits set (malformed): paho's way
             return super()._handle_publish()
         try:
             (length,) = _U16.unpack_from(data, 0)
@@ -222,7 +222,7 @@ class _Client(paho.Client):
         while count < limit and position < end:
             header = buffer[position]
             qos = (header & 0x06) >> 1
-            if header & 0xF0 != PUBLISH_HEADER or qos == 2:
+            if header & 0xF0 != PUBLISH_HEADER or qos >= 2:  # QoS 2, or malformed (MQTT-3.3.1-4)
                 break
             length = shift = 0  # the remaining length: 1 to 4 bytes of 7 bits, least significant first
             body = position + 1
@@ -355,6 +355,7 @@ class MqttClient:
         self._client.on_socket_register_write = self._on_socket_register_write
         self._client.on_socket_unregister_write = self._on_socket_unregister_write
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._resume_pending = False  # a call to _on_readable scheduled for bytes already read
         self._loop_thread: int | None = None
         self._sock: paho.SocketLike | None = None
         self._connected = False
@@ -429,9 +430,16 @@ class MqttClient:
             budget -= 1 + client.deliver_buffered(budget - 1)
             if not client.buffered() and not _has_more(sock):
                 return
-        if client.buffered() and self._loop is not None:
-            # Bytes already read do not make the socket readable again: come back for them.
-            self._loop.call_soon(self._on_readable)
+        if client.buffered() and self._loop is not None and not self._resume_pending:
+            # Bytes already read do not make the socket readable again: come back for them, once
+            # (the socket's readable events call in too: one pending resume each would pile up
+            # under a steady flood, and the 500-packet bound per pass would no longer hold).
+            self._resume_pending = True
+            self._loop.call_soon(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        self._resume_pending = False
+        self._on_readable()
 
     def _on_writable(self) -> None:
         self._client.loop_write()

@@ -31,7 +31,9 @@ class SeqResult:
     gap: int = 0
 
 
-_NEW, _DUPLICATE, _RESTART = (SeqResult(verdict) for verdict in SeqVerdict)
+_NEW = SeqResult(SeqVerdict.NEW)
+_DUPLICATE = SeqResult(SeqVerdict.DUPLICATE)
+_RESTART = SeqResult(SeqVerdict.RESTART)
 """The verdicts without a gap, shared (frozen): nearly every message gets one, and a frozen
 dataclass costs 0.4 us to make."""
 

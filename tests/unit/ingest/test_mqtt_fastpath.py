@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from typing import Any, cast
 
@@ -205,9 +205,12 @@ def test_every_packet_is_received_in_order_whatever_the_segments(packets: list[P
 
     async def receive() -> list[tuple[str, bytes, int]]:
         with subscriber(sock) as client:
-            while sock.chunks:  # one readable event per segment that arrived
+            events = 4 * len(bounds) + 10  # a mis-framed stream stops paho reading: fail, do not hang
+            while sock.chunks and events:  # one readable event per segment that arrived
                 client._on_readable()
                 await asyncio.sleep(0)
+                events -= 1
+            assert not sock.chunks, "the stream was not read to its end"
             return [(m.topic, m.payload, m.mid) for m in client._inbox]
 
     assert asyncio.run(receive()) == expected
@@ -221,6 +224,30 @@ async def test_what_one_readable_event_left_buffered_is_read_without_another(mon
         client._on_readable()  # the socket is not readable again: its bytes are all in the buffer
         for _ in range(10):
             await asyncio.sleep(0)
+        assert [(m.topic, m.payload, m.mid) for m in client._inbox] == expected
+
+
+async def test_a_flood_keeps_one_resume_pending_and_each_pass_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a steady flood the socket's readable events come on top of the resume scheduled for
+    bytes already buffered: still one resume at a time, so a loop pass reads at most a few bursts
+    and the rest of the loop (Kafka senders, PUBACKs) runs between them."""
+    monkeypatch.setattr(mqtt, "READ_BURST", 3)
+    stream, expected = stream_of([("plain", 10, mid) for mid in range(1, 61)])
+    with subscriber(ChunkedSocket([stream])) as client:
+        scheduled: list[Callable[[], None]] = []
+
+        class Loop:  # what the client schedules, kept instead of run
+            def call_soon(self, callback: Callable[[], None]) -> None:
+                scheduled.append(callback)
+
+        client._loop = cast(Any, Loop())
+        for _ in range(5):  # readable events of a socket that keeps receiving
+            client._on_readable()
+        assert len(scheduled) == 1
+        while scheduled:
+            scheduled.pop(0)()
+            client._on_readable()
+            assert len(scheduled) <= 1
         assert [(m.topic, m.payload, m.mid) for m in client._inbox] == expected
 
 
