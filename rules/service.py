@@ -551,8 +551,26 @@ class RulesService:
         """Restore the checkpoints of newly assigned telemetry partitions and seek to their offsets."""
         assert self.pool is not None and self.consumer is not None
         async with self.lock:
+            mine = {tp.partition for tp in partitions if tp.topic == self.telemetry_topic}
+            for p in [p for p in self.partitions if p not in mine]:
+                # Lost without a revocation (see below): another member owns it now and our state of
+                # it is stale. Forgotten, not checkpointed: that would overwrite the owner's.
+                self.processor.forget(sorted(self.partitions.pop(p).terminals))
             for tp in partitions:
-                if tp.topic != self.telemetry_topic or tp.partition in self.partitions:
+                if tp.topic != self.telemetry_topic:
+                    continue
+                held = self.partitions.get(tp.partition)
+                if held is not None:
+                    # Still ours, and never revoked: aiokafka's coordinator joins again with no
+                    # "previous assignment" when a join's result was no longer active, so the
+                    # revocation that checkpoints and forgets does not come, while the consumer's
+                    # position is reset to the committed offset, which the rules never commit: it
+                    # reads the partition again from its start, every record a duplicate of state
+                    # we hold (a restarted engine counting 1,491 and 4,155 duplicates in two
+                    # full-suite runs of test_restarts under load). Reading resumes where our
+                    # state is.
+                    if held.next_offset is not None:
+                        self.consumer.seek(tp, held.next_offset)
                     continue
                 async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
                     await cursor.execute(

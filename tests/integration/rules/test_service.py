@@ -464,3 +464,35 @@ async def test_a_silent_terminals_hole_is_given_up_when_the_broker_never_says_ca
         await send_telemetry(settings, [record(0, idle(T0)), record(2, idle(T0 + 2_000))])
         await metric_reaches(registry, "liftwatch_rules_samples_evaluated_total", lambda v: v >= 2, timeout=30)
         assert (registry.get_sample_value("liftwatch_rules_late_samples_total") or 0) == 0
+
+
+async def test_an_assignment_without_a_revocation_resumes_where_the_state_is(
+    rules_settings: RulesSettings, database_url: str
+) -> None:
+    """aiokafka may assign partitions again without revoking them first (a join whose result was no
+    longer active), the consumer's positions reset to the committed offsets, which the rules never
+    commit: reading must resume where the engine's state is, not at the partition's start (every
+    record a duplicate), and a partition lost meanwhile must be forgotten, not checkpointed."""
+    registry = CollectorRegistry()
+    engine = service.RulesService(rules_settings, registry)
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    try:
+        await send_telemetry(rules_settings, [record(i, idle(T0 + 1000 * i)) for i in range(20)])
+        await metric_reaches(registry, "liftwatch_rules_batch_samples_sum", lambda v: v >= 20, timeout=30)
+        assert engine.consumer is not None
+        held = sorted(engine.consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+        await engine.consumer.seek_to_beginning(*held)  # what the reset does
+        await engine.assigned(held)
+        await send_telemetry(rules_settings, [record(20, idle(T0 + 20_000))])
+        await metric_reaches(registry, "liftwatch_rules_batch_samples_sum", lambda v: v >= 21, timeout=30)
+        await asyncio.sleep(0.5)  # a re-read from the start would have come by now
+        assert (registry.get_sample_value("liftwatch_rules_duplicate_messages_total") or 0) == 0
+        assert registry.get_sample_value("liftwatch_rules_batch_samples_sum") == 21
+        # A partition lost meanwhile (not in the next assignment) is forgotten, not kept.
+        telemetry = [tp for tp in held if tp.topic == engine.telemetry_topic]
+        await engine.assigned([tp for tp in held if tp != telemetry[0]])
+        assert telemetry[0].partition not in engine.partitions
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
