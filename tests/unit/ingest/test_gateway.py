@@ -317,6 +317,29 @@ async def test_a_pack_the_full_batch_refused_is_sent_next_as_built_and_in_order(
     assert recorder.acked == [1, 2, 3]
 
 
+async def test_a_refused_pack_of_several_messages_is_sent_next_and_each_message_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full batch refuses a pack of two messages: the next batch sends that pack as built and goes
+    on after both of its messages, so each message is packed, written and acknowledged once."""
+    monkeypatch.setattr(ordering, "COLUMNS_MAX_SAMPLES", 2)  # two one-sample messages a pack
+    producer = FakeProducer(partitions=1, capacity=1)
+    built: list[list[int]] = []
+    pack = TelemetryArrays.from_records
+
+    def counted(records: list[TelemetryRecord]) -> TelemetryArrays:
+        built.append([r.seq for r in records])
+        return pack(records)
+
+    monkeypatch.setattr(TelemetryArrays, "from_records", counted)
+    gateway, recorder = await gateway_with(producer, record_format="columns")
+    gateway.dispatch([message(mid, "T1", mid) for mid in range(1, 6)])
+    assert await settled(gateway) == [True]
+    assert built == [[1, 2], [3, 4], [5]]
+    assert [[r.seq for r in telemetry_in(v)] for _, v in producer.records("telemetry")] == [[1, 2], [3, 4], [5]]
+    assert recorder.acked == [1, 2, 3, 4, 5]
+
+
 FATES: list[Fate] = ["ok", "refused", "lost", "ambiguous", "bug"]
 
 

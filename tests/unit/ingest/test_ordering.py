@@ -138,3 +138,26 @@ def test_a_refused_record_is_refused_again_only_by_a_batch_that_is_not_empty() -
     taken, append = batch_of(1)
     second = build_records(entries[1:], "messages", append, first.refused)
     assert second.taken == 1 and taken == [first.refused.record] and second.refused is None
+
+
+def test_a_refused_pack_of_several_messages_holds_all_their_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next send skips every entry of the refused pack, not one: each message is packed once."""
+    monkeypatch.setattr(ordering, "COLUMNS_MAX_SAMPLES", 4)
+    entries: list[Out] = [
+        telemetry("T1", 0, 2),
+        telemetry("T2", 0, 2),
+        telemetry("T1", 1, 1),
+        telemetry("T3", 0, 1),
+        telemetry("T2", 1, 1),
+    ]
+    _, append = batch_of(1)
+    first = build_records(entries, "columns", append)
+    assert first.taken == 2 and first.refused is not None and first.refused.entries == 3
+    assert messages_of(first.refused.record[1]) == [("T1", 1, 1), ("T3", 0, 1), ("T2", 1, 1)]
+    taken, append = batch_of(10)
+    second = build_records([*entries[2:], telemetry("T4", 0, 1)], "columns", append, first.refused)
+    assert second.taken == 4 and second.refused is None
+    assert [messages_of(value) for _, value in taken] == [
+        [("T1", 1, 1), ("T3", 0, 1), ("T2", 1, 1)],
+        [("T4", 0, 1)],
+    ]
