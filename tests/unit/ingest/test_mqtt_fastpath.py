@@ -140,13 +140,18 @@ class ChunkedSocket:
         pass
 
 
-def encoded(header: int, body: bytes) -> bytes:
-    length, size = bytearray(), len(body)
+def variable_byte_integer(value: int) -> bytes:
+    """MQTT's encoding of a remaining length: 7 bits a byte, least significant first, 0x80 = more."""
+    digits = bytearray()
     while True:
-        size, digit = divmod(size, 128)
-        length.append(digit | (0x80 if size else 0))
-        if not size:
-            return bytes([header]) + bytes(length) + body
+        value, digit = divmod(value, 128)
+        digits.append(digit | (0x80 if value else 0))
+        if not value:
+            return bytes(digits)
+
+
+def encoded(header: int, body: bytes) -> bytes:
+    return bytes([header]) + variable_byte_integer(len(body)) + body
 
 
 PINGRESP = b"\xd0\x00"
@@ -296,3 +301,230 @@ def test_acknowledging_many_sends_what_acknowledging_each_sends_in_order(qos: li
     for message in messages:
         theirs.ack(message.mid, message.qos)
     assert b"".join(p["packet"] for p in ours._client._out_packet) == b"".join(p["packet"] for p in theirs._out_packet)
+
+
+def buffered_client(data: bytes, manual_ack: bool = True) -> tuple[_Client, list[tuple[str, bytes, int, int]]]:
+    """A client whose read buffer holds ``data`` (read from its current socket), and what it delivers."""
+    client = _Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=manual_ack)
+    delivered: list[tuple[str, bytes, int, int]] = []
+    client.deliver = lambda topic, payload, qos, mid: delivered.append((topic, bytes(payload), qos, mid))
+    client.on_socket_register_write = lambda *args: None  # queued packets stay queued, to be compared
+    client._sock = cast(Any, ChunkedSocket([]))
+    client._buffer, client._buffered_sock = data, client._sock
+    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
+    return client, delivered
+
+
+def queued(client: paho.Client) -> bytes:
+    return b"".join(p["packet"] for p in client._out_packet)
+
+
+def test_bytes_buffered_from_a_closed_socket_are_not_delivered_to_the_next_session() -> None:
+    stream, _ = stream_of([("plain", 10, mid) for mid in range(1, 4)])
+    client, delivered = buffered_client(b"")
+    client._sock = cast(Any, ChunkedSocket([stream]))
+    client.loop_read()  # paho reads the first packet; the other two wait in the buffer
+    assert client.buffered() and len(delivered) == 1
+    client._sock = cast(Any, ChunkedSocket([]))  # reconnected: a new session on a new socket
+    assert client.deliver_buffered(100) == 0 and len(delivered) == 1
+
+
+def test_an_auto_ack_client_sends_the_pubacks_paho_sends_in_receive_order() -> None:
+    """Without manual_ack, QoS 1 messages are acknowledged as received, by paho's read and from the
+    buffer alike; QoS 0 messages are not."""
+    mids_and_qos = [(7, 1), (1, 0), (65535, 1), (300, 1), (2, 0), (1, 1)]
+    stream = b"".join(
+        encoded(*publish_packet(b"lift/v1/T1/telemetry", mid, qos, b"", b"x" * (mid % 50))) for mid, qos in mids_and_qos
+    )
+    ours, delivered = buffered_client(b"", manual_ack=False)
+    ours._sock = cast(Any, ChunkedSocket([stream]))
+    ours.loop_read()
+    assert ours.deliver_buffered(100) == len(mids_and_qos) - 1
+    theirs = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=False)
+    theirs.on_socket_register_write = lambda *args: None
+    sock = ChunkedSocket([stream])
+    theirs._sock, theirs._state = cast(Any, sock), paho._ConnectionState.MQTT_CS_CONNECTED
+    while sock.chunks:
+        theirs.loop_read()
+    assert [(qos, mid) for _, _, qos, mid in delivered] == [(qos, mid if qos else 0) for mid, qos in mids_and_qos]
+    assert queued(ours) == queued(theirs) == b"".join(struct.pack("!BBH", 0x40, 2, mid) for mid in (7, 65535, 300, 1))
+
+
+@pytest.mark.parametrize("length", [127, 128, 16_383, 16_384, 2_097_151, 2_097_152])
+def test_remaining_lengths_of_every_size_are_read_from_the_buffer(length: int) -> None:
+    """Lengths of one to four bytes, their boundaries included (128 is 0x80 0x01: a 0x80 byte goes on)."""
+    header, body = publish_packet(b"t", 9, 1, b"", b"p" * (length - 6))
+    assert len(body) == length
+    client, delivered = buffered_client(encoded(header, bytes(body)) + PINGRESP)
+    assert client.deliver_buffered(10) == 1 and delivered == [("t", b"p" * (length - 6), 1, 9)]
+
+
+def test_a_remaining_length_padded_with_0x80_bytes_is_read_as_paho_reads_it() -> None:
+    header, body = publish_packet(b"t", 9, 1, b"", b"abc")  # 9 bytes, written as 0x89 0x80 0x00
+    client, delivered = buffered_client(bytes([header, 0x89, 0x80, 0x00]) + bytes(body))
+    assert client.deliver_buffered(10) == 1 and delivered == [("t", b"abc", 1, 9)]
+
+
+def malformed_publish(kind: str) -> bytes:
+    header, body = publish_packet(b"t", 9, 1, b"", b"abc")  # 9 bytes
+    if kind == "five-byte length":
+        return bytes([header, 0x89, 0x80, 0x80, 0x80, 0x00]) + bytes(body)
+    return encoded(header | 0x06, bytes(body))  # both QoS bits set (MQTT-3.3.1-4)
+
+
+@pytest.mark.parametrize("kind", ["five-byte length", "QoS 3"])
+def test_a_malformed_publish_is_left_to_paho_which_refuses_it(kind: str) -> None:
+    plain = encoded(*publish_packet(b"t", 8, 1, b"", b"ok"))
+    client, delivered = buffered_client(plain + malformed_publish(kind))
+    assert client.deliver_buffered(10) == 1 and delivered == [("t", b"ok", 1, 8)]
+    assert client.loop_read() == paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+    assert len(delivered) == 1
+
+
+def test_a_publish_with_an_empty_topic_is_left_to_paho() -> None:
+    """An empty topic stands for a topic alias, which only paho's decoder (properties) knows of."""
+    header, body = publish_packet(b"", 9, 1, b"", b"abc")
+    client, delivered = buffered_client(encoded(header, bytes(body)))
+    fallback: list[paho.MQTTMessage] = []
+    client.on_message = lambda c, u, m: fallback.append(m)
+    assert client.deliver_buffered(10) == 0
+    client._in_packet["command"] = header
+    client._in_packet["packet"] = body
+    client._handle_publish()
+    assert not delivered and [(m._topic, m.payload, m.mid) for m in fallback] == [(b"", b"abc", 9)]
+
+
+def test_delivering_from_the_buffer_counts_as_hearing_from_the_broker() -> None:
+    """paho's keep-alive looks at the time bytes were last received: messages taken from the buffer count."""
+    stream, _ = stream_of([("plain", 10, 1)])
+    client, _ = buffered_client(stream)
+    client._last_bytes_received = 0.0
+    assert client.deliver_buffered(10) == 1 and client._last_bytes_received > 0
+
+
+class NoLoop:
+    """Stands in for the asyncio loop: keeps the resumes ``_on_readable`` schedules, drops the rest
+    (socket (un)registration: packets to send stay queued, to be compared)."""
+
+    def __init__(self) -> None:
+        self.resumes: list[Callable[[], None]] = []
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.resumes.append(callback)
+
+    def call_soon_threadsafe(self, callback: Callable[..., None], *args: object) -> None:
+        pass
+
+
+Received = tuple[str | None, bytes, int, int]  # topic (None if not UTF-8), payload, QoS, packet id
+
+
+def read_by_paho(stream: bytes, manual_ack: bool) -> tuple[list[Received], bytes, bool]:
+    """What plain paho delivers and queues to send for ``stream``, and whether it dropped the connection."""
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5, manual_ack=manual_ack)
+    got: list[Received] = []
+    client.on_message = lambda c, u, m: got.append(
+        (m._topic.decode() if is_utf8(m._topic) else None, m.payload, m.qos, m.mid)
+    )
+    client.on_socket_register_write = lambda *args: None
+    sock = ChunkedSocket([stream])
+    client._sock = cast(Any, sock)
+    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
+    while sock.chunks and client.loop_read() == paho.MQTTErrorCode.MQTT_ERR_SUCCESS:
+        pass
+    return got, queued(client), client._sock is None
+
+
+def read_by_ours(chunks: list[bytes], manual_ack: bool) -> tuple[list[Received], bytes, bool]:
+    """The same for a gateway's MqttClient reading ``chunks`` one readable event at a time."""
+    client = MqttClient("mqtt://127.0.0.1:1", "ours", manual_ack=manual_ack)
+    loop = NoLoop()
+    client._loop = cast(Any, loop)
+    client._closing = True  # a dropped connection is not reconnected
+    sock = ChunkedSocket(chunks)
+    client._sock = client._client._sock = cast(Any, sock)
+    client._client._state = paho._ConnectionState.MQTT_CS_CONNECTED
+    for _ in range(10_000):
+        if client._sock is None:
+            break
+        if loop.resumes:
+            loop.resumes.pop(0)()
+        elif sock.chunks:
+            client._on_readable()
+        else:
+            break
+    else:
+        raise AssertionError("the stream was not read to its end")
+    got: list[Received] = [
+        (None if m.topic.startswith("<invalid utf-8 topic") else m.topic, m.payload, m.qos, m.mid)
+        for m in client._inbox
+    ]
+    client._loop = None
+    return got, queued(client._client), client._sock is None
+
+
+def remaining_length(size: int, padding: int) -> bytes:
+    """``size`` as MQTT's variable byte integer, with ``padding`` more bytes of 0 (0x80 ... 0x00):
+    allowed up to four bytes in all, malformed beyond."""
+    digits = bytearray(variable_byte_integer(size))
+    if padding:
+        digits[-1] |= 0x80
+        digits += b"\x80" * (padding - 1) + b"\x00"
+    return bytes(digits)
+
+
+TOPICS = {
+    "plain": (b"lift/v1/T1/telemetry", b""),
+    "properties": (b"lift/v1/T1/telemetry", b"\x01\x01"),
+    "alias": (b"", b"\x23\x00\x01"),
+    "empty topic": (b"", b""),
+    "not utf-8": (b"\xff\xfe", b""),
+    "one letter": (b"x", b""),
+}
+
+
+@st.composite
+def packets(draw: st.DrawFn, malformed: bool = False) -> bytes:
+    """One packet a broker may send a subscriber: PUBLISH of QoS 0, 1 and 2 with dup and retain
+    flags, topics of every shape, payloads that look like packets, lengths padded (0x80 ... 0x00,
+    as paho reads them); PINGRESP, PUBREL. ``malformed``: a PUBLISH with both QoS bits set or a
+    remaining length of five bytes, which paho refuses (it drops the connection)."""
+    kind = "publish" if malformed else draw(st.sampled_from(["publish"] * 8 + ["pingresp", "pubrel"]))
+    mid = draw(st.integers(1, 65535))
+    if kind == "pingresp":
+        return PINGRESP
+    if kind == "pubrel":
+        return b"\x62\x02" + struct.pack("!H", mid)
+    five_bytes = malformed and draw(st.booleans())
+    qos = 3 if malformed and not five_bytes else draw(st.sampled_from([0, 1, 2]))
+    flags = (draw(st.booleans()) and qos > 0) << 3 | draw(st.booleans())
+    topic, properties = TOPICS[draw(st.sampled_from(sorted(TOPICS)))]
+    size = draw(st.integers(0, 60) | st.sampled_from([125, 126, 16_380, 70_000]))
+    fill = draw(st.sampled_from([b"\x00", b"\x30\x82\x00", b"\x00\x07\x00lift"]))  # mis-framed reads fail
+    payload = (fill * (size // len(fill) + 1))[:size]
+    body = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"")
+    body += bytes([len(properties)]) + properties + payload
+    length = variable_byte_integer(len(body))
+    padding = 5 - len(length) if five_bytes else draw(st.sampled_from([0, 0, 0, 0, 4 - len(length)]))
+    return bytes([0x30 | qos << 1 | flags]) + remaining_length(len(body), padding) + body
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> bytes:
+    """Well-formed packets, and in about one stream out of two a malformed one among them."""
+    stream = draw(st.lists(packets(), min_size=1, max_size=25))
+    if draw(st.booleans()):
+        stream.insert(draw(st.integers(0, len(stream))), draw(packets(malformed=True)))
+    return b"".join(stream)
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=streams(), cuts=st.lists(st.integers(0, 200_000), max_size=8), manual_ack=st.booleans())
+def test_a_gateway_client_receives_and_acknowledges_any_stream_as_paho_does(
+    stream: bytes, cuts: list[int], manual_ack: bool
+) -> None:
+    """Differential: whatever the broker sends, however it is segmented, the buffered reads and the
+    fast path deliver the messages paho delivers (QoS 2 on PUBREL), queue the packets paho queues
+    (PUBACK, PUBREC, PUBCOMP) and drop the connection where paho does (malformed packets)."""
+    bounds = sorted({0, len(stream), *(cut % (len(stream) + 1) for cut in cuts)})
+    assert read_by_ours([stream[a:b] for a, b in pairwise(bounds)], manual_ack) == read_by_paho(stream, manual_ack)
