@@ -441,7 +441,18 @@ def terminal_swapped(settings: CommonSettings, seed: int) -> Scenario:
             seq += 1
         renamed.append(m)
 
+    first_samples = sum(len(m.samples) for m in first)
+
     async def swap(platform: Platform) -> None:
+        # The terminal is swapped once the engine has read what the old one sent (plus the probe's
+        # sample): registry facts apply to samples when they are judged, not when they were taken,
+        # so a swap while the old terminal's samples still wait in a backlog judges them without
+        # their elevator (seen once in a loaded full suite: an incident without registration). A
+        # known limitation (docs/rules.md), not what this shape tests: the new terminal's reports.
+        async def read_first_half() -> bool:
+            return platform.metric("liftwatch_rules_batch_samples_sum") >= first_samples + 1
+
+        await _wait_for(read_first_half, 60, "the engine to read the old terminal's samples")
         pushed = _pushes(platform)
         response = await _admin(platform, "PATCH", f"/api/v1/terminals/{old}", {"registration_code": None})
         assert response.status_code == 200, response.text
@@ -698,7 +709,7 @@ async def _run(platform: Platform, shape: str, seed: int, tmp: Path) -> None:
     ]
     got = sorted((str(r), str(c)) for r, c, _ in incidents)
     if got != sorted(scenario.truth):
-        found = sorted((r, c, t) for r, c, t in incidents)
+        found = sorted(((r, c, t) for r, c, t in incidents), key=str)  # an incident may have no registration
         problems.append(f"incidents: want one per injected fault {sorted(scenario.truth)}, got {found}")
     if behind:
         problems.append(f"telemetry topic: {behind} records not in their terminal's publishing order")
