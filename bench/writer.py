@@ -127,7 +127,7 @@ async def main_async(args: argparse.Namespace) -> None:
             # reports more often than that (fleet_batch stamps every batch of the run alike).
             marks = LastSeenMarks()
             fleet = [f"LW-{i:06d}" for i in range(args.terminals)]
-            marks.remember(fleet, np.full(len(fleet), last_seen_mark(now_ms + 1000), np.int64))
+            marks.remember(dict.fromkeys(fleet, last_seen_mark(now_ms + 1000)))
             for round_ in range(args.rounds + 1):  # the first round warms up
                 for way in WAYS:
                     conn = prepared if way in WRITER_SESSION else plain

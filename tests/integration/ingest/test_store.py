@@ -289,6 +289,14 @@ async def _seen_and_definition(conn: psycopg.AsyncConnection[Any], terminal: str
     return seen[0], wanted[0]
 
 
+async def _writer_session(conn: psycopg.AsyncConnection[Any], terminal: str) -> LastSeenMarks:
+    """A writer's session with ``terminal`` registered, and a writer's empty memory of last_seen_at."""
+    await prepare_session(conn)
+    await conn.execute("INSERT INTO terminals (terminal_id) VALUES (%s)", (terminal,))
+    await conn.commit()
+    return LastSeenMarks()
+
+
 async def test_last_seen_of_a_terminal_registered_after_its_first_samples(database_url: str) -> None:
     """The update found no row: nothing is remembered, the next batch of the same 30 s writes it."""
     terminal = f"R{secrets.token_hex(3)}"
@@ -308,10 +316,7 @@ async def test_last_seen_is_not_remembered_inside_a_callers_transaction(database
     must be written again when the batch is re-delivered."""
     terminal = f"O{secrets.token_hex(3)}"
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        await prepare_session(conn)
-        await conn.execute("INSERT INTO terminals (terminal_id) VALUES (%s)", (terminal,))
-        await conn.commit()
-        marks = LastSeenMarks()
+        marks = await _writer_session(conn, terminal)
         await conn.execute("SELECT 1")  # a transaction the caller left open
         await store_batch(conn, _one(terminal, 1, MARK + 1_000), "UTC", marks)
         await conn.rollback()
@@ -325,10 +330,7 @@ async def test_last_seen_of_a_failed_transaction_is_not_remembered(database_url:
     kept, so nothing may be remembered (else the re-delivered batch would skip its update)."""
     terminal = f"F{secrets.token_hex(3)}"
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        await prepare_session(conn)
-        await conn.execute("INSERT INTO terminals (terminal_id) VALUES (%s)", (terminal,))
-        await conn.commit()
-        marks = LastSeenMarks()
+        marks = await _writer_session(conn, terminal)
         batch = _one(terminal, 1, MARK + 1_000)
         refused = DeadLetter(
             received_ms=MARK, source="s", topic="t", reason=DeadLetterReason.SCHEMA, detail="nul\x00", payload=b""
